@@ -1,0 +1,20 @@
+-- Convenience entry points: each builds a spec and calls zdm.start(spec).
+
+-- A table as a spec names it: schema-qualified and quoted, whatever the search_path.
+CREATE FUNCTION zdm._table_name(tbl regclass) RETURNS text
+LANGUAGE sql STABLE STRICT AS $$
+    SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl
+$$;
+
+CREATE FUNCTION zdm.rename_column(tbl regclass, col name, new_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm.start(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'name', migration,
+        'operations', pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'op', 'rename_column', 'table', zdm._table_name(tbl),
+            'column', col::text, 'new_name', new_name::text)))))
+$$;
+COMMENT ON FUNCTION zdm.rename_column(regclass, name, name, text) IS
+    'Start renaming a column with expand/migrate/contract; returns the migration name.';

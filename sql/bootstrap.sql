@@ -1,0 +1,112 @@
+-- pg_zdm catalog: one row per migration, and an append-only event log.
+-- Written only by pg_zdm's own functions (see the guard trigger below).
+
+CREATE TABLE zdm.migrations (
+    name                text PRIMARY KEY,
+    table_name          text NOT NULL,          -- schema-qualified, quoted: public."Users"
+    kind                text NOT NULL,          -- rename_column, ..., or multi
+    phase               text NOT NULL
+        CHECK (phase IN ('started', 'backfilling', 'backfilled', 'completed', 'rolled_back')),
+    columns             text[] NOT NULL DEFAULT '{}',   -- columns this migration claims
+    spec                jsonb NOT NULL,         -- what was asked
+    plan                jsonb NOT NULL,         -- the SQL of every phase, as generated at start
+    created_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    created_by          name NOT NULL DEFAULT current_user,
+    updated_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    completed_at        timestamptz,
+    -- backfill progress, checkpointed in the same transaction as each batch
+    backfill_upper      text[],                 -- key of the last row that existed when the backfill began
+    backfill_last       text[],                 -- key of the last row of the last committed batch
+    backfill_started_at timestamptz,
+    rows_estimated      bigint,
+    rows_done           bigint NOT NULL DEFAULT 0,
+    rows_changed        bigint NOT NULL DEFAULT 0,
+    batches             bigint NOT NULL DEFAULT 0,
+    last_batch_size     integer,
+    last_batch_ms       double precision,
+    last_batch_at       timestamptz,
+    runner              text,
+    last_error          text
+);
+COMMENT ON TABLE zdm.migrations IS
+    'pg_zdm migrations, one row each. Written only by zdm.* functions; read it freely.';
+
+CREATE INDEX migrations_table_active ON zdm.migrations (table_name)
+    WHERE phase NOT IN ('completed', 'rolled_back');
+
+CREATE TABLE zdm.events (
+    id          bigserial PRIMARY KEY,
+    migration   text NOT NULL REFERENCES zdm.migrations (name) ON DELETE CASCADE,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    event       text NOT NULL,
+    from_phase  text,
+    to_phase    text,
+    detail      jsonb,
+    by_user     name NOT NULL DEFAULT current_user,
+    by_pid      integer NOT NULL DEFAULT pg_backend_pid()
+);
+COMMENT ON TABLE zdm.events IS 'Append-only log of what pg_zdm did to each migration.';
+
+-- Guard: the catalog is written by pg_zdm only. Its functions switch
+-- zdm.catalog_write on for the span of one write; COPY is let through so that
+-- pg_restore can bring the catalog back (see pg_extension_config_dump below).
+CREATE FUNCTION zdm._catalog_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('zdm.catalog_write', true), 'off') <> 'on'
+       AND current_query() !~* '^\s*copy\s' THEN
+        RAISE EXCEPTION 'pg_zdm catalog table %.% is written by zdm.* functions only', TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Use zdm.start(), zdm.complete(), zdm.rollback() and friends; read the table freely.';
+    END IF;
+    IF TG_TABLE_NAME = 'events' AND TG_OP <> 'INSERT' THEN
+        RAISE EXCEPTION 'zdm.events is append-only'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Events are deleted with their migration only.';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON zdm.migrations
+    FOR EACH ROW EXECUTE FUNCTION zdm._catalog_guard();
+CREATE TRIGGER catalog_guard BEFORE INSERT OR UPDATE ON zdm.events
+    FOR EACH ROW EXECUTE FUNCTION zdm._catalog_guard();
+CREATE TRIGGER catalog_guard_truncate BEFORE TRUNCATE ON zdm.migrations
+    FOR EACH STATEMENT EXECUTE FUNCTION zdm._catalog_guard();
+CREATE TRIGGER catalog_guard_truncate BEFORE TRUNCATE ON zdm.events
+    FOR EACH STATEMENT EXECUTE FUNCTION zdm._catalog_guard();
+
+-- pg_dump keeps the catalog's rows (the tables themselves come with CREATE EXTENSION).
+SELECT pg_catalog.pg_extension_config_dump('zdm.migrations', '');
+SELECT pg_catalog.pg_extension_config_dump('zdm.events', '');
+SELECT pg_catalog.pg_extension_config_dump('zdm.events_id_seq', '');
+
+-- Where each migration stands, with rates and an ETA for running backfills.
+CREATE VIEW zdm.progress AS
+SELECT m.name AS migration,
+       m.table_name,
+       m.kind,
+       m.phase,
+       m.rows_done,
+       greatest(m.rows_estimated, m.rows_done) AS rows_estimated,
+       CASE WHEN m.phase IN ('backfilled', 'completed') THEN 100.0
+            WHEN coalesce(greatest(m.rows_estimated, m.rows_done), 0) = 0 THEN NULL
+            ELSE round(100.0 * m.rows_done / greatest(m.rows_estimated, m.rows_done), 1)
+       END AS percent,
+       CASE WHEN m.last_batch_at > m.backfill_started_at
+            THEN round((m.rows_done / extract(epoch FROM m.last_batch_at - m.backfill_started_at))::numeric, 0)
+       END AS rows_per_second,
+       CASE WHEN m.phase = 'backfilling' AND m.rows_done > 0 AND m.last_batch_at > m.backfill_started_at
+            THEN (m.last_batch_at - m.backfill_started_at)
+                 * (greatest(m.rows_estimated - m.rows_done, 0)::float8 / m.rows_done)
+       END AS eta,
+       m.batches,
+       m.last_batch_size,
+       round(m.last_batch_ms::numeric, 1) AS last_batch_ms,
+       m.last_batch_at,
+       m.runner,
+       m.last_error,
+       m.updated_at
+  FROM zdm.migrations m;
+COMMENT ON VIEW zdm.progress IS 'One line per migration: phase, rows done, rate, ETA, last batch, last error.';

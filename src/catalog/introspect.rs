@@ -1,0 +1,185 @@
+//! Reads pg_catalog into `model` types. Every name that leaves here is quoted
+//! by the server (`quote_ident`, `format('%I')`), never by hand.
+
+use super::model::{ColumnInfo, Dependent, KeyInfo, TableInfo};
+use crate::error::{ZdmError, ZdmResult};
+use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+
+/// Resolve a table name as written in a spec (`public.users`, `"My Table"`) and read it whole.
+pub fn load_table(name: &str) -> ZdmResult<TableInfo> {
+    let oid = resolve_oid(name)?;
+    load_table_by_oid(oid, name)
+}
+
+/// The table's oid, or 42P01 naming it.
+pub fn resolve_oid(name: &str) -> ZdmResult<u32> {
+    let oid: Option<i64> = Spi::get_one_with_args(
+        "SELECT to_regclass($1)::oid::int8",
+        &[name.into()],
+    )
+    .map_err(spi_err)?;
+    oid.map(|o| o as u32).ok_or_else(|| {
+        ZdmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"))
+            .hint("Give the table schema-qualified, e.g. public.users; quote mixed-case names: public.\"Users\".")
+    })
+}
+
+fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
+    Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT n.nspname::text, c.relname::text, c.relkind::text
+                   FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = $1::int8::oid",
+                Some(1),
+                &[(oid as i64).into()],
+            )?
+            .first();
+        let schema: String = row.get(1)?.unwrap_or_default();
+        let relname: String = row.get(2)?.unwrap_or_default();
+        let relkind: String = row.get(3)?.unwrap_or_default();
+        let name = QualifiedName::new(Ident::new(schema), Ident::new(relname));
+
+        let mut columns = Vec::new();
+        let rows = client.select(
+            "SELECT a.attname::text, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                    CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                         THEN pg_catalog.format('COLLATE %I.%I', cn.nspname, co.collname) END,
+                    a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+                    a.attidentity <> '', a.attgenerated <> '',
+                    pg_catalog.col_description(a.attrelid, a.attnum),
+                    (SELECT pg_catalog.format('%I.%I', sn.nspname, s.relname)
+                       FROM pg_catalog.pg_depend dp
+                       JOIN pg_catalog.pg_class s ON s.oid = dp.objid AND s.relkind = 'S'
+                       JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+                      WHERE dp.refclassid = 'pg_catalog.pg_class'::regclass AND dp.refobjid = a.attrelid
+                        AND dp.refobjsubid = a.attnum AND dp.classid = 'pg_catalog.pg_class'::regclass
+                        AND dp.deptype IN ('a', 'i') LIMIT 1)
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+               LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+               LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+               LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+              WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            None,
+            &[(oid as i64).into()],
+        )?;
+        for r in rows {
+            let comment: Option<String> = r.get(9)?;
+            columns.push(ColumnInfo {
+                name: Ident::new(r.get::<String>(1)?.unwrap_or_default()),
+                attnum: r.get::<i16>(2)?.unwrap_or_default(),
+                type_sql: SqlFragment(r.get::<String>(3)?.unwrap_or_default()),
+                collation_sql: r.get::<String>(4)?.map(SqlFragment),
+                not_null: r.get::<bool>(5)?.unwrap_or(false),
+                default_sql: r.get::<String>(6)?.map(SqlFragment),
+                identity: r.get::<bool>(7)?.unwrap_or(false),
+                generated: r.get::<bool>(8)?.unwrap_or(false),
+                comment: comment.as_deref().map(Literal::new),
+                owned_sequence: r.get::<String>(10)?.map(SqlFragment),
+            });
+        }
+
+        // The batch key: the primary key, else the narrowest valid unique btree
+        // index on NOT NULL columns without expression or predicate.
+        let key_rows = client.select(
+            "SELECT ic.relname::text, i.indisprimary,
+                    array_agg(a.attname::text ORDER BY k.ord),
+                    array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+               FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+               JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
+               CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE i.indrelid = $1::int8::oid AND i.indisunique AND i.indisvalid AND i.indimmediate
+                AND i.indpred IS NULL AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts
+              GROUP BY ic.relname, i.indisprimary, i.indexrelid
+             HAVING bool_and(a.attnotnull)
+              ORDER BY i.indisprimary DESC, count(*), i.indexrelid
+              LIMIT 1",
+            None,
+            &[(oid as i64).into()],
+        )?;
+        let mut key = None;
+        for r in key_rows {
+            let names: Vec<String> = r.get(3)?.unwrap_or_default();
+            let types: Vec<String> = r.get(4)?.unwrap_or_default();
+            key = Some(KeyInfo {
+                index_name: r.get::<String>(1)?.unwrap_or_default(),
+                is_primary: r.get::<bool>(2)?.unwrap_or(false),
+                columns: names.into_iter().map(Ident::new).zip(types.into_iter().map(SqlFragment)).collect(),
+            });
+        }
+
+        // Objects that depend on particular columns: indexes, constraints, views,
+        // triggers, policies, statistics. Column defaults and owned sequences are
+        // part of the column itself and handled by the operations.
+        let mut dependents: Vec<Dependent> = Vec::new();
+        let dep_rows = client.select(
+            "SELECT CASE d.classid
+                      WHEN 'pg_catalog.pg_class'::regclass THEN
+                        CASE (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid)
+                          WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' ELSE 'relation' END
+                      WHEN 'pg_catalog.pg_constraint'::regclass THEN 'constraint'
+                      WHEN 'pg_catalog.pg_rewrite'::regclass THEN 'view'
+                      WHEN 'pg_catalog.pg_trigger'::regclass THEN 'trigger'
+                      WHEN 'pg_catalog.pg_policy'::regclass THEN 'policy'
+                      ELSE 'object' END,
+                    pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
+                    array_agg(DISTINCT d.refobjsubid)
+               FROM pg_catalog.pg_depend d
+              WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = $1::int8::oid
+                AND d.refobjsubid > 0 AND d.deptype IN ('n', 'a')
+                AND d.classid <> 'pg_catalog.pg_attrdef'::regclass
+                AND NOT (d.classid = 'pg_catalog.pg_class'::regclass
+                         AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'S')
+              GROUP BY 1, 2
+              ORDER BY 1, 2",
+            None,
+            &[(oid as i64).into()],
+        )?;
+        for r in dep_rows {
+            dependents.push(Dependent {
+                kind: r.get::<String>(1)?.unwrap_or_default(),
+                name: r.get::<String>(2)?.unwrap_or_default(),
+                attnums: r.get::<Vec<i16>>(3)?.unwrap_or_default(),
+            });
+        }
+
+        Ok::<_, pgrx::spi::Error>(TableInfo {
+            oid,
+            name,
+            relkind: relkind.chars().next().unwrap_or('?'),
+            columns,
+            key,
+            dependents,
+        })
+    })
+    .map_err(spi_err)
+    .and_then(|t| check_table_kind(t, asked_as))
+}
+
+/// Only ordinary tables can be migrated column by column here.
+fn check_table_kind(t: TableInfo, asked_as: &str) -> ZdmResult<TableInfo> {
+    match t.relkind {
+        'r' => Ok(t),
+        'p' => Err(ZdmError::not_supported(format!(
+            "\"{asked_as}\" is a partitioned table; pg_zdm does not migrate partitioned tables"
+        ))
+        .hint("Migrate each partition, or change the parent with plain DDL in a maintenance window.")),
+        other => Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("\"{asked_as}\" is not a table (relkind '{other}')"),
+        )
+        .hint("pg_zdm migrates ordinary tables; views and materialized views are recreated, not migrated.")),
+    }
+}
+
+/// Internal SPI failures are bugs or catalog races, not user errors: keep the message.
+pub fn spi_err(e: pgrx::spi::Error) -> ZdmError {
+    ZdmError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_zdm catalog query failed: {e}"))
+}

@@ -1,0 +1,69 @@
+//! What pg_zdm knows about a table, as plain data. Filled by `introspect`
+//! (server side), read by `ops` (pure), built by hand in unit tests.
+
+use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
+
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub oid: u32,
+    pub name: QualifiedName,
+    /// pg_class.relkind as a char: 'r' table, 'p' partitioned, 'v' view...
+    pub relkind: char,
+    pub columns: Vec<ColumnInfo>,
+    /// The key backfill batches walk: the primary key, else a unique NOT NULL index.
+    pub key: Option<KeyInfo>,
+    /// Indexes, constraints and views that use each column, for refusals and plans.
+    pub dependents: Vec<Dependent>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: Ident,
+    pub attnum: i16,
+    /// `format_type(atttypid, atttypmod)`: `character varying(255)`, `numeric(10,2)`.
+    pub type_sql: SqlFragment,
+    /// `COLLATE "..."` when the column's collation is not its type's default.
+    pub collation_sql: Option<SqlFragment>,
+    pub not_null: bool,
+    /// `pg_get_expr(adbin, adrelid)`.
+    pub default_sql: Option<SqlFragment>,
+    pub identity: bool,
+    pub generated: bool,
+    pub comment: Option<Literal>,
+    /// A sequence owned by this column (serial), schema-qualified and quoted.
+    pub owned_sequence: Option<SqlFragment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// Name of the index the key comes from (raw).
+    pub index_name: String,
+    pub is_primary: bool,
+    /// Key columns in index order, with their type for casting text back.
+    pub columns: Vec<(Ident, SqlFragment)>,
+}
+
+/// An object that depends on particular columns of the table.
+#[derive(Debug, Clone)]
+pub struct Dependent {
+    /// "index", "constraint", "view", "trigger", "policy"...
+    pub kind: String,
+    pub name: String,
+    /// attnums it uses (empty when it uses the whole row).
+    pub attnums: Vec<i16>,
+}
+
+impl TableInfo {
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name.raw() == name)
+    }
+
+    /// Dependents that use the given column.
+    pub fn dependents_of(&self, attnum: i16) -> impl Iterator<Item = &Dependent> {
+        self.dependents.iter().filter(move |d| d.attnums.contains(&attnum))
+    }
+
+    pub fn is_key_column(&self, name: &str) -> bool {
+        self.key.as_ref().is_some_and(|k| k.columns.iter().any(|(c, _)| c.raw() == name))
+    }
+}

@@ -1,0 +1,105 @@
+//! The settings a DBA can tune, all under the `zdm.` prefix.
+//!
+//! Each has a session default here; a value can be set per role, per database,
+//! in postgresql.conf, or with SET for one session. The README lists them.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// How long one DDL statement may wait for its lock before it gives up and retries.
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// How many times a DDL step is tried before pg_zdm gives up and names the blockers.
+pub static LOCK_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// First pause between two attempts; doubles each time, with jitter, up to the cap.
+pub static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
+/// Cap on the pause between two attempts.
+pub static RETRY_BACKOFF_MAX_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+/// Rows per backfill batch (the starting size when a target duration is set).
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
+/// Pause between two backfill batches, to leave room to the application.
+pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Seconds between two progress NOTICEs of a running backfill.
+pub static PROGRESS_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(5);
+
+/// Set by pg_zdm around its own catalog writes; the guard trigger refuses others.
+pub static CATALOG_WRITE: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"zdm.catalog_write",
+        c"Internal: lets pg_zdm's own functions write its catalog tables.",
+        c"Do not set it by hand: zdm.migrations and zdm.events are written by zdm.* functions only.",
+        &CATALOG_WRITE,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL | GucFlags::NO_RESET_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.lock_timeout",
+        c"How long one pg_zdm DDL statement waits for its lock before retrying.",
+        c"Readers and writers that arrive while pg_zdm waits for a lock queue behind it for at most this long.",
+        &LOCK_TIMEOUT_MS,
+        1,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.lock_attempts",
+        c"How many times a pg_zdm DDL step is tried when its lock is not available.",
+        c"After the last attempt the step fails with SQLSTATE 55P03, naming the sessions that held the lock.",
+        &LOCK_ATTEMPTS,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.retry_backoff",
+        c"First pause between two attempts of a DDL step; doubles each attempt, with jitter.",
+        c"",
+        &RETRY_BACKOFF_MS,
+        0,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.retry_backoff_max",
+        c"Longest pause between two attempts of a DDL step.",
+        c"",
+        &RETRY_BACKOFF_MAX_MS,
+        0,
+        600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.batch_size",
+        c"Rows per backfill batch.",
+        c"",
+        &BATCH_SIZE,
+        1,
+        10_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.batch_delay",
+        c"Pause between two backfill batches.",
+        c"",
+        &BATCH_DELAY_MS,
+        0,
+        600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.progress_interval",
+        c"Seconds between two progress NOTICEs of a running backfill.",
+        c"",
+        &PROGRESS_INTERVAL_S,
+        1,
+        3600,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+}

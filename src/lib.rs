@@ -1,0 +1,58 @@
+//! pg_zdm: zero-downtime schema migrations, inside PostgreSQL.
+//!
+//! Where things are:
+//! - `spec`        what the user asks for (JSON, parsed with serde)
+//! - `catalog`     what the table looks like (introspection of pg_catalog)
+//! - `ops`         one module per operation: checks and plans (pure)
+//! - `sqlgen`      SQL text of triggers and batches (pure)
+//! - `plan`        steps, phases and lock modes (pure data)
+//! - `executor`    running steps with lock_timeout, retries and backoff
+//! - `backfill`    one keyset batch at a time, checkpointed
+//! - `migrations`  the catalog tables and the phase state machine
+//! - `api`         the `zdm.*` SQL functions
+//! - `session`     subtransactions, local settings, sleeps (server plumbing)
+//! - sql/          hand-written SQL: catalog tables, views, the committing procedure
+
+use pgrx::prelude::*;
+
+pub mod api;
+pub mod backfill;
+pub mod catalog;
+pub mod error;
+pub mod executor;
+pub mod guc;
+pub mod ident;
+pub mod migrations;
+pub mod ops;
+pub mod plan;
+pub mod session;
+pub mod spec;
+pub mod sqlgen;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+}
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!(
+    "../sql/backfill.sql",
+    name = "backfill_procedure",
+    requires = ["bootstrap", api::backfill_batch, api::_backfill_precheck]
+);
+extension_sql_file!("../sql/api.sql", name = "api_wrappers", requires = ["bootstrap", api::start]);
+
+/// Hooks for `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,225 @@
+//! Reads and writes of `zdm.migrations` and `zdm.events`.
+//!
+//! Direct writes to those tables are refused by a guard trigger (see
+//! sql/bootstrap.sql) unless `zdm.catalog_write` is on, which only this module
+//! sets, for the duration of one write. Every phase change goes through
+//! [`move_phase`], which checks the state machine and logs an event.
+
+use super::phase::Phase;
+use crate::catalog::introspect::spi_err;
+use crate::error::{ZdmError, ZdmResult};
+use crate::plan::Plan;
+use crate::session::with_local_settings;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct MigrationRow {
+    pub name: String,
+    pub table_name: String,
+    pub kind: String,
+    pub phase: Phase,
+    pub plan: Plan,
+    pub backfill_upper: Option<Vec<String>>,
+    pub backfill_last: Option<Vec<String>>,
+}
+
+/// Run catalog writes with the guard trigger's permission.
+fn writing<R>(f: impl FnOnce() -> R) -> R {
+    with_local_settings(&[("zdm.catalog_write", "on".to_string())], f)
+}
+
+/// Load a migration and lock its row until the end of the transaction, so two
+/// sessions never drive the same migration at once.
+pub fn get_for_update(name: &str) -> ZdmResult<MigrationRow> {
+    let row = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT name, table_name, kind, phase, plan, backfill_upper, backfill_last
+               FROM zdm.migrations WHERE name = $1 FOR UPDATE",
+            None,
+            &[name.into()],
+        )?;
+        let mut out = None;
+        for r in rows {
+            out = Some((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<String>(3)?.unwrap_or_default(),
+                r.get::<String>(4)?.unwrap_or_default(),
+                r.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null),
+                r.get::<Vec<String>>(6)?,
+                r.get::<Vec<String>>(7)?,
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(spi_err)?;
+    let (name, table_name, kind, phase, plan, upper, last) =
+        row.ok_or_else(|| ZdmError::unknown_migration(name))?;
+    let plan: Plan = serde_json::from_value(plan).map_err(|e| {
+        ZdmError::wrong_state(format!("stored plan of migration \"{name}\" cannot be read: {e}"))
+    })?;
+    Ok(MigrationRow {
+        phase: Phase::parse(&phase)?,
+        name,
+        table_name,
+        kind,
+        plan,
+        backfill_upper: upper,
+        backfill_last: last,
+    })
+}
+
+pub struct NewMigration<'a> {
+    pub name: &'a str,
+    pub table_name: &'a str,
+    pub kind: &'a str,
+    pub columns: Vec<String>,
+    pub spec: Value,
+    pub plan: &'a Plan,
+}
+
+pub fn insert(m: NewMigration) -> ZdmResult<()> {
+    let plan = serde_json::to_value(m.plan).expect("plans serialize");
+    writing(|| {
+        Spi::run_with_args(
+            "INSERT INTO zdm.migrations (name, table_name, kind, phase, columns, spec, plan)
+             VALUES ($1, $2, $3, 'started', $4, $5, $6)",
+            &[
+                m.name.into(),
+                m.table_name.into(),
+                m.kind.into(),
+                m.columns.into(),
+                JsonB(m.spec).into(),
+                JsonB(plan).into(),
+            ],
+        )
+    })
+    .map_err(spi_err)?;
+    log_event(m.name, "start", None, Some(Phase::Started), None)
+}
+
+/// Is the name free? (42710 otherwise.)
+pub fn exists(name: &str) -> ZdmResult<bool> {
+    Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT FROM zdm.migrations WHERE name = $1)", &[name.into()])
+        .map(|b| b.unwrap_or(false))
+        .map_err(spi_err)
+}
+
+/// An active (not final) migration on the same table claiming any of `columns`.
+pub fn conflicting_migration(table_name: &str, columns: &[String]) -> ZdmResult<Option<(String, Vec<String>)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT name, ARRAY(SELECT unnest(columns) INTERSECT SELECT unnest($2::text[]))
+               FROM zdm.migrations
+              WHERE phase NOT IN ('completed', 'rolled_back')
+                AND to_regclass(table_name) = to_regclass($1)
+                AND columns && $2::text[]
+              ORDER BY created_at LIMIT 1",
+            None,
+            &[table_name.into(), columns.to_vec().into()],
+        )?;
+        let mut out = None;
+        for r in rows {
+            out = Some((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<String>>(2)?.unwrap_or_default()));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(spi_err)
+}
+
+/// Change phase if the state machine allows it, and log it.
+pub fn move_phase(m: &MigrationRow, to: Phase, event: &str, detail: Option<Value>) -> ZdmResult<()> {
+    m.phase.check_move(to, &m.name)?;
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations
+                SET phase = $2, updated_at = clock_timestamp(),
+                    completed_at = CASE WHEN $2 IN ('completed', 'rolled_back') THEN clock_timestamp() END
+              WHERE name = $1",
+            &[m.name.as_str().into(), to.as_str().into()],
+        )
+    })
+    .map_err(spi_err)?;
+    log_event(&m.name, event, Some(m.phase), Some(to), detail)
+}
+
+pub fn log_event(name: &str, event: &str, from: Option<Phase>, to: Option<Phase>, detail: Option<Value>) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "INSERT INTO zdm.events (migration, event, from_phase, to_phase, detail) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                name.into(),
+                event.into(),
+                from.map(|p| p.as_str()).into(),
+                to.map(|p| p.as_str()).into(),
+                detail.map(JsonB).into(),
+            ],
+        )
+    })
+    .map_err(spi_err)
+}
+
+/// Progress of one committed batch, saved in the batch's own transaction.
+pub struct BatchCheckpoint<'a> {
+    pub last_key: &'a [String],
+    pub rows_scanned: i64,
+    pub rows_changed: i64,
+    pub batch_size: i32,
+    pub batch_ms: f64,
+}
+
+pub fn checkpoint_batch(name: &str, c: &BatchCheckpoint) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations
+                SET backfill_last = $2, rows_done = rows_done + $3, rows_changed = rows_changed + $4,
+                    batches = batches + 1, last_batch_size = $5, last_batch_ms = $6,
+                    last_batch_at = clock_timestamp(), updated_at = clock_timestamp(),
+                    runner = 'pid ' || pg_backend_pid(), last_error = NULL
+              WHERE name = $1",
+            &[
+                name.into(),
+                c.last_key.to_vec().into(),
+                c.rows_scanned.into(),
+                c.rows_changed.into(),
+                c.batch_size.into(),
+                c.batch_ms.into(),
+            ],
+        )
+    })
+    .map_err(spi_err)
+}
+
+/// Record where the backfill stops (the last row that exists now) and the estimate.
+pub fn begin_backfill(name: &str, upper: &[String], estimate: i64) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations
+                SET backfill_upper = $2, rows_estimated = $3, backfill_started_at = clock_timestamp(),
+                    updated_at = clock_timestamp()
+              WHERE name = $1",
+            &[name.into(), upper.to_vec().into(), estimate.into()],
+        )
+    })
+    .map_err(spi_err)
+}
+
+/// Everything about one migration, as `zdm.status()` returns it.
+pub fn status_json(name: &str) -> ZdmResult<Value> {
+    let v = Spi::get_one_with_args::<JsonB>(
+        "SELECT jsonb_build_object(
+                  'migration', m.name, 'table', m.table_name, 'kind', m.kind, 'phase', m.phase,
+                  'columns', to_jsonb(m.columns), 'spec', m.spec,
+                  'created_at', m.created_at, 'updated_at', m.updated_at, 'completed_at', m.completed_at,
+                  'progress', (SELECT to_jsonb(p) - 'migration' FROM zdm.progress p WHERE p.migration = m.name),
+                  'events', (SELECT jsonb_agg(jsonb_build_object('at', e.at, 'event', e.event,
+                                     'from', e.from_phase, 'to', e.to_phase, 'detail', e.detail) ORDER BY e.id)
+                               FROM zdm.events e WHERE e.migration = m.name))
+           FROM zdm.migrations m WHERE m.name = $1",
+        &[name.into()],
+    )
+    .map_err(spi_err)?;
+    v.map(|j| j.0).ok_or_else(|| ZdmError::unknown_migration(name))
+}

@@ -1,0 +1,158 @@
+//! Operations: one module per kind of change, each implementing [`Operation`].
+//!
+//! An operation is built from its spec and the introspected table (checking
+//! everything it can before anything is created), then turned into a [`Plan`]:
+//! the SQL of every phase. Building and planning are pure; `api` runs the plans.
+
+pub mod rename_column;
+
+use crate::catalog::TableInfo;
+use crate::error::{ZdmError, ZdmResult};
+use crate::ident::{Ident, QualifiedName};
+use crate::plan::Plan;
+use crate::spec::OperationSpec;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+
+/// Longest migration name: generated objects are named after it and must stay
+/// within PostgreSQL's 63-byte identifier limit.
+pub const MAX_MIGRATION_NAME: usize = 48;
+
+/// Names of the objects a migration creates, derived from its name.
+pub struct PlanContext {
+    pub migration: String,
+    /// Quotes a name the way the server does (`Ident::new` in the backend).
+    pub quote: fn(&str) -> Ident,
+}
+
+impl PlanContext {
+    /// `zdm.<prefix>_<migration>`: functions pg_zdm generates live in schema zdm.
+    pub fn function_name(&self, prefix: &str) -> QualifiedName {
+        QualifiedName::new((self.quote)("zdm"), (self.quote)(&format!("{prefix}_{}", self.migration)))
+    }
+
+    /// `zdm_<prefix>_<migration>`: triggers and constraints on the user's table.
+    pub fn object_name(&self, prefix: &str) -> Ident {
+        (self.quote)(&format!("zdm_{prefix}_{}", self.migration))
+    }
+}
+
+/// One kind of schema change.
+pub trait Operation {
+    /// Columns of the table this operation claims; a second active migration
+    /// claiming any of them is refused.
+    fn claimed_columns(&self) -> Vec<String>;
+    /// A readable default migration name, e.g. `users_rename_name_to_full_name`.
+    fn default_name(&self) -> String;
+    /// The SQL of every phase.
+    fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan>;
+}
+
+/// Build the operation a spec asks for, checking it against the table.
+pub fn build(spec: &OperationSpec, table: &TableInfo, quote: fn(&str) -> Ident) -> ZdmResult<Box<dyn Operation>> {
+    match spec {
+        OperationSpec::RenameColumn(a) => {
+            Ok(Box::new(rename_column::RenameColumn::new(table, &a.column, &a.new_name, quote)?))
+        }
+    }
+}
+
+/// Check a user-chosen migration name.
+pub fn check_migration_name(name: &str) -> ZdmResult<()> {
+    if name.is_empty() || name.len() > MAX_MIGRATION_NAME {
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!("migration name \"{name}\" must be 1 to {MAX_MIGRATION_NAME} bytes long"),
+        )
+        .hint("Objects pg_zdm creates are named after the migration and must fit in 63 bytes."));
+    }
+    if name.contains('\0') {
+        return Err(ZdmError::new(PgSqlErrorCode::ERRCODE_INVALID_NAME, "migration name contains a NUL byte"));
+    }
+    Ok(())
+}
+
+/// Shorten a generated name to the limit, keeping it unique with a hash suffix.
+pub fn fit_name(name: &str) -> String {
+    if name.len() <= MAX_MIGRATION_NAME {
+        return name.to_string();
+    }
+    // FNV-1a: stable across builds, which std's hasher is not.
+    let mut h: u32 = 0x811c9dc5;
+    for b in name.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    let mut cut = MAX_MIGRATION_NAME - 9;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{h:08x}", &name[..cut])
+}
+
+/// Check a new column name: valid length and not already taken.
+pub fn check_new_column_name(table: &TableInfo, new_name: &str) -> ZdmResult<()> {
+    if new_name.is_empty() || new_name.len() > 63 {
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!("column name \"{new_name}\" must be 1 to 63 bytes long"),
+        )
+        .hint("PostgreSQL truncates longer names; choose a shorter one."));
+    }
+    if table.column(new_name).is_some() {
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
+            format!("column \"{new_name}\" of relation \"{}\" already exists", table.name.display_raw()),
+        )
+        .hint("Choose another name, or drop the existing column first."));
+    }
+    Ok(())
+}
+
+/// Find a column or refuse with 42703 naming the table.
+pub fn require_column<'t>(table: &'t TableInfo, column: &str) -> ZdmResult<&'t crate::catalog::ColumnInfo> {
+    table.column(column).ok_or_else(|| {
+        ZdmError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("column \"{column}\" of relation \"{}\" does not exist", table.name.display_raw()),
+        )
+        .hint(format!(
+            "Columns are: {}.",
+            table.columns.iter().map(|c| c.name.raw()).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+/// Refuse a table without a key to walk in batches.
+pub fn require_key(table: &TableInfo) -> ZdmResult<&crate::catalog::KeyInfo> {
+    table.key.as_ref().ok_or_else(|| {
+        ZdmError::wrong_state(format!(
+            "table \"{}\" has no primary key and no unique index on NOT NULL columns",
+            table.name.display_raw()
+        ))
+        .hint("pg_zdm backfills in key order. Add a primary key first (CREATE UNIQUE INDEX CONCURRENTLY, then ADD PRIMARY KEY USING INDEX).")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_shortened_stably() {
+        let long = "a".repeat(80);
+        let a = fit_name(&long);
+        assert_eq!(a.len(), MAX_MIGRATION_NAME);
+        assert_eq!(a, fit_name(&long));
+        assert_ne!(a, fit_name(&"a".repeat(81)));
+        assert_eq!(fit_name("short"), "short");
+        let unicode = "é".repeat(40);
+        assert!(fit_name(&unicode).len() <= MAX_MIGRATION_NAME);
+    }
+
+    #[test]
+    fn migration_names_are_bounded() {
+        assert!(check_migration_name("ok").is_ok());
+        assert_eq!(check_migration_name("").unwrap_err().sqlstate(), "42602");
+        assert_eq!(check_migration_name(&"x".repeat(49)).unwrap_err().sqlstate(), "42602");
+    }
+}

@@ -1,0 +1,247 @@
+//! What a migration will do, phase by phase: ordered steps with their SQL text
+//! and the lock each one takes. Plans are pure data: built by `ops`, shown by
+//! `zdm.plan()`, stored in `zdm.migrations.plan`, and run by `executor`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// PostgreSQL's table lock modes, weakest first (the order matters: see [`LockMode::strongest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LockMode {
+    AccessShare,
+    RowShare,
+    RowExclusive,
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    Exclusive,
+    AccessExclusive,
+}
+
+impl LockMode {
+    /// As written in `LOCK TABLE ... IN <mode> MODE`.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            LockMode::AccessShare => "ACCESS SHARE",
+            LockMode::RowShare => "ROW SHARE",
+            LockMode::RowExclusive => "ROW EXCLUSIVE",
+            LockMode::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            LockMode::Share => "SHARE",
+            LockMode::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockMode::Exclusive => "EXCLUSIVE",
+            LockMode::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+
+    /// As `pg_locks.mode` spells it (`AccessExclusiveLock`).
+    pub fn pg_locks_name(self) -> &'static str {
+        match self {
+            LockMode::AccessShare => "AccessShareLock",
+            LockMode::RowShare => "RowShareLock",
+            LockMode::RowExclusive => "RowExclusiveLock",
+            LockMode::ShareUpdateExclusive => "ShareUpdateExclusiveLock",
+            LockMode::Share => "ShareLock",
+            LockMode::ShareRowExclusive => "ShareRowExclusiveLock",
+            LockMode::Exclusive => "ExclusiveLock",
+            LockMode::AccessExclusive => "AccessExclusiveLock",
+        }
+    }
+
+    /// The modes this one conflicts with (PostgreSQL's table-level conflict matrix).
+    pub fn conflicts(self) -> &'static [LockMode] {
+        use LockMode::*;
+        match self {
+            AccessShare => &[AccessExclusive],
+            RowShare => &[Exclusive, AccessExclusive],
+            RowExclusive => &[Share, ShareRowExclusive, Exclusive, AccessExclusive],
+            ShareUpdateExclusive => {
+                &[ShareUpdateExclusive, Share, ShareRowExclusive, Exclusive, AccessExclusive]
+            }
+            Share => &[RowExclusive, ShareUpdateExclusive, ShareRowExclusive, Exclusive, AccessExclusive],
+            ShareRowExclusive => &[
+                RowExclusive,
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+            Exclusive => &[
+                RowShare,
+                RowExclusive,
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+            AccessExclusive => &[
+                AccessShare,
+                RowShare,
+                RowExclusive,
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+        }
+    }
+
+    /// What a lock in this mode stops, in words, for plans read by people.
+    pub fn blocks(self) -> &'static str {
+        match self {
+            LockMode::AccessExclusive => "blocks reads and writes",
+            LockMode::Exclusive | LockMode::ShareRowExclusive | LockMode::Share => {
+                "blocks writes, not reads"
+            }
+            LockMode::ShareUpdateExclusive => "blocks other DDL and VACUUM, not reads or writes",
+            _ => "blocks only table-rewriting DDL",
+        }
+    }
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_sql())
+    }
+}
+
+/// A lock a step takes on one relation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockTarget {
+    /// Schema-qualified, quoted relation name.
+    pub relation: String,
+    pub mode: LockMode,
+}
+
+/// One SQL statement of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub description: String,
+    pub sql: String,
+    /// The lock the statement takes, when it takes one on a table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockTarget>,
+    /// Statements that cannot run inside a transaction block or a function
+    /// (CREATE INDEX CONCURRENTLY): run by `zdm.pending_statements()` / pg_cron.
+    #[serde(default)]
+    pub top_level: bool,
+}
+
+impl Step {
+    pub fn locked(description: impl Into<String>, sql: String, relation: &str, mode: LockMode) -> Step {
+        Step {
+            description: description.into(),
+            sql,
+            lock: Some(LockTarget { relation: relation.to_string(), mode }),
+            top_level: false,
+        }
+    }
+
+    /// A statement that takes no table lock of its own (CREATE FUNCTION, COMMENT...).
+    pub fn unlocked(description: impl Into<String>, sql: String) -> Step {
+        Step { description: description.into(), sql, lock: None, top_level: false }
+    }
+}
+
+/// The batched work that brings existing rows up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillPlan {
+    pub description: String,
+    /// Schema-qualified, quoted table.
+    pub table: String,
+    /// Key columns the batches walk, in index order (raw names).
+    pub key_columns: Vec<String>,
+    /// Returns the key of the last existing row, as text[]; NULL when the table is empty.
+    pub upper_bound_sql: String,
+    /// One batch from the start of the key range: $1 = upper bound (text[]), $2 = batch size.
+    pub first_batch_sql: String,
+    /// One batch after a key: $1 = upper bound, $2 = batch size, $3 = last key done (text[]).
+    pub next_batch_sql: String,
+}
+
+/// Every phase of one migration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Plan {
+    /// Expand: runs in `zdm.start()`, one short transaction.
+    pub start: Vec<Step>,
+    /// Migrate: existing rows, in committed batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillPlan>,
+    /// Runs right after the last batch (VALIDATE CONSTRAINT: no exclusive lock).
+    #[serde(default)]
+    pub validate: Vec<Step>,
+    /// Contract: runs in `zdm.complete()`, one short transaction.
+    pub complete: Vec<Step>,
+    /// Undo of start, from any phase before complete.
+    pub rollback: Vec<Step>,
+}
+
+impl Plan {
+    /// Append another operation's plan (a migration with several operations).
+    /// Rollback runs in reverse order of start, so later operations are undone first.
+    pub fn merge(&mut self, other: Plan) -> Result<(), &'static str> {
+        if self.backfill.is_some() && other.backfill.is_some() {
+            return Err("two operations of one migration both need a backfill");
+        }
+        self.start.extend(other.start);
+        if other.backfill.is_some() {
+            self.backfill = other.backfill;
+        }
+        self.validate.extend(other.validate);
+        self.complete.extend(other.complete);
+        let mut rollback = other.rollback;
+        rollback.extend(std::mem::take(&mut self.rollback));
+        self.rollback = rollback;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_matrix_is_symmetric() {
+        use LockMode::*;
+        let all = [
+            AccessShare,
+            RowShare,
+            RowExclusive,
+            ShareUpdateExclusive,
+            Share,
+            ShareRowExclusive,
+            Exclusive,
+            AccessExclusive,
+        ];
+        for a in all {
+            for b in all {
+                assert_eq!(a.conflicts().contains(&b), b.conflicts().contains(&a), "{a} vs {b}");
+            }
+        }
+        assert!(!AccessShare.conflicts().contains(&RowExclusive));
+        assert!(ShareUpdateExclusive.conflicts().contains(&ShareUpdateExclusive));
+    }
+
+    #[test]
+    fn modes_order_weakest_first() {
+        assert_eq!(
+            [LockMode::ShareUpdateExclusive, LockMode::AccessExclusive, LockMode::RowShare]
+                .into_iter()
+                .max(),
+            Some(LockMode::AccessExclusive)
+        );
+    }
+
+    #[test]
+    fn merge_undoes_later_operations_first() {
+        let s = |n: &str| Step::unlocked(n, n.to_string());
+        let mut a = Plan { start: vec![s("a")], rollback: vec![s("undo a")], ..Default::default() };
+        let b = Plan { start: vec![s("b")], rollback: vec![s("undo b")], ..Default::default() };
+        a.merge(b).unwrap();
+        assert_eq!(a.start.iter().map(|x| x.sql.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(a.rollback.iter().map(|x| x.sql.as_str()).collect::<Vec<_>>(), ["undo b", "undo a"]);
+    }
+}

@@ -1,0 +1,184 @@
+//! The migration spec: what the user asks for, as JSON, parsed into typed Rust.
+//!
+//! Two shapes are accepted:
+//! - one operation: `{"op": "rename_column", "table": "public.users", "column": "name", "new_name": "full_name"}`
+//! - several: `{"name": "users_v2", "operations": [ {...}, {...} ]}`
+//!
+//! Parse errors name the offending field (`operations[1].new_name: ...`).
+
+use crate::error::{ZdmError, ZdmResult};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole migration: an optional name and one or more operations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub operations: Vec<OperationSpec>,
+}
+
+/// One operation. `op` selects the variant; each variant's fields are its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum OperationSpec {
+    /// Rename a column through expand/migrate/contract: a new column kept in
+    /// sync with the old one by a trigger until complete drops the old one.
+    RenameColumn(RenameColumnSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameColumnSpec {
+    /// The table, as regclass text (`public.users`, `"My Schema"."My Table"`).
+    pub table: String,
+    pub column: String,
+    pub new_name: String,
+}
+
+/// Every `op` value pg_zdm knows, for error hints.
+pub const KNOWN_OPS: &[&str] = &["rename_column"];
+
+impl OperationSpec {
+    pub fn table(&self) -> &str {
+        match self {
+            OperationSpec::RenameColumn(a) => &a.table,
+        }
+    }
+
+    /// The operation's name as written in specs (`rename_column`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OperationSpec::RenameColumn(_) => "rename_column",
+        }
+    }
+}
+
+/// Parse a spec from its JSON value, accepting both shapes.
+///
+/// Parsed by hand one level down (rather than by serde's internally tagged
+/// enums, which buffer the content and lose the path) so that an error names
+/// the exact field: `operations[1].new_name`.
+pub fn parse_spec(value: &Value) -> ZdmResult<MigrationSpec> {
+    let obj = value.as_object().ok_or_else(|| {
+        ZdmError::invalid_parameter("a migration spec must be a JSON object")
+            .hint(r#"Use {"op": "rename_column", ...} or {"name": "...", "operations": [...]}."#)
+    })?;
+    if obj.contains_key("op") {
+        return Ok(MigrationSpec { name: None, operations: vec![parse_operation(value, "")?] });
+    }
+    let Some(ops) = obj.get("operations") else {
+        return Err(ZdmError::invalid_parameter(
+            "a migration spec needs either an \"op\" field or an \"operations\" array",
+        )
+        .hint(r#"Example: {"op": "rename_column", "table": "public.users", "column": "name", "new_name": "full_name"}"#));
+    };
+    if let Some(extra) = obj.keys().find(|k| *k != "name" && *k != "operations") {
+        return Err(bad_field(extra, "unknown field; a migration has \"name\" and \"operations\""));
+    }
+    let name = match obj.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad_field("name", "must be a string")),
+    };
+    let ops = ops.as_array().ok_or_else(|| bad_field("operations", "must be an array"))?;
+    if ops.is_empty() {
+        return Err(ZdmError::invalid_parameter("field \"operations\" is empty")
+            .hint("A migration needs at least one operation."));
+    }
+    let operations = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| parse_operation(op, &format!("operations[{i}]")))
+        .collect::<ZdmResult<Vec<_>>>()?;
+    Ok(MigrationSpec { name, operations })
+}
+
+fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
+    let field = |f: &str| if at.is_empty() { f.to_string() } else { format!("{at}.{f}") };
+    let obj = value.as_object().ok_or_else(|| bad_field(at, "an operation must be a JSON object"))?;
+    let op = match obj.get("op") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(bad_field(&field("op"), "must be a string")),
+        None => return Err(bad_field(&field("op"), "missing")),
+    };
+    let mut args = obj.clone();
+    args.remove("op");
+    let args = Value::Object(args);
+    match op {
+        "rename_column" => Ok(OperationSpec::RenameColumn(from_value_with_path(&args, at)?)),
+        other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\"")).hint(format!(
+            "Known operations: {}.",
+            KNOWN_OPS.join(", ")
+        ))),
+    }
+}
+
+fn bad_field(at: &str, what: &str) -> ZdmError {
+    ZdmError::invalid_parameter(format!("invalid migration spec at {at}: {what}"))
+        .hint("See the README for the fields each operation takes.")
+}
+
+fn from_value_with_path<T: for<'de> Deserialize<'de>>(value: &Value, at: &str) -> ZdmResult<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (at.is_empty(), inner == ".") {
+            (true, true) => "spec".to_string(),
+            (true, false) => inner,
+            (false, true) => at.to_string(),
+            (false, false) => format!("{at}.{inner}"),
+        };
+        bad_field(&path, &e.inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn single_operation_shape() {
+        let s = parse_spec(&json!({"op": "rename_column", "table": "public.users",
+                                    "column": "name", "new_name": "full_name"}))
+        .unwrap();
+        assert_eq!(s.name, None);
+        assert_eq!(s.operations.len(), 1);
+        assert_eq!(s.operations[0].kind(), "rename_column");
+        assert_eq!(s.operations[0].table(), "public.users");
+    }
+
+    #[test]
+    fn several_operations_shape() {
+        let s = parse_spec(&json!({"name": "m1", "operations": [
+            {"op": "rename_column", "table": "t", "column": "a", "new_name": "b"}]}))
+        .unwrap();
+        assert_eq!(s.name.as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn errors_point_at_the_bad_field() {
+        let e = parse_spec(&json!({"name": "m1", "operations": [
+            {"op": "rename_column", "table": "t", "column": "a", "new_name": 3}]}))
+        .unwrap_err();
+        assert_eq!(e.sqlstate(), "22023");
+        assert!(e.message.contains("operations[0].new_name"), "{}", e.message);
+
+        let e = parse_spec(&json!({"op": "rename_column", "table": "t", "column": "a"}))
+            .unwrap_err();
+        assert!(e.message.contains("new_name"), "{}", e.message);
+
+        let e = parse_spec(&json!({"op": "rename_column", "table": "t", "column": "a",
+                                   "new_name": "b", "colour": "red"}))
+        .unwrap_err();
+        assert!(e.message.contains("colour"), "{}", e.message);
+
+        let e = parse_spec(&json!({"op": "explode", "table": "t"})).unwrap_err();
+        assert!(e.message.contains("explode"), "{}", e.message);
+
+        assert!(parse_spec(&json!([1])).is_err());
+        assert!(parse_spec(&json!({"operations": []})).is_err());
+        assert!(parse_spec(&json!({"table": "t"})).is_err());
+    }
+}

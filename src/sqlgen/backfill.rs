@@ -1,0 +1,143 @@
+//! Keyset batches over a table's key: each batch is one index range scan
+//! `(key) > last AND (key) <= upper ORDER BY key LIMIT n`, whatever has been done
+//! before, and never chases rows inserted after the backfill began (the sync
+//! trigger already handles those).
+//!
+//! Parameters of the generated statements (positions travel as text[] so one
+//! stored statement serves any key type; `DateStyle` is fixed to ISO while they run):
+//! - `$1` upper bound: key of the last row that existed when the backfill began
+//! - `$2` batch size
+//! - `$3` key of the last row of the previous batch (`next_batch_sql` only)
+
+use crate::ident::{Ident, QualifiedName, SqlFragment};
+
+pub struct KeysetUpdate<'a> {
+    pub table: &'a QualifiedName,
+    /// Key columns in index order, with their types.
+    pub key: &'a [(Ident, SqlFragment)],
+    /// `col = expr` assignments; expressions use the table's bare column names.
+    pub assignments: Vec<String>,
+    /// Condition under which a row still needs the assignments (skips rows the
+    /// sync trigger already made right, so a re-run changes nothing).
+    pub needs_work: String,
+}
+
+impl KeysetUpdate<'_> {
+    fn key_list(&self, prefix: &str) -> String {
+        self.key.iter().map(|(c, _)| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
+    }
+
+    fn key_desc(&self, prefix: &str) -> String {
+        self.key.iter().map(|(c, _)| format!("{prefix}{c} DESC")).collect::<Vec<_>>().join(", ")
+    }
+
+    fn key_as_text_array(&self, prefix: &str) -> String {
+        let items: Vec<String> = self.key.iter().map(|(c, _)| format!("{prefix}{c}::text")).collect();
+        format!("ARRAY[{}]", items.join(", "))
+    }
+
+    /// `($n[1]::type1, $n[2]::type2)`
+    fn param_row(&self, param: u8) -> String {
+        let items: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| format!("${param}[{}]::{ty}", i + 1))
+            .collect();
+        format!("({})", items.join(", "))
+    }
+
+    /// Key of the last existing row, as text[] (NULL when the table is empty).
+    pub fn upper_bound_sql(&self) -> String {
+        format!(
+            "SELECT {} FROM ONLY {} ORDER BY {} LIMIT 1",
+            self.key_as_text_array(""),
+            self.table,
+            self.key_desc("")
+        )
+    }
+
+    pub fn first_batch_sql(&self) -> String {
+        self.batch_sql(false)
+    }
+
+    pub fn next_batch_sql(&self) -> String {
+        self.batch_sql(true)
+    }
+
+    fn batch_sql(&self, after_last: bool) -> String {
+        let key = self.key_list("");
+        let key_row = format!("({key})");
+        // The batch's keys are renamed zdm_k1.. so that bare column names in the
+        // assignments can only mean the table's own columns.
+        let aliased: Vec<String> =
+            self.key.iter().enumerate().map(|(i, (c, _))| format!("{c} AS zdm_k{}", i + 1)).collect();
+        let batch_row: Vec<String> =
+            (1..=self.key.len()).map(|i| format!("zdm_batch.zdm_k{i}")).collect();
+        let batch_desc: Vec<String> = (1..=self.key.len()).map(|i| format!("zdm_k{i} DESC")).collect();
+        let batch_text: Vec<String> = (1..=self.key.len()).map(|i| format!("zdm_k{i}::text")).collect();
+        let lower = if after_last {
+            format!("{key_row} > {}\n       AND ", self.param_row(3))
+        } else {
+            String::new()
+        };
+        format!(
+            "WITH zdm_batch AS MATERIALIZED (
+    SELECT {aliased}
+      FROM ONLY {table}
+     WHERE {lower}{key_row} <= {upper}
+     ORDER BY {key}
+     LIMIT $2
+), zdm_changed AS (
+    UPDATE ONLY {table}
+       SET {assignments}
+      FROM zdm_batch
+     WHERE {key_row} = ({batch_row})
+       AND ({needs_work})
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM zdm_batch)::int8 AS rows_scanned,
+       (SELECT count(*) FROM zdm_changed)::int8 AS rows_changed,
+       (SELECT ARRAY[{batch_text}] FROM zdm_batch ORDER BY {batch_desc} LIMIT 1) AS last_key",
+            aliased = aliased.join(", "),
+            table = self.table,
+            upper = self.param_row(1),
+            assignments = self.assignments.join(",\n           "),
+            batch_row = batch_row.join(", "),
+            needs_work = self.needs_work,
+            batch_text = batch_text.join(", "),
+            batch_desc = batch_desc.join(", "),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composite_key_batches_are_range_scans() {
+        let t = QualifiedName::new(Ident::test("public"), Ident::test("Order Lines"));
+        let key = vec![
+            (Ident::test("order_id"), SqlFragment("bigint".into())),
+            (Ident::test("Line"), SqlFragment("integer".into())),
+        ];
+        let k = KeysetUpdate {
+            table: &t,
+            key: &key,
+            assignments: vec!["b = a".into()],
+            needs_work: "b IS DISTINCT FROM a".into(),
+        };
+        assert_eq!(
+            k.upper_bound_sql(),
+            "SELECT ARRAY[order_id::text, \"Line\"::text] FROM ONLY public.\"Order Lines\" ORDER BY order_id DESC, \"Line\" DESC LIMIT 1"
+        );
+        let next = k.next_batch_sql();
+        assert!(next.contains("WHERE (order_id, \"Line\") > ($3[1]::bigint, $3[2]::integer)\n       AND (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"), "{next}");
+        assert!(next.contains("ORDER BY order_id, \"Line\"\n     LIMIT $2"));
+        assert!(next.contains("WHERE (order_id, \"Line\") = (zdm_batch.zdm_k1, zdm_batch.zdm_k2)"));
+        let first = k.first_batch_sql();
+        assert!(!first.contains("$3"), "{first}");
+        assert!(first.contains("WHERE (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"));
+    }
+}

@@ -1,0 +1,132 @@
+//! The sync trigger of a column migration: an old column (written by the old
+//! application) and a new one (written by the new application) kept consistent.
+//!
+//! Rules (both directions, no session state involved, so it works behind
+//! PgBouncer in transaction mode and for any `search_path`):
+//! - INSERT: a new application gives the new column, an old application can only
+//!   give the old one. If the new column is set it wins and fills the old one;
+//!   otherwise the old one fills the new one.
+//! - UPDATE: the side that changed (`IS DISTINCT FROM` the OLD row) wins and is
+//!   propagated, NULL included; the new side wins if both changed; an UPDATE that
+//!   touches neither leaves both alone.
+//! The new column has no default during the migration (complete gives it the
+//! old one's), so "not given" reads as NULL on INSERT.
+
+use super::dollar_quote;
+use crate::ident::{Ident, QualifiedName};
+
+pub struct ColumnSync<'a> {
+    pub migration: &'a str,
+    pub table: &'a QualifiedName,
+    pub function: &'a QualifiedName,
+    pub trigger: &'a Ident,
+    pub old: &'a Ident,
+    pub new: &'a Ident,
+    /// New value from the row (`NEW.` references); `None` copies the old column.
+    pub up: Option<&'a str>,
+    /// Old value from the row; `None` copies the new column.
+    pub down: Option<&'a str>,
+}
+
+impl ColumnSync<'_> {
+    fn up_expr(&self) -> String {
+        self.up.map(str::to_string).unwrap_or_else(|| format!("NEW.{}", self.old))
+    }
+
+    fn down_expr(&self) -> String {
+        self.down.map(str::to_string).unwrap_or_else(|| format!("NEW.{}", self.new))
+    }
+
+    /// `CREATE FUNCTION` for the trigger function, readable with `\sf`.
+    pub fn create_function(&self) -> String {
+        let (old, new) = (self.old, self.new);
+        let body = format!(
+            "-- pg_zdm migration {migration}: keeps {table}.{old} (old application)
+-- and {table}.{new} (new application) consistent until the migration completes.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.{new} IS NOT NULL THEN
+            NEW.{old} := {down};
+        ELSE
+            NEW.{new} := {up};
+        END IF;
+    ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN
+        NEW.{old} := {down};
+    ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN
+        NEW.{new} := {up};
+    END IF;
+    RETURN NEW;
+END;
+",
+            migration = self.migration.replace('\n', " "),
+            table = self.table,
+            up = self.up_expr(),
+            down = self.down_expr(),
+        );
+        format!(
+            "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}",
+            self.function,
+            dollar_quote(&body)
+        )
+    }
+
+    /// The row trigger. BEFORE, so the values are fixed before constraints are
+    /// checked; named `zdm_...` so it fires after the user's own BEFORE triggers
+    /// (PostgreSQL fires them in name order) and sees their changes.
+    pub fn create_trigger(&self) -> String {
+        format!(
+            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
+            self.trigger, self.table, self.function
+        )
+    }
+
+    pub fn drop_trigger(&self) -> String {
+        format!("DROP TRIGGER IF EXISTS {} ON {}", self.trigger, self.table)
+    }
+
+    pub fn drop_function(&self) -> String {
+        format!("DROP FUNCTION IF EXISTS {}()", self.function)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(t: &'a QualifiedName, f: &'a QualifiedName, trg: &'a Ident, old: &'a Ident, new: &'a Ident) -> ColumnSync<'a> {
+        ColumnSync { migration: "m1", table: t, function: f, trigger: trg, old, new, up: None, down: None }
+    }
+
+    #[test]
+    fn rename_trigger_copies_both_ways() {
+        let t = QualifiedName::new(Ident::test("public"), Ident::test("Users"));
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("sync_m1"));
+        let trg = Ident::test("zdm_sync_m1");
+        let (old, new) = (Ident::test("name"), Ident::test("full name"));
+        let s = sample(&t, &f, &trg, &old, &new);
+        let sql = s.create_function();
+        assert!(sql.starts_with("CREATE FUNCTION zdm.sync_m1() RETURNS trigger LANGUAGE plpgsql AS $zdm$"), "{sql}");
+        assert!(sql.contains("IF NEW.\"full name\" IS NOT NULL THEN\n            NEW.name := NEW.\"full name\";"), "{sql}");
+        assert!(sql.contains("ELSIF NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" THEN"));
+        assert!(sql.contains("ELSIF NEW.name IS DISTINCT FROM OLD.name THEN\n        NEW.\"full name\" := NEW.name;"));
+        assert!(sql.contains("public.\"Users\".name (old application)"));
+        assert_eq!(
+            s.create_trigger(),
+            "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT OR UPDATE ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1()"
+        );
+    }
+
+    #[test]
+    fn conversion_expressions_are_used() {
+        let t = QualifiedName::new(Ident::test("public"), Ident::test("orders"));
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("sync_m2"));
+        let trg = Ident::test("zdm_sync_m2");
+        let (old, new) = (Ident::test("amount"), Ident::test("amount_new"));
+        let mut s = sample(&t, &f, &trg, &old, &new);
+        s.up = Some("NEW.amount::numeric(10,2)");
+        s.down = Some("round(NEW.amount_new)::integer");
+        let sql = s.create_function();
+        assert!(sql.contains("NEW.amount_new := NEW.amount::numeric(10,2);"));
+        assert!(sql.contains("NEW.amount := round(NEW.amount_new)::integer;"));
+    }
+}
