@@ -59,10 +59,10 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Use zdm.start(), zdm.complete(), zdm.rollback() and friends; read the table freely.';
     END IF;
-    IF TG_TABLE_NAME = 'events' AND TG_OP <> 'INSERT' THEN
+    IF TG_TABLE_NAME = 'events' AND TG_OP = 'UPDATE' THEN
         RAISE EXCEPTION 'zdm.events is append-only'
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Events are deleted with their migration only.';
+                  HINT = 'Events are never changed; they go away with their migration only.';
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END
@@ -70,7 +70,7 @@ $$;
 
 CREATE TRIGGER catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON zdm.migrations
     FOR EACH ROW EXECUTE FUNCTION zdm._catalog_guard();
-CREATE TRIGGER catalog_guard BEFORE INSERT OR UPDATE ON zdm.events
+CREATE TRIGGER catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON zdm.events
     FOR EACH ROW EXECUTE FUNCTION zdm._catalog_guard();
 CREATE TRIGGER catalog_guard_truncate BEFORE TRUNCATE ON zdm.migrations
     FOR EACH STATEMENT EXECUTE FUNCTION zdm._catalog_guard();

@@ -29,7 +29,6 @@ pub mod session;
 pub mod spec;
 pub mod sqlgen;
 
-#[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -47,12 +46,5 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/api.sql", name = "api_wrappers", requires = ["bootstrap", api::start]);
 
-/// Hooks for `cargo pgrx test`.
 #[cfg(test)]
-pub mod pg_test {
-    pub fn setup(_options: Vec<&str>) {}
-
-    pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
-    }
-}
+pub use tests::pg_test;

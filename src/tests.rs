@@ -1,13 +1,246 @@
-//! In-server tests (`cargo pgrx test`): each runs in its own transaction.
-use pgrx::prelude::*;
+//! In-server tests (`cargo pgrx test`): each runs in its own transaction,
+//! against a real PostgreSQL. Concurrency lives in the external suite (harness/).
 
-#[pg_schema]
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
 mod tests {
+    use crate::error::sqlstate_of;
+    use crate::session::{caught_sqlstate, in_subtransaction};
     use pgrx::prelude::*;
 
+    /// Run `sql`; return the SQLSTATE it failed with (None when it succeeded).
+    fn sqlstate(sql: &str) -> Option<String> {
+        match in_subtransaction(|| Spi::run(sql).expect("spi")) {
+            Ok(()) => None,
+            Err(e) => Some(caught_sqlstate(&e).map(sqlstate_of).unwrap_or_else(|| "rust panic".into())),
+        }
+    }
+
+    fn one<T: IntoDatum + FromDatum>(sql: &str) -> Option<T> {
+        Spi::get_one::<T>(sql).expect("query")
+    }
+
+    fn users_table(name: &str) {
+        Spi::run(&format!(
+            "CREATE TABLE {name} (id bigint PRIMARY KEY, name varchar(255) NOT NULL, email text);
+             INSERT INTO {name} SELECT g, 'user ' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'u' || g || '@x' END
+               FROM generate_series(1, 1000) g;"
+        ))
+        .unwrap();
+    }
+
+    /// Every column of every row, as one text, to compare before/after.
+    fn fingerprint(table: &str, cols: &str) -> String {
+        one::<String>(&format!("SELECT string_agg(concat_ws('|', {cols}), ',' ORDER BY id) FROM {table}")).unwrap_or_default()
+    }
+
     #[pg_test]
-    fn catalog_exists() {
-        let n = Spi::get_one::<i64>("SELECT count(*) FROM zdm.migrations").unwrap();
-        assert_eq!(n, Some(0));
+    fn catalog_starts_empty() {
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+    }
+
+    #[pg_test]
+    fn rename_column_whole_lifecycle() {
+        users_table("public.users");
+        let before = fingerprint("public.users", "id, name, email");
+        let m = one::<String>("SELECT zdm.rename_column('public.users', 'name', 'full_name')").unwrap();
+        assert_eq!(m, "users_rename_name_to_full_name");
+        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations").unwrap(), "started");
+
+        // Old app and new app both write between start and complete.
+        Spi::run("INSERT INTO users (id, name) VALUES (2001, 'old app')").unwrap();
+        Spi::run("INSERT INTO users (id, full_name) VALUES (2002, 'new app')").unwrap();
+        Spi::run("UPDATE users SET name = 'old upd' WHERE id = 1").unwrap();
+        Spi::run("UPDATE users SET full_name = 'new upd' WHERE id = 2").unwrap();
+        Spi::run("UPDATE users SET email = 'unrelated' WHERE id = 4").unwrap();
+        assert_eq!(one::<String>("SELECT full_name FROM users WHERE id = 2001").unwrap(), "old app");
+        assert_eq!(one::<String>("SELECT name FROM users WHERE id = 2002").unwrap(), "new app");
+        assert_eq!(one::<String>("SELECT full_name FROM users WHERE id = 1").unwrap(), "old upd");
+        assert_eq!(one::<String>("SELECT name FROM users WHERE id = 2").unwrap(), "new upd");
+        // The NOT NULL check is already enforced for new rows.
+        assert_eq!(sqlstate("INSERT INTO users (id) VALUES (3000)").as_deref(), Some("23502"));
+
+        // Complete before backfill is refused with the way out in the hint.
+        assert_eq!(sqlstate("SELECT zdm.complete('users_rename_name_to_full_name')").as_deref(), Some("55000"));
+
+        let mut batches = 0;
+        while one::<i64>("SELECT zdm.backfill_batch('users_rename_name_to_full_name', 300)").unwrap() > 0 {
+            batches += 1;
+        }
+        assert_eq!(batches, 4, "1002 rows in batches of 300");
+        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations").unwrap(), "backfilled");
+        assert_eq!(one::<i64>("SELECT count(*) FROM users WHERE full_name IS DISTINCT FROM name"), Some(0));
+        assert_eq!(one::<bool>("SELECT convalidated FROM pg_constraint WHERE conname = 'zdm_nn_users_rename_name_to_full_name'"), Some(true));
+
+        Spi::run("SELECT zdm.complete('users_rename_name_to_full_name')").unwrap();
+        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations").unwrap(), "completed");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'name' AND NOT attisdropped"), Some(0));
+        assert_eq!(one::<bool>("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'full_name'"), Some(true));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'c'"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_proc WHERE proname LIKE 'sync_users_rename%'"), Some(0));
+        // Values: the original rows (with the app writes above) kept exactly.
+        let after = fingerprint("public.users", "id, full_name, email");
+        assert_eq!(after.split(',').count(), before.split(',').count() + 2);
+        assert_eq!(one::<String>("SELECT full_name FROM users WHERE id = 999").unwrap(), "user 999");
+        // Rollback after complete is refused.
+        assert_eq!(sqlstate("SELECT zdm.rollback('users_rename_name_to_full_name')").as_deref(), Some("55000"));
+        let events = one::<i64>("SELECT count(*) FROM zdm.events").unwrap();
+        assert!(events >= 5, "{events} events");
+    }
+
+    #[pg_test]
+    fn rollback_from_each_phase_restores_the_table() {
+        for (i, phase) in ["started", "backfilling", "backfilled"].iter().enumerate() {
+            let t = format!("public.r{i}");
+            users_table(&t);
+            let before = fingerprint(&t, "id, name, email");
+            let m = format!("r{i}");
+            Spi::run(&format!("SELECT zdm.rename_column('{t}', 'name', 'full_name', '{m}')")).unwrap();
+            if *phase != "started" {
+                Spi::run(&format!("SELECT zdm.backfill_batch('{m}', 100)")).unwrap();
+            }
+            if *phase == "backfilled" {
+                while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 600)")).unwrap() > 0 {}
+            }
+            assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), *phase);
+            Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
+            assert_eq!(fingerprint(&t, "id, name, email"), before);
+            assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_attribute WHERE attrelid = '{t}'::regclass AND attnum > 0 AND NOT attisdropped")), Some(3));
+            assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_trigger WHERE tgrelid = '{t}'::regclass")), Some(0));
+            assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_constraint WHERE conrelid = '{t}'::regclass AND contype = 'c'")), Some(0));
+            assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), "rolled_back");
+        }
+    }
+
+    #[pg_test]
+    fn hostile_names_are_quoted_everywhere() {
+        Spi::run(r#"CREATE SCHEMA "My Schema";
+                    CREATE TABLE "My Schema"."Order; DROP TABLE x" ("Id" int PRIMARY KEY, "select" text, "é col" text DEFAULT 'd''x');
+                    INSERT INTO "My Schema"."Order; DROP TABLE x" VALUES (1, 'a', 'b'), (2, NULL, 'c');"#).unwrap();
+        let m = one::<String>(r#"SELECT zdm.rename_column('"My Schema"."Order; DROP TABLE x"', 'select', 'from "quoted"', 'weird $zdm$ name')"#).unwrap();
+        assert_eq!(m, "weird $zdm$ name");
+        Spi::run(r#"INSERT INTO "My Schema"."Order; DROP TABLE x" ("Id", "from ""quoted""") VALUES (3, 'new')"#).unwrap();
+        while one::<i64>("SELECT zdm.backfill_batch('weird $zdm$ name')").unwrap() > 0 {}
+        Spi::run("SELECT zdm.complete('weird $zdm$ name')").unwrap();
+        assert_eq!(
+            one::<String>(r#"SELECT string_agg(coalesce("from ""quoted""", 'NULL'), ',' ORDER BY "Id") FROM "My Schema"."Order; DROP TABLE x""#).unwrap(),
+            "a,NULL,new"
+        );
+    }
+
+    #[pg_test]
+    fn defaults_sequences_and_comments_move_to_the_new_column() {
+        Spi::run("CREATE TABLE public.s (id int PRIMARY KEY, n serial, c text DEFAULT 'x');
+                  COMMENT ON COLUMN public.s.n IS 'a counter';
+                  INSERT INTO public.s (id) SELECT generate_series(1, 10);").unwrap();
+        Spi::run("SELECT zdm.rename_column('public.s', 'n', 'counter', 'm_seq')").unwrap();
+        Spi::run("INSERT INTO public.s (id) VALUES (11)").unwrap();
+        while one::<i64>("SELECT zdm.backfill_batch('m_seq')").unwrap() > 0 {}
+        Spi::run("SELECT zdm.complete('m_seq')").unwrap();
+        Spi::run("INSERT INTO public.s (id) VALUES (12)").unwrap();
+        assert_eq!(one::<i32>("SELECT counter FROM public.s WHERE id = 12"), Some(12));
+        assert_eq!(one::<String>("SELECT col_description('public.s'::regclass, (SELECT attnum FROM pg_attribute WHERE attrelid = 'public.s'::regclass AND attname = 'counter'))").unwrap(), "a counter");
+        assert!(one::<String>("SELECT pg_get_serial_sequence('public.s', 'counter')").is_some());
+    }
+
+    #[pg_test]
+    fn refusals_carry_sqlstates_and_change_nothing() {
+        users_table("public.u");
+        Spi::run("CREATE TABLE public.nokey (a int, b text); CREATE VIEW public.v AS SELECT 1 AS x;
+                  CREATE TABLE public.parted (id int, b text) PARTITION BY RANGE (id);").unwrap();
+        let cases = [
+            ("SELECT zdm.rename_column('public.nope', 'name', 'x')", "42P01"),
+            (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.nope", "column": "a", "new_name": "b"}')"#, "42P01"),
+            ("SELECT zdm.rename_column('public.u', 'nope', 'x')", "42703"),
+            ("SELECT zdm.rename_column('public.u', 'name', 'email')", "42701"),
+            ("SELECT zdm.rename_column('public.nokey', 'b', 'c')", "55000"),
+            (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.v", "column": "x", "new_name": "y"}')"#, "42809"),
+            (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.parted", "column": "b", "new_name": "c"}')"#, "0A000"),
+            (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.u", "column": "name"}')"#, "22023"),
+            (r#"SELECT zdm.start('{"op": "teleport", "table": "public.u"}')"#, "22023"),
+            ("SELECT zdm.start('[]')", "22023"),
+            ("SELECT zdm.rename_column('public.u', 'name', 'x', '')", "42602"),
+            ("SELECT zdm.complete('no such migration')", "42704"),
+            ("SELECT zdm.rollback('no such migration')", "42704"),
+            ("SELECT zdm.status('no such migration')", "42704"),
+            ("SELECT zdm.backfill_batch('no such migration')", "42704"),
+            ("INSERT INTO zdm.migrations (name, table_name, kind, phase, spec, plan) VALUES ('x', 't', 'k', 'started', '{}', '{}')", "42501"),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(sqlstate(sql).as_deref(), Some(want), "{sql}");
+        }
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.u'::regclass AND attnum > 0 AND NOT attisdropped"), Some(3));
+
+        // A second migration on the same column; a duplicate name; bad batch size.
+        Spi::run("SELECT zdm.rename_column('public.u', 'name', 'full_name', 'first')").unwrap();
+        assert_eq!(sqlstate("SELECT zdm.rename_column('public.u', 'name', 'nom')").as_deref(), Some("55006"));
+        assert_eq!(sqlstate("SELECT zdm.rename_column('public.u', 'email', 'mail', 'first')").as_deref(), Some("42710"));
+        assert_eq!(sqlstate("SELECT zdm.backfill_batch('first', 0)").as_deref(), Some("22023"));
+        assert_eq!(sqlstate("UPDATE zdm.migrations SET phase = 'completed'").as_deref(), Some("42501"));
+        assert_eq!(sqlstate("DELETE FROM zdm.events").as_deref(), Some("42501"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(1));
+    }
+
+    #[pg_test]
+    fn plan_is_a_dry_run() {
+        users_table("public.p");
+        let plan = one::<pgrx::JsonB>(r#"SELECT zdm.plan('{"op": "rename_column", "table": "public.p", "column": "name", "new_name": "full_name"}')"#).unwrap().0;
+        assert_eq!(plan["migration"], "p_rename_name_to_full_name");
+        assert_eq!(plan["phases"]["start"][0]["lock"]["mode"], "ACCESS EXCLUSIVE");
+        assert_eq!(plan["phases"]["start"][0]["sql"], "ALTER TABLE public.p ADD COLUMN full_name character varying(255)");
+        assert!(plan["phases"]["complete"].as_array().unwrap().len() >= 4);
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.p'::regclass AND attname = 'full_name'"), Some(0));
+    }
+
+    #[pg_test]
+    fn status_and_progress_report_the_backfill() {
+        users_table("public.st");
+        Spi::run("ANALYZE public.st").unwrap();
+        Spi::run("SELECT zdm.rename_column('public.st', 'name', 'full_name', 'st')").unwrap();
+        Spi::run("SELECT zdm.backfill_batch('st', 250)").unwrap();
+        Spi::run("SELECT zdm.backfill_batch('st', 250)").unwrap();
+        assert_eq!(one::<i64>("SELECT rows_done FROM zdm.progress WHERE migration = 'st'"), Some(500));
+        assert_eq!(one::<i64>("SELECT rows_estimated FROM zdm.progress WHERE migration = 'st'"), Some(1000));
+        assert_eq!(one::<pgrx::AnyNumeric>("SELECT percent FROM zdm.progress WHERE migration = 'st'").map(|n| n.to_string()), Some("50.0".into()));
+        let s = one::<pgrx::JsonB>("SELECT zdm.status('st')").unwrap().0;
+        assert_eq!(s["phase"], "backfilling");
+        assert_eq!(s["progress"]["batches"], 2);
+        assert!(s["events"].as_array().unwrap().len() >= 2);
+    }
+
+    #[pg_test]
+    fn composite_key_backfill_walks_every_row() {
+        Spi::run("CREATE TABLE public.lines (order_id int, line text, qty int, note text, PRIMARY KEY (order_id, line));
+                  INSERT INTO public.lines SELECT o, 'L' || l, l, 'n' FROM generate_series(1, 50) o, generate_series(1, 7) l;").unwrap();
+        Spi::run("SELECT zdm.rename_column('public.lines', 'note', 'remark', 'lines')").unwrap();
+        let mut total = 0;
+        loop {
+            let n = one::<i64>("SELECT zdm.backfill_batch('lines', 33)").unwrap();
+            if n == 0 { break; }
+            total += n;
+        }
+        assert_eq!(total, 350);
+        assert_eq!(one::<i64>("SELECT count(*) FROM public.lines WHERE remark IS NULL"), Some(0));
+    }
+
+    #[pg_test]
+    fn backfill_procedure_refuses_a_transaction_block() {
+        users_table("public.tb");
+        Spi::run("SELECT zdm.rename_column('public.tb', 'name', 'full_name', 'tb')").unwrap();
+        // pg_test bodies run inside a transaction: exactly the case to refuse.
+        assert_eq!(sqlstate("SELECT zdm._backfill_precheck('tb', NULL)").as_deref(), Some("25001"));
+    }
+}
+
+/// Hooks for `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
     }
 }

@@ -130,7 +130,7 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
                       WHEN 'pg_catalog.pg_policy'::regclass THEN 'policy'
                       ELSE 'object' END,
                     pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
-                    array_agg(DISTINCT d.refobjsubid)
+                    array_agg(DISTINCT d.refobjsubid::int2)
                FROM pg_catalog.pg_depend d
               WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = $1::int8::oid
                 AND d.refobjsubid > 0 AND d.deptype IN ('n', 'a')

@@ -208,6 +208,9 @@ pub fn begin_backfill(name: &str, upper: &[String], estimate: i64) -> ZdmResult<
 
 /// Everything about one migration, as `zdm.status()` returns it.
 pub fn status_json(name: &str) -> ZdmResult<Value> {
+    if !exists(name)? {
+        return Err(ZdmError::unknown_migration(name));
+    }
     let v = Spi::get_one_with_args::<JsonB>(
         "SELECT jsonb_build_object(
                   'migration', m.name, 'table', m.table_name, 'kind', m.kind, 'phase', m.phase,

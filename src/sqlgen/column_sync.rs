@@ -8,7 +8,10 @@
 //!   otherwise the old one fills the new one.
 //! - UPDATE: the side that changed (`IS DISTINCT FROM` the OLD row) wins and is
 //!   propagated, NULL included; the new side wins if both changed; an UPDATE that
-//!   touches neither leaves both alone.
+//!   touches neither leaves both alone, except that a row the backfill has not
+//!   reached yet (new NULL, old set) gets its new value now: PostgreSQL checks a
+//!   `NOT VALID` constraint on every new row version, so an unrelated UPDATE of
+//!   an old row would otherwise fail the new column's NOT NULL check.
 //! The new column has no default during the migration (complete gives it the
 //! old one's), so "not given" reads as NULL on INSERT.
 
@@ -53,6 +56,10 @@ BEGIN
     ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN
         NEW.{old} := {down};
     ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN
+        NEW.{new} := {up};
+    ELSIF NEW.{new} IS NULL AND NEW.{old} IS NOT NULL THEN
+        -- a row the backfill has not reached yet: fill it now, so that a
+        -- NOT NULL check on the new column holds for this new row version.
         NEW.{new} := {up};
     END IF;
     RETURN NEW;
