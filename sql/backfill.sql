@@ -8,8 +8,9 @@ DECLARE
     last_notice timestamptz := pg_catalog.clock_timestamp();
     done        bigint;
     total       bigint := 0;
-    delay_ms    integer := pg_catalog.current_setting('zdm.batch_delay')::integer;
-    every_s     integer := pg_catalog.current_setting('zdm.progress_interval')::integer;
+    -- shown with units ('200ms', '5s'): read them as intervals
+    delay       interval := pg_catalog.current_setting('zdm.batch_delay')::interval;
+    every       interval := pg_catalog.current_setting('zdm.progress_interval')::interval;
     p           record;
 BEGIN
     PERFORM zdm._backfill_precheck(migration, batch_size);
@@ -18,7 +19,7 @@ BEGIN
         COMMIT;
         total := total + done;
         EXIT WHEN done = 0;
-        IF pg_catalog.clock_timestamp() - last_notice >= pg_catalog.make_interval(secs => every_s) THEN
+        IF pg_catalog.clock_timestamp() - last_notice >= every THEN
             SELECT * INTO p FROM zdm.progress WHERE progress.migration = backfill.migration;
             RAISE NOTICE 'pg_zdm %: % rows of ~% (% %%), % rows/s, eta %',
                 migration, p.rows_done, p.rows_estimated, p.percent, p.rows_per_second,
@@ -27,8 +28,8 @@ BEGIN
         END IF;
         EXIT WHEN max_seconds IS NOT NULL
               AND pg_catalog.clock_timestamp() - began >= pg_catalog.make_interval(secs => max_seconds);
-        IF delay_ms > 0 THEN
-            PERFORM pg_catalog.pg_sleep(delay_ms / 1000.0);
+        IF delay > interval '0' THEN
+            PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', delay));
         END IF;
     END LOOP;
     SELECT * INTO p FROM zdm.progress WHERE progress.migration = backfill.migration;

@@ -108,50 +108,55 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
         let value = format!("{name}-{seq}");
         // Alternate prepared (extended protocol) and simple statements.
         let prepared = seq % 2 == 0;
-        let (stmt, oracle_stmt, params): (String, String, Vec<Option<String>>) = match roll {
+        // $1 is always the key (int8), $2.. text values.
+        let (stmt, oracle_stmt, key, params): (String, String, i64, Vec<Option<String>>) = match roll {
             0..=24 => {
                 next_id += 1;
                 mine.push(next_id);
                 let other = if rng.gen_bool(0.2) { None } else { Some(format!("o{seq}")) };
                 (
-                    format!("INSERT INTO {tb} ({k}, {v}, {o}) VALUES ($1::int8, $2, $3)"),
-                    format!("INSERT INTO {ob} ({k}, {ov}, {oo}) VALUES ($1::int8, $2, $3)"),
-                    vec![Some(next_id.to_string()), Some(value), other],
+                    format!("INSERT INTO {tb} ({k}, {v}, {o}) VALUES ($1, $2, $3)"),
+                    format!("INSERT INTO {ob} ({k}, {ov}, {oo}) VALUES ($1, $2, $3)"),
+                    next_id,
+                    vec![Some(value), other],
                 )
             }
             25..=54 => {
                 let id = pick_id(&mut rng, &mine);
                 (
-                    format!("UPDATE {tb} SET {v} = $2 WHERE {k} = $1::int8"),
-                    format!("UPDATE {ob} SET {ov} = $2 WHERE {k} = $1::int8"),
-                    vec![Some(id.to_string()), Some(value)],
+                    format!("UPDATE {tb} SET {v} = $2 WHERE {k} = $1"),
+                    format!("UPDATE {ob} SET {ov} = $2 WHERE {k} = $1"),
+                    id,
+                    vec![Some(value)],
                 )
             }
             55..=69 => {
                 let id = pick_id(&mut rng, &mine);
                 let other = if rng.gen_bool(0.3) { None } else { Some(format!("u{seq}")) };
                 (
-                    format!("UPDATE {tb} SET {o} = $2 WHERE {k} = $1::int8"),
-                    format!("UPDATE {ob} SET {oo} = $2 WHERE {k} = $1::int8"),
-                    vec![Some(id.to_string()), other],
+                    format!("UPDATE {tb} SET {o} = $2 WHERE {k} = $1"),
+                    format!("UPDATE {ob} SET {oo} = $2 WHERE {k} = $1"),
+                    id,
+                    vec![other],
                 )
             }
             70..=74 => {
                 let id = pick_id(&mut rng, &mine);
                 (
-                    format!("DELETE FROM {tb} WHERE {k} = $1::int8"),
-                    format!("DELETE FROM {ob} WHERE {k} = $1::int8"),
-                    vec![Some(id.to_string())],
+                    format!("DELETE FROM {tb} WHERE {k} = $1"),
+                    format!("DELETE FROM {ob} WHERE {k} = $1"),
+                    id,
+                    vec![],
                 )
             }
             _ => {
                 let id = pick_id(&mut rng, &mine);
-                (format!("SELECT {k}, {v}, {o} FROM {tb} WHERE {k} = $1::int8"), String::new(), vec![Some(id.to_string())])
+                (format!("SELECT {k}, {v}, {o} FROM {tb} WHERE {k} = $1"), String::new(), id, vec![])
             }
         };
         let started = Instant::now();
         let at = epoch.elapsed();
-        let result = run_one(&mut conn, &stmt, &oracle_stmt, &params, prepared);
+        let result = run_one(&mut conn, &stmt, &oracle_stmt, key, &params, prepared);
         report.latencies.record(at, started.elapsed());
         report.statements += 1;
         if let Err(e) = result {
@@ -171,16 +176,17 @@ fn run_one(
     conn: &mut postgres::Client,
     stmt: &str,
     oracle_stmt: &str,
+    key: i64,
     params: &[Option<String>],
     prepared: bool,
 ) -> Result<(), postgres::Error> {
-    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-        params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
+    let mut refs: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&key];
+    refs.extend(params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)));
     if oracle_stmt.is_empty() {
         if prepared {
             conn.query(stmt, &refs)?;
         } else {
-            conn.simple_query(&inline(stmt, params))?;
+            conn.simple_query(&inline(stmt, key, params))?;
         }
         return Ok(());
     }
@@ -189,23 +195,23 @@ fn run_one(
         tx.execute(stmt, &refs)?;
         tx.execute(oracle_stmt, &refs)?;
     } else {
-        tx.simple_query(&inline(stmt, params))?;
-        tx.simple_query(&inline(oracle_stmt, params))?;
+        tx.simple_query(&inline(stmt, key, params))?;
+        tx.simple_query(&inline(oracle_stmt, key, params))?;
     }
     tx.commit()
 }
 
-/// Replace $n by quoted literals (for the simple query protocol).
-fn inline(stmt: &str, params: &[Option<String>]) -> String {
+/// Replace $n by literals (for the simple query protocol): $1 the key, $2.. texts.
+fn inline(stmt: &str, key: i64, params: &[Option<String>]) -> String {
     let mut s = stmt.to_string();
     for (i, p) in params.iter().enumerate().rev() {
         let lit = match p {
             None => "NULL".to_string(),
             Some(v) => format!("'{}'", v.replace('\'', "''")),
         };
-        s = s.replace(&format!("${}", i + 1), &lit);
+        s = s.replace(&format!("${}", i + 2), &lit);
     }
-    s
+    s.replace("$1", &key.to_string())
 }
 
 /// Differences between the migrated table and the oracle, first `limit` rows.

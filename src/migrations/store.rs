@@ -33,8 +33,9 @@ fn writing<R>(f: impl FnOnce() -> R) -> R {
 /// Load a migration and lock its row until the end of the transaction, so two
 /// sessions never drive the same migration at once.
 pub fn get_for_update(name: &str) -> ZdmResult<MigrationRow> {
-    let row = Spi::connect(|client| {
-        let rows = client.select(
+    // connect_mut: a row lock is a write as far as SPI's read-only mode goes.
+    let row = Spi::connect_mut(|client| {
+        let rows = client.update(
             "SELECT name, table_name, kind, phase, plan, backfill_upper, backfill_last
                FROM zdm.migrations WHERE name = $1 FOR UPDATE",
             None,
