@@ -8,12 +8,15 @@ DECLARE
     last_notice timestamptz := pg_catalog.clock_timestamp();
     done        bigint;
     total       bigint := 0;
-    -- shown with units ('200ms', '5s'): read them as intervals
-    delay       interval := pg_catalog.current_setting('zdm.batch_delay')::interval;
-    every       interval := pg_catalog.current_setting('zdm.progress_interval')::interval;
+    delay       interval;
+    every       interval;
     p           record;
 BEGIN
+    -- First call into the library: it also defines the zdm.* settings read below.
     PERFORM zdm._backfill_precheck(migration, batch_size);
+    -- shown with units ('200ms', '5s'): read them as intervals
+    delay := pg_catalog.current_setting('zdm.batch_delay')::interval;
+    every := pg_catalog.current_setting('zdm.progress_interval')::interval;
     LOOP
         done := zdm.backfill_batch(migration, batch_size);
         COMMIT;

@@ -1,3 +1,11 @@
+-- The schema is created here, not named in the control file: a schema that
+-- CREATE EXTENSION makes from the control file is not a member of the
+-- extension and would outlive DROP EXTENSION. Created by the script, it is a
+-- member: DROP EXTENSION removes it, and refuses while a live migration still
+-- has its generated trigger functions in it.
+CREATE SCHEMA zdm;
+COMMENT ON SCHEMA zdm IS 'pg_zdm: zero-downtime schema migrations';
+
 -- pg_zdm catalog: one row per migration, and an append-only event log.
 -- Written only by pg_zdm's own functions (see the guard trigger below).
 

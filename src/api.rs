@@ -110,129 +110,136 @@ fn plan_json(p: &Prepared) -> Value {
     })
 }
 
-/// Dry run: the ordered steps of every phase with their SQL and locks. Changes nothing.
-#[pg_extern]
-fn plan(spec: JsonB) -> JsonB {
-    let spec = parse_spec(&spec.0).or_raise();
-    let prepared = prepare(&spec).or_raise();
-    JsonB(plan_json(&prepared))
-}
+/// Everything in this module is created in schema `zdm` (pgrx emits
+/// `CREATE SCHEMA IF NOT EXISTS zdm` and qualifies each function).
+#[pg_schema]
+pub mod zdm {
+    use super::*;
 
-/// Expand: create the new objects and sync triggers in one short transaction.
-#[pg_extern]
-fn start(spec: JsonB) -> String {
-    start_impl(spec.0).or_raise()
-}
-
-fn start_impl(raw: Value) -> ZdmResult<String> {
-    let spec = parse_spec(&raw)?;
-    let p = prepare(&spec)?;
-    // Serialize starts on one table, so two sessions cannot both pass the conflict check.
-    Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('zdm:' || to_regclass($1)::oid::text))", &[p.table_name.as_str().into()])
-        .map_err(crate::catalog::introspect::spi_err)?;
-    if store::exists(&p.name)? {
-        return Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-            format!("migration \"{}\" already exists", p.name),
-        )
-        .hint("Give the migration another name, or look at it with zdm.status()."));
+    /// Dry run: the ordered steps of every phase with their SQL and locks. Changes nothing.
+    #[pg_extern]
+    fn plan(spec: JsonB) -> JsonB {
+        let spec = parse_spec(&spec.0).or_raise();
+        let prepared = prepare(&spec).or_raise();
+        JsonB(plan_json(&prepared))
     }
-    if let Some((other, cols)) = store::conflicting_migration(&p.table_name, &p.columns)? {
-        return Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-            format!("column(s) {} of {} are already being migrated by migration \"{other}\"", cols.join(", "), p.table_name),
-        )
-        .hint(format!("Complete or roll back \"{other}\" first: SELECT zdm.complete('{0}'); or SELECT zdm.rollback('{0}');", other.replace('\'', "''"))));
+
+    /// Expand: create the new objects and sync triggers in one short transaction.
+    #[pg_extern]
+    fn start(spec: JsonB) -> String {
+        start_impl(spec.0).or_raise()
     }
-    let report = run_steps(&p.plan.start, &RetryPolicy::from_settings())?;
-    store::insert(store::NewMigration {
-        name: &p.name,
-        table_name: &p.table_name,
-        kind: &p.kind,
-        columns: p.columns.clone(),
-        spec: serde_json::to_value(&spec).expect("specs serialize"),
-        plan: &p.plan,
-    })?;
-    let m = store::get_for_update(&p.name)?;
-    store::log_event(&p.name, "expand", None, None, Some(serde_json::to_value(&report).unwrap()))?;
-    if p.plan.backfill.is_none() {
-        let validate = run_steps(&p.plan.validate, &RetryPolicy::from_settings())?;
-        store::move_phase(&m, Phase::Backfilled, "nothing to backfill", Some(serde_json::to_value(validate).unwrap()))?;
+
+    fn start_impl(raw: Value) -> ZdmResult<String> {
+        let spec = parse_spec(&raw)?;
+        let p = prepare(&spec)?;
+        // Serialize starts on one table, so two sessions cannot both pass the conflict check.
+        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('zdm:' || to_regclass($1)::oid::text))", &[p.table_name.as_str().into()])
+            .map_err(crate::catalog::introspect::spi_err)?;
+        if store::exists(&p.name)? {
+            return Err(ZdmError::new(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!("migration \"{}\" already exists", p.name),
+            )
+            .hint("Give the migration another name, or look at it with zdm.status()."));
+        }
+        if let Some((other, cols)) = store::conflicting_migration(&p.table_name, &p.columns)? {
+            return Err(ZdmError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+                format!("column(s) {} of {} are already being migrated by migration \"{other}\"", cols.join(", "), p.table_name),
+            )
+            .hint(format!("Complete or roll back \"{other}\" first: SELECT zdm.complete('{0}'); or SELECT zdm.rollback('{0}');", other.replace('\'', "''"))));
+        }
+        let report = run_steps(&p.plan.start, &RetryPolicy::from_settings())?;
+        store::insert(store::NewMigration {
+            name: &p.name,
+            table_name: &p.table_name,
+            kind: &p.kind,
+            columns: p.columns.clone(),
+            spec: serde_json::to_value(&spec).expect("specs serialize"),
+            plan: &p.plan,
+        })?;
+        let m = store::get_for_update(&p.name)?;
+        store::log_event(&p.name, "expand", None, None, Some(serde_json::to_value(&report).unwrap()))?;
+        if p.plan.backfill.is_none() {
+            let validate = run_steps(&p.plan.validate, &RetryPolicy::from_settings())?;
+            store::move_phase(&m, Phase::Backfilled, "nothing to backfill", Some(serde_json::to_value(validate).unwrap()))?;
+        }
+        Ok(p.name)
     }
-    Ok(p.name)
-}
 
-/// Contract: drop what the old application needed, in one short transaction.
-#[pg_extern]
-fn complete(migration: &str) {
-    complete_impl(migration).or_raise()
-}
-
-fn complete_impl(name: &str) -> ZdmResult<()> {
-    let m = store::get_for_update(name)?;
-    m.phase.check_move(Phase::Completed, name)?;
-    let report = run_steps(&m.plan.complete, &RetryPolicy::from_settings())?;
-    store::move_phase(&m, Phase::Completed, "complete", Some(serde_json::to_value(report).unwrap()))
-}
-
-/// Undo start, from any phase before complete: the table is as before start.
-#[pg_extern]
-fn rollback(migration: &str) {
-    rollback_impl(migration).or_raise()
-}
-
-fn rollback_impl(name: &str) -> ZdmResult<()> {
-    let m = store::get_for_update(name)?;
-    m.phase.check_move(Phase::RolledBack, name)?;
-    let report = run_steps(&m.plan.rollback, &RetryPolicy::from_settings())?;
-    store::move_phase(&m, Phase::RolledBack, "rollback", Some(serde_json::to_value(report).unwrap()))
-}
-
-/// Everything about one migration: phase, spec, progress, events.
-#[pg_extern]
-fn status(migration: &str) -> JsonB {
-    JsonB(store::status_json(migration).or_raise())
-}
-
-/// Exactly one backfill batch in the caller's transaction: rows covered, 0 when finished.
-#[pg_extern]
-fn backfill_batch(migration: &str, batch_size: default!(Option<i32>, "NULL")) -> i64 {
-    backfill::run_batch(migration, batch_size).or_raise()
-}
-
-/// Called first by the `zdm.backfill` procedure: it commits between batches,
-/// which PostgreSQL only allows for a CALL outside a transaction block.
-#[pg_extern]
-fn _backfill_precheck(migration: &str, batch_size: Option<i32>) {
-    if in_transaction_block() {
-        ZdmError::new(
-            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-            format!("CALL zdm.backfill('{migration}') cannot run inside a transaction block"),
-        )
-        .detail("The backfill commits after every batch, which PostgreSQL allows only for a CALL at top level.")
-        .hint(format!(
-            "Run it outside BEGIN ... COMMIT (psql: \\set AUTOCOMMIT on), schedule it with zdm.schedule_backfill(), \
-             or call SELECT zdm.backfill_batch('{migration}'); repeatedly from your own transactions."
-        ))
-        .raise();
+    /// Contract: drop what the old application needed, in one short transaction.
+    #[pg_extern]
+    fn complete(migration: &str) {
+        complete_impl(migration).or_raise()
     }
-    if let Some(s) = batch_size {
-        if s <= 0 {
-            ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
-                .hint("Leave it NULL to use zdm.batch_size.")
+
+    fn complete_impl(name: &str) -> ZdmResult<()> {
+        let m = store::get_for_update(name)?;
+        m.phase.check_move(Phase::Completed, name)?;
+        let report = run_steps(&m.plan.complete, &RetryPolicy::from_settings())?;
+        store::move_phase(&m, Phase::Completed, "complete", Some(serde_json::to_value(report).unwrap()))
+    }
+
+    /// Undo start, from any phase before complete: the table is as before start.
+    #[pg_extern]
+    fn rollback(migration: &str) {
+        rollback_impl(migration).or_raise()
+    }
+
+    fn rollback_impl(name: &str) -> ZdmResult<()> {
+        let m = store::get_for_update(name)?;
+        m.phase.check_move(Phase::RolledBack, name)?;
+        let report = run_steps(&m.plan.rollback, &RetryPolicy::from_settings())?;
+        store::move_phase(&m, Phase::RolledBack, "rollback", Some(serde_json::to_value(report).unwrap()))
+    }
+
+    /// Everything about one migration: phase, spec, progress, events.
+    #[pg_extern]
+    fn status(migration: &str) -> JsonB {
+        JsonB(store::status_json(migration).or_raise())
+    }
+
+    /// Exactly one backfill batch in the caller's transaction: rows covered, 0 when finished.
+    #[pg_extern]
+    fn backfill_batch(migration: &str, batch_size: default!(Option<i32>, "NULL")) -> i64 {
+        backfill::run_batch(migration, batch_size).or_raise()
+    }
+
+    /// Called first by the `zdm.backfill` procedure: it commits between batches,
+    /// which PostgreSQL only allows for a CALL outside a transaction block.
+    #[pg_extern]
+    fn _backfill_precheck(migration: &str, batch_size: Option<i32>) {
+        if in_transaction_block() {
+            ZdmError::new(
+                PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+                format!("CALL zdm.backfill('{migration}') cannot run inside a transaction block"),
+            )
+            .detail("The backfill commits after every batch, which PostgreSQL allows only for a CALL at top level.")
+            .hint(format!(
+                "Run it outside BEGIN ... COMMIT (psql: \\set AUTOCOMMIT on), schedule it with zdm.schedule_backfill(), \
+                 or call SELECT zdm.backfill_batch('{migration}'); repeatedly from your own transactions."
+            ))
+            .raise();
+        }
+        if let Some(s) = batch_size {
+            if s <= 0 {
+                ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
+                    .hint("Leave it NULL to use zdm.batch_size.")
+                    .raise();
+            }
+        }
+        // Refuses unknown and finished migrations with their own messages.
+        let m = store::get_for_update(migration).or_raise();
+        if m.plan.backfill.is_none() {
+            ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
+                .hint("Complete it with zdm.complete().")
                 .raise();
         }
-    }
-    // Refuses unknown and finished migrations with their own messages.
-    let m = store::get_for_update(migration).or_raise();
-    if m.plan.backfill.is_none() {
-        ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
-            .hint("Complete it with zdm.complete().")
-            .raise();
-    }
-    if m.phase.is_final() {
-        ZdmError::wrong_state(format!("migration \"{migration}\" is {}; there is nothing left to backfill", m.phase))
-            .hint("Start a new migration if the table needs another change.")
-            .raise();
+        if m.phase.is_final() {
+            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; there is nothing left to backfill", m.phase))
+                .hint("Start a new migration if the table needs another change.")
+                .raise();
+        }
     }
 }

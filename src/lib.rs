@@ -42,9 +42,9 @@ extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
     "../sql/backfill.sql",
     name = "backfill_procedure",
-    requires = ["bootstrap", api::backfill_batch, api::_backfill_precheck]
+    requires = ["bootstrap", api::zdm::backfill_batch, api::zdm::_backfill_precheck]
 );
-extension_sql_file!("../sql/api.sql", name = "api_wrappers", requires = ["bootstrap", api::start]);
+extension_sql_file!("../sql/api.sql", name = "api_wrappers", requires = ["bootstrap", api::zdm::start]);
 
 #[cfg(test)]
 pub use tests::pg_test;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every test layer of pg_zdm, on a fresh Debian 12 machine or an old one:
+#   1. set-up (scripts/setup.sh: packages and cargo-pgrx, skipped when present)
+#   2. unit tests and in-server #[pg_test]s: cargo pgrx test pg15
+#   3. the release build installed into the system PostgreSQL
+#   4. the external suite (harness/): real clusters, concurrent sessions, faults
+set -euo pipefail
+export PATH="$HOME/.cargo/bin:$PATH"
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGDATA_TEST=${PGDATA_TEST:-/tmp/pg_zdm-pgrx-test}
+
+echo "== unit and in-server tests"
+rm -rf "$PGDATA_TEST"
+if [ "$(id -u)" -eq 0 ]; then
+    cargo pgrx test pg15 --runas postgres --pgdata "$PGDATA_TEST"
+else
+    cargo pgrx test pg15
+fi
+
+echo "== install the release build"
+if [ "$(id -u)" -eq 0 ]; then
+    cargo pgrx install --release --pg-config "$PG_CONFIG"
+else
+    cargo pgrx install --release --sudo --pg-config "$PG_CONFIG"
+fi
+
+echo "== external suite"
+ZDM_PG_CONFIG="$PG_CONFIG" cargo test -p zdm_harness -- --test-threads=2
