@@ -66,3 +66,27 @@ fn gives_up_names_the_blocker_and_never_stalls_readers() {
     let name: String = migrator.query_one("SELECT zdm.rename_column('public.users', 'name', 'full_name')", &[]).unwrap().get(0);
     assert_eq!(name, "users_rename_name_to_full_name");
 }
+
+#[test]
+fn statement_timeout_bounds_the_retries() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    common::users_with_oracle(&mut admin, 1_000);
+    let mut blocker = cluster.connect();
+    blocker.batch_execute("BEGIN; SELECT count(*) FROM public.users;").unwrap();
+
+    let mut migrator = cluster.connect();
+    migrator
+        .batch_execute("SET zdm.lock_timeout = '100ms'; SET zdm.lock_attempts = 100; SET statement_timeout = '700ms';")
+        .unwrap();
+    let started = Instant::now();
+    let err = migrator
+        .query_one("SELECT zdm.rename_column('public.users', 'name', 'full_name')", &[])
+        .expect_err("statement_timeout stops the retries");
+    let took = started.elapsed();
+    assert_eq!(common::sqlstate(&err), "57014", "{err}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let migrations: i64 = admin.query_one("SELECT count(*) FROM zdm.migrations", &[]).unwrap().get(0);
+    assert_eq!(migrations, 0);
+    blocker.batch_execute("COMMIT").unwrap();
+}
