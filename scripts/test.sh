@@ -12,12 +12,17 @@ scripts/setup.sh
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGDATA_TEST=${PGDATA_TEST:-/tmp/pg_zdm-pgrx-test}
 
+# Every runner's output also goes to a log, summed up in one line at the end.
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+logged() { "$@" 2>&1 | tee -a "$LOG"; }
+
 echo "== unit and in-server tests"
 rm -rf "$PGDATA_TEST"
 if [ "$(id -u)" -eq 0 ]; then
-    cargo pgrx test pg15 --runas postgres --pgdata "$PGDATA_TEST"
+    logged cargo pgrx test pg15 --runas postgres --pgdata "$PGDATA_TEST"
 else
-    cargo pgrx test pg15
+    logged cargo pgrx test pg15
 fi
 
 echo "== install the release build"
@@ -28,4 +33,10 @@ else
 fi
 
 echo "== external suite"
-ZDM_PG_CONFIG="$PG_CONFIG" cargo test -p zdm_harness -- --test-threads=2
+export ZDM_PG_CONFIG="$PG_CONFIG"
+logged cargo test -p zdm_harness --tests -- --test-threads=2
+
+passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -E 'test result:' "$LOG" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
+echo
+echo "$passed passed, $failed failed"
