@@ -32,6 +32,11 @@ else
     cargo pgrx install --release --sudo --pg-config "$PG_CONFIG"
 fi
 
+# Released versions' install scripts, for the upgrade test (cargo pgrx install
+# copies only the upgrade scripts sql/pg_zdm--A--B.sql).
+extdir="$("$PG_CONFIG" --sharedir)/extension"
+if [ "$(id -u)" -eq 0 ]; then cp sql/released/pg_zdm--*.sql "$extdir/"; else sudo cp sql/released/pg_zdm--*.sql "$extdir/"; fi
+
 echo "== external suite"
 export ZDM_PG_CONFIG="$PG_CONFIG"
 logged cargo test -p zdm_harness --tests -- --test-threads=2

@@ -1,0 +1,10 @@
+-- pg_zdm 0.1.0 → 0.2.0
+--
+-- Every change to the extension's SQL objects since 0.1.0 goes here, so that
+-- ALTER EXTENSION pg_zdm UPDATE gives exactly what a fresh CREATE EXTENSION
+-- gives (the external suite compares the two, object by object).
+-- Rust functions are (re)declared with
+--   CREATE OR REPLACE FUNCTION zdm.f(...) ... AS 'MODULE_PATHNAME', 'f_wrapper';
+-- copied from the generated install script (cargo pgrx schema).
+--
+-- No change yet.
