@@ -118,13 +118,13 @@ mod tests {
         Spi::run(r#"CREATE SCHEMA "My Schema";
                     CREATE TABLE "My Schema"."Order; DROP TABLE x" ("Id" int PRIMARY KEY, "select" text, "é col" text DEFAULT 'd''x');
                     INSERT INTO "My Schema"."Order; DROP TABLE x" VALUES (1, 'a', 'b'), (2, NULL, 'c');"#).unwrap();
-        let m = one::<String>(r#"SELECT zdm.rename_column('"My Schema"."Order; DROP TABLE x"', 'select', 'from "quoted"', 'weird $zdm$ name')"#).unwrap();
+        let m = one::<String>(r#"SELECT zdm.rename_column('"My Schema"."Order; DROP TABLE x"', 'select', 'from "quoted" é', 'weird $zdm$ name')"#).unwrap();
         assert_eq!(m, "weird $zdm$ name");
-        Spi::run(r#"INSERT INTO "My Schema"."Order; DROP TABLE x" ("Id", "from ""quoted""") VALUES (3, 'new')"#).unwrap();
+        Spi::run(r#"INSERT INTO "My Schema"."Order; DROP TABLE x" ("Id", "from ""quoted"" é") VALUES (3, 'new')"#).unwrap();
         while one::<i64>("SELECT zdm.backfill_batch('weird $zdm$ name')").unwrap() > 0 {}
         Spi::run("SELECT zdm.complete('weird $zdm$ name')").unwrap();
         assert_eq!(
-            one::<String>(r#"SELECT string_agg(coalesce("from ""quoted""", 'NULL'), ',' ORDER BY "Id") FROM "My Schema"."Order; DROP TABLE x""#).unwrap(),
+            one::<String>(r#"SELECT string_agg(coalesce("from ""quoted"" é", 'NULL'), ',' ORDER BY "Id") FROM "My Schema"."Order; DROP TABLE x""#).unwrap(),
             "a,NULL,new"
         );
     }

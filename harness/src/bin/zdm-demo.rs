@@ -44,7 +44,7 @@ fn main() {
     let mut admin = cluster.connect();
     admin.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;").expect("extensions");
 
-    step(epoch, &format!("creating users ({rows} rows) and its oracle twin"));
+    step(epoch, &format!("creating users and orders ({rows} rows each), and an oracle twin of users"));
     admin
         .batch_execute(&format!(
             "CREATE TABLE public.users (
@@ -56,7 +56,19 @@ fn main() {
                   SELECT g, 'User ' || g, CASE WHEN g % 4 = 0 THEN NULL ELSE 'user' || g || '@example.com' END
                     FROM generate_series(1, {rows}) g;
              CREATE TABLE public.users_oracle (id bigint PRIMARY KEY, name varchar(255), email varchar(255));
-             INSERT INTO public.users_oracle SELECT id, name, email FROM public.users;"
+             INSERT INTO public.users_oracle SELECT id, name, email FROM public.users;
+             -- The seed's orders table (restructured through a shadow table once
+             -- zdm.create_shadow_table() lands); here it is data the rename must not disturb.
+             CREATE TABLE public.orders (
+                 id bigserial PRIMARY KEY,
+                 user_id bigint NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
+                 amount integer NOT NULL,
+                 status varchar(20) NOT NULL DEFAULT 'pending',
+                 created_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO public.orders (user_id, amount, status)
+                  SELECT 1 + (g * 7919) % {rows}, (g * 31) % 10000, (ARRAY['pending', 'paid', 'shipped'])[1 + g % 3]
+                    FROM generate_series(1, {rows}) g;
+             CREATE INDEX orders_user_id_idx ON public.orders (user_id);"
         ))
         .expect("tables");
     admin.batch_execute("ANALYZE public.users").unwrap();
@@ -146,7 +158,7 @@ fn main() {
     println!("  zdm.rename_column() call   {start_ms:.1} ms");
     println!("  zdm.complete() call        {complete_ms:.1} ms");
     for (event, ms) in &held {
-        println!("  {:<26} {ms:.1} ms", format!("{event}: locks held"));
+        println!("  {:<26} {ms:.1} ms", format!("locks held, {event}"));
     }
     println!("  rows verified vs oracle    {verified} ({})", if diff.is_empty() { "identical".to_string() } else { format!("{} differences", diff.len()) });
     for d in &diff {
