@@ -13,8 +13,9 @@ pub static LOCK_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
 /// Cap on the pause between two attempts.
 pub static RETRY_BACKOFF_MAX_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
-/// Rows per backfill batch (the starting size when a target duration is set).
-pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
+/// Rows per backfill batch. A batch holds its rows' locks until it commits, so
+/// its size bounds how long a writer of one of those rows can wait.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Pause between two backfill batches, to leave room to the application.
 pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Seconds between two progress NOTICEs of a running backfill.

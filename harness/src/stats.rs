@@ -33,6 +33,11 @@ impl Latencies {
         v[idx.min(v.len() - 1)] as f64 / 1000.0
     }
 
+    /// When the slowest sample started, from the run's origin.
+    pub fn max_at(&self) -> Duration {
+        self.samples.iter().max_by_key(|s| s.1).map(|s| Duration::from_micros(s.0)).unwrap_or_default()
+    }
+
     pub fn max_ms(&self) -> f64 {
         self.samples.iter().map(|s| s.1).max().unwrap_or(0) as f64 / 1000.0
     }

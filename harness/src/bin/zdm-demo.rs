@@ -154,7 +154,13 @@ fn main() {
     println!("  client errors              {errors}");
     println!("  client latency p50 / p99   {:.2} ms / {:.2} ms", all.percentile_ms(50.0), all.percentile_ms(99.0));
     println!("  worst client statement     {:.1} ms", all.max_ms());
-    println!("  worst reader wait (prober) {:.1} ms over {} reads every 10 ms", probe.longest_wait_ms(), probe.reads.count());
+    println!(
+        "  worst reader wait (prober) {:.1} ms at {:.2} s, over {} reads every 10 ms",
+        probe.longest_wait_ms(),
+        probe.reads.max_at().as_secs_f64(),
+        probe.reads.count()
+    );
+    println!("  worst client statement at  {:.2} s", all.max_at().as_secs_f64());
     println!("  zdm.rename_column() call   {start_ms:.1} ms");
     println!("  zdm.complete() call        {complete_ms:.1} ms");
     for (event, ms) in &held {
