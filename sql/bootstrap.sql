@@ -33,8 +33,15 @@ CREATE TABLE zdm.migrations (
     last_batch_size     integer,
     last_batch_ms       double precision,
     last_batch_at       timestamptz,
-    runner              text,
-    last_error          text
+    current_batch_size  integer,                -- adapted to zdm.target_batch_time
+    runner              text,                   -- 'pid 1234' or 'cron job 7 (pid 1234)'
+    last_error          text,
+    last_error_at       timestamptz,
+    -- backfill control
+    paused              boolean NOT NULL DEFAULT false,
+    waiting_reason      text,                   -- why the backfill is not adding rows right now
+    settings            jsonb NOT NULL DEFAULT '{}',   -- per-migration overrides of zdm.* backfill settings
+    cron_job_id         bigint                  -- pg_cron job of zdm.schedule_backfill()
 );
 COMMENT ON TABLE zdm.migrations IS
     'pg_zdm migrations, one row each. Written only by zdm.* functions; read it freely.';
@@ -96,12 +103,23 @@ SELECT m.name AS migration,
        m.table_name,
        m.kind,
        m.phase,
+       CASE WHEN m.phase IN ('completed', 'rolled_back') THEN 'done'
+            WHEN m.paused THEN 'paused'
+            WHEN m.waiting_reason IS NOT NULL THEN 'waiting'
+            WHEN m.phase = 'backfilling' THEN 'backfilling'
+            WHEN m.phase = 'started' AND m.plan ? 'backfill' THEN 'needs backfill'
+            ELSE 'ready to complete'
+       END AS state,
+       m.waiting_reason,
        m.rows_done,
        greatest(m.rows_estimated, m.rows_done) AS rows_estimated,
        CASE WHEN m.phase IN ('backfilled', 'completed') THEN 100.0
             WHEN coalesce(greatest(m.rows_estimated, m.rows_done), 0) = 0 THEN NULL
             ELSE round(100.0 * m.rows_done / greatest(m.rows_estimated, m.rows_done), 1)
        END AS percent,
+       -- rate of the last batch, and average since the backfill began
+       CASE WHEN m.last_batch_ms > 0 THEN round((m.last_batch_size * 1000.0 / m.last_batch_ms)::numeric, 0) END
+           AS current_rows_per_second,
        CASE WHEN m.last_batch_at > m.backfill_started_at
             THEN round((m.rows_done / extract(epoch FROM m.last_batch_at - m.backfill_started_at))::numeric, 0)
        END AS rows_per_second,
@@ -112,9 +130,14 @@ SELECT m.name AS migration,
        m.batches,
        m.last_batch_size,
        round(m.last_batch_ms::numeric, 1) AS last_batch_ms,
+       m.current_batch_size AS next_batch_size,
        m.last_batch_at,
        m.runner,
+       m.cron_job_id,
        m.last_error,
+       m.last_error_at,
+       m.backfill_started_at,
        m.updated_at
   FROM zdm.migrations m;
-COMMENT ON VIEW zdm.progress IS 'One line per migration: phase, rows done, rate, ETA, last batch, last error.';
+COMMENT ON VIEW zdm.progress IS
+    'One line per migration: phase, state, rows done, rates, ETA, last batch, who runs it, last error.';

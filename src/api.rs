@@ -99,8 +99,7 @@ fn plan_json(p: &Prepared) -> Value {
                 "description": b.description,
                 "key": b.key_columns,
                 "upper_bound_sql": b.upper_bound_sql,
-                "first_batch_sql": b.first_batch_sql,
-                "next_batch_sql": b.next_batch_sql,
+                "batch_function": b.function,
                 "lock": {"relation": b.table, "mode": "ROW EXCLUSIVE", "blocks": "only the rows of the batch, briefly"},
             })),
             "validate": steps(&p.plan.validate),
@@ -203,7 +202,39 @@ pub mod zdm {
     /// Exactly one backfill batch in the caller's transaction: rows covered, 0 when finished.
     #[pg_extern]
     fn backfill_batch(migration: &str, batch_size: default!(Option<i32>, "NULL")) -> i64 {
-        backfill::run_batch(migration, batch_size).or_raise()
+        backfill::run_one_batch(migration, batch_size).or_raise()
+    }
+
+    /// One step of `CALL zdm.backfill()`'s loop: a batch, or why there is none.
+    #[pg_extern]
+    fn _backfill_step(
+        migration: &str,
+        batch_size: Option<i32>,
+        via: &str,
+    ) -> TableIterator<'static, (name!(rows, i64), name!(state, String), name!(wait_ms, i32), name!(reason, Option<String>))> {
+        let step = backfill::loop_step(migration, batch_size, via).or_raise();
+        let state = step.state().to_string();
+        let row = match step {
+            backfill::Step::Batch(n) => (n, state, 0, None),
+            backfill::Step::Wait { reason, ms } => (0, state, ms, Some(reason)),
+            backfill::Step::Gone(phase) => (0, state, 0, Some(format!("migration is {phase}"))),
+            _ => (0, state, 0, None),
+        };
+        TableIterator::once(row)
+    }
+
+    /// Called by `zdm.backfill` after a failed batch was rolled back: keeps the
+    /// error in zdm.migrations (the procedure commits it, then re-raises).
+    #[pg_extern]
+    fn _backfill_failed(migration: &str, sqlstate: &str, message: &str) {
+        store::record_error(migration, &format!("{sqlstate}: {message}")).or_raise()
+    }
+
+    /// Called by `zdm.backfill` when the loop ends on a finished or abandoned
+    /// migration: its pg_cron job, if any, is not needed any more.
+    #[pg_extern]
+    fn _backfill_ended(migration: &str) {
+        crate::scheduler::unschedule(migration).or_raise();
     }
 
     /// Called first by the `zdm.backfill` procedure: it commits between batches,
@@ -225,7 +256,7 @@ pub mod zdm {
         if let Some(s) = batch_size {
             if s <= 0 {
                 ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
-                    .hint("Leave it NULL to use zdm.batch_size.")
+                    .hint("Leave it NULL to use the migration's setting or zdm.batch_size.")
                     .raise();
             }
         }
@@ -241,5 +272,79 @@ pub mod zdm {
                 .hint("Start a new migration if the table needs another change.")
                 .raise();
         }
+    }
+
+    /// Stop the backfill: a running CALL or cron run stops after its current batch.
+    #[pg_extern]
+    fn pause(migration: &str) {
+        let m = store::get_for_update(migration).or_raise();
+        if m.phase.is_final() || m.phase == Phase::Backfilled {
+            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; its backfill is not running", m.phase))
+                .hint("Only a migration in phase started or backfilling can be paused.")
+                .raise();
+        }
+        if !m.paused {
+            store::set_paused(migration, true).or_raise();
+            store::log_event(migration, "pause", None, None, None).or_raise();
+        }
+    }
+
+    /// Let the backfill go on: the next CALL (or cron run) continues where it stopped.
+    #[pg_extern]
+    fn resume(migration: &str) {
+        let m = store::get_for_update(migration).or_raise();
+        if m.phase.is_final() || m.phase == Phase::Backfilled {
+            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; there is no backfill to resume", m.phase))
+                .hint("A finished backfill needs no resume; complete the migration with zdm.complete().")
+                .raise();
+        }
+        if m.paused {
+            store::set_paused(migration, false).or_raise();
+            store::log_event(migration, "resume", None, None, None).or_raise();
+        }
+    }
+
+    /// Per-migration backfill settings (overriding the zdm.* GUCs); returns the
+    /// settings in force. Keys: batch_size, batch_delay_ms, target_batch_ms,
+    /// max_replication_lag_ms; a null value goes back to the GUC.
+    #[pg_extern]
+    fn set_backfill_settings(migration: &str, settings: JsonB) -> JsonB {
+        let m = store::get_for_update(migration).or_raise();
+        let given = backfill::BackfillSettings::parse(&settings.0).or_raise();
+        let mut merged = m.settings.clone();
+        let obj = settings.0.as_object().cloned().unwrap_or_default();
+        macro_rules! take {
+            ($field:ident) => {
+                if obj.contains_key(stringify!($field)) {
+                    merged.$field = given.$field;
+                }
+            };
+        }
+        take!(batch_size);
+        take!(batch_delay_ms);
+        take!(target_batch_ms);
+        take!(max_replication_lag_ms);
+        store::set_settings(migration, &merged).or_raise();
+        store::log_event(migration, "settings", None, None, Some(serde_json::to_value(&merged).unwrap())).or_raise();
+        JsonB(serde_json::to_value(merged.effective()).unwrap())
+    }
+
+    /// Run the backfill from pg_cron: a job named after the migration runs a
+    /// lone `CALL zdm.backfill(...)` for up to `max_seconds` each time, and
+    /// unschedules itself once the backfill is done. Returns the job id.
+    #[pg_extern]
+    fn schedule_backfill(
+        migration: &str,
+        schedule: default!(&str, "'* * * * *'"),
+        max_seconds: default!(i32, 50),
+    ) -> i64 {
+        crate::scheduler::schedule(migration, schedule, max_seconds).or_raise()
+    }
+
+    /// Remove the migration's pg_cron job; false when it had none.
+    #[pg_extern]
+    fn unschedule_backfill(migration: &str) -> bool {
+        store::get_for_update(migration).or_raise();
+        crate::scheduler::unschedule(migration).or_raise()
     }
 }

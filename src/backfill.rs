@@ -1,10 +1,12 @@
 //! The backfill engine, server side: one keyset batch per call.
 //!
-//! `zdm.backfill_batch()` runs exactly one batch in the caller's transaction and
-//! checkpoints the position in `zdm.migrations` in that same transaction, so a
-//! crash loses at most the uncommitted batch and the next call starts right
-//! after the last committed one. The committing loop is the PL/pgSQL procedure
-//! `zdm.backfill()` (sql/backfill.sql): pgrx code cannot COMMIT.
+//! Each batch runs the migration's generated batch function (`\sf
+//! zdm.backfill_<migration>`) and checkpoints the position in `zdm.migrations`
+//! in the same transaction, so a crash loses at most the uncommitted batch and
+//! the next call starts right after the last committed one. The committing
+//! loop is the PL/pgSQL procedure `zdm.backfill()` (sql/backfill.sql): pgrx code
+//! cannot COMMIT. Throttling decisions (pause, replication lag, batch size) are
+//! made here, per batch; the loop only sleeps when told to, after its COMMIT.
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
@@ -13,73 +15,249 @@ use crate::guc;
 use crate::migrations::store::{self, BatchCheckpoint, MigrationRow};
 use crate::migrations::Phase;
 use crate::plan::{BackfillPlan, LockMode};
-use crate::session::with_local_settings;
+use crate::session::{get_optional, with_local_settings};
 use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// Run one batch; returns the rows it covered, 0 once the backfill is finished.
-pub fn run_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
-    let size = batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get());
-    if size <= 0 {
-        return Err(ZdmError::invalid_parameter(format!("batch size must be positive, got {size}"))
-            .hint("Leave it NULL to use zdm.batch_size."));
+/// Backfill settings of one migration: the zdm.* GUCs, overridden by the
+/// migration's own `settings` (zdm.set_backfill_settings()).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_delay_ms: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_batch_ms: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag_ms: Option<i32>,
+}
+
+/// Settings with every value resolved.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Effective {
+    pub batch_size: i32,
+    pub batch_delay_ms: i32,
+    pub target_batch_ms: i32,
+    pub max_replication_lag_ms: i32,
+}
+
+impl BackfillSettings {
+    pub fn parse(v: &serde_json::Value) -> ZdmResult<BackfillSettings> {
+        let s: BackfillSettings = serde_json::from_value(v.clone()).map_err(|e| {
+            ZdmError::invalid_parameter(format!("invalid backfill settings: {e}"))
+                .hint("Keys: batch_size, batch_delay_ms, target_batch_ms, max_replication_lag_ms (integers; null resets to the zdm.* setting).")
+        })?;
+        let check = |name: &str, v: Option<i32>, min: i32| match v {
+            Some(x) if x < min => Err(ZdmError::invalid_parameter(format!("{name} must be at least {min}, got {x}"))),
+            _ => Ok(()),
+        };
+        check("batch_size", s.batch_size, 1)?;
+        check("batch_delay_ms", s.batch_delay_ms, 0)?;
+        check("target_batch_ms", s.target_batch_ms, 0)?;
+        check("max_replication_lag_ms", s.max_replication_lag_ms, 0)?;
+        Ok(s)
     }
-    let m = store::get_for_update(name)?;
-    let Some(plan) = m.plan.backfill.clone() else {
-        return Err(ZdmError::wrong_state(format!("migration \"{name}\" has nothing to backfill"))
-            .hint("Complete it with zdm.complete()."));
-    };
-    match m.phase {
-        Phase::Backfilled => return Ok(0),
-        Phase::Completed | Phase::RolledBack => {
-            return Err(ZdmError::wrong_state(format!(
-                "migration \"{name}\" is {}; there is nothing left to backfill",
-                m.phase
-            ))
-            .hint("Start a new migration if the table needs another change."))
+
+    pub fn effective(&self) -> Effective {
+        Effective {
+            batch_size: self.batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()),
+            batch_delay_ms: self.batch_delay_ms.unwrap_or_else(|| guc::BATCH_DELAY_MS.get()),
+            target_batch_ms: self.target_batch_ms.unwrap_or_else(|| guc::TARGET_BATCH_TIME_MS.get()),
+            max_replication_lag_ms: self.max_replication_lag_ms.unwrap_or_else(|| guc::MAX_REPLICATION_LAG_MS.get()),
         }
-        Phase::Started | Phase::Backfilling => {}
     }
+}
+
+/// Next batch size: scaled toward the target duration, at most halved or
+/// doubled at a time so one odd batch cannot swing it, within [10, 1 000 000].
+pub fn adapt_batch_size(size: i32, took_ms: f64, target_ms: i32) -> i32 {
+    if target_ms <= 0 {
+        return size;
+    }
+    let ratio = (target_ms as f64 / took_ms.max(0.1)).clamp(0.5, 2.0);
+    ((size as f64 * ratio).round() as i64).clamp(10, 1_000_000) as i32
+}
+
+/// What one call of the loop's step did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A batch ran: rows covered.
+    Batch(i64),
+    /// Every row is done (the migration is backfilled).
+    Done,
+    /// Paused by zdm.pause(): the loop stops.
+    Paused,
+    /// Completed or rolled back meanwhile: the loop stops.
+    Gone(Phase),
+    /// Throttled: no batch ran; sleep this long and ask again.
+    Wait { reason: String, ms: i32 },
+}
+
+impl Step {
+    pub fn state(&self) -> &'static str {
+        match self {
+            Step::Batch(_) => "batch",
+            Step::Done => "done",
+            Step::Paused => "paused",
+            Step::Gone(_) => "gone",
+            Step::Wait { .. } => "wait",
+        }
+    }
+}
+
+fn check_batch_size(size: Option<i32>) -> ZdmResult<()> {
+    match size {
+        Some(s) if s <= 0 => Err(ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
+            .hint("Leave it NULL to use the migration's setting or zdm.batch_size.")),
+        _ => Ok(()),
+    }
+}
+
+fn require_backfill(m: &MigrationRow) -> ZdmResult<BackfillPlan> {
+    m.plan.backfill.clone().ok_or_else(|| {
+        ZdmError::wrong_state(format!("migration \"{}\" has nothing to backfill", m.name))
+            .hint("Complete it with zdm.complete().")
+    })
+}
+
+fn finished_error(m: &MigrationRow) -> ZdmError {
+    ZdmError::wrong_state(format!("migration \"{}\" is {}; there is nothing left to backfill", m.name, m.phase))
+        .hint("Start a new migration if the table needs another change.")
+}
+
+/// `zdm.backfill_batch()`: exactly one batch, whatever the throttles say (it
+/// is the manual tool), but not while paused. Rows covered, 0 when finished.
+pub fn run_one_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
+    check_batch_size(batch_size)?;
+    let m = store::get_for_update(name)?;
+    let plan = require_backfill(&m)?;
+    if m.phase.is_final() {
+        return Err(finished_error(&m));
+    }
+    if m.phase == Phase::Backfilled {
+        return Ok(0);
+    }
+    if m.paused {
+        return Err(ZdmError::wrong_state(format!("migration \"{name}\" is paused"))
+            .hint(format!("Resume it first: SELECT zdm.resume('{}');", name.replace('\'', "''"))));
+    }
+    match batch(&m, &plan, batch_size, "backfill_batch")? {
+        Step::Batch(n) => Ok(n),
+        _ => Ok(0),
+    }
+}
+
+/// One step of the committing loop: honours pause, phase changes made by other
+/// sessions, and the replication lag limit, then runs one batch.
+pub fn loop_step(name: &str, batch_size: Option<i32>, runner: &str) -> ZdmResult<Step> {
+    check_batch_size(batch_size)?;
+    let m = store::get_for_update(name)?;
+    let plan = require_backfill(&m)?;
+    if m.phase.is_final() {
+        return Ok(Step::Gone(m.phase));
+    }
+    if m.phase == Phase::Backfilled {
+        return Ok(Step::Done);
+    }
+    if m.paused {
+        store::set_waiting(name, None)?;
+        return Ok(Step::Paused);
+    }
+    let settings = m.settings.effective();
+    if let Some(reason) = replication_lag_reason(settings.max_replication_lag_ms)? {
+        store::set_waiting(name, Some(&reason))?;
+        return Ok(Step::Wait { reason, ms: 1000 });
+    }
+    if m.waiting_reason.is_some() {
+        store::set_waiting(name, None)?;
+    }
+    batch(&m, &plan, batch_size, runner)
+}
+
+/// Why the backfill should not add WAL now, if a standby lags too much.
+fn replication_lag_reason(max_lag_ms: i32) -> ZdmResult<Option<String>> {
+    if max_lag_ms <= 0 {
+        return Ok(None);
+    }
+    let row: Option<String> = get_optional(
+        "SELECT pg_catalog.format('standby %s replay lag %s > zdm.max_replication_lag %s',
+                                  coalesce(application_name, client_addr::text, pid::text),
+                                  pg_catalog.date_trunc('milliseconds', replay_lag),
+                                  pg_catalog.make_interval(secs => $1 / 1000.0))
+           FROM pg_catalog.pg_stat_replication
+          WHERE replay_lag > pg_catalog.make_interval(secs => $1 / 1000.0)
+          ORDER BY replay_lag DESC LIMIT 1",
+        &[max_lag_ms.into()],
+    )
+    .map_err(spi_err)?;
+    Ok(row)
+}
+
+/// Run one batch of `m` (phase started or backfilling, not paused).
+fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, runner: &str) -> ZdmResult<Step> {
+    let settings = m.settings.effective();
+    let size = size_override.or(m.current_batch_size).unwrap_or(settings.batch_size);
     // ISO dates, so key positions saved as text read back the same in any session.
     with_local_settings(&[("DateStyle", "ISO, YMD".to_string()), ("IntervalStyle", "postgres".to_string())], || {
         let upper = match (&m.phase, &m.backfill_upper) {
             (Phase::Backfilling, Some(u)) => u.clone(),
-            _ => match begin(&m, &plan)? {
+            _ => match begin(m, plan)? {
                 Some(u) => u,
                 None => {
-                    finish(&m)?;
-                    return Ok(0);
+                    finish(m)?;
+                    return Ok(Step::Done);
                 }
             },
         };
         let policy = RetryPolicy::from_settings();
         let locks = [(plan.table.clone(), LockMode::RowExclusive)];
+        let sql = format!("SELECT zdm_rows_scanned, zdm_rows_changed, zdm_last_key FROM {}($1, $2, $3)", plan.function);
+        let last = m.backfill_last.clone();
         let started = Instant::now();
-        let ((scanned, changed, last), _) =
-            with_lock_retry(&policy, &locks, "backfill batch", || batch(&plan, &upper, size, m.backfill_last.as_deref()))?;
+        let ((scanned, changed, last_key), _) = with_lock_retry(&policy, &locks, "backfill batch", || {
+            Spi::connect_mut(|client| {
+                let row = client
+                    .update(&sql, Some(1), &[upper.clone().into(), size.into(), last.clone().into()])?
+                    .first();
+                Ok::<_, pgrx::spi::Error>((
+                    row.get::<i64>(1)?.unwrap_or(0),
+                    row.get::<i64>(2)?.unwrap_or(0),
+                    row.get::<Vec<String>>(3)?,
+                ))
+            })
+            .expect("backfill batch")
+        })?;
+        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
         if scanned == 0 {
-            let m = store::get_for_update(name)?;
-            finish(&m)?;
-            return Ok(0);
+            finish(&store::get_for_update(&m.name)?)?;
+            return Ok(Step::Done);
         }
+        let next_size = if size_override.is_some() { m.current_batch_size } else {
+            Some(adapt_batch_size(size, took_ms, settings.target_batch_ms))
+        };
         store::checkpoint_batch(
-            name,
+            &m.name,
             &BatchCheckpoint {
-                last_key: &last.unwrap_or_default(),
+                last_key: &last_key.unwrap_or_default(),
                 rows_scanned: scanned,
                 rows_changed: changed,
                 batch_size: size,
-                batch_ms: started.elapsed().as_secs_f64() * 1000.0,
+                batch_ms: took_ms,
+                next_batch_size: next_size,
+                runner,
             },
         )?;
-        Ok(scanned)
+        Ok(Step::Batch(scanned))
     })
 }
 
 /// First batch: fix the upper bound (the last row that exists now; later rows
 /// are kept right by the sync trigger) and the estimate. None: empty table.
 fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>> {
-    let upper: Option<Vec<String>> = Spi::get_one(&plan.upper_bound_sql).map_err(spi_err)?;
+    let upper: Option<Vec<String>> = get_optional(&plan.upper_bound_sql, &[]).map_err(spi_err)?;
     let Some(upper) = upper else { return Ok(None) };
     let estimate: i64 = Spi::get_one_with_args::<f32>(
         "SELECT reltuples FROM pg_catalog.pg_class WHERE oid = to_regclass($1)",
@@ -93,26 +271,34 @@ fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>
     Ok(Some(upper))
 }
 
-fn batch(plan: &BackfillPlan, upper: &[String], size: i32, last: Option<&[String]>) -> (i64, i64, Option<Vec<String>>) {
-    Spi::connect_mut(|client| {
-        let upper = upper.to_vec();
-        let table = match last {
-            None => client.update(&plan.first_batch_sql, None, &[upper.into(), size.into()])?,
-            Some(l) => client.update(&plan.next_batch_sql, None, &[upper.into(), size.into(), l.to_vec().into()])?,
-        };
-        let row = table.first();
-        Ok::<_, pgrx::spi::Error>((
-            row.get::<i64>(1)?.unwrap_or(0),
-            row.get::<i64>(2)?.unwrap_or(0),
-            row.get::<Vec<String>>(3)?,
-        ))
-    })
-    .expect("backfill batch")
-}
-
 /// Every row is done: run the validation steps and mark the migration backfilled.
 fn finish(m: &MigrationRow) -> ZdmResult<()> {
     let report = run_steps(&m.plan.validate, &RetryPolicy::from_settings())?;
     let m = store::get_for_update(&m.name)?;
+    store::set_waiting(&m.name, None)?;
     store::move_phase(&m, Phase::Backfilled, "backfill finished", Some(serde_json::to_value(report).unwrap()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_size_moves_toward_the_target_at_most_twice_per_step() {
+        assert_eq!(adapt_batch_size(1000, 50.0, 100), 2000);
+        assert_eq!(adapt_batch_size(1000, 10.0, 100), 2000);
+        assert_eq!(adapt_batch_size(1000, 400.0, 100), 500);
+        assert_eq!(adapt_batch_size(1000, 125.0, 100), 800);
+        assert_eq!(adapt_batch_size(1000, 5.0, 0), 1000);
+        assert_eq!(adapt_batch_size(12, 1000.0, 100), 10);
+        assert_eq!(adapt_batch_size(900_000, 1.0, 100), 1_000_000);
+    }
+
+    #[test]
+    fn settings_parse_and_refuse() {
+        let s = BackfillSettings::parse(&serde_json::json!({"batch_size": 500, "batch_delay_ms": 10})).unwrap();
+        assert_eq!(s.batch_size, Some(500));
+        assert_eq!(BackfillSettings::parse(&serde_json::json!({"batch_size": 0})).unwrap_err().sqlstate(), "22023");
+        assert_eq!(BackfillSettings::parse(&serde_json::json!({"colour": 1})).unwrap_err().sqlstate(), "22023");
+    }
 }

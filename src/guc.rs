@@ -18,6 +18,10 @@ pub static RETRY_BACKOFF_MAX_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Pause between two backfill batches, to leave room to the application.
 pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Target duration of one batch: the batch size adapts to stay near it (0: fixed size).
+pub static TARGET_BATCH_TIME_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// While a standby's replay lags more than this, the backfill waits (0: never waits).
+pub static MAX_REPLICATION_LAG_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// Seconds between two progress NOTICEs of a running backfill.
 pub static PROGRESS_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(5);
 
@@ -90,6 +94,26 @@ pub fn register() {
         &BATCH_DELAY_MS,
         0,
         600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.target_batch_time",
+        c"Target duration of one backfill batch; the batch size adapts to stay near it (0: fixed size).",
+        c"A batch keeps its rows locked until it commits, so this bounds how long a writer waits for the backfill.",
+        &TARGET_BATCH_TIME_MS,
+        0,
+        600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"zdm.max_replication_lag",
+        c"The backfill waits while a standby's replay lags more than this (0: never waits).",
+        c"Measured as replay_lag of pg_stat_replication; the wait shows in zdm.progress.waiting_reason.",
+        &MAX_REPLICATION_LAG_MS,
+        0,
+        86_400_000,
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );

@@ -25,6 +25,7 @@ pub mod ident;
 pub mod migrations;
 pub mod ops;
 pub mod plan;
+pub mod scheduler;
 pub mod session;
 pub mod spec;
 pub mod sqlgen;
@@ -42,8 +43,15 @@ extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
     "../sql/backfill.sql",
     name = "backfill_procedure",
-    requires = ["bootstrap", api::zdm::backfill_batch, api::zdm::_backfill_precheck]
+    requires = [
+        "bootstrap",
+        api::zdm::_backfill_precheck,
+        api::zdm::_backfill_step,
+        api::zdm::_backfill_failed,
+        api::zdm::_backfill_ended
+    ]
 );
+extension_sql_file!("../sql/monitoring.sql", name = "monitoring_views", requires = ["bootstrap"]);
 extension_sql_file!("../sql/api.sql", name = "api_wrappers", requires = ["bootstrap", api::zdm::start]);
 
 #[cfg(test)]

@@ -156,10 +156,9 @@ pub struct BackfillPlan {
     pub key_columns: Vec<String>,
     /// Returns the key of the last existing row, as text[]; NULL when the table is empty.
     pub upper_bound_sql: String,
-    /// One batch from the start of the key range: $1 = upper bound (text[]), $2 = batch size.
-    pub first_batch_sql: String,
-    /// One batch after a key: $1 = upper bound, $2 = batch size, $3 = last key done (text[]).
-    pub next_batch_sql: String,
+    /// The generated batch function (created by start): `(upper_bound text[],
+    /// batch_size int, last_key text[]) RETURNS TABLE (rows_scanned, rows_changed, last_key)`.
+    pub function: String,
 }
 
 /// Every phase of one migration.

@@ -95,3 +95,14 @@ pub fn sleep_ms(ms: u64) {
 pub fn in_transaction_block() -> bool {
     unsafe { pg_sys::IsTransactionBlock() }
 }
+
+/// One value of a query that may return no row (pgrx reports that as an error).
+pub fn get_optional<T: IntoDatum + FromDatum>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<T>, pgrx::spi::Error> {
+    match Spi::get_one_with_args::<T>(sql, args) {
+        Err(pgrx::spi::Error::InvalidPosition) => Ok(None),
+        other => other,
+    }
+}

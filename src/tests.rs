@@ -233,7 +233,94 @@ mod tests {
         // pg_test bodies run inside a transaction: exactly the case to refuse.
         assert_eq!(sqlstate("SELECT zdm._backfill_precheck('tb', NULL)").as_deref(), Some("25001"));
     }
+
+    #[pg_test]
+    fn pause_resume_and_settings() {
+        users_table("public.pr");
+        Spi::run("SELECT zdm.rename_column('public.pr', 'name', 'full_name', 'pr')").unwrap();
+        Spi::run("SELECT zdm.pause('pr')").unwrap();
+        assert_eq!(one::<String>("SELECT state FROM zdm.progress WHERE migration = 'pr'").unwrap(), "paused");
+        // A paused migration runs no batch, by hand or by the loop.
+        assert_eq!(sqlstate("SELECT zdm.backfill_batch('pr')").as_deref(), Some("55000"));
+        assert_eq!(one::<String>("SELECT state FROM zdm._backfill_step('pr', NULL, 'CALL')").unwrap(), "paused");
+        Spi::run("SELECT zdm.pause('pr')").unwrap(); // idempotent
+        Spi::run("SELECT zdm.resume('pr')").unwrap();
+        Spi::run("SELECT zdm.resume('pr')").unwrap(); // idempotent
+
+        let eff = one::<pgrx::JsonB>(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": 111, "target_batch_ms": 0}')"#).unwrap().0;
+        assert_eq!(eff["batch_size"], 111);
+        assert_eq!(eff["target_batch_ms"], 0);
+        assert_eq!(one::<i64>("SELECT rows FROM zdm._backfill_step('pr', NULL, 'CALL')"), Some(111));
+        assert_eq!(one::<i32>("SELECT next_batch_size FROM zdm.progress WHERE migration = 'pr'"), Some(111));
+        assert!(one::<String>("SELECT runner FROM zdm.progress WHERE migration = 'pr'").unwrap().starts_with("CALL (pid "));
+        // null goes back to the GUC
+        let eff = one::<pgrx::JsonB>(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": null}')"#).unwrap().0;
+        assert_eq!(eff["batch_size"], 1000);
+        assert_eq!(eff["target_batch_ms"], 0);
+        assert_eq!(sqlstate(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": -1}')"#).as_deref(), Some("22023"));
+        assert_eq!(sqlstate(r#"SELECT zdm.set_backfill_settings('pr', '{"speed": 1}')"#).as_deref(), Some("22023"));
+
+        while one::<i64>("SELECT zdm.backfill_batch('pr')").unwrap() > 0 {}
+        assert_eq!(sqlstate("SELECT zdm.resume('pr')").as_deref(), Some("55000"));
+        assert_eq!(sqlstate("SELECT zdm.pause('pr')").as_deref(), Some("55000"));
+        Spi::run("SELECT zdm.rollback('pr')").unwrap();
+        // The loop stops by itself on a migration another session rolled back.
+        assert_eq!(one::<String>("SELECT state FROM zdm._backfill_step('pr', NULL, 'CALL')").unwrap(), "gone");
+        assert_eq!(sqlstate("SELECT zdm.backfill_batch('pr')").as_deref(), Some("55000"));
+        assert_eq!(sqlstate("SELECT zdm.pause('nope')").as_deref(), Some("42704"));
+    }
+
+    #[pg_test]
+    fn batch_size_adapts_to_the_target_time() {
+        users_table("public.ad");
+        Spi::run("SELECT zdm.rename_column('public.ad', 'name', 'full_name', 'ad')").unwrap();
+        Spi::run(r#"SELECT zdm.set_backfill_settings('ad', '{"batch_size": 50, "target_batch_ms": 10000}')"#).unwrap();
+        Spi::run("SELECT * FROM zdm._backfill_step('ad', NULL, 'CALL')").unwrap();
+        // 50 rows take far less than 10 s: the next batch doubles.
+        assert_eq!(one::<i32>("SELECT next_batch_size FROM zdm.progress WHERE migration = 'ad'"), Some(100));
+    }
+
+    #[pg_test]
+    fn empty_table_is_backfilled_at_once() {
+        Spi::run("CREATE TABLE public.empty (id int PRIMARY KEY, a text NOT NULL)").unwrap();
+        Spi::run("SELECT zdm.rename_column('public.empty', 'a', 'b', 'empty')").unwrap();
+        assert_eq!(one::<i64>("SELECT zdm.backfill_batch('empty')"), Some(0));
+        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'empty'").unwrap(), "backfilled");
+        Spi::run("SELECT zdm.complete('empty')").unwrap();
+    }
+
+    #[pg_test]
+    fn scheduling_without_pg_cron_is_refused_with_a_hint() {
+        users_table("public.sc");
+        Spi::run("SELECT zdm.rename_column('public.sc', 'name', 'full_name', 'sc')").unwrap();
+        assert_eq!(sqlstate("SELECT zdm.schedule_backfill('sc')").as_deref(), Some("55000"));
+        assert_eq!(sqlstate("SELECT zdm.schedule_backfill('sc', '* * * * *', 0)").as_deref(), Some("22023"));
+        assert_eq!(one::<bool>("SELECT zdm.unschedule_backfill('sc')"), Some(false));
+        assert_eq!(sqlstate("SELECT zdm.unschedule_backfill('nope')").as_deref(), Some("42704"));
+    }
+
+    #[pg_test]
+    fn monitoring_views_answer() {
+        Spi::run("SELECT * FROM zdm.blocking_locks").unwrap();
+        Spi::run("SELECT * FROM zdm.long_transactions").unwrap();
+        Spi::run("SELECT * FROM zdm.replication_lag").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.replication_lag"), Some(0));
+    }
+
+    #[pg_test]
+    fn generated_functions_are_readable_and_schema_qualified() {
+        users_table("public.gf");
+        Spi::run("SELECT zdm.rename_column('public.gf', 'name', 'full_name', 'gf')").unwrap();
+        let batch = one::<String>("SELECT pg_get_functiondef('zdm.backfill_gf'::regproc)").unwrap();
+        assert!(batch.contains("-- pg_zdm migration gf: one keyset batch of the backfill of public.gf"), "{batch}");
+        assert!(!batch.contains(" SET search_path"), "no SET clause: {batch}");
+        let sync = one::<String>("SELECT pg_get_functiondef('zdm.sync_gf'::regproc)").unwrap();
+        assert!(sync.contains("-- pg_zdm migration gf: keeps public.gf.name (old application)"), "{sync}");
+        Spi::run("SELECT zdm.rollback('gf')").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_proc WHERE proname IN ('backfill_gf', 'sync_gf')"), Some(0));
+    }
 }
+
 
 /// Hooks for `cargo pgrx test`.
 #[cfg(test)]

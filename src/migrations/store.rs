@@ -6,6 +6,7 @@
 //! [`move_phase`], which checks the state machine and logs an event.
 
 use super::phase::Phase;
+use crate::backfill::BackfillSettings;
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
 use crate::plan::Plan;
@@ -23,6 +24,11 @@ pub struct MigrationRow {
     pub plan: Plan,
     pub backfill_upper: Option<Vec<String>>,
     pub backfill_last: Option<Vec<String>>,
+    pub paused: bool,
+    pub waiting_reason: Option<String>,
+    pub current_batch_size: Option<i32>,
+    pub settings: BackfillSettings,
+    pub cron_job_id: Option<i64>,
 }
 
 /// Run catalog writes with the guard trigger's permission.
@@ -36,7 +42,8 @@ pub fn get_for_update(name: &str) -> ZdmResult<MigrationRow> {
     // connect_mut: a row lock is a write as far as SPI's read-only mode goes.
     let row = Spi::connect_mut(|client| {
         let rows = client.update(
-            "SELECT name, table_name, kind, phase, plan, backfill_upper, backfill_last
+            "SELECT name, table_name, kind, phase, plan, backfill_upper, backfill_last,
+                    paused, waiting_reason, current_batch_size, settings, cron_job_id
                FROM zdm.migrations WHERE name = $1 FOR UPDATE",
             None,
             &[name.into()],
@@ -44,20 +51,30 @@ pub fn get_for_update(name: &str) -> ZdmResult<MigrationRow> {
         let mut out = None;
         for r in rows {
             out = Some((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<String>(3)?.unwrap_or_default(),
-                r.get::<String>(4)?.unwrap_or_default(),
-                r.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null),
-                r.get::<Vec<String>>(6)?,
-                r.get::<Vec<String>>(7)?,
+                (
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                    r.get::<String>(4)?.unwrap_or_default(),
+                    r.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null),
+                    r.get::<Vec<String>>(6)?,
+                    r.get::<Vec<String>>(7)?,
+                ),
+                (
+                    r.get::<bool>(8)?.unwrap_or(false),
+                    r.get::<String>(9)?,
+                    r.get::<i32>(10)?,
+                    r.get::<JsonB>(11)?.map(|j| j.0).unwrap_or(Value::Null),
+                    r.get::<i64>(12)?,
+                ),
             ));
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
     .map_err(spi_err)?;
-    let (name, table_name, kind, phase, plan, upper, last) =
+    let ((name, table_name, kind, phase, plan, upper, last), (paused, waiting_reason, current_batch_size, settings, cron_job_id)) =
         row.ok_or_else(|| ZdmError::unknown_migration(name))?;
+    let settings = if settings.is_null() { BackfillSettings::default() } else { BackfillSettings::parse(&settings)? };
     let plan: Plan = serde_json::from_value(plan).map_err(|e| {
         ZdmError::wrong_state(format!("stored plan of migration \"{name}\" cannot be read: {e}"))
     })?;
@@ -69,6 +86,11 @@ pub fn get_for_update(name: &str) -> ZdmResult<MigrationRow> {
         plan,
         backfill_upper: upper,
         backfill_last: last,
+        paused,
+        waiting_reason,
+        current_batch_size,
+        settings,
+        cron_job_id,
     })
 }
 
@@ -169,6 +191,9 @@ pub struct BatchCheckpoint<'a> {
     pub rows_changed: i64,
     pub batch_size: i32,
     pub batch_ms: f64,
+    pub next_batch_size: Option<i32>,
+    /// Who runs the backfill: 'CALL', 'cron', 'backfill_batch'.
+    pub runner: &'a str,
 }
 
 pub fn checkpoint_batch(name: &str, c: &BatchCheckpoint) -> ZdmResult<()> {
@@ -178,7 +203,9 @@ pub fn checkpoint_batch(name: &str, c: &BatchCheckpoint) -> ZdmResult<()> {
                 SET backfill_last = $2, rows_done = rows_done + $3, rows_changed = rows_changed + $4,
                     batches = batches + 1, last_batch_size = $5, last_batch_ms = $6,
                     last_batch_at = clock_timestamp(), updated_at = clock_timestamp(),
-                    runner = 'pid ' || pg_backend_pid(), last_error = NULL
+                    current_batch_size = $7,
+                    runner = CASE WHEN $8 = 'cron' AND cron_job_id IS NOT NULL
+                                  THEN 'cron job ' || cron_job_id ELSE $8 END || ' (pid ' || pg_backend_pid() || ')'
               WHERE name = $1",
             &[
                 name.into(),
@@ -187,10 +214,69 @@ pub fn checkpoint_batch(name: &str, c: &BatchCheckpoint) -> ZdmResult<()> {
                 c.rows_changed.into(),
                 c.batch_size.into(),
                 c.batch_ms.into(),
+                c.next_batch_size.into(),
+                c.runner.into(),
             ],
         )
     })
     .map_err(spi_err)
+}
+
+/// Why the backfill is not adding rows right now (None: it is).
+pub fn set_waiting(name: &str, reason: Option<&str>) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations SET waiting_reason = $2, updated_at = clock_timestamp()
+              WHERE name = $1 AND waiting_reason IS DISTINCT FROM $2",
+            &[name.into(), reason.into()],
+        )
+    })
+    .map_err(spi_err)
+}
+
+pub fn set_paused(name: &str, paused: bool) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations SET paused = $2, waiting_reason = NULL, updated_at = clock_timestamp() WHERE name = $1",
+            &[name.into(), paused.into()],
+        )
+    })
+    .map_err(spi_err)
+}
+
+pub fn set_settings(name: &str, settings: &BackfillSettings) -> ZdmResult<()> {
+    let v = serde_json::to_value(settings).expect("settings serialize");
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations SET settings = $2, current_batch_size = NULL, updated_at = clock_timestamp() WHERE name = $1",
+            &[name.into(), JsonB(v).into()],
+        )
+    })
+    .map_err(spi_err)
+}
+
+pub fn set_cron_job(name: &str, job: Option<i64>) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations SET cron_job_id = $2, updated_at = clock_timestamp() WHERE name = $1",
+            &[name.into(), job.into()],
+        )
+    })
+    .map_err(spi_err)
+}
+
+/// Remember the error that stopped a backfill run (committed by the caller
+/// after the failed batch was rolled back).
+pub fn record_error(name: &str, error: &str) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations SET last_error = $2, last_error_at = clock_timestamp(), updated_at = clock_timestamp()
+              WHERE name = $1",
+            &[name.into(), error.into()],
+        )
+    })
+    .map_err(spi_err)?;
+    log_event(name, "backfill error", None, None, Some(serde_json::json!({ "error": error })))
 }
 
 /// Record where the backfill stops (the last row that exists now) and the estimate.

@@ -130,14 +130,21 @@ impl Operation for RenameColumn {
             assignments: vec![format!("{new} = {old}")],
             needs_work: format!("{new} IS DISTINCT FROM {old}"),
         };
+        let batch_function = ctx.function_name("backfill");
+        let description = format!("copy {} into {} for existing rows", old.raw(), new.raw());
+        start.push(Step::unlocked(
+            "backfill batch function",
+            keyset.create_batch_function(&batch_function, &ctx.migration, &description),
+        ));
         let backfill = BackfillPlan {
-            description: format!("copy {} into {} for existing rows", old.raw(), new.raw()),
+            description,
             table: t.clone(),
             key_columns: self.key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
             upper_bound_sql: keyset.upper_bound_sql(),
-            first_batch_sql: keyset.first_batch_sql(),
-            next_batch_sql: keyset.next_batch_sql(),
+            function: batch_function.to_string(),
         };
+        let drop_batch_function =
+            Step::unlocked("drop the backfill batch function", format!("DROP FUNCTION IF EXISTS {batch_function}(text[], integer, text[])"));
 
         let mut validate = Vec::new();
         if self.column.not_null {
@@ -152,6 +159,7 @@ impl Operation for RenameColumn {
         let mut complete = vec![
             Step::locked("drop the sync trigger", sync.drop_trigger(), &t, aex),
             Step::unlocked("drop the sync trigger function", sync.drop_function()),
+            drop_batch_function.clone(),
         ];
         if let Some(seq) = &self.column.owned_sequence {
             complete.push(Step::unlocked(
@@ -197,6 +205,7 @@ impl Operation for RenameColumn {
         let rollback = vec![
             Step::locked("drop the sync trigger", sync.drop_trigger(), &t, aex),
             Step::unlocked("drop the sync trigger function", sync.drop_function()),
+            drop_batch_function,
             Step::locked(
                 format!("drop the new column {}", new.raw()),
                 format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {new}"),
@@ -262,10 +271,12 @@ mod tests {
         let complete: Vec<&str> = p.complete.iter().map(|s| s.sql.as_str()).collect();
         assert!(complete.contains(&"ALTER TABLE public.users DROP COLUMN name"));
         assert!(complete.contains(&"ALTER TABLE public.users ALTER COLUMN full_name SET NOT NULL"));
-        assert_eq!(p.rollback[2].sql, "ALTER TABLE public.users DROP COLUMN IF EXISTS full_name");
+        assert_eq!(p.rollback[3].sql, "ALTER TABLE public.users DROP COLUMN IF EXISTS full_name");
         let b = p.backfill.unwrap();
-        assert!(b.next_batch_sql.contains("SET full_name = name"));
-        assert!(b.next_batch_sql.contains("AND (full_name IS DISTINCT FROM name)"));
+        assert_eq!(b.function, "zdm.backfill_m");
+        let func = &p.start.last().unwrap().sql;
+        assert!(func.contains("SET full_name = name"));
+        assert!(func.contains("AND (full_name IS DISTINCT FROM name)"));
     }
 
     #[test]

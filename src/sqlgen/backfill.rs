@@ -9,6 +9,7 @@
 //! - `$2` batch size
 //! - `$3` key of the last row of the previous batch (`next_batch_sql` only)
 
+use super::dollar_quote;
 use crate::ident::{Ident, QualifiedName, SqlFragment};
 
 pub struct KeysetUpdate<'a> {
@@ -54,6 +55,41 @@ impl KeysetUpdate<'_> {
             self.key_as_text_array(""),
             self.table,
             self.key_desc("")
+        )
+    }
+
+    /// The per-migration batch function, readable with `\sf`: one keyset batch,
+    /// returning rows scanned, rows changed and the key of the batch's last row.
+    pub fn create_batch_function(&self, function: &QualifiedName, migration: &str, description: &str) -> String {
+        let indent = |sql: String| sql.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n");
+        let body = format!(
+            "#variable_conflict use_column
+-- pg_zdm migration {migration}: one keyset batch of the backfill of {table}
+-- ({description}).
+-- $1: key of the last row that existed when the backfill began (upper bound)
+-- $2: batch size
+-- $3: key of the last row of the previous batch, NULL for the first batch
+BEGIN
+    IF $3 IS NULL THEN
+        RETURN QUERY
+{first};
+    ELSE
+        RETURN QUERY
+{next};
+    END IF;
+END;
+",
+            migration = migration.replace('\n', " "),
+            table = self.table,
+            description = description.replace('\n', " "),
+            first = indent(self.first_batch_sql()),
+            next = indent(self.next_batch_sql()),
+        );
+        format!(
+            "CREATE FUNCTION {function}(upper_bound text[], batch_size integer, last_key text[])
+RETURNS TABLE (zdm_rows_scanned bigint, zdm_rows_changed bigint, zdm_last_key text[])
+LANGUAGE plpgsql AS {}",
+            dollar_quote(&body)
         )
     }
 
@@ -139,5 +175,10 @@ mod tests {
         let first = k.first_batch_sql();
         assert!(!first.contains("$3"), "{first}");
         assert!(first.contains("WHERE (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"));
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("backfill_m"));
+        let func = k.create_batch_function(&f, "m", "copy a into b");
+        assert!(func.starts_with("CREATE FUNCTION zdm.backfill_m(upper_bound text[], batch_size integer, last_key text[])"), "{func}");
+        assert!(func.contains("IF $3 IS NULL THEN\n        RETURN QUERY\n        WITH zdm_batch AS MATERIALIZED ("), "{func}");
+        assert!(func.contains("-- pg_zdm migration m: one keyset batch of the backfill of public.\"Order Lines\""));
     }
 }
