@@ -189,6 +189,9 @@ fn replication_lag_reason(max_lag_ms: i32) -> ZdmResult<Option<String>> {
                                   pg_catalog.make_interval(secs => $1 / 1000.0))
            FROM pg_catalog.pg_stat_replication
           WHERE replay_lag > pg_catalog.make_interval(secs => $1 / 1000.0)
+            -- replay_lag keeps its last sample while no new WAL flows: a standby
+            -- that has replayed all it was sent is not behind, whatever it says.
+            AND replay_lsn < sent_lsn
           ORDER BY replay_lag DESC LIMIT 1",
         &[max_lag_ms.into()],
     )

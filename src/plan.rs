@@ -159,6 +159,9 @@ pub struct BackfillPlan {
     /// The generated batch function (created by start): `(upper_bound text[],
     /// batch_size int, last_key text[]) RETURNS TABLE (rows_scanned, rows_changed, last_key)`.
     pub function: String,
+    /// The statement one batch runs (as in the function), for EXPLAIN:
+    /// $1 upper bound, $2 batch size, $3 last key done (all text[] but $2).
+    pub next_batch_sql: String,
 }
 
 /// Every phase of one migration.

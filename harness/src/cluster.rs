@@ -73,6 +73,8 @@ impl Cluster {
         if opts.pg_cron {
             conf.push("shared_preload_libraries = 'pg_cron'".into());
             conf.push("cron.database_name = 'postgres'".into());
+            // pg_cron's job connections go through the socket, not localhost.
+            conf.push(format!("cron.host = '{}'", c.dir.display()));
         }
         conf.extend(opts.extra_conf.iter().cloned());
         let conf_path = c.data().join("postgresql.conf");
@@ -153,6 +155,44 @@ impl Cluster {
             }
         }
         panic!("cannot connect to the test cluster: {last:?}");
+    }
+
+    /// A streaming standby of this cluster on its own port (pg_basebackup -R),
+    /// with extra postgresql.conf lines (e.g. recovery_min_apply_delay).
+    pub fn standby(&self, extra_conf: &[&str]) -> Cluster {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("zdm-standby-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if self.as_postgres {
+            Command::new("chown").arg("postgres:postgres").arg(&dir).status().unwrap();
+        }
+        let s = Cluster { dir, port: free_port(), bindir: self.bindir.clone(), as_postgres: self.as_postgres, keep: self.keep };
+        let port = self.port.to_string();
+        s.pg("pg_basebackup", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", s.data().to_str().unwrap(), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"]);
+        let conf_path = s.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&format!(
+            "\n# standby\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n{}\n",
+            s.port,
+            s.dir.display(),
+            extra_conf.join("\n")
+        ));
+        // A standby must not run pg_cron's scheduler.
+        text = text.replace("shared_preload_libraries = 'pg_cron'", "");
+        s.write_as_owner(&conf_path, &text);
+        s.start_server();
+        s
+    }
+
+    /// Change postgresql.conf settings of a running cluster and reload.
+    pub fn set_conf(&self, line: &str) {
+        let conf_path = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).unwrap();
+        text.push_str(line);
+        text.push('\n');
+        self.write_as_owner(&conf_path, &text);
+        self.pg("pg_ctl", &["-D", self.data().to_str().unwrap(), "reload"]);
     }
 
     /// Path of a server tool (pg_dump, psql...) of the same installation.

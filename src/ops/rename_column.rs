@@ -142,6 +142,7 @@ impl Operation for RenameColumn {
             key_columns: self.key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
             upper_bound_sql: keyset.upper_bound_sql(),
             function: batch_function.to_string(),
+            next_batch_sql: keyset.next_batch_sql(),
         };
         let drop_batch_function =
             Step::unlocked("drop the backfill batch function", format!("DROP FUNCTION IF EXISTS {batch_function}(text[], integer, text[])"));

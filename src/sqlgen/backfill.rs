@@ -104,19 +104,18 @@ LANGUAGE plpgsql AS {}",
     fn batch_sql(&self, after_last: bool) -> String {
         let key = self.key_list("");
         let key_row = format!("({key})");
+        let n = self.key.len();
+        let aliases: Vec<String> = (1..=n).map(|i| format!("zdm_k{i}")).collect();
         // The batch's keys are renamed zdm_k1.. so that bare column names in the
         // assignments can only mean the table's own columns.
-        let aliased: Vec<String> =
-            self.key.iter().enumerate().map(|(i, (c, _))| format!("{c} AS zdm_k{}", i + 1)).collect();
-        let batch_row: Vec<String> =
-            (1..=self.key.len()).map(|i| format!("zdm_batch.zdm_k{i}")).collect();
-        let batch_desc: Vec<String> = (1..=self.key.len()).map(|i| format!("zdm_k{i} DESC")).collect();
-        let batch_text: Vec<String> = (1..=self.key.len()).map(|i| format!("zdm_k{i}::text")).collect();
-        let lower = if after_last {
-            format!("{key_row} > {}\n       AND ", self.param_row(3))
-        } else {
-            String::new()
-        };
+        let aliased: Vec<String> = self.key.iter().zip(&aliases).map(|((c, _), a)| format!("{c} AS {a}")).collect();
+        let desc: Vec<String> = aliases.iter().map(|a| format!("{a} DESC")).collect();
+        let end_row: Vec<String> = aliases.iter().map(|a| format!("(SELECT {a} FROM zdm_end)")).collect();
+        let end_text: Vec<String> = aliases.iter().map(|a| format!("{a}::text")).collect();
+        let lower = if after_last { format!("{key_row} > {}\n       AND ", self.param_row(3)) } else { String::new() };
+        // The UPDATE takes a key range, not a join with the batch: a range stays
+        // an index range scan whatever the batch size, where a join may turn
+        // into a merge join over the whole index for big batches.
         format!(
             "WITH zdm_batch AS MATERIALIZED (
     SELECT {aliased}
@@ -124,25 +123,27 @@ LANGUAGE plpgsql AS {}",
      WHERE {lower}{key_row} <= {upper}
      ORDER BY {key}
      LIMIT $2
+), zdm_end AS MATERIALIZED (
+    SELECT {aliases} FROM zdm_batch ORDER BY {desc} LIMIT 1
 ), zdm_changed AS (
     UPDATE ONLY {table}
        SET {assignments}
-      FROM zdm_batch
-     WHERE {key_row} = ({batch_row})
+     WHERE {lower}{key_row} <= ({end_row})
        AND ({needs_work})
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM zdm_batch)::int8 AS rows_scanned,
        (SELECT count(*) FROM zdm_changed)::int8 AS rows_changed,
-       (SELECT ARRAY[{batch_text}] FROM zdm_batch ORDER BY {batch_desc} LIMIT 1) AS last_key",
+       (SELECT ARRAY[{end_text}] FROM zdm_end) AS last_key",
             aliased = aliased.join(", "),
+            aliases = aliases.join(", "),
+            desc = desc.join(", "),
             table = self.table,
             upper = self.param_row(1),
             assignments = self.assignments.join(",\n           "),
-            batch_row = batch_row.join(", "),
+            end_row = end_row.join(", "),
             needs_work = self.needs_work,
-            batch_text = batch_text.join(", "),
-            batch_desc = batch_desc.join(", "),
+            end_text = end_text.join(", "),
         )
     }
 }
@@ -171,7 +172,7 @@ mod tests {
         let next = k.next_batch_sql();
         assert!(next.contains("WHERE (order_id, \"Line\") > ($3[1]::bigint, $3[2]::integer)\n       AND (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"), "{next}");
         assert!(next.contains("ORDER BY order_id, \"Line\"\n     LIMIT $2"));
-        assert!(next.contains("WHERE (order_id, \"Line\") = (zdm_batch.zdm_k1, zdm_batch.zdm_k2)"));
+        assert!(next.contains("WHERE (order_id, \"Line\") > ($3[1]::bigint, $3[2]::integer)\n       AND (order_id, \"Line\") <= ((SELECT zdm_k1 FROM zdm_end), (SELECT zdm_k2 FROM zdm_end))"), "{next}");
         let first = k.first_batch_sql();
         assert!(!first.contains("$3"), "{first}");
         assert!(first.contains("WHERE (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"));
