@@ -56,7 +56,7 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
         Some(n) => n.clone(),
         None => {
             let names: Vec<String> = built.iter().map(|o| o.default_name()).collect();
-            ops::fit_name(&names.join("_and_"))
+            unused_name(&ops::fit_name(&names.join("_and_")))?
         }
     };
     check_migration_name(&name)?;
@@ -69,6 +69,23 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
     }
     let kind = if spec.operations.len() == 1 { spec.operations[0].kind().to_string() } else { "multi".to_string() };
     Ok(Prepared { name, table_name: table.name.to_string(), kind, columns, plan })
+}
+
+/// A generated name already used by an earlier migration (names stay in the
+/// catalog as history) gets a suffix: `users_rename_name_to_full_name_2`.
+fn unused_name(base: &str) -> ZdmResult<String> {
+    if !store::exists(base)? {
+        return Ok(base.to_string());
+    }
+    for n in 2..1000 {
+        let suffix = format!("_{n}");
+        let candidate = format!("{}{suffix}", ops::fit_name_with_room(base, suffix.len()));
+        if !store::exists(&candidate)? {
+            return Ok(candidate);
+        }
+    }
+    Err(ZdmError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("no free migration name like \"{base}\""))
+        .hint("Give the migration a name of your own."))
 }
 
 fn plan_json(p: &Prepared) -> Value {

@@ -85,7 +85,11 @@ mod tests {
         assert_eq!(one::<String>("SELECT full_name FROM users WHERE id = 999").unwrap(), "user 999");
         // Rollback after complete is refused.
         assert_eq!(sqlstate("SELECT zdm.rollback('users_rename_name_to_full_name')").as_deref(), Some("55000"));
-        let events = one::<i64>("SELECT count(*) FROM zdm.events").unwrap();
+        // The same change again later gets a fresh generated name.
+        Spi::run("ALTER TABLE users RENAME COLUMN full_name TO name").unwrap();
+        assert_eq!(one::<String>("SELECT zdm.rename_column('public.users', 'name', 'full_name')").unwrap(), "users_rename_name_to_full_name_2");
+        Spi::run("SELECT zdm.rollback('users_rename_name_to_full_name_2')").unwrap();
+        let events = one::<i64>("SELECT count(*) FROM zdm.events WHERE migration = 'users_rename_name_to_full_name'").unwrap();
         assert!(events >= 5, "{events} events");
     }
 

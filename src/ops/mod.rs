@@ -89,6 +89,15 @@ pub fn fit_name(name: &str) -> String {
     format!("{}_{h:08x}", &name[..cut])
 }
 
+/// Cut a name so that `room` more bytes still fit in the limit.
+pub fn fit_name_with_room(name: &str, room: usize) -> &str {
+    let mut cut = name.len().min(MAX_MIGRATION_NAME - room);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &name[..cut]
+}
+
 /// Check a new column name: valid length and not already taken.
 pub fn check_new_column_name(table: &TableInfo, new_name: &str) -> ZdmResult<()> {
     if new_name.is_empty() || new_name.len() > 63 {
