@@ -20,6 +20,7 @@ pub mod backfill;
 pub mod catalog;
 pub mod error;
 pub mod executor;
+pub mod expr;
 pub mod guc;
 pub mod ident;
 pub mod migrations;

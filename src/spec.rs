@@ -26,6 +26,28 @@ pub enum OperationSpec {
     /// Rename a column through expand/migrate/contract: a new column kept in
     /// sync with the old one by a trigger until complete drops the old one.
     RenameColumn(RenameColumnSpec),
+    /// Change a column's type: a second column of the new type, kept in sync
+    /// through up/down expressions, renamed to the old name by complete. A
+    /// binary-compatible change is one short ALTER instead.
+    AlterColumnType(AlterColumnTypeSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterColumnTypeSpec {
+    pub table: String,
+    pub column: String,
+    pub new_type: String,
+    /// New value from the old row (default: a cast of the column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_expr: Option<String>,
+    /// Old value from the new row (default: a cast back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_expr: Option<String>,
+    /// Name of the new-type column while both exist (default `<column>_new`):
+    /// what the new application writes until complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_column: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,12 +60,13 @@ pub struct RenameColumnSpec {
 }
 
 /// Every `op` value pg_zdm knows, for error hints.
-pub const KNOWN_OPS: &[&str] = &["rename_column"];
+pub const KNOWN_OPS: &[&str] = &["rename_column", "alter_column_type"];
 
 impl OperationSpec {
     pub fn table(&self) -> &str {
         match self {
             OperationSpec::RenameColumn(a) => &a.table,
+            OperationSpec::AlterColumnType(a) => &a.table,
         }
     }
 
@@ -51,6 +74,7 @@ impl OperationSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             OperationSpec::RenameColumn(_) => "rename_column",
+            OperationSpec::AlterColumnType(_) => "alter_column_type",
         }
     }
 }
@@ -108,6 +132,7 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
     let args = Value::Object(args);
     match op {
         "rename_column" => Ok(OperationSpec::RenameColumn(from_value_with_path(&args, at)?)),
+        "alter_column_type" => Ok(OperationSpec::AlterColumnType(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\"")).hint(format!(
             "Known operations: {}.",
             KNOWN_OPS.join(", ")

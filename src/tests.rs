@@ -323,8 +323,105 @@ mod tests {
         Spi::run("SELECT zdm.rollback('gf')").unwrap();
         assert_eq!(one::<i64>("SELECT count(*) FROM pg_proc WHERE proname IN ('backfill_gf', 'sync_gf')"), Some(0));
     }
-}
 
+    fn orders_table(name: &str) {
+        Spi::run(&format!(
+            "CREATE TABLE {name} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, note text);
+             INSERT INTO {name} SELECT g, g * 10, 'n' FROM generate_series(1, 500) g;"
+        ))
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn alter_column_type_int_to_numeric_whole_lifecycle() {
+        orders_table("public.orders");
+        let m = one::<String>("SELECT zdm.alter_column_type('public.orders', 'amount', 'numeric(10,2)')").unwrap();
+        assert_eq!(m, "orders_amount_to_numeric_10_2");
+        // Old app writes amount, new app writes amount_new; both stay consistent.
+        Spi::run("INSERT INTO orders (id, amount) VALUES (1001, 7)").unwrap();
+        Spi::run("INSERT INTO orders (id, amount_new) VALUES (1002, 8.5)").unwrap();
+        Spi::run("UPDATE orders SET amount = 99 WHERE id = 1").unwrap();
+        Spi::run("UPDATE orders SET amount_new = 12.75 WHERE id = 2").unwrap();
+        Spi::run("UPDATE orders SET note = 'x' WHERE id = 3").unwrap();
+        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 1001").unwrap(), "7.00");
+        assert_eq!(one::<i32>("SELECT amount FROM orders WHERE id = 1002"), Some(9)); // 8.5 rounds to 9
+        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 1").unwrap(), "99.00");
+        assert_eq!(one::<i32>("SELECT amount FROM orders WHERE id = 2"), Some(13));
+        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 3").unwrap(), "30.00");
+        // A value the new type cannot hold fails the writer's statement: never a silent NULL.
+        assert_eq!(sqlstate("INSERT INTO orders (id, amount) VALUES (1003, 2000000000)").as_deref(), Some("22003"));
+        while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 200)")).unwrap() > 0 {}
+        assert_eq!(one::<i64>("SELECT count(*) FROM orders WHERE amount_new IS DISTINCT FROM amount::numeric(10,2) AND id NOT IN (2, 1002)"), Some(0));
+        // The new application's value survived the backfill (the old column holds it rounded).
+        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 2").unwrap(), "12.75");
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'").unwrap(), "numeric(10,2)");
+        assert_eq!(one::<bool>("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'"), Some(true));
+        assert_eq!(one::<String>("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'orders'::regclass").unwrap(), "(0)::numeric(10,2)");
+        assert_eq!(one::<String>("SELECT amount::text FROM orders WHERE id = 2").unwrap(), "12.75");
+        Spi::run("INSERT INTO orders (id) VALUES (5000)").unwrap();
+        assert_eq!(one::<String>("SELECT amount::text FROM orders WHERE id = 5000").unwrap(), "0.00");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname LIKE 'amount%' AND NOT attisdropped"), Some(1));
+    }
+
+    #[pg_test]
+    fn alter_column_type_with_expressions_both_ways() {
+        orders_table("public.cents");
+        let m = one::<String>("SELECT zdm.alter_column_type('public.cents', 'amount', 'numeric(12,2)', 'amount / 100.0', 'round(amount_new * 100)', 'to_euros')").unwrap();
+        assert_eq!(m, "to_euros");
+        Spi::run("INSERT INTO cents (id, amount) VALUES (9001, 1234)").unwrap();
+        Spi::run("INSERT INTO cents (id, amount_new) VALUES (9002, 5.67)").unwrap();
+        assert_eq!(one::<String>("SELECT amount_new::text FROM cents WHERE id = 9001").unwrap(), "12.34");
+        assert_eq!(one::<i32>("SELECT amount FROM cents WHERE id = 9002"), Some(567));
+        let f = one::<String>("SELECT pg_get_functiondef('zdm.sync_to_euros'::regproc)").unwrap();
+        assert!(f.contains("NEW.amount_new := (NEW.amount / 100.0)::numeric(12,2);"), "{f}");
+        assert!(f.contains("NEW.amount := (round(NEW.amount_new * 100))::integer;"), "{f}");
+        while one::<i64>("SELECT zdm.backfill_batch('to_euros')").unwrap() > 0 {}
+        assert_eq!(one::<String>("SELECT amount_new::text FROM cents WHERE id = 7").unwrap(), "0.70");
+        Spi::run("SELECT zdm.rollback('to_euros')").unwrap();
+        assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'cents'::regclass AND attname = 'amount'").unwrap(), "integer");
+        assert_eq!(one::<i32>("SELECT amount FROM cents WHERE id = 9002"), Some(567));
+    }
+
+    #[pg_test]
+    fn binary_compatible_type_change_is_one_short_alter() {
+        Spi::run("CREATE TABLE public.bc (id int PRIMARY KEY, email varchar(50), code varchar(10));
+                  CREATE INDEX bc_email ON public.bc (email);
+                  INSERT INTO public.bc SELECT g, 'e' || g, 'c' FROM generate_series(1, 100) g;").unwrap();
+        let filenode = one::<i64>("SELECT pg_relation_filenode('public.bc')::int8").unwrap();
+        let m = one::<String>("SELECT zdm.alter_column_type('public.bc', 'email', 'varchar(320)')").unwrap();
+        assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), "backfilled");
+        assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'bc'::regclass AND attname = 'email'").unwrap(), "character varying(320)");
+        assert_eq!(one::<i64>("SELECT pg_relation_filenode('public.bc')::int8"), Some(filenode), "no rewrite");
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        let m2 = one::<String>("SELECT zdm.alter_column_type('public.bc', 'code', 'text')").unwrap();
+        Spi::run(&format!("SELECT zdm.rollback('{m2}')")).unwrap();
+        assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'bc'::regclass AND attname = 'code'").unwrap(), "character varying(10)");
+    }
+
+    #[pg_test]
+    fn bad_expressions_and_types_are_refused() {
+        orders_table("public.bad");
+        let cases = [
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'no_such_type')", "42704"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'integer')", "22023"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', 'amount +')", "42601"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', 'nope * 2')", "42703"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', 'amount) FROM pg_class; SELECT (1')", "42601"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', '(SELECT count(*) FROM pg_class)')", "0A000"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', 'amount + random()')", "0A000"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', 'sum(amount)')", "0A000"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'date')", "42846"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', NULL, 'amount_new + ')", "42601"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'int) ; DROP TABLE bad; SELECT (1')", "42601"),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(sqlstate(sql).as_deref(), Some(want), "{sql}");
+        }
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.bad'::regclass AND attnum > 0 AND NOT attisdropped"), Some(3));
+    }
+}
 
 /// Hooks for `cargo pgrx test`.
 #[cfg(test)]

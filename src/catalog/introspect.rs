@@ -5,12 +5,17 @@ use super::model::{ColumnInfo, Dependent, KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use crate::session::with_local_settings;
 use pgrx::prelude::*;
 
 /// Resolve a table name as written in a spec (`public.users`, `"My Table"`) and read it whole.
+///
+/// Read with `search_path = pg_catalog`: type names and default expressions
+/// then come out schema-qualified (`public.mood`, `nextval('public.s'::regclass)`),
+/// so the SQL generated from them means the same in any session.
 pub fn load_table(name: &str) -> ZdmResult<TableInfo> {
     let oid = resolve_oid(name)?;
-    load_table_by_oid(oid, name)
+    with_local_settings(&[("search_path", "pg_catalog".to_string())], || load_table_by_oid(oid, name))
 }
 
 /// The table's oid, or 42P01 naming it.
@@ -57,7 +62,8 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
                        JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
                       WHERE dp.refclassid = 'pg_catalog.pg_class'::regclass AND dp.refobjid = a.attrelid
                         AND dp.refobjsubid = a.attnum AND dp.classid = 'pg_catalog.pg_class'::regclass
-                        AND dp.deptype IN ('a', 'i') LIMIT 1)
+                        AND dp.deptype IN ('a', 'i') LIMIT 1),
+                    a.atttypid::int8, a.atttypmod
                FROM pg_catalog.pg_attribute a
                JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
                LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -81,6 +87,8 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
                 generated: r.get::<bool>(8)?.unwrap_or(false),
                 comment: comment.as_deref().map(Literal::new),
                 owned_sequence: r.get::<String>(10)?.map(SqlFragment),
+                type_oid: r.get::<i64>(11)?.unwrap_or_default() as u32,
+                typmod: r.get::<i32>(12)?.unwrap_or(-1),
             });
         }
 

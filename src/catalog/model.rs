@@ -22,6 +22,8 @@ pub struct ColumnInfo {
     pub attnum: i16,
     /// `format_type(atttypid, atttypmod)`: `character varying(255)`, `numeric(10,2)`.
     pub type_sql: SqlFragment,
+    pub type_oid: u32,
+    pub typmod: i32,
     /// `COLLATE "..."` when the column's collation is not its type's default.
     pub collation_sql: Option<SqlFragment>,
     pub not_null: bool,

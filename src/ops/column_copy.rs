@@ -1,0 +1,198 @@
+//! The expand/migrate/contract skeleton shared by rename_column and
+//! alter_column_type: a second column beside the old one, kept consistent both
+//! ways by a sync trigger while both application versions run, filled for
+//! existing rows by the backfill, and swapped in by complete.
+//!
+//! - start: add the new column (no default yet: "not given" must read as NULL
+//!   to the trigger), a `CHECK (new IS NOT NULL) NOT VALID` when the old column
+//!   is NOT NULL, the sync trigger and the batch function.
+//! - backfill: `new = up(old)` for rows whose new column is still NULL, in
+//!   keyset batches.
+//! - validate: `VALIDATE CONSTRAINT` of the NOT NULL check (no exclusive lock).
+//! - complete: drop the trigger and the old column; the new column takes the
+//!   old one's name (type change), default, NOT NULL (instant: the validated
+//!   check proves it), owned sequence and comment.
+//! - rollback: drop the trigger and the new column; the old one was never touched.
+
+use super::PlanContext;
+use crate::catalog::{ColumnInfo, KeyInfo};
+use crate::error::ZdmResult;
+use crate::ident::{Ident, QualifiedName, SqlFragment};
+use crate::plan::{BackfillPlan, LockMode, Plan, Step};
+use crate::sqlgen::backfill::KeysetUpdate;
+use crate::sqlgen::column_sync::ColumnSync;
+
+pub struct ColumnCopy {
+    pub table: QualifiedName,
+    pub old: ColumnInfo,
+    /// The second column during the migration.
+    pub new_name: Ident,
+    pub new_type: SqlFragment,
+    /// New value from the row: `(text over bare columns, text over NEW)`; None copies.
+    pub up: Option<(String, String)>,
+    /// Old value from the row, same shape; None copies.
+    pub down: Option<(String, String)>,
+    /// After complete the new column is renamed to the old one's name.
+    pub takes_old_name: bool,
+    pub key: KeyInfo,
+    /// Default for the new column at complete (the old one's, cast if needed).
+    pub final_default: Option<SqlFragment>,
+}
+
+impl ColumnCopy {
+    pub fn plan(&self, ctx: &PlanContext, what: &str) -> ZdmResult<Plan> {
+        let t = self.table.to_string();
+        let (old, new) = (&self.old.name, &self.new_name);
+        let function = ctx.function_name("sync");
+        let trigger = ctx.object_name("sync");
+        let not_null_check = ctx.object_name("nn");
+        let aex = LockMode::AccessExclusive;
+        let sync = ColumnSync {
+            migration: &ctx.migration,
+            table: &self.table,
+            function: &function,
+            trigger: &trigger,
+            old,
+            new,
+            up: self.up.as_ref().map(|(_, n)| n.as_str()),
+            down: self.down.as_ref().map(|(_, n)| n.as_str()),
+        };
+        // Collation carries over only when the type stays the same.
+        let collation = if self.new_type == self.old.type_sql {
+            self.old.collation_sql.as_ref().map(|c| format!(" {c}")).unwrap_or_default()
+        } else {
+            String::new()
+        };
+
+        let mut start = vec![Step::locked(
+            format!("add column {} ({}) beside {}", new.raw(), self.new_type, old.raw()),
+            format!("ALTER TABLE {t} ADD COLUMN {new} {}{collation}", self.new_type),
+            &t,
+            aex,
+        )];
+        if self.old.not_null {
+            start.push(Step::locked(
+                format!("NOT NULL on {} as a check, not validated yet (new rows are checked)", new.raw()),
+                format!("ALTER TABLE {t} ADD CONSTRAINT {not_null_check} CHECK ({new} IS NOT NULL) NOT VALID"),
+                &t,
+                aex,
+            ));
+        }
+        start.push(Step::unlocked("sync trigger function", sync.create_function()));
+        start.push(Step::locked(
+            format!("sync trigger between {} and {}", old.raw(), new.raw()),
+            sync.create_trigger(),
+            &t,
+            LockMode::ShareRowExclusive,
+        ));
+
+        let up_bare = self.up.as_ref().map(|(b, _)| b.clone()).unwrap_or_else(|| old.to_string());
+        let keyset = KeysetUpdate {
+            table: &self.table,
+            key: &self.key.columns,
+            assignments: vec![format!("{new} = {up_bare}")],
+            // Only rows no writer has touched since start: their new column is
+            // still NULL. A row the trigger already filled is never recomputed,
+            // so a value the new application wrote (which the down conversion
+            // may have rounded into the old column) is never overwritten.
+            needs_work: format!("{new} IS NULL AND ({up_bare}) IS NOT NULL"),
+        };
+        let batch_function = ctx.function_name("backfill");
+        let description = format!("{what} for existing rows");
+        start.push(Step::unlocked(
+            "backfill batch function",
+            keyset.create_batch_function(&batch_function, &ctx.migration, &description),
+        ));
+        let backfill = BackfillPlan {
+            description,
+            table: t.clone(),
+            key_columns: self.key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
+            upper_bound_sql: keyset.upper_bound_sql(),
+            function: batch_function.to_string(),
+            next_batch_sql: keyset.next_batch_sql(),
+        };
+        let drop_batch_function = Step::unlocked(
+            "drop the backfill batch function",
+            format!("DROP FUNCTION IF EXISTS {batch_function}(text[], integer, text[])"),
+        );
+
+        let mut validate = Vec::new();
+        if self.old.not_null {
+            validate.push(Step::locked(
+                format!("validate NOT NULL check of {} (reads and writes go on)", new.raw()),
+                format!("ALTER TABLE {t} VALIDATE CONSTRAINT {not_null_check}"),
+                &t,
+                LockMode::ShareUpdateExclusive,
+            ));
+        }
+
+        let mut complete = vec![
+            Step::locked("drop the sync trigger", sync.drop_trigger(), &t, aex),
+            Step::unlocked("drop the sync trigger function", sync.drop_function()),
+            drop_batch_function.clone(),
+        ];
+        let final_name = if self.takes_old_name { old } else { new };
+        if let Some(seq) = &self.old.owned_sequence {
+            complete.push(Step::unlocked(
+                format!("sequence {seq} now belongs to {}", new.raw()),
+                format!("ALTER SEQUENCE {seq} OWNED BY {t}.{new}"),
+            ));
+        }
+        complete.push(Step::locked(
+            format!("drop the old column {}", old.raw()),
+            format!("ALTER TABLE {t} DROP COLUMN {old}"),
+            &t,
+            aex,
+        ));
+        if self.takes_old_name {
+            complete.push(Step::locked(
+                format!("{} takes the name {}", new.raw(), old.raw()),
+                format!("ALTER TABLE {t} RENAME COLUMN {new} TO {old}"),
+                &t,
+                aex,
+            ));
+        }
+        if let Some(default) = &self.final_default {
+            complete.push(Step::locked(
+                format!("default of {}", final_name.raw()),
+                format!("ALTER TABLE {t} ALTER COLUMN {final_name} SET DEFAULT {default}"),
+                &t,
+                aex,
+            ));
+        }
+        if self.old.not_null {
+            complete.push(Step::locked(
+                format!("{} NOT NULL (instant: the validated check proves it)", final_name.raw()),
+                format!("ALTER TABLE {t} ALTER COLUMN {final_name} SET NOT NULL"),
+                &t,
+                aex,
+            ));
+            complete.push(Step::locked(
+                "drop the now redundant check",
+                format!("ALTER TABLE {t} DROP CONSTRAINT {not_null_check}"),
+                &t,
+                aex,
+            ));
+        }
+        if let Some(comment) = &self.old.comment {
+            complete.push(Step::unlocked(
+                format!("comment of {}", final_name.raw()),
+                format!("COMMENT ON COLUMN {t}.{final_name} IS {comment}"),
+            ));
+        }
+
+        let rollback = vec![
+            Step::locked("drop the sync trigger", sync.drop_trigger(), &t, aex),
+            Step::unlocked("drop the sync trigger function", sync.drop_function()),
+            drop_batch_function,
+            Step::locked(
+                format!("drop the new column {}", new.raw()),
+                format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {new}"),
+                &t,
+                aex,
+            ),
+        ];
+
+        Ok(Plan { start, backfill: Some(backfill), validate, complete, rollback })
+    }
+}
