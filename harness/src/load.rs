@@ -30,6 +30,8 @@ pub struct Target {
     pub oracle_other_col: String,
     /// Rows 1..=initial_rows exist at the start.
     pub initial_rows: i64,
+    /// The value column holds integers (written as text and cast), not text.
+    pub value_is_int: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +107,9 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             }
         };
         let roll: u32 = rng.gen_range(0..100);
-        let value = format!("{name}-{seq}");
+        let value = if t.value_is_int { rng.gen_range(0..1_000_000).to_string() } else { format!("{name}-{seq}") };
+        // Integer values travel as text and are cast by the statement.
+        let val = if t.value_is_int { "$2::text::int8" } else { "$2" };
         // Alternate prepared (extended protocol) and simple statements.
         let prepared = seq % 2 == 0;
         // $1 is always the key (int8), $2.. text values.
@@ -115,8 +119,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
                 mine.push(next_id);
                 let other = if rng.gen_bool(0.2) { None } else { Some(format!("o{seq}")) };
                 (
-                    format!("INSERT INTO {tb} ({k}, {v}, {o}) VALUES ($1, $2, $3)"),
-                    format!("INSERT INTO {ob} ({k}, {ov}, {oo}) VALUES ($1, $2, $3)"),
+                    format!("INSERT INTO {tb} ({k}, {v}, {o}) VALUES ($1, {val}, $3)"),
+                    format!("INSERT INTO {ob} ({k}, {ov}, {oo}) VALUES ($1, {val}, $3)"),
                     next_id,
                     vec![Some(value), other],
                 )
@@ -124,8 +128,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             25..=54 => {
                 let id = pick_id(&mut rng, &mine);
                 (
-                    format!("UPDATE {tb} SET {v} = $2 WHERE {k} = $1"),
-                    format!("UPDATE {ob} SET {ov} = $2 WHERE {k} = $1"),
+                    format!("UPDATE {tb} SET {v} = {val} WHERE {k} = $1"),
+                    format!("UPDATE {ob} SET {ov} = {val} WHERE {k} = $1"),
                     id,
                     vec![Some(value)],
                 )

@@ -20,6 +20,7 @@ fn target(rows: i64) -> Target {
         oracle_value_col: "name".into(),
         oracle_other_col: "email".into(),
         initial_rows: rows,
+        value_is_int: false,
     }
 }
 

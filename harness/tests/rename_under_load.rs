@@ -22,6 +22,7 @@ fn target(value_col: &str) -> Target {
         oracle_value_col: "name".into(),
         oracle_other_col: "email".into(),
         initial_rows: ROWS,
+        value_is_int: false,
     }
 }
 

@@ -24,6 +24,7 @@ fn target(value_col: &str, rows: i64) -> Target {
         oracle_value_col: "name".into(),
         oracle_other_col: "email".into(),
         initial_rows: rows,
+        value_is_int: false,
     }
 }
 
