@@ -30,3 +30,72 @@ RETURNS text LANGUAGE sql AS $$
 $$;
 COMMENT ON FUNCTION zdm.alter_column_type(regclass, name, text, text, text, text) IS
     'Start changing a column''s type (a second column kept in sync, or one short ALTER when binary compatible); returns the migration name.';
+
+-- One spec, one operation: the shared body of the wrappers below.
+CREATE FUNCTION zdm._start_one(migration text, op jsonb) RETURNS text
+LANGUAGE sql AS $$
+    SELECT zdm.start(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'name', migration, 'operations', pg_catalog.jsonb_build_array(op))))
+$$;
+
+CREATE FUNCTION zdm.add_column(tbl regclass, col name, col_type text, default_expr text DEFAULT NULL,
+                               not_null boolean DEFAULT false, fill_expr text DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_column', 'table', zdm._table_name(tbl), 'column', col::text, 'type', col_type,
+        'default', default_expr, 'not_null', coalesce(not_null, false), 'fill_expr', fill_expr))
+$$;
+COMMENT ON FUNCTION zdm.add_column(regclass, name, text, text, boolean, text, text) IS
+    'Start adding a column (catalog only when the default allows; else backfilled, NOT NULL through a validated check).';
+
+CREATE FUNCTION zdm.set_not_null(tbl regclass, col name, fill_expr text DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_not_null', 'table', zdm._table_name(tbl), 'column', col::text, 'fill_expr', fill_expr))
+$$;
+COMMENT ON FUNCTION zdm.set_not_null(regclass, name, text, text) IS
+    'Start making a column NOT NULL: CHECK NOT VALID, fill NULLs, VALIDATE, SET NOT NULL.';
+
+CREATE FUNCTION zdm.drop_column(tbl regclass, col name, down_expr text DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_column', 'table', zdm._table_name(tbl), 'column', col::text, 'down_expr', down_expr))
+$$;
+COMMENT ON FUNCTION zdm.drop_column(regclass, name, text, text) IS
+    'Start dropping a column: deprecated now, dropped by complete.';
+
+CREATE FUNCTION zdm.add_check(tbl regclass, constraint_name name, check_expr text, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_check', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text, 'check', check_expr))
+$$;
+COMMENT ON FUNCTION zdm.add_check(regclass, name, text, text) IS
+    'Start adding a CHECK constraint: NOT VALID now, validated by complete.';
+
+CREATE FUNCTION zdm.add_foreign_key(tbl regclass, constraint_name name, cols name[], ref_table regclass, ref_cols name[],
+                                    on_delete text DEFAULT 'NO ACTION', migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_foreign_key', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text,
+        'columns', pg_catalog.to_jsonb(cols::text[]), 'references', zdm._table_name(ref_table),
+        'referenced_columns', pg_catalog.to_jsonb(ref_cols::text[]), 'on_delete', on_delete))
+$$;
+COMMENT ON FUNCTION zdm.add_foreign_key(regclass, name, name[], regclass, name[], text, text) IS
+    'Start adding a foreign key: NOT VALID now, validated by complete.';
+
+CREATE FUNCTION zdm.add_unique(tbl regclass, constraint_name name, cols name[], migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_unique', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text,
+        'columns', pg_catalog.to_jsonb(cols::text[])))
+$$;
+COMMENT ON FUNCTION zdm.add_unique(regclass, name, name[], text) IS
+    'Start adding a UNIQUE constraint: its index is built CONCURRENTLY (zdm.pending_statements), complete attaches it.';
+
+CREATE FUNCTION zdm.create_index(tbl regclass, index_name name, definition text, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'create_index', 'table', zdm._table_name(tbl), 'index', index_name::text, 'definition', definition))
+$$;
+COMMENT ON FUNCTION zdm.create_index(regclass, name, text, text) IS
+    'Start creating an index CONCURRENTLY: run zdm.pending_statements() at top level, then complete.';

@@ -48,7 +48,7 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
                 .hint("Write one migration per table."));
             }
         }
-        built.push(ops::build(op, &t, quote)?);
+        built.push(ops::build(op, &t, &crate::catalog::introspect::ServerLookup, quote)?);
         table = Some(t);
     }
     let table = table.expect("at least one operation");
@@ -179,8 +179,9 @@ pub mod zdm {
         let m = store::get_for_update(&p.name)?;
         store::log_event(&p.name, "expand", None, None, Some(serde_json::to_value(&report).unwrap()))?;
         if p.plan.backfill.is_none() {
-            let validate = run_steps(&p.plan.validate, &RetryPolicy::from_settings())?;
-            store::move_phase(&m, Phase::Backfilled, "nothing to backfill", Some(serde_json::to_value(validate).unwrap()))?;
+            // Validation (a scan under SHARE UPDATE EXCLUSIVE) waits for complete:
+            // here it would run while start's ACCESS EXCLUSIVE lock is still held.
+            store::move_phase(&m, Phase::Backfilled, "nothing to backfill", None)?;
         }
         Ok(p.name)
     }
@@ -194,7 +195,15 @@ pub mod zdm {
     fn complete_impl(name: &str) -> ZdmResult<()> {
         let m = store::get_for_update(name)?;
         m.phase.check_move(Phase::Completed, name)?;
-        let report = run_steps(&m.plan.complete, &RetryPolicy::from_settings())?;
+        crate::toplevel::require_built(&m)?;
+        let policy = RetryPolicy::from_settings();
+        if m.plan.backfill.is_none() && !m.plan.validate.is_empty() {
+            // Without a backfill nothing validated yet: VALIDATE first (reads and
+            // writes go on), then the short exclusive steps.
+            let report = run_steps(&m.plan.validate, &policy)?;
+            store::log_event(name, "validate", None, None, Some(serde_json::to_value(report).unwrap()))?;
+        }
+        let report = run_steps(&m.plan.complete, &policy)?;
         store::move_phase(&m, Phase::Completed, "complete", Some(serde_json::to_value(report).unwrap()))
     }
 
@@ -357,6 +366,15 @@ pub mod zdm {
         max_seconds: default!(i32, 50),
     ) -> i64 {
         crate::scheduler::schedule(migration, schedule, max_seconds).or_raise()
+    }
+
+    /// Statements a migration still needs run at top level (CREATE INDEX
+    /// CONCURRENTLY), in order: `SELECT statement FROM zdm.pending_statements() \gexec`.
+    #[pg_extern]
+    fn pending_statements(
+        migration: default!(Option<&str>, "NULL"),
+    ) -> TableIterator<'static, (name!(migration, String), name!(statement, String))> {
+        TableIterator::new(crate::toplevel::pending(migration).or_raise())
     }
 
     /// Remove the migration's pg_cron job; false when it had none.

@@ -63,6 +63,9 @@ pub struct ExecReport {
 
 /// Run `steps` as one all-or-nothing unit with lock timeouts and retries.
 pub fn run_steps(steps: &[Step], policy: &RetryPolicy) -> ZdmResult<ExecReport> {
+    // Top-level statements (CREATE INDEX CONCURRENTLY) are run by the user; see `toplevel`.
+    let steps: Vec<Step> = steps.iter().filter(|s| !s.top_level).cloned().collect();
+    let steps = steps.as_slice();
     if steps.is_empty() {
         return Ok(ExecReport::default());
     }

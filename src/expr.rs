@@ -31,6 +31,8 @@ pub struct RowExpr {
     /// Columns it reads (raw names).
     pub columns: Vec<String>,
     pub volatile: bool,
+    /// Type oid of the value (after the cast, when one was asked).
+    pub result_type: u32,
 }
 
 /// What the expression is for, in messages: "up_expr", "fill_expr"...
@@ -118,7 +120,7 @@ fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, ru
         }
     }
     columns.reverse();
-    Ok(RowExpr { text, over_new, columns, volatile: analysed.volatile })
+    Ok(RowExpr { text, over_new, columns, volatile: analysed.volatile, result_type: analysed.result_type })
 }
 
 /// A type name as the user wrote it (`numeric(10,2)`), resolved by the
@@ -209,6 +211,7 @@ struct Analysed {
     has_sublinks: bool,
     has_aggregates_or_sets: bool,
     volatile: bool,
+    result_type: u32,
     /// (attribute number, location in the query text) of each column reference.
     vars: Vec<(i16, i32)>,
 }
@@ -227,6 +230,7 @@ unsafe fn analyse_select(sql: &str) -> Analysed {
         has_sublinks: q.hasSubLinks,
         has_aggregates_or_sets: q.hasAggs || q.hasWindowFuncs || q.hasTargetSRFs,
         volatile: pg_sys::contain_volatile_functions(expr),
+        result_type: pg_sys::exprType(expr).to_u32(),
         vars,
     }
 }

@@ -30,6 +30,7 @@ pub mod scheduler;
 pub mod session;
 pub mod spec;
 pub mod sqlgen;
+pub mod toplevel;
 
 mod tests;
 

@@ -128,6 +128,9 @@ pub struct Step {
     /// (CREATE INDEX CONCURRENTLY): run by `zdm.pending_statements()` / pg_cron.
     #[serde(default)]
     pub top_level: bool,
+    /// The index a top-level step builds (schema-qualified, quoted): done once it is valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builds_index: Option<String>,
 }
 
 impl Step {
@@ -137,12 +140,25 @@ impl Step {
             sql,
             lock: Some(LockTarget { relation: relation.to_string(), mode }),
             top_level: false,
+            builds_index: None,
         }
     }
 
     /// A statement that takes no table lock of its own (CREATE FUNCTION, COMMENT...).
     pub fn unlocked(description: impl Into<String>, sql: String) -> Step {
-        Step { description: description.into(), sql, lock: None, top_level: false }
+        Step { description: description.into(), sql, lock: None, top_level: false, builds_index: None }
+    }
+
+    /// `CREATE INDEX CONCURRENTLY`: cannot run in a function or a transaction
+    /// block; run by the user (`zdm.pending_statements()` with psql's \gexec).
+    pub fn top_level_index(description: impl Into<String>, sql: String, relation: &str, index: &str) -> Step {
+        Step {
+            description: description.into(),
+            sql,
+            lock: Some(LockTarget { relation: relation.to_string(), mode: LockMode::ShareUpdateExclusive }),
+            top_level: true,
+            builds_index: Some(index.to_string()),
+        }
     }
 }
 

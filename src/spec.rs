@@ -30,6 +30,98 @@ pub enum OperationSpec {
     /// through up/down expressions, renamed to the old name by complete. A
     /// binary-compatible change is one short ALTER instead.
     AlterColumnType(AlterColumnTypeSpec),
+    /// Add a column: catalog-only when its default allows, else nullable,
+    /// backfilled, then NOT NULL through a validated check.
+    AddColumn(AddColumnSpec),
+    /// Make a column NOT NULL: CHECK NOT VALID, fill NULLs, VALIDATE, SET NOT NULL.
+    SetNotNull(SetNotNullSpec),
+    /// Drop a column: deprecated at start (new-app inserts keep working), dropped by complete.
+    DropColumn(DropColumnSpec),
+    /// Add a CHECK constraint: NOT VALID at start, VALIDATE at complete.
+    AddCheck(AddCheckSpec),
+    /// Add a foreign key: NOT VALID at start, VALIDATE at complete.
+    AddForeignKey(AddForeignKeySpec),
+    /// Add a UNIQUE constraint: unique index built CONCURRENTLY, then USING INDEX.
+    AddUnique(AddUniqueSpec),
+    /// Create an index CONCURRENTLY (a top-level statement).
+    CreateIndex(CreateIndexSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumnSpec {
+    pub table: String,
+    pub column: String,
+    #[serde(rename = "type")]
+    pub col_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub not_null: bool,
+    /// Value for existing rows (default: the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_expr: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetNotNullSpec {
+    pub table: String,
+    pub column: String,
+    /// Value for rows where the column is NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_expr: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropColumnSpec {
+    pub table: String,
+    pub column: String,
+    /// Value for rows the new application writes without the column, when it is NOT NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_expr: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddCheckSpec {
+    pub table: String,
+    pub constraint: String,
+    pub check: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddForeignKeySpec {
+    pub table: String,
+    pub constraint: String,
+    pub columns: Vec<String>,
+    pub references: String,
+    pub referenced_columns: Vec<String>,
+    #[serde(default = "no_action")]
+    pub on_delete: String,
+}
+
+fn no_action() -> String {
+    "NO ACTION".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUniqueSpec {
+    pub table: String,
+    pub constraint: String,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndexSpec {
+    pub table: String,
+    pub index: String,
+    /// What follows `ON table` in CREATE INDEX: `USING btree (email) WHERE deleted_at IS NULL`.
+    pub definition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,13 +152,30 @@ pub struct RenameColumnSpec {
 }
 
 /// Every `op` value pg_zdm knows, for error hints.
-pub const KNOWN_OPS: &[&str] = &["rename_column", "alter_column_type"];
+pub const KNOWN_OPS: &[&str] = &[
+    "rename_column",
+    "alter_column_type",
+    "add_column",
+    "set_not_null",
+    "drop_column",
+    "add_check",
+    "add_foreign_key",
+    "add_unique",
+    "create_index",
+];
 
 impl OperationSpec {
     pub fn table(&self) -> &str {
         match self {
             OperationSpec::RenameColumn(a) => &a.table,
             OperationSpec::AlterColumnType(a) => &a.table,
+            OperationSpec::AddColumn(a) => &a.table,
+            OperationSpec::SetNotNull(a) => &a.table,
+            OperationSpec::DropColumn(a) => &a.table,
+            OperationSpec::AddCheck(a) => &a.table,
+            OperationSpec::AddForeignKey(a) => &a.table,
+            OperationSpec::AddUnique(a) => &a.table,
+            OperationSpec::CreateIndex(a) => &a.table,
         }
     }
 
@@ -75,6 +184,13 @@ impl OperationSpec {
         match self {
             OperationSpec::RenameColumn(_) => "rename_column",
             OperationSpec::AlterColumnType(_) => "alter_column_type",
+            OperationSpec::AddColumn(_) => "add_column",
+            OperationSpec::SetNotNull(_) => "set_not_null",
+            OperationSpec::DropColumn(_) => "drop_column",
+            OperationSpec::AddCheck(_) => "add_check",
+            OperationSpec::AddForeignKey(_) => "add_foreign_key",
+            OperationSpec::AddUnique(_) => "add_unique",
+            OperationSpec::CreateIndex(_) => "create_index",
         }
     }
 }
@@ -133,6 +249,13 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
     match op {
         "rename_column" => Ok(OperationSpec::RenameColumn(from_value_with_path(&args, at)?)),
         "alter_column_type" => Ok(OperationSpec::AlterColumnType(from_value_with_path(&args, at)?)),
+        "add_column" => Ok(OperationSpec::AddColumn(from_value_with_path(&args, at)?)),
+        "set_not_null" => Ok(OperationSpec::SetNotNull(from_value_with_path(&args, at)?)),
+        "drop_column" => Ok(OperationSpec::DropColumn(from_value_with_path(&args, at)?)),
+        "add_check" => Ok(OperationSpec::AddCheck(from_value_with_path(&args, at)?)),
+        "add_foreign_key" => Ok(OperationSpec::AddForeignKey(from_value_with_path(&args, at)?)),
+        "add_unique" => Ok(OperationSpec::AddUnique(from_value_with_path(&args, at)?)),
+        "create_index" => Ok(OperationSpec::CreateIndex(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\"")).hint(format!(
             "Known operations: {}.",
             KNOWN_OPS.join(", ")

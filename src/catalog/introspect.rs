@@ -158,6 +158,15 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
             });
         }
 
+        let constraint_names: Vec<String> = client
+            .select(
+                "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1::int8::oid ORDER BY 1",
+                None,
+                &[(oid as i64).into()],
+            )?
+            .map(|r| r.get::<String>(1).map(|v| v.unwrap_or_default()))
+            .collect::<Result<_, _>>()?;
+
         Ok::<_, pgrx::spi::Error>(TableInfo {
             oid,
             name,
@@ -165,6 +174,7 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
             columns,
             key,
             dependents,
+            constraint_names,
         })
     })
     .map_err(spi_err)
@@ -190,4 +200,23 @@ fn check_table_kind(t: TableInfo, asked_as: &str) -> ZdmResult<TableInfo> {
 /// Internal SPI failures are bugs or catalog races, not user errors: keep the message.
 pub fn spi_err(e: pgrx::spi::Error) -> ZdmError {
     ZdmError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_zdm catalog query failed: {e}"))
+}
+
+/// The server side of [`super::Lookup`].
+pub struct ServerLookup;
+
+impl super::Lookup for ServerLookup {
+    fn relation_exists(&self, schema: &str, name: &str) -> ZdmResult<bool> {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                             WHERE n.nspname = $1 AND c.relname = $2)",
+            &[schema.into(), name.into()],
+        )
+        .map(|b| b.unwrap_or(false))
+        .map_err(spi_err)
+    }
+
+    fn table(&self, name: &str) -> ZdmResult<TableInfo> {
+        load_table(name)
+    }
 }

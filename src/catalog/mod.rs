@@ -4,4 +4,4 @@
 pub mod introspect;
 pub mod model;
 
-pub use model::{ColumnInfo, Dependent, KeyInfo, TableInfo};
+pub use model::{ColumnInfo, Dependent, KeyInfo, Lookup, TableInfo};

@@ -14,6 +14,16 @@ pub struct TableInfo {
     pub key: Option<KeyInfo>,
     /// Indexes, constraints and views that use each column, for refusals and plans.
     pub dependents: Vec<Dependent>,
+    /// Names of the table's constraints (raw).
+    pub constraint_names: Vec<String>,
+}
+
+/// What operations may ask the catalog beyond their own table.
+pub trait Lookup {
+    /// Is there a relation (table, index, sequence, view...) of that name in that schema?
+    fn relation_exists(&self, schema: &str, name: &str) -> crate::error::ZdmResult<bool>;
+    /// Another table, read whole (a foreign key's referenced table).
+    fn table(&self, name: &str) -> crate::error::ZdmResult<TableInfo>;
 }
 
 #[derive(Debug, Clone)]

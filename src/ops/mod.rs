@@ -4,9 +4,14 @@
 //! everything it can before anything is created), then turned into a [`Plan`]:
 //! the SQL of every phase. Building and planning are pure; `api` runs the plans.
 
+pub mod add_column;
 pub mod alter_column_type;
 pub mod column_copy;
+pub mod constraints;
+pub mod drop_column;
+pub mod indexes;
 pub mod rename_column;
+pub mod set_not_null;
 
 use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
@@ -50,8 +55,20 @@ pub trait Operation {
 }
 
 /// Build the operation a spec asks for, checking it against the table.
-pub fn build(spec: &OperationSpec, table: &TableInfo, quote: fn(&str) -> Ident) -> ZdmResult<Box<dyn Operation>> {
+pub fn build(
+    spec: &OperationSpec,
+    table: &TableInfo,
+    lookup: &dyn crate::catalog::Lookup,
+    quote: fn(&str) -> Ident,
+) -> ZdmResult<Box<dyn Operation>> {
     match spec {
+        OperationSpec::AddColumn(a) => Ok(Box::new(add_column::AddColumn::new(table, a, quote)?)),
+        OperationSpec::SetNotNull(a) => Ok(Box::new(set_not_null::SetNotNull::new(table, a)?)),
+        OperationSpec::DropColumn(a) => Ok(Box::new(drop_column::DropColumn::new(table, a)?)),
+        OperationSpec::AddCheck(a) => Ok(Box::new(constraints::AddCheck::new(table, a, quote)?)),
+        OperationSpec::AddForeignKey(a) => Ok(Box::new(constraints::AddForeignKey::new(table, a, lookup, quote)?)),
+        OperationSpec::AddUnique(a) => Ok(Box::new(indexes::CreateIndex::unique(table, a, lookup, quote)?)),
+        OperationSpec::CreateIndex(a) => Ok(Box::new(indexes::CreateIndex::new(table, a, lookup, quote)?)),
         OperationSpec::AlterColumnType(a) => Ok(Box::new(alter_column_type::AlterColumnType::new(table, a, quote)?)),
         OperationSpec::RenameColumn(a) => {
             Ok(Box::new(rename_column::RenameColumn::new(table, &a.column, &a.new_name, quote)?))

@@ -89,6 +89,7 @@ mod tests {
                 columns: vec![(Ident::test("id"), SqlFragment("bigint".into()))],
             }),
             dependents: vec![Dependent { kind: "index".into(), name: "index users_email_idx".into(), attnums: vec![3] }],
+            constraint_names: vec![],
         }
     }
 

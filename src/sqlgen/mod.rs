@@ -5,6 +5,7 @@
 
 pub mod backfill;
 pub mod column_sync;
+pub mod fill_trigger;
 
 /// Wrap a function body in a dollar quote whose tag does not occur in the body
 /// (a quoted identifier may contain `$zdm$`; the tag then grows a number).

@@ -1,0 +1,129 @@
+//! Statements that must run at top level (CREATE INDEX CONCURRENTLY cannot run
+//! in a function, a procedure or a transaction block).
+//!
+//! Start records them; `zdm.pending_statements()` lists what is left to run,
+//! for psql's `\gexec` or a non-transactional migration file; complete is
+//! refused until each index exists and is valid. An index left INVALID by a
+//! failed build is dropped (CONCURRENTLY) and rebuilt, at most
+//! `MAX_INDEX_RETRIES` times, and never left behind by complete or rollback.
+
+use crate::catalog::introspect::spi_err;
+use crate::error::{ZdmError, ZdmResult};
+use crate::migrations::store::{self, MigrationRow};
+use crate::session::get_optional;
+use pgrx::prelude::*;
+
+pub const MAX_INDEX_RETRIES: i64 = 3;
+
+#[derive(Debug, PartialEq)]
+enum IndexState {
+    Missing,
+    Building,
+    Invalid,
+    Valid,
+}
+
+fn index_state(index: &str) -> ZdmResult<IndexState> {
+    let row: Option<(bool, bool)> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT i.indisvalid,
+                    EXISTS (SELECT FROM pg_catalog.pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
+               FROM pg_catalog.pg_index i WHERE i.indexrelid = to_regclass($1)",
+            None,
+            &[index.into()],
+        )?;
+        let mut out = None;
+        for r in rows {
+            out = Some((r.get::<bool>(1)?.unwrap_or(false), r.get::<bool>(2)?.unwrap_or(false)));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(spi_err)?;
+    Ok(match row {
+        None => IndexState::Missing,
+        Some((true, _)) => IndexState::Valid,
+        Some((false, true)) => IndexState::Building,
+        Some((false, false)) => IndexState::Invalid,
+    })
+}
+
+fn gexec_hint(migration: &str) -> String {
+    format!(
+        "Run the pending statements at top level (not inside BEGIN ... COMMIT), e.g. in psql: \
+         SELECT statement FROM zdm.pending_statements('{}') \\gexec",
+        migration.replace('\'', "''")
+    )
+}
+
+/// Refuse to complete while an index the migration builds is not valid.
+pub fn require_built(m: &MigrationRow) -> ZdmResult<()> {
+    for step in m.plan.start.iter().filter(|s| s.top_level) {
+        let Some(index) = &step.builds_index else { continue };
+        let state = index_state(index)?;
+        if state != IndexState::Valid {
+            let what = match state {
+                IndexState::Missing => "is not built yet",
+                IndexState::Building => "is still being built",
+                _ => "is INVALID (its build failed)",
+            };
+            return Err(ZdmError::wrong_state(format!("index {index} of migration \"{}\" {what}", m.name)).hint(gexec_hint(&m.name)));
+        }
+    }
+    Ok(())
+}
+
+/// What is left to run at top level, in order, for one or every active migration.
+pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
+    let names: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT name FROM zdm.migrations
+                  WHERE phase NOT IN ('completed', 'rolled_back') AND ($1::text IS NULL OR name = $1)
+                  ORDER BY created_at",
+                None,
+                &[migration.into()],
+            )?
+            .map(|r| r.get::<String>(1).map(|v| v.unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(spi_err)?;
+    if let Some(m) = migration {
+        if names.is_empty() {
+            // Unknown (42704) or finished: say which.
+            let row = store::get_for_update(m)?;
+            return Err(ZdmError::wrong_state(format!("migration \"{m}\" is {}; nothing is pending", row.phase)));
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let m = store::get_for_update(&name)?;
+        for step in m.plan.start.iter().filter(|s| s.top_level) {
+            let Some(index) = &step.builds_index else { continue };
+            match index_state(index)? {
+                IndexState::Valid | IndexState::Building => {}
+                IndexState::Missing => out.push((name.clone(), format!("{};", step.sql))),
+                IndexState::Invalid => {
+                    let retries: i64 = get_optional(
+                        "SELECT count(*) FROM zdm.events WHERE migration = $1 AND event = 'index retry' AND detail->>'index' = $2",
+                        &[name.as_str().into(), index.as_str().into()],
+                    )
+                    .map_err(spi_err)?
+                    .unwrap_or(0);
+                    if retries >= MAX_INDEX_RETRIES {
+                        return Err(ZdmError::wrong_state(format!(
+                            "index {index} of migration \"{name}\" failed to build {retries} times"
+                        ))
+                        .hint(format!(
+                            "See the server log for why; then roll back (SELECT zdm.rollback('{}');) and fix the cause.",
+                            name.replace('\'', "''")
+                        )));
+                    }
+                    store::log_event(&name, "index retry", None, None, Some(serde_json::json!({ "index": index, "retry": retries + 1 })))?;
+                    out.push((name.clone(), format!("DROP INDEX CONCURRENTLY IF EXISTS {index};")));
+                    out.push((name.clone(), format!("{};", step.sql)));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
