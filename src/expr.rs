@@ -161,6 +161,37 @@ fn analyze_type_here(type_text: &str, what: &str) -> ZdmResult<(u32, i32, SqlFra
     Ok((oid, typmod, SqlFragment(name)))
 }
 
+/// The same expression with references to column `attnum` of `row` renamed
+/// to `to` (bare, not NEW.): an index expression, a predicate or a CHECK
+/// moved from an old column to its new twin.
+pub fn replace_column(row: &[(Ident, SqlFragment)], expr: &str, attnum: i16, to: &Ident, what: &str) -> ZdmResult<String> {
+    with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
+        let text = expr.trim().to_string();
+        let fields: Vec<String> = row.iter().map(|(n, t)| format!("NULL::{t} AS {n}")).collect();
+        let sql = format!("{PREFIX}{text}) FROM (SELECT {}) AS zdm_row", fields.join(", "));
+        let analysed = in_subtransaction(|| unsafe { analyse_select(&sql) }).map_err(|e| {
+            ZdmError::new(
+                caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
+                format!("{what} \"{text}\" cannot be moved to {}: {}", to.raw(), caught_message(&e)),
+            )
+        })?;
+        let mut out = text.clone();
+        let mut vars = analysed.vars;
+        vars.sort_by_key(|(_, loc)| std::cmp::Reverse(*loc));
+        for (a, loc) in vars {
+            if a != attnum {
+                continue;
+            }
+            let start = loc as usize - PREFIX.len();
+            let len = column_ref_len(&text[start..]).ok_or_else(|| {
+                ZdmError::not_supported(format!("{what} \"{text}\": cannot read the column reference at offset {start}"))
+            })?;
+            out.replace_range(start..start + len, to.quoted());
+        }
+        Ok(out)
+    })
+}
+
 /// One SELECT with one target and nothing else.
 fn check_structure(text: &str, what: &str) -> ZdmResult<()> {
     let sql = format!("{PREFIX}{text})");

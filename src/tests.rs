@@ -595,6 +595,84 @@ mod tests {
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(one::<String>("SELECT contype::text FROM pg_constraint WHERE conname = 'uq_name'").unwrap(), "u");
     }
+
+    /// What `SELECT statement FROM zdm.pending_statements(m) \gexec` does, minus
+    /// CONCURRENTLY (pg_tests run inside a transaction).
+    fn build_pending(m: &str) {
+        let stmts: Vec<String> = Spi::connect(|c| {
+            c.select(&format!("SELECT statement FROM zdm.pending_statements('{m}')"), None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap())
+                .collect()
+        });
+        for s in stmts {
+            Spi::run(&s.replace(" CONCURRENTLY", "")).unwrap();
+        }
+    }
+
+    fn table_ddl(t: &str) -> String {
+        one::<String>(&format!(
+            "SELECT string_agg(d, E'\n' ORDER BY d) FROM (
+               SELECT pg_get_indexdef(indexrelid) AS d FROM pg_index WHERE indrelid = '{t}'::regclass
+               UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) || ' valid=' || convalidated
+                 FROM pg_constraint WHERE conrelid = '{t}'::regclass) s"
+        ))
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn rename_carries_indexes_and_constraints_over() {
+        Spi::run("CREATE TABLE public.ref (code text PRIMARY KEY); INSERT INTO public.ref VALUES ('a'), ('b');
+                  CREATE TABLE public.cv (id int PRIMARY KEY, code text NOT NULL, other int);
+                  INSERT INTO public.cv SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, g FROM generate_series(1, 200) g;
+                  CREATE INDEX cv_code ON public.cv (code DESC NULLS LAST, other) INCLUDE (id);
+                  CREATE INDEX cv_lower ON public.cv (lower(code)) WHERE code <> 'z';
+                  CREATE UNIQUE INDEX cv_code_other ON public.cv (code, other);
+                  ALTER TABLE public.cv ADD CONSTRAINT cv_code_len CHECK (length(code) < 5);
+                  ALTER TABLE public.cv ADD CONSTRAINT cv_code_other_u UNIQUE (other, code);
+                  ALTER TABLE public.cv ADD CONSTRAINT cv_code_fk FOREIGN KEY (code) REFERENCES public.ref (code) ON DELETE CASCADE;").unwrap();
+        let before = table_ddl("public.cv");
+        let m = one::<String>("SELECT zdm.rename_column('public.cv', 'code', 'kind')").unwrap();
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM zdm.pending_statements('{m}')")), Some(4));
+        assert_eq!(sqlstate("INSERT INTO cv (id, code, other) VALUES (1000, 'zzzzzz', 1)").as_deref(), Some("23514"));
+        assert_eq!(sqlstate("INSERT INTO cv (id, kind, other) VALUES (1000, 'c', 1)").as_deref(), Some("23503"));
+        while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
+        assert_eq!(sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(), Some("55000"));
+        build_pending(&m);
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        let after = table_ddl("public.cv");
+        // Everything as before (names, order, opclasses, predicates, validity), on the renamed column.
+        assert_eq!(before.matches("code").count(), 15, "{before}");
+        assert_eq!(
+            after,
+            "CREATE INDEX cv_code ON public.cv USING btree (kind DESC NULLS LAST, other) INCLUDE (id)
+CREATE INDEX cv_lower ON public.cv USING btree (lower(kind)) WHERE (kind <> 'z'::text)
+CREATE UNIQUE INDEX cv_code_other ON public.cv USING btree (kind, other)
+CREATE UNIQUE INDEX cv_code_other_u ON public.cv USING btree (other, kind)
+CREATE UNIQUE INDEX cv_pkey ON public.cv USING btree (id)
+cv_code_fk FOREIGN KEY (kind) REFERENCES ref(code) ON DELETE CASCADE valid=true
+cv_code_len CHECK ((length(kind) < 5)) valid=true
+cv_code_other_u UNIQUE (other, kind) valid=true
+cv_pkey PRIMARY KEY (id) valid=true",
+            "\nbefore:\n{before}"
+        );
+        Spi::run("DELETE FROM public.ref WHERE code = 'a'").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM cv"), Some(100), "ON DELETE CASCADE carried over");
+    }
+
+    #[pg_test]
+    fn alter_type_carries_an_index_over() {
+        Spi::run("CREATE TABLE public.ti (id int PRIMARY KEY, amount int NOT NULL);
+                  INSERT INTO public.ti SELECT g, g FROM generate_series(1, 100) g;
+                  CREATE INDEX ti_amount ON public.ti (amount);
+                  ALTER TABLE public.ti ADD CONSTRAINT ti_amount_pos CHECK (amount > 0);").unwrap();
+        let m = one::<String>("SELECT zdm.alter_column_type('public.ti', 'amount', 'bigint')").unwrap();
+        while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
+        build_pending(&m);
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        assert_eq!(table_ddl("public.ti"), "CREATE INDEX ti_amount ON public.ti USING btree (amount)\nCREATE UNIQUE INDEX ti_pkey ON public.ti USING btree (id)\nti_amount_pos CHECK ((amount > 0)) valid=true\nti_pkey PRIMARY KEY (id) valid=true");
+        assert_eq!(attr("ti", "amount", "format_type(atttypid, atttypmod)").as_deref(), Some("bigint"));
+    }
 }
 
 /// Hooks for `cargo pgrx test`.

@@ -97,6 +97,8 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
         "SELECT zdm.create_index('public.items', 'items_email', 'USING btree (email)')",
         "SELECT zdm.add_unique('public.items', 'items_handle', ARRAY['handle'])",
         "SELECT zdm.rename_column('public.items', 'name', 'full_name')",
+        // A column with a unique constraint and a default: both carried over, the index rebuilt CONCURRENTLY.
+        "SELECT zdm.rename_column('public.items', 'handle', 'user_handle')",
         "SELECT zdm.drop_column('public.items', 'email')",
     ];
     for op in ops {
@@ -126,11 +128,11 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
     let final_schema = schema_of(&cluster, "public.items");
     for want in [
         "status text DEFAULT 'active'::text NOT NULL",
-        "handle text DEFAULT ('h'::text || gen_random_uuid()) NOT NULL",
+        "user_handle text DEFAULT ('h'::text || gen_random_uuid()) NOT NULL",
         "amount bigint DEFAULT (0)::bigint NOT NULL",
         "full_name text DEFAULT 'anonymous'::text NOT NULL",
         "CONSTRAINT amount_positive CHECK ((amount >= 0))",
-        "CONSTRAINT items_handle UNIQUE (handle)",
+        "CONSTRAINT items_handle UNIQUE (user_handle)",
         "FOREIGN KEY (parent_id) REFERENCES public.parent(id)",
     ] {
         assert!(final_schema.contains(want), "missing {want:?} in\n{final_schema}");

@@ -4,4 +4,4 @@
 pub mod introspect;
 pub mod model;
 
-pub use model::{ColumnInfo, Dependent, KeyInfo, Lookup, TableInfo};
+pub use model::{CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, TableInfo};

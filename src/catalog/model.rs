@@ -16,6 +16,54 @@ pub struct TableInfo {
     pub dependents: Vec<Dependent>,
     /// Names of the table's constraints (raw).
     pub constraint_names: Vec<String>,
+    pub indexes: Vec<IndexInfo>,
+    pub checks: Vec<CheckInfo>,
+    pub foreign_keys: Vec<ForeignKeyInfo>,
+}
+
+/// An index, in pieces from which it can be rebuilt on another column.
+#[derive(Debug, Clone)]
+pub struct IndexInfo {
+    pub oid: u32,
+    pub constraint_oid: Option<u32>,
+    pub name: Ident,
+    pub unique: bool,
+    pub primary: bool,
+    pub exclusion: bool,
+    /// The constraint it backs (UNIQUE, PRIMARY KEY, EXCLUDE), if any.
+    pub constraint: Option<Ident>,
+    pub access_method: String,
+    /// Key elements then INCLUDE columns: (attnum, 0 for an expression; text; suffix
+    /// with collation, operator class and ordering).
+    pub elements: Vec<(i16, String, String)>,
+    pub key_count: usize,
+    pub predicate: Option<String>,
+    pub options: Option<String>,
+    /// Every column the index reads (key, INCLUDE, expressions, predicate).
+    pub attnums: Vec<i16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckInfo {
+    pub oid: u32,
+    pub name: Ident,
+    /// The condition, without CHECK and outer parentheses.
+    pub expr: String,
+    pub attnums: Vec<i16>,
+    pub validated: bool,
+}
+
+/// A foreign key from this table.
+#[derive(Debug, Clone)]
+pub struct ForeignKeyInfo {
+    pub oid: u32,
+    pub name: Ident,
+    pub attnums: Vec<i16>,
+    pub referenced: String,
+    pub referenced_columns: Vec<Ident>,
+    /// `MATCH ... ON UPDATE ... ON DELETE ...` clause.
+    pub actions: String,
+    pub deferrable: String,
 }
 
 /// What operations may ask the catalog beyond their own table.
@@ -60,6 +108,7 @@ pub struct KeyInfo {
 pub struct Dependent {
     /// "index", "constraint", "view", "trigger", "policy"...
     pub kind: String,
+    pub oid: u32,
     pub name: String,
     /// attnums it uses (empty when it uses the whole row).
     pub attnums: Vec<i16>,

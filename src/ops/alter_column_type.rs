@@ -11,7 +11,7 @@
 //!   a silent NULL. Complete drops the old column and renames the new one.
 
 use super::column_copy::ColumnCopy;
-use super::{check_new_column_name, fit_name, refuse_special_column, require_column, require_key, Operation, PlanContext};
+use super::{check_new_column_name, fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::{ColumnInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::expr::{analyze, analyze_type, row_of, ExprRules};
@@ -91,10 +91,10 @@ impl AlterColumnType {
         }
 
         let key = require_key(table)?;
-        refuse_special_column(table, col, "alter_column_type")?;
         let new_name = spec.new_column.clone().unwrap_or_else(|| format!("{}_new", spec.column));
         check_new_column_name(table, &new_name)?;
         let new_ident = quote(&new_name);
+        let carry = super::carry::carry_over(table, col, &new_ident, "alter_column_type", crate::expr::replace_column)?;
         let row = row_of(table);
         let up_text = spec.up_expr.clone().unwrap_or_else(|| col.name.to_string());
         let up = analyze(
@@ -130,6 +130,7 @@ impl AlterColumnType {
             up: Some((cast(&up.text, &new_type), cast(&up.over_new, &new_type))),
             down: Some((cast(&down.text, &col.type_sql), cast(&down.over_new, &col.type_sql))),
             takes_old_name: true,
+            carry,
             key: key.clone(),
             final_default,
         }))

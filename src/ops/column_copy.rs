@@ -14,6 +14,7 @@
 //!   check proves it), owned sequence and comment.
 //! - rollback: drop the trigger and the new column; the old one was never touched.
 
+use super::carry::CarryOver;
 use super::PlanContext;
 use crate::catalog::{ColumnInfo, KeyInfo};
 use crate::error::ZdmResult;
@@ -34,6 +35,8 @@ pub struct ColumnCopy {
     pub down: Option<(String, String)>,
     /// After complete the new column is renamed to the old one's name.
     pub takes_old_name: bool,
+    /// Indexes and constraints moved to the new column.
+    pub carry: CarryOver,
     pub key: KeyInfo,
     /// Default for the new column at complete (the old one's, cast if needed).
     pub final_default: Option<SqlFragment>,
@@ -116,7 +119,103 @@ impl ColumnCopy {
             format!("DROP FUNCTION IF EXISTS {batch_function}(text[], integer, text[])"),
         );
 
-        let mut validate = Vec::new();
+        // Indexes, checks and foreign keys of the old column, on the new one.
+        // Each new object goes with the new column on rollback, and takes the
+        // old object's name at complete (the old one goes with the old column).
+        let mut validate_carried = Vec::new();
+        let mut rename_carried = Vec::new();
+        let schema = &self.table.schema;
+        for (i, ix) in self.carry.indexes.iter().enumerate() {
+            let name = ctx.object_name(&format!("ix{i}"));
+            let qualified = format!("{schema}.{name}");
+            let mut sql = format!(
+                "CREATE {}INDEX CONCURRENTLY {name} ON {t} USING {} ({})",
+                if ix.old.unique { "UNIQUE " } else { "" },
+                ix.old.access_method,
+                ix.key.join(", ")
+            );
+            if !ix.include.is_empty() {
+                sql.push_str(&format!(" INCLUDE ({})", ix.include.join(", ")));
+            }
+            if let Some(o) = &ix.old.options {
+                sql.push_str(&format!(" WITH ({o})"));
+            }
+            if let Some(p) = &ix.predicate {
+                sql.push_str(&format!(" WHERE {p}"));
+            }
+            start.push(Step::top_level_index(
+                format!("index {} rebuilt on {} CONCURRENTLY (top level: zdm.pending_statements)", ix.old.name.raw(), new.raw()),
+                sql,
+                &t,
+                &qualified,
+            ));
+            rename_carried.push(match &ix.old.constraint {
+                Some(c) => Step::locked(
+                    format!("constraint {} again, from the rebuilt index", c.raw()),
+                    format!("ALTER TABLE {t} ADD CONSTRAINT {c} UNIQUE USING INDEX {name}"),
+                    &t,
+                    aex,
+                ),
+                None => Step::locked(
+                    format!("rebuilt index takes the name {}", ix.old.name.raw()),
+                    format!("ALTER INDEX {qualified} RENAME TO {}", ix.old.name),
+                    &t,
+                    aex,
+                ),
+            });
+        }
+        for (i, ck) in self.carry.checks.iter().enumerate() {
+            let name = ctx.object_name(&format!("ck{i}"));
+            start.push(Step::locked(
+                format!("check {} on {}, NOT VALID", ck.old.name.raw(), new.raw()),
+                format!("ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({}) NOT VALID", ck.expr),
+                &t,
+                aex,
+            ));
+            if ck.old.validated {
+                validate_carried.push(Step::locked(
+                    format!("validate check {} on {}", ck.old.name.raw(), new.raw()),
+                    format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name}"),
+                    &t,
+                    LockMode::ShareUpdateExclusive,
+                ));
+            }
+            rename_carried.push(Step::locked(
+                format!("check takes the name {}", ck.old.name.raw()),
+                format!("ALTER TABLE {t} RENAME CONSTRAINT {name} TO {}", ck.old.name),
+                &t,
+                aex,
+            ));
+        }
+        for (i, fk) in self.carry.foreign_keys.iter().enumerate() {
+            let name = ctx.object_name(&format!("fk{i}"));
+            let cols = fk.columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+            let refcols = fk.old.referenced_columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+            start.insert(0, Step::locked(format!("lock {}", fk.old.referenced), "SELECT 1".into(), &fk.old.referenced, LockMode::ShareRowExclusive));
+            start.push(Step::locked(
+                format!("foreign key {} on {}, NOT VALID", fk.old.name.raw(), new.raw()),
+                format!(
+                    "ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({cols}) REFERENCES {} ({refcols}) {}{} NOT VALID",
+                    fk.old.referenced, fk.old.actions, fk.old.deferrable
+                ),
+                &t,
+                LockMode::ShareRowExclusive,
+            ));
+            validate_carried.push(Step::locked(
+                format!("validate foreign key {} on {}", fk.old.name.raw(), new.raw()),
+                format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name}"),
+                &t,
+                LockMode::ShareUpdateExclusive,
+            ));
+            rename_carried.push(Step::locked(
+                format!("foreign key takes the name {}", fk.old.name.raw()),
+                format!("ALTER TABLE {t} RENAME CONSTRAINT {name} TO {}", fk.old.name),
+                &t,
+                aex,
+            ));
+        }
+
+        let mut validate = validate_carried;
         if self.old.not_null {
             validate.push(Step::locked(
                 format!("validate NOT NULL check of {} (reads and writes go on)", new.raw()),
@@ -144,6 +243,7 @@ impl ColumnCopy {
             &t,
             aex,
         ));
+        complete.extend(rename_carried);
         if self.takes_old_name {
             complete.push(Step::locked(
                 format!("{} takes the name {}", new.raw(), old.raw()),

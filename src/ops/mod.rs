@@ -6,6 +6,7 @@
 
 pub mod add_column;
 pub mod alter_column_type;
+pub mod carry;
 pub mod column_copy;
 pub mod constraints;
 pub mod drop_column;
@@ -71,7 +72,7 @@ pub fn build(
         OperationSpec::CreateIndex(a) => Ok(Box::new(indexes::CreateIndex::new(table, a, lookup, quote)?)),
         OperationSpec::AlterColumnType(a) => Ok(Box::new(alter_column_type::AlterColumnType::new(table, a, quote)?)),
         OperationSpec::RenameColumn(a) => {
-            Ok(Box::new(rename_column::RenameColumn::new(table, &a.column, &a.new_name, quote)?))
+            Ok(Box::new(rename_column::RenameColumn::new(table, &a.column, &a.new_name, quote, crate::expr::replace_column)?))
         }
     }
 }
@@ -149,35 +150,6 @@ pub fn require_column<'t>(table: &'t TableInfo, column: &str) -> ZdmResult<&'t c
             table.columns.iter().map(|c| c.name.raw()).collect::<Vec<_>>().join(", ")
         ))
     })
-}
-
-/// Columns a two-column migration cannot carry over (yet): identity and
-/// generated columns, key columns, and columns that indexes, constraints,
-/// views, triggers or policies use.
-pub fn refuse_special_column(table: &TableInfo, col: &crate::catalog::ColumnInfo, op: &str) -> ZdmResult<()> {
-    let tname = table.name.display_raw();
-    let column = col.name.raw();
-    if col.identity || col.generated {
-        return Err(ZdmError::not_supported(format!(
-            "column \"{column}\" of relation \"{tname}\" is an identity or generated column; {op} cannot keep two copies of it"
-        ))
-        .hint("Rebuild the table with a shadow table instead."));
-    }
-    if table.is_key_column(column) {
-        return Err(ZdmError::not_supported(format!(
-            "column \"{column}\" is part of the key of relation \"{tname}\"; {op} does not change key columns"
-        ))
-        .hint("Rebuild the table with a shadow table instead."));
-    }
-    let users: Vec<String> = table.dependents_of(col.attnum).map(|d| format!("{} ({})", d.name, d.kind)).collect();
-    if !users.is_empty() {
-        return Err(ZdmError::not_supported(format!(
-            "column \"{column}\" of relation \"{tname}\" is used by other objects that {op} cannot carry over yet: {}",
-            users.join(", ")
-        ))
-        .hint("Drop or recreate those objects around the migration, or rebuild the table with a shadow table."));
-    }
-    Ok(())
 }
 
 /// Refuse a table without a key to walk in batches.

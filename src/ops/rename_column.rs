@@ -13,16 +13,24 @@ pub struct RenameColumn {
 }
 
 impl RenameColumn {
-    pub fn new(table: &TableInfo, column: &str, new_name: &str, quote: fn(&str) -> Ident) -> ZdmResult<Self> {
+    pub fn new(
+        table: &TableInfo,
+        column: &str,
+        new_name: &str,
+        quote: fn(&str) -> Ident,
+        rewrite: super::carry::Rewrite,
+    ) -> ZdmResult<Self> {
         let col = require_column(table, column)?;
         check_new_column_name(table, new_name)?;
         let key = require_key(table)?;
-        super::refuse_special_column(table, col, "rename_column")?;
+        let new_ident = quote(new_name);
+        let carry = super::carry::carry_over(table, col, &new_ident, "rename_column", rewrite)?;
         Ok(RenameColumn {
             copy: ColumnCopy {
                 table: table.name.clone(),
                 old: col.clone(),
-                new_name: quote(new_name),
+                new_name: new_ident,
+                carry,
                 new_type: col.type_sql.clone(),
                 up: None,
                 down: None,
@@ -88,9 +96,16 @@ mod tests {
                 is_primary: true,
                 columns: vec![(Ident::test("id"), SqlFragment("bigint".into()))],
             }),
-            dependents: vec![Dependent { kind: "index".into(), name: "index users_email_idx".into(), attnums: vec![3] }],
+            dependents: vec![Dependent { kind: "view".into(), oid: 9, name: "rule _RETURN on view v".into(), attnums: vec![3] }],
             constraint_names: vec![],
+            indexes: vec![],
+            checks: vec![],
+            foreign_keys: vec![],
         }
+    }
+
+    fn no_rewrite(_: &[(Ident, SqlFragment)], e: &str, _: i16, _: &Ident, _: &str) -> ZdmResult<String> {
+        panic!("no expression to rewrite here: {e}")
     }
 
     fn ctx(m: &str) -> PlanContext {
@@ -99,7 +114,7 @@ mod tests {
 
     #[test]
     fn plan_has_every_phase() {
-        let op = RenameColumn::new(&users(), "name", "full_name", Ident::test).unwrap();
+        let op = RenameColumn::new(&users(), "name", "full_name", Ident::test, no_rewrite).unwrap();
         assert_eq!(op.default_name(), "users_rename_name_to_full_name");
         assert_eq!(op.claimed_columns(), ["name", "full_name"]);
         let p = op.plan(&ctx("m")).unwrap();
@@ -121,14 +136,14 @@ mod tests {
     #[test]
     fn refusals() {
         let t = users();
-        assert_eq!(RenameColumn::new(&t, "nope", "x", Ident::test).err().unwrap().sqlstate(), "42703");
-        assert_eq!(RenameColumn::new(&t, "name", "email", Ident::test).err().unwrap().sqlstate(), "42701");
-        assert_eq!(RenameColumn::new(&t, "id", "user_id", Ident::test).err().unwrap().sqlstate(), "0A000");
-        let e = RenameColumn::new(&t, "email", "mail", Ident::test).err().unwrap();
+        assert_eq!(RenameColumn::new(&t, "nope", "x", Ident::test, no_rewrite).err().unwrap().sqlstate(), "42703");
+        assert_eq!(RenameColumn::new(&t, "name", "email", Ident::test, no_rewrite).err().unwrap().sqlstate(), "42701");
+        assert_eq!(RenameColumn::new(&t, "id", "user_id", Ident::test, no_rewrite).err().unwrap().sqlstate(), "0A000");
+        let e = RenameColumn::new(&t, "email", "mail", Ident::test, no_rewrite).err().unwrap();
         assert_eq!(e.sqlstate(), "0A000");
-        assert!(e.message.contains("users_email_idx"));
+        assert!(e.message.contains("view v"), "{}", e.message);
         let mut nokey = users();
         nokey.key = None;
-        assert_eq!(RenameColumn::new(&nokey, "name", "x", Ident::test).err().unwrap().sqlstate(), "55000");
+        assert_eq!(RenameColumn::new(&nokey, "name", "x", Ident::test, no_rewrite).err().unwrap().sqlstate(), "55000");
     }
 }
