@@ -204,6 +204,8 @@ pub mod zdm {
             store::log_event(name, "validate", None, None, Some(serde_json::to_value(report).unwrap()))?;
         }
         let report = run_steps(&m.plan.complete, &policy)?;
+    // A pg_cron job left for this migration would fail every minute from now on.
+    crate::scheduler::unschedule(name)?;
         store::move_phase(&m, Phase::Completed, "complete", Some(serde_json::to_value(report).unwrap()))
     }
 
@@ -217,6 +219,7 @@ pub mod zdm {
         let m = store::get_for_update(name)?;
         m.phase.check_move(Phase::RolledBack, name)?;
         let report = run_steps(&m.plan.rollback, &RetryPolicy::from_settings())?;
+    crate::scheduler::unschedule(name)?;
         store::move_phase(&m, Phase::RolledBack, "rollback", Some(serde_json::to_value(report).unwrap()))
     }
 
@@ -261,7 +264,7 @@ pub mod zdm {
     /// migration: its pg_cron job, if any, is not needed any more.
     #[pg_extern]
     fn _backfill_ended(migration: &str) {
-        crate::scheduler::unschedule(migration).or_raise();
+        crate::scheduler::after_run(migration).or_raise();
     }
 
     /// Called first by the `zdm.backfill` procedure: it commits between batches,
@@ -289,7 +292,7 @@ pub mod zdm {
         }
         // Refuses unknown and finished migrations with their own messages.
         let m = store::get_for_update(migration).or_raise();
-        if m.plan.backfill.is_none() {
+        if m.plan.backfill.is_none() && !m.plan.start.iter().any(|s| s.top_level) {
             ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
                 .hint("Complete it with zdm.complete().")
                 .raise();

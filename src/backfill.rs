@@ -155,10 +155,11 @@ pub fn run_one_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
 pub fn loop_step(name: &str, batch_size: Option<i32>, runner: &str) -> ZdmResult<Step> {
     check_batch_size(batch_size)?;
     let m = store::get_for_update(name)?;
-    let plan = require_backfill(&m)?;
     if m.phase.is_final() {
         return Ok(Step::Gone(m.phase));
     }
+    // A migration scheduled only for its index builds has no batches to run.
+    let Some(plan) = m.plan.backfill.clone() else { return Ok(Step::Done) };
     if m.phase == Phase::Backfilled {
         return Ok(Step::Done);
     }

@@ -4,6 +4,14 @@
 //! command is a lone `CALL zdm.backfill(...)`, so the procedure runs at top level
 //! and may COMMIT. Debian's pg_cron 1.4 has minute granularity: each run works
 //! for at most `max_seconds` and the next minute's run carries on.
+//!
+//! Index builds (`CREATE INDEX CONCURRENTLY`) cannot run inside that CALL: when
+//! a run finds one pending, it points a second job, `zdm_build_<migration>`,
+//! at the next pending statement (pg_cron runs a lone statement at top level).
+//! The following runs see the index valid and move that job to the next
+//! statement. Once nothing is left both jobs park themselves (a schedule that
+//! never fires: a job removed during its own run gets that run cancelled by
+//! pg_cron); complete and rollback remove them.
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
@@ -48,11 +56,12 @@ pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<
             .hint("pg_cron 1.4 runs jobs at most once a minute: 50 leaves room for the next run."));
     }
     let m = store::get_for_update(migration)?;
-    if m.plan.backfill.is_none() {
+    let has_top_level = m.plan.start.iter().any(|s| s.top_level);
+    if m.plan.backfill.is_none() && !has_top_level {
         return Err(ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
             .hint("Complete it with zdm.complete()."));
     }
-    if m.phase.is_final() || m.phase == Phase::Backfilled {
+    if m.phase.is_final() || (m.phase == Phase::Backfilled && !has_top_level) {
         return Err(ZdmError::wrong_state(format!("migration \"{migration}\" is {}; there is nothing left to backfill", m.phase))
             .hint("Nothing to schedule."));
     }
@@ -76,6 +85,88 @@ pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<
     Ok(job)
 }
 
+fn build_job_name(migration: &str) -> String {
+    format!("zdm_build_{migration}")
+}
+
+/// After a scheduled run ended on a finished (or abandoned) backfill: point the
+/// build job at the next pending top-level statement, or, with nothing left,
+/// remove both jobs.
+pub fn after_run(migration: &str) -> ZdmResult<()> {
+    let job: Option<i64> = get_optional("SELECT cron_job_id FROM zdm.migrations WHERE name = $1", &[migration.into()])
+        .map_err(spi_err)?;
+    if job.is_none() || !pg_cron_here()? {
+        return Ok(());
+    }
+    let m = store::get_for_update(migration)?;
+    let next = if m.phase.is_final() {
+        None
+    } else {
+        crate::toplevel::pending(Some(migration))?.into_iter().next().map(|(_, s)| s)
+    };
+    // One index build per table at a time: two CREATE INDEX CONCURRENTLY on the
+    // same table wait for each other's transaction and one dies in a deadlock.
+    let other_build: bool = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM cron.job j JOIN zdm.migrations o ON j.jobname = 'zdm_build_' || o.name
+                         WHERE o.name <> $1 AND to_regclass(o.table_name) = to_regclass($2) AND j.schedule <> $3)",
+        &[migration.into(), m.table_name.as_str().into(), NEVER.into()],
+    )
+    .map_err(spi_err)?
+    .unwrap_or(false);
+    match next {
+        Some(_) if other_build => Ok(()),
+        Some(statement) => {
+            // Re-running a build that already succeeded must be harmless.
+            let statement = if statement.starts_with("CREATE ") {
+                statement.replacen(" INDEX CONCURRENTLY ", " INDEX CONCURRENTLY IF NOT EXISTS ", 1)
+            } else {
+                statement
+            };
+            let build: i64 = Spi::get_one_with_args::<i64>(
+                "SELECT cron.schedule($1, '* * * * *', $2)",
+                &[build_job_name(migration).into(), statement.as_str().into()],
+            )
+            .map_err(spi_err)?
+            .unwrap_or_default();
+            store::log_event(migration, "build scheduled", None, None, Some(serde_json::json!({"cron_job_id": build, "command": statement})))?;
+            Ok(())
+        }
+        None => {
+            // Still building (the index exists but is not valid yet): keep both
+            // jobs; removing a job while it runs makes pg_cron cancel the run.
+            if !m.phase.is_final() && crate::toplevel::require_built(&m).is_err() {
+                return Ok(());
+            }
+            // Nothing left: both jobs stop. They are parked (their schedule set
+            // to a date that never comes), not removed: pg_cron cancels a run
+            // whose job disappears under it, and this is that job's run.
+            // complete and rollback remove them for good.
+            park(&build_job_name(migration))?;
+            park(&job_name(migration))?;
+            store::log_event(migration, "scheduled work done", None, None, None)
+        }
+    }
+}
+
+/// A schedule that never fires (February 31st).
+pub const NEVER: &str = "0 0 31 2 *";
+
+fn park(job: &str) -> ZdmResult<()> {
+    Spi::run_with_args(
+        "SELECT cron.alter_job(jobid, schedule := $2) FROM cron.job WHERE jobname = $1 AND schedule <> $2",
+        &[job.into(), NEVER.into()],
+    )
+    .map_err(spi_err)
+}
+
+fn drop_build_job(migration: &str) -> ZdmResult<()> {
+    Spi::run_with_args(
+        "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = $1",
+        &[build_job_name(migration).into()],
+    )
+    .map_err(spi_err)
+}
+
 /// Remove the migration's job if it has one (and pg_cron is still here).
 pub fn unschedule(migration: &str) -> ZdmResult<bool> {
     let job: Option<i64> = get_optional("SELECT cron_job_id FROM zdm.migrations WHERE name = $1", &[migration.into()])
@@ -87,6 +178,7 @@ pub fn unschedule(migration: &str) -> ZdmResult<bool> {
             &[job.into()],
         )
         .map_err(spi_err)?;
+        drop_build_job(migration)?;
     }
     store::set_cron_job(migration, None)?;
     store::log_event(migration, "unscheduled", None, None, Some(serde_json::json!({"cron_job_id": job})))?;

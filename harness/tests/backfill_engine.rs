@@ -199,7 +199,7 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
 }
 
 #[test]
-fn pg_cron_runs_the_backfill_to_the_end_and_unschedules_itself() {
+fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     let cluster = Cluster::start(&ClusterOptions { pg_cron: true, ..Default::default() });
     let mut c = cluster.connect();
     c.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;").unwrap();
@@ -220,14 +220,20 @@ fn pg_cron_runs_the_backfill_to_the_end_and_unschedules_itself() {
         assert!(Instant::now() < deadline, "the cron job did not finish the backfill (phase {phase})");
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Give the run a moment to unschedule itself after its last batch.
+    // Its last run parks the job (a schedule that never fires) rather than
+    // removing it during its own run, which pg_cron would report as cancelled.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while one::<i64>(&mut c, &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}")) > 0 {
-        assert!(Instant::now() < deadline, "the job did not unschedule itself");
+    while one::<String>(&mut c, &format!("SELECT schedule FROM cron.job WHERE jobid = {job}")) != "0 0 31 2 *" {
+        assert!(Instant::now() < deadline, "the job did not stop itself");
         std::thread::sleep(Duration::from_millis(200));
     }
     let runner: String = one(&mut c, "SELECT runner FROM zdm.progress WHERE migration = 'm'");
     assert!(runner.starts_with(&format!("cron job {job} (pid ")), "{runner}");
+    let failed: i64 = one(&mut c, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {job} AND status <> 'succeeded'"));
+    assert_eq!(failed, 0);
+    c.execute("SELECT zdm.complete('m')", &[]).unwrap();
+    // complete removes the job for good.
+    assert_eq!(one::<i64>(&mut c, &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}")), 0);
     let cron_job: Option<i64> = one(&mut c, "SELECT cron_job_id FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(cron_job, None);
     let events: Vec<String> = c
@@ -236,10 +242,9 @@ fn pg_cron_runs_the_backfill_to_the_end_and_unschedules_itself() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(events.contains(&"scheduled".to_string()) && events.contains(&"unscheduled".to_string()), "{events:?}");
-    let failed: i64 = one(&mut c, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {job} AND status <> 'succeeded'"));
-    assert_eq!(failed, 0);
-    c.execute("SELECT zdm.complete('m')", &[]).unwrap();
+    for e in ["scheduled", "scheduled work done", "unscheduled"] {
+        assert!(events.contains(&e.to_string()), "{e}: {events:?}");
+    }
 }
 
 #[test]
@@ -282,4 +287,54 @@ fn call_inside_a_transaction_block_is_refused_and_notices_are_sent() {
     // In a second session meanwhile: rows_done grows monotonically (checked by phase here).
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
+}
+
+#[test]
+fn pg_cron_also_builds_the_indexes_then_cleans_up() {
+    let cluster = Cluster::start(&ClusterOptions { pg_cron: true, ..Default::default() });
+    let mut c = cluster.connect();
+    c.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;").unwrap();
+    common::users_with_oracle(&mut c, 50_000);
+    c.batch_execute("CREATE INDEX users_name ON public.users (name)").unwrap();
+    // A rename whose column has an index: a backfill and a CONCURRENTLY rebuild.
+    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
+    // An index-only migration: nothing to backfill, one build.
+    c.execute("SELECT zdm.create_index('public.users', 'users_email', 'USING btree (email)', 'ix')", &[]).unwrap();
+    c.query_one("SELECT zdm.schedule_backfill('m')", &[]).unwrap();
+    c.query_one("SELECT zdm.schedule_backfill('ix')", &[]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(330);
+    loop {
+        let pending: i64 = one(&mut c, "SELECT count(*) FROM zdm.pending_statements()");
+        let running: i64 = one(&mut c, "SELECT count(*) FROM cron.job WHERE schedule <> '0 0 31 2 *'");
+        let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+        if pending == 0 && running == 0 && phase == "backfilled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pg_cron did not finish: {pending} pending, {running} jobs, phase {phase}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let failed: Vec<String> = c
+        .query("SELECT command || ': ' || coalesce(return_message, '') FROM cron.job_run_details WHERE status <> 'succeeded'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    c.execute("SELECT zdm.complete('m')", &[]).unwrap();
+    c.execute("SELECT zdm.complete('ix')", &[]).unwrap();
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM cron.job"), 0, "complete removed the parked jobs");
+    let defs: Vec<String> = c
+        .query("SELECT indexdef FROM pg_indexes WHERE tablename = 'users' ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        defs,
+        [
+            "CREATE INDEX users_email ON public.users USING btree (email)",
+            "CREATE INDEX users_name ON public.users USING btree (full_name)",
+            "CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id)"
+        ]
+    );
 }

@@ -15,10 +15,10 @@ use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::expr::{analyze, analyze_type, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
-use crate::plan::{BackfillPlan, LockMode, Plan, Step};
+use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
+use crate::plan::{LockMode, Plan, Step};
 use crate::spec::AddColumnSpec;
 use crate::sqlgen::backfill::KeysetUpdate;
-use crate::sqlgen::fill_trigger::FillTrigger;
 
 pub struct AddColumn {
     table: QualifiedName,
@@ -88,7 +88,6 @@ impl Operation for AddColumn {
         let c = &self.column;
         let ty = &self.col_type;
         let aex = LockMode::AccessExclusive;
-        let check = ctx.object_name("nn");
         let mut plan = Plan::default();
 
         let catalog_default = self.default.is_some() && !self.default_volatile && self.fill.is_none();
@@ -116,16 +115,12 @@ impl Operation for AddColumn {
                 ));
             }
         }
-        if self.not_null {
-            plan.start.push(Step::locked(
-                format!("NOT NULL on {} as a check, not validated yet (new rows are checked)", c.raw()),
-                format!("ALTER TABLE {t} ADD CONSTRAINT {check} CHECK ({c} IS NOT NULL) NOT VALID"),
-                &t,
-                aex,
-            ));
+        let not_null = self.not_null.then(|| not_null_steps(ctx, &t, c, c, "new rows are checked"));
+        if let Some(nn) = &not_null {
+            plan.start.push(nn.start.clone());
         }
-        let mut drop_fill = Vec::new();
-        if let (Some(key), true) = (&self.key, !catalog_default) {
+        let mut cleanup = Vec::new();
+        if let (Some(key), false) = (&self.key, catalog_default) {
             let (fill_bare, fill_new) = match &self.fill {
                 Some(f) => f.clone(),
                 None => {
@@ -134,21 +129,10 @@ impl Operation for AddColumn {
                 }
             };
             if self.not_null {
-                let function = ctx.function_name("fill");
-                let trigger = ctx.object_name("fill");
-                let ft = FillTrigger {
-                    migration: &ctx.migration,
-                    table: &self.table,
-                    function: &function,
-                    trigger: &trigger,
-                    column: c,
-                    value_over_new: &fill_new,
-                    why: &format!("gives {}.{} a value on rows written before the backfill reached them", t, c),
-                };
-                plan.start.push(Step::unlocked("fill trigger function", ft.create_function()));
-                plan.start.push(Step::locked("fill trigger", ft.create_trigger(), &t, LockMode::ShareRowExclusive));
-                drop_fill.push(Step::locked("drop the fill trigger", ft.drop_trigger(), &t, aex));
-                drop_fill.push(Step::unlocked("drop the fill trigger function", ft.drop_function()));
+                let why = format!("gives {t}.{c} a value on rows written before the backfill reached them");
+                let (create, drop) = fill_trigger_steps(ctx, &self.table, c, &fill_new, &why);
+                plan.start.extend(create);
+                cleanup.extend(drop);
             }
             let keyset = KeysetUpdate {
                 table: &self.table,
@@ -156,49 +140,17 @@ impl Operation for AddColumn {
                 assignments: vec![format!("{c} = {fill_bare}")],
                 needs_work: format!("{c} IS NULL"),
             };
-            let function = ctx.function_name("backfill");
-            let description = format!("fill {} for existing rows", c.raw());
-            plan.start.push(Step::unlocked(
-                "backfill batch function",
-                keyset.create_batch_function(&function, &ctx.migration, &description),
-            ));
-            drop_fill.push(Step::unlocked(
-                "drop the backfill batch function",
-                format!("DROP FUNCTION IF EXISTS {function}(text[], integer, text[])"),
-            ));
-            plan.backfill = Some(BackfillPlan {
-                description,
-                table: t.clone(),
-                key_columns: key.columns.iter().map(|(k, _)| k.raw().to_string()).collect(),
-                upper_bound_sql: keyset.upper_bound_sql(),
-                function: function.to_string(),
-                next_batch_sql: keyset.next_batch_sql(),
-            });
+            let (create, drop, backfill) = batch_function(ctx, &keyset, key, format!("fill {} for existing rows", c.raw()));
+            plan.start.push(create);
+            cleanup.push(drop);
+            plan.backfill = Some(backfill);
         }
-        if self.not_null {
-            plan.validate.push(Step::locked(
-                format!("validate NOT NULL check of {} (reads and writes go on)", c.raw()),
-                format!("ALTER TABLE {t} VALIDATE CONSTRAINT {check}"),
-                &t,
-                LockMode::ShareUpdateExclusive,
-            ));
+        plan.complete.extend(cleanup.iter().cloned());
+        if let Some(nn) = not_null {
+            plan.validate.push(nn.validate);
+            plan.complete.extend(nn.complete);
         }
-        plan.complete.extend(drop_fill.iter().cloned());
-        if self.not_null {
-            plan.complete.push(Step::locked(
-                format!("{} NOT NULL (instant: the validated check proves it)", c.raw()),
-                format!("ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL"),
-                &t,
-                aex,
-            ));
-            plan.complete.push(Step::locked(
-                "drop the now redundant check",
-                format!("ALTER TABLE {t} DROP CONSTRAINT {check}"),
-                &t,
-                aex,
-            ));
-        }
-        plan.rollback.extend(drop_fill);
+        plan.rollback.extend(cleanup);
         plan.rollback.push(Step::locked(
             format!("drop the new column {}", c.raw()),
             format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {c}"),

@@ -19,7 +19,8 @@ use super::PlanContext;
 use crate::catalog::{ColumnInfo, KeyInfo};
 use crate::error::ZdmResult;
 use crate::ident::{Ident, QualifiedName, SqlFragment};
-use crate::plan::{BackfillPlan, LockMode, Plan, Step};
+use super::shared::{batch_function, not_null_steps};
+use crate::plan::{LockMode, Plan, Step};
 use crate::sqlgen::backfill::KeysetUpdate;
 use crate::sqlgen::column_sync::ColumnSync;
 
@@ -48,8 +49,9 @@ impl ColumnCopy {
         let (old, new) = (&self.old.name, &self.new_name);
         let function = ctx.function_name("sync");
         let trigger = ctx.object_name("sync");
-        let not_null_check = ctx.object_name("nn");
         let aex = LockMode::AccessExclusive;
+        let final_name = if self.takes_old_name { old } else { new };
+        let not_null = self.old.not_null.then(|| not_null_steps(ctx, &t, new, final_name, "new rows are checked"));
         let sync = ColumnSync {
             migration: &ctx.migration,
             table: &self.table,
@@ -73,18 +75,13 @@ impl ColumnCopy {
             &t,
             aex,
         )];
-        if self.old.not_null {
-            start.push(Step::locked(
-                format!("NOT NULL on {} as a check, not validated yet (new rows are checked)", new.raw()),
-                format!("ALTER TABLE {t} ADD CONSTRAINT {not_null_check} CHECK ({new} IS NOT NULL) NOT VALID"),
-                &t,
-                aex,
-            ));
+        if let Some(nn) = &not_null {
+            start.push(nn.start.clone());
         }
         start.push(Step::unlocked("sync trigger function", sync.create_function()));
         start.push(Step::locked(
             format!("sync trigger between {} and {}", old.raw(), new.raw()),
-            sync.create_trigger(),
+            sync.trigger().create_trigger(),
             &t,
             LockMode::ShareRowExclusive,
         ));
@@ -100,24 +97,9 @@ impl ColumnCopy {
             // may have rounded into the old column) is never overwritten.
             needs_work: format!("{new} IS NULL AND ({up_bare}) IS NOT NULL"),
         };
-        let batch_function = ctx.function_name("backfill");
-        let description = format!("{what} for existing rows");
-        start.push(Step::unlocked(
-            "backfill batch function",
-            keyset.create_batch_function(&batch_function, &ctx.migration, &description),
-        ));
-        let backfill = BackfillPlan {
-            description,
-            table: t.clone(),
-            key_columns: self.key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
-            upper_bound_sql: keyset.upper_bound_sql(),
-            function: batch_function.to_string(),
-            next_batch_sql: keyset.next_batch_sql(),
-        };
-        let drop_batch_function = Step::unlocked(
-            "drop the backfill batch function",
-            format!("DROP FUNCTION IF EXISTS {batch_function}(text[], integer, text[])"),
-        );
+        let (create_batch_function, drop_batch_function, backfill) =
+            batch_function(ctx, &keyset, &self.key, format!("{what} for existing rows"));
+        start.push(create_batch_function);
 
         // Indexes, checks and foreign keys of the old column, on the new one.
         // Each new object goes with the new column on rollback, and takes the
@@ -216,21 +198,15 @@ impl ColumnCopy {
         }
 
         let mut validate = validate_carried;
-        if self.old.not_null {
-            validate.push(Step::locked(
-                format!("validate NOT NULL check of {} (reads and writes go on)", new.raw()),
-                format!("ALTER TABLE {t} VALIDATE CONSTRAINT {not_null_check}"),
-                &t,
-                LockMode::ShareUpdateExclusive,
-            ));
+        if let Some(nn) = &not_null {
+            validate.push(nn.validate.clone());
         }
 
         let mut complete = vec![
-            Step::locked("drop the sync trigger", sync.drop_trigger(), &t, aex),
-            Step::unlocked("drop the sync trigger function", sync.drop_function()),
+            Step::locked("drop the sync trigger", sync.trigger().drop_trigger(), &t, aex),
+            Step::unlocked("drop the sync trigger function", sync.trigger().drop_function()),
             drop_batch_function.clone(),
         ];
-        let final_name = if self.takes_old_name { old } else { new };
         if let Some(seq) = &self.old.owned_sequence {
             complete.push(Step::unlocked(
                 format!("sequence {seq} now belongs to {}", new.raw()),
@@ -260,19 +236,8 @@ impl ColumnCopy {
                 aex,
             ));
         }
-        if self.old.not_null {
-            complete.push(Step::locked(
-                format!("{} NOT NULL (instant: the validated check proves it)", final_name.raw()),
-                format!("ALTER TABLE {t} ALTER COLUMN {final_name} SET NOT NULL"),
-                &t,
-                aex,
-            ));
-            complete.push(Step::locked(
-                "drop the now redundant check",
-                format!("ALTER TABLE {t} DROP CONSTRAINT {not_null_check}"),
-                &t,
-                aex,
-            ));
+        if let Some(nn) = not_null {
+            complete.extend(nn.complete);
         }
         if let Some(comment) = &self.old.comment {
             complete.push(Step::unlocked(
@@ -282,8 +247,8 @@ impl ColumnCopy {
         }
 
         let rollback = vec![
-            Step::locked("drop the sync trigger", sync.drop_trigger(), &t, aex),
-            Step::unlocked("drop the sync trigger function", sync.drop_function()),
+            Step::locked("drop the sync trigger", sync.trigger().drop_trigger(), &t, aex),
+            Step::unlocked("drop the sync trigger function", sync.trigger().drop_function()),
             drop_batch_function,
             Step::locked(
                 format!("drop the new column {}", new.raw()),

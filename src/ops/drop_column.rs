@@ -13,7 +13,7 @@ use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Literal, QualifiedName};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::DropColumnSpec;
-use crate::sqlgen::fill_trigger::FillTrigger;
+use super::shared::fill_trigger_steps;
 
 pub struct DropColumn {
     table: QualifiedName,
@@ -76,22 +76,13 @@ impl Operation for DropColumn {
         if self.column.not_null && self.column.default_sql.is_none() {
             match &self.down {
                 Some(down) => {
-                    let function = ctx.function_name("fill");
-                    let trigger = ctx.object_name("fill");
-                    let ft = FillTrigger {
-                        migration: &ctx.migration,
-                        table: &self.table,
-                        function: &function,
-                        trigger: &trigger,
-                        column: c,
-                        value_over_new: down,
-                        why: &format!("gives {t}.{c} (NOT NULL, being dropped) a value on rows the new application writes without it"),
-                    };
-                    plan.start.push(Step::unlocked("fill trigger function", ft.create_function()));
-                    plan.start.push(Step::locked("fill trigger", ft.create_trigger(), &t, LockMode::ShareRowExclusive));
+                    let why = format!("gives {t}.{c} (NOT NULL, being dropped) a value on rows the new application writes without it");
+                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why);
+                    plan.start.extend(create);
                     for steps in [&mut plan.complete, &mut plan.rollback] {
-                        steps.insert(0, Step::unlocked("drop the fill trigger function", ft.drop_function()));
-                        steps.insert(0, Step::locked("drop the fill trigger", ft.drop_trigger(), &t, aex));
+                        for (i, step) in drop.iter().enumerate() {
+                            steps.insert(i, step.clone());
+                        }
                     }
                 }
                 None => {

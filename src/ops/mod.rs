@@ -13,6 +13,7 @@ pub mod drop_column;
 pub mod indexes;
 pub mod rename_column;
 pub mod set_not_null;
+pub mod shared;
 
 use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};

@@ -12,10 +12,10 @@ use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName};
-use crate::plan::{BackfillPlan, LockMode, Plan, Step};
+use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
+use crate::plan::Plan;
 use crate::spec::SetNotNullSpec;
 use crate::sqlgen::backfill::KeysetUpdate;
-use crate::sqlgen::fill_trigger::FillTrigger;
 
 pub struct SetNotNull {
     table: QualifiedName,
@@ -60,67 +60,30 @@ impl Operation for SetNotNull {
     fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
         let t = self.table.to_string();
         let c = &self.column;
-        let aex = LockMode::AccessExclusive;
-        let check = ctx.object_name("nn");
-        let mut plan = Plan::default();
-        plan.start.push(Step::locked(
-            format!("NOT NULL on {} as a check, not validated yet (new NULLs are refused from now on)", c.raw()),
-            format!("ALTER TABLE {t} ADD CONSTRAINT {check} CHECK ({c} IS NOT NULL) NOT VALID"),
-            &t,
-            aex,
-        ));
+        let nn = not_null_steps(ctx, &t, c, c, "new NULLs are refused from now on");
+        let mut plan = Plan { start: vec![nn.start], ..Default::default() };
         let mut cleanup = Vec::new();
         if let (Some((fill_bare, fill_new)), Some(key)) = (&self.fill, &self.key) {
-            let function = ctx.function_name("fill");
-            let trigger = ctx.object_name("fill");
-            let ft = FillTrigger {
-                migration: &ctx.migration,
-                table: &self.table,
-                function: &function,
-                trigger: &trigger,
-                column: c,
-                value_over_new: fill_new,
-                why: &format!("replaces NULL in {}.{} on rows written before the backfill reached them", t, c),
-            };
-            plan.start.push(Step::unlocked("fill trigger function", ft.create_function()));
-            plan.start.push(Step::locked("fill trigger", ft.create_trigger(), &t, LockMode::ShareRowExclusive));
-            cleanup.push(Step::locked("drop the fill trigger", ft.drop_trigger(), &t, aex));
-            cleanup.push(Step::unlocked("drop the fill trigger function", ft.drop_function()));
+            let why = format!("replaces NULL in {t}.{c} on rows written before the backfill reached them");
+            let (create, drop) = fill_trigger_steps(ctx, &self.table, c, fill_new, &why);
+            plan.start.extend(create);
+            cleanup.extend(drop);
             let keyset = KeysetUpdate {
                 table: &self.table,
                 key: &key.columns,
                 assignments: vec![format!("{c} = {fill_bare}")],
                 needs_work: format!("{c} IS NULL"),
             };
-            let bf = ctx.function_name("backfill");
-            let description = format!("replace NULL in {}", c.raw());
-            plan.start.push(Step::unlocked("backfill batch function", keyset.create_batch_function(&bf, &ctx.migration, &description)));
-            cleanup.push(Step::unlocked("drop the backfill batch function", format!("DROP FUNCTION IF EXISTS {bf}(text[], integer, text[])")));
-            plan.backfill = Some(BackfillPlan {
-                description,
-                table: t.clone(),
-                key_columns: key.columns.iter().map(|(k, _)| k.raw().to_string()).collect(),
-                upper_bound_sql: keyset.upper_bound_sql(),
-                function: bf.to_string(),
-                next_batch_sql: keyset.next_batch_sql(),
-            });
+            let (create, drop, backfill) = batch_function(ctx, &keyset, key, format!("replace NULL in {}", c.raw()));
+            plan.start.push(create);
+            cleanup.push(drop);
+            plan.backfill = Some(backfill);
         }
-        plan.validate.push(Step::locked(
-            format!("validate the NOT NULL check of {} (reads and writes go on)", c.raw()),
-            format!("ALTER TABLE {t} VALIDATE CONSTRAINT {check}"),
-            &t,
-            LockMode::ShareUpdateExclusive,
-        ));
+        plan.validate.push(nn.validate);
         plan.complete.extend(cleanup.iter().cloned());
-        plan.complete.push(Step::locked(
-            format!("{} NOT NULL (instant: the validated check proves it)", c.raw()),
-            format!("ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL"),
-            &t,
-            aex,
-        ));
-        plan.complete.push(Step::locked("drop the now redundant check", format!("ALTER TABLE {t} DROP CONSTRAINT {check}"), &t, aex));
+        plan.complete.extend(nn.complete);
         plan.rollback.extend(cleanup);
-        plan.rollback.push(Step::locked("drop the check", format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {check}"), &t, aex));
+        plan.rollback.push(nn.rollback);
         Ok(plan)
     }
 }

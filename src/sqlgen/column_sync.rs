@@ -15,7 +15,7 @@
 //! The new column has no default during the migration (complete gives it the
 //! old one's), so "not given" reads as NULL on INSERT.
 
-use super::dollar_quote;
+use super::{dollar_quote, RowTrigger};
 use crate::ident::{Ident, QualifiedName};
 
 pub struct ColumnSync<'a> {
@@ -77,22 +77,9 @@ END;
         )
     }
 
-    /// The row trigger. BEFORE, so the values are fixed before constraints are
-    /// checked; named `zdm_...` so it fires after the user's own BEFORE triggers
-    /// (PostgreSQL fires them in name order) and sees their changes.
-    pub fn create_trigger(&self) -> String {
-        format!(
-            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
-            self.trigger, self.table, self.function
-        )
-    }
-
-    pub fn drop_trigger(&self) -> String {
-        format!("DROP TRIGGER IF EXISTS {} ON {}", self.trigger, self.table)
-    }
-
-    pub fn drop_function(&self) -> String {
-        format!("DROP FUNCTION IF EXISTS {}()", self.function)
+    /// The trigger around the function (see `RowTrigger`).
+    pub fn trigger(&self) -> RowTrigger<'_> {
+        RowTrigger { table: self.table, function: self.function, trigger: self.trigger }
     }
 }
 
@@ -118,7 +105,7 @@ mod tests {
         assert!(sql.contains("ELSIF NEW.name IS DISTINCT FROM OLD.name THEN\n        NEW.\"full name\" := NEW.name;"));
         assert!(sql.contains("public.\"Users\".name (old application)"));
         assert_eq!(
-            s.create_trigger(),
+            s.trigger().create_trigger(),
             "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT OR UPDATE ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1()"
         );
     }

@@ -6,7 +6,7 @@
 //! constraint on every new row version, including an unrelated UPDATE of an
 //! old row.
 
-use super::dollar_quote;
+use super::{dollar_quote, RowTrigger};
 use crate::ident::{Ident, QualifiedName};
 
 pub struct FillTrigger<'a> {
@@ -40,19 +40,9 @@ END;
         format!("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}", self.function, dollar_quote(&body))
     }
 
-    pub fn create_trigger(&self) -> String {
-        format!(
-            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
-            self.trigger, self.table, self.function
-        )
-    }
-
-    pub fn drop_trigger(&self) -> String {
-        format!("DROP TRIGGER IF EXISTS {} ON {}", self.trigger, self.table)
-    }
-
-    pub fn drop_function(&self) -> String {
-        format!("DROP FUNCTION IF EXISTS {}()", self.function)
+    /// The trigger around the function (see `RowTrigger`).
+    pub fn trigger(&self) -> RowTrigger<'_> {
+        RowTrigger { table: self.table, function: self.function, trigger: self.trigger }
     }
 }
 
@@ -77,6 +67,6 @@ mod tests {
         };
         let sql = ft.create_function();
         assert!(sql.contains("IF NEW.\"Email\" IS NULL THEN\n        NEW.\"Email\" := (lower(NEW.name) || '@example.com')::text;"), "{sql}");
-        assert_eq!(ft.create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m()");
+        assert_eq!(ft.trigger().create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m()");
     }
 }

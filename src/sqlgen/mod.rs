@@ -19,6 +19,34 @@ pub fn dollar_quote(body: &str) -> String {
     format!("{tag}\n{body}{tag}")
 }
 
+/// A BEFORE INSERT OR UPDATE row trigger and its function, as pg_zdm names
+/// them: the DDL around the trigger bodies of `column_sync` and `fill_trigger`.
+pub struct RowTrigger<'a> {
+    pub table: &'a crate::ident::QualifiedName,
+    pub function: &'a crate::ident::QualifiedName,
+    pub trigger: &'a crate::ident::Ident,
+}
+
+impl RowTrigger<'_> {
+    /// BEFORE, so values are fixed before constraints are checked; pg_zdm's
+    /// triggers are named `zdm_...` so they fire after the user's own BEFORE
+    /// triggers (PostgreSQL fires them in name order) and see their changes.
+    pub fn create_trigger(&self) -> String {
+        format!(
+            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
+            self.trigger, self.table, self.function
+        )
+    }
+
+    pub fn drop_trigger(&self) -> String {
+        format!("DROP TRIGGER IF EXISTS {} ON {}", self.trigger, self.table)
+    }
+
+    pub fn drop_function(&self) -> String {
+        format!("DROP FUNCTION IF EXISTS {}()", self.function)
+    }
+}
+
 /// Row-constructor text for a list of already-quoted expressions: `(a, b)`.
 pub fn row(items: &[String]) -> String {
     format!("({})", items.join(", "))

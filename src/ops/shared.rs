@@ -1,0 +1,91 @@
+//! Plan pieces several operations share, so that each is written once:
+//! NOT NULL through a validated check, the fill trigger, and the backfill's
+//! batch function.
+
+use super::PlanContext;
+use crate::catalog::KeyInfo;
+use crate::ident::{Ident, QualifiedName};
+use crate::plan::{BackfillPlan, LockMode, Step};
+use crate::sqlgen::backfill::KeysetUpdate;
+use crate::sqlgen::fill_trigger::FillTrigger;
+
+/// NOT NULL the way that never scans under an exclusive lock:
+/// `CHECK (c IS NOT NULL) NOT VALID` at start, `VALIDATE` (SHARE UPDATE
+/// EXCLUSIVE) before complete, then `SET NOT NULL` (instant: the validated
+/// check proves it) and the check dropped.
+pub struct NotNullSteps {
+    pub start: Step,
+    pub validate: Step,
+    pub complete: Vec<Step>,
+    pub rollback: Step,
+}
+
+/// `check_on` is the column the check is written on (during the migration);
+/// `final_column` the one that gets NOT NULL at complete (they differ when a
+/// type change renames the new column first).
+pub fn not_null_steps(ctx: &PlanContext, table: &str, check_on: &Ident, final_column: &Ident, why: &str) -> NotNullSteps {
+    let check = ctx.object_name("nn");
+    let aex = LockMode::AccessExclusive;
+    NotNullSteps {
+        start: Step::locked(
+            format!("NOT NULL on {} as a check, not validated yet ({why})", check_on.raw()),
+            format!("ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({check_on} IS NOT NULL) NOT VALID"),
+            table,
+            aex,
+        ),
+        validate: Step::locked(
+            format!("validate the NOT NULL check of {} (reads and writes go on)", check_on.raw()),
+            format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check}"),
+            table,
+            LockMode::ShareUpdateExclusive,
+        ),
+        complete: vec![
+            Step::locked(
+                format!("{} NOT NULL (instant: the validated check proves it)", final_column.raw()),
+                format!("ALTER TABLE {table} ALTER COLUMN {final_column} SET NOT NULL"),
+                table,
+                aex,
+            ),
+            Step::locked("drop the now redundant check", format!("ALTER TABLE {table} DROP CONSTRAINT {check}"), table, aex),
+        ],
+        rollback: Step::locked("drop the check", format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check}"), table, aex),
+    }
+}
+
+/// The fill trigger (see `sqlgen::fill_trigger`): steps to create it, and to drop it.
+pub fn fill_trigger_steps(ctx: &PlanContext, table: &QualifiedName, column: &Ident, value_over_new: &str, why: &str) -> (Vec<Step>, Vec<Step>) {
+    let t = table.to_string();
+    let function = ctx.function_name("fill");
+    let trigger = ctx.object_name("fill");
+    let ft = FillTrigger { migration: &ctx.migration, table, function: &function, trigger: &trigger, column, value_over_new, why };
+    (
+        vec![
+            Step::unlocked("fill trigger function", ft.create_function()),
+            Step::locked("fill trigger", ft.trigger().create_trigger(), &t, LockMode::ShareRowExclusive),
+        ],
+        vec![
+            Step::locked("drop the fill trigger", ft.trigger().drop_trigger(), &t, LockMode::AccessExclusive),
+            Step::unlocked("drop the fill trigger function", ft.trigger().drop_function()),
+        ],
+    )
+}
+
+/// The migration's generated batch function: the step creating it, the step
+/// dropping it, and the backfill plan that calls it.
+pub fn batch_function(ctx: &PlanContext, keyset: &KeysetUpdate, key: &KeyInfo, description: String) -> (Step, Step, BackfillPlan) {
+    let function = ctx.function_name("backfill");
+    let create = Step::unlocked("backfill batch function", keyset.create_batch_function(&function, &ctx.migration, &description));
+    let drop = Step::unlocked(
+        "drop the backfill batch function",
+        format!("DROP FUNCTION IF EXISTS {function}(text[], integer, text[])"),
+    );
+    let plan = BackfillPlan {
+        description,
+        table: keyset.table.to_string(),
+        key_columns: key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
+        upper_bound_sql: keyset.upper_bound_sql(),
+        function: function.to_string(),
+        next_batch_sql: keyset.next_batch_sql(),
+    };
+    (create, drop, plan)
+}
