@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use zdm_harness::load::{oracle_diff, report_errors, Client, Target};
 use zdm_harness::prober::Prober;
 
-const ROWS: i64 = 200_000;
+const ROWS: i64 = 1_000_000;
 
 fn target(value_col: &str) -> Target {
     Target {
