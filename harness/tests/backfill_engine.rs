@@ -302,7 +302,8 @@ fn pg_cron_also_builds_the_indexes_then_cleans_up() {
     c.execute("SELECT zdm.create_index('public.users', 'users_email', 'USING btree (email)', 'ix')", &[]).unwrap();
     c.query_one("SELECT zdm.schedule_backfill('m')", &[]).unwrap();
     c.query_one("SELECT zdm.schedule_backfill('ix')", &[]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(330);
+    // One minute per pg_cron tick: backfill, build one index, build the other (one per table at a time), park.
+    let deadline = Instant::now() + Duration::from_secs(540);
     loop {
         let pending: i64 = one(&mut c, "SELECT count(*) FROM zdm.pending_statements()");
         let running: i64 = one(&mut c, "SELECT count(*) FROM cron.job WHERE schedule <> '0 0 31 2 *'");

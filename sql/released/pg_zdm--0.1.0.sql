@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:41
+-- src/lib.rs:44
 -- bootstrap
 -- The schema is created here, not named in the control file: a schema that
 -- CREATE EXTENSION makes from the control file is not a member of the
@@ -44,8 +44,15 @@ CREATE TABLE zdm.migrations (
     last_batch_size     integer,
     last_batch_ms       double precision,
     last_batch_at       timestamptz,
-    runner              text,
-    last_error          text
+    current_batch_size  integer,                -- adapted to zdm.target_batch_time
+    runner              text,                   -- 'pid 1234' or 'cron job 7 (pid 1234)'
+    last_error          text,
+    last_error_at       timestamptz,
+    -- backfill control
+    paused              boolean NOT NULL DEFAULT false,
+    waiting_reason      text,                   -- why the backfill is not adding rows right now
+    settings            jsonb NOT NULL DEFAULT '{}',   -- per-migration overrides of zdm.* backfill settings
+    cron_job_id         bigint                  -- pg_cron job of zdm.schedule_backfill()
 );
 COMMENT ON TABLE zdm.migrations IS
     'pg_zdm migrations, one row each. Written only by zdm.* functions; read it freely.';
@@ -107,12 +114,23 @@ SELECT m.name AS migration,
        m.table_name,
        m.kind,
        m.phase,
+       CASE WHEN m.phase IN ('completed', 'rolled_back') THEN 'done'
+            WHEN m.paused THEN 'paused'
+            WHEN m.waiting_reason IS NOT NULL THEN 'waiting'
+            WHEN m.phase = 'backfilling' THEN 'backfilling'
+            WHEN m.phase = 'started' AND m.plan ? 'backfill' THEN 'needs backfill'
+            ELSE 'ready to complete'
+       END AS state,
+       m.waiting_reason,
        m.rows_done,
        greatest(m.rows_estimated, m.rows_done) AS rows_estimated,
        CASE WHEN m.phase IN ('backfilled', 'completed') THEN 100.0
             WHEN coalesce(greatest(m.rows_estimated, m.rows_done), 0) = 0 THEN NULL
             ELSE round(100.0 * m.rows_done / greatest(m.rows_estimated, m.rows_done), 1)
        END AS percent,
+       -- rate of the last batch, and average since the backfill began
+       CASE WHEN m.last_batch_ms > 0 THEN round((m.last_batch_size * 1000.0 / m.last_batch_ms)::numeric, 0) END
+           AS current_rows_per_second,
        CASE WHEN m.last_batch_at > m.backfill_started_at
             THEN round((m.rows_done / extract(epoch FROM m.last_batch_at - m.backfill_started_at))::numeric, 0)
        END AS rows_per_second,
@@ -123,43 +141,115 @@ SELECT m.name AS migration,
        m.batches,
        m.last_batch_size,
        round(m.last_batch_ms::numeric, 1) AS last_batch_ms,
+       m.current_batch_size AS next_batch_size,
        m.last_batch_at,
        m.runner,
+       m.cron_job_id,
        m.last_error,
+       m.last_error_at,
+       m.backfill_started_at,
        m.updated_at
   FROM zdm.migrations m;
-COMMENT ON VIEW zdm.progress IS 'One line per migration: phase, rows done, rate, ETA, last batch, last error.';
+COMMENT ON VIEW zdm.progress IS
+    'One line per migration: phase, state, rows done, rates, ETA, last batch, who runs it, last error.';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:115
+-- src/lib.rs:56
+-- requires:
+--   bootstrap
+
+-- The seed document's monitoring queries, ready to use during a migration.
+
+-- Who waits on whom: every waiting session with each session blocking it.
+CREATE VIEW zdm.blocking_locks AS
+SELECT w.pid                                    AS waiting_pid,
+       w.usename                                AS waiting_user,
+       wl.mode                                  AS waiting_mode,
+       wl.locktype                              AS lock_type,
+       wl.relation::regclass                    AS relation,
+       pg_catalog.now() - coalesce(w.state_change, w.query_start) AS waiting_for,
+       w.query                                  AS waiting_query,
+       b.pid                                    AS blocking_pid,
+       b.usename                                AS blocking_user,
+       (SELECT pg_catalog.string_agg(DISTINCT bl.mode, ', ')
+          FROM pg_catalog.pg_locks bl
+         WHERE bl.pid = b.pid AND bl.granted
+           AND bl.locktype = wl.locktype
+           AND bl.relation IS NOT DISTINCT FROM wl.relation) AS blocking_modes,
+       b.state                                  AS blocking_state,
+       pg_catalog.now() - b.xact_start          AS blocking_xact_age,
+       b.query                                  AS blocking_query
+  FROM pg_catalog.pg_stat_activity w
+  CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) AS bp(pid)
+  JOIN pg_catalog.pg_stat_activity b ON b.pid = bp.pid
+  LEFT JOIN LATERAL (SELECT l.mode, l.locktype, l.relation
+                       FROM pg_catalog.pg_locks l
+                      WHERE l.pid = w.pid AND NOT l.granted
+                      LIMIT 1) wl ON true
+ WHERE w.wait_event_type = 'Lock';
+COMMENT ON VIEW zdm.blocking_locks IS
+    'Sessions waiting for a lock and the sessions blocking them (pg_blocking_pids), with modes, ages and queries.';
+
+-- The oldest open transactions: they hold back CREATE INDEX CONCURRENTLY,
+-- VALIDATE, the swap of shadow tables, and VACUUM.
+CREATE VIEW zdm.long_transactions AS
+SELECT a.pid,
+       a.usename                                AS "user",
+       a.application_name,
+       a.client_addr,
+       a.state,
+       pg_catalog.now() - a.xact_start          AS xact_age,
+       pg_catalog.now() - a.state_change        AS state_age,
+       pg_catalog.age(a.backend_xmin)           AS xmin_age,
+       a.wait_event_type,
+       a.wait_event,
+       a.query
+  FROM pg_catalog.pg_stat_activity a
+ WHERE a.xact_start IS NOT NULL
+   AND a.pid <> pg_catalog.pg_backend_pid()
+   AND a.backend_type = 'client backend'
+ ORDER BY a.xact_start;
+COMMENT ON VIEW zdm.long_transactions IS
+    'Open transactions, oldest first: an old one delays CONCURRENTLY builds and swaps; idle in transaction ones block DDL.';
+
+-- How far each standby is behind (empty on a standby or without replicas).
+CREATE VIEW zdm.replication_lag AS
+SELECT r.pid,
+       r.application_name,
+       r.client_addr,
+       r.state,
+       r.sync_state,
+       r.write_lag,
+       r.flush_lag,
+       r.replay_lag,
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery()
+            THEN pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.replay_lsn) END AS replay_bytes_behind,
+       r.sent_lsn,
+       r.replay_lsn
+  FROM pg_catalog.pg_stat_replication r;
+COMMENT ON VIEW zdm.replication_lag IS
+    'Standbys and their lag; the backfill waits while replay_lag exceeds zdm.max_replication_lag.';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:132
 CREATE SCHEMA IF NOT EXISTS zdm; /* pg_zdm::api::zdm */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:172
--- pg_zdm::api::zdm::complete
-CREATE  FUNCTION zdm."complete"(
+-- src/api.rs:213
+-- pg_zdm::api::zdm::rollback
+CREATE  FUNCTION zdm."rollback"(
 	"migration" TEXT /* & str */
 ) RETURNS void
 STRICT
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'complete_wrapper';
+AS 'MODULE_PATHNAME', 'rollback_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:211
--- pg_zdm::api::zdm::_backfill_precheck
-CREATE  FUNCTION zdm."_backfill_precheck"(
-	"migration" TEXT, /* & str */
-	"batch_size" INT /* Option < i32 > */
-) RETURNS void
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_backfill_precheck_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:120
+-- src/api.rs:137
 -- pg_zdm::api::zdm::plan
 CREATE  FUNCTION zdm."plan"(
 	"spec" jsonb /* JsonB */
@@ -170,7 +260,7 @@ AS 'MODULE_PATHNAME', 'plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:128
+-- src/api.rs:145
 -- pg_zdm::api::zdm::start
 CREATE  FUNCTION zdm."start"(
 	"spec" jsonb /* JsonB */
@@ -181,7 +271,7 @@ AS 'MODULE_PATHNAME', 'start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:47
+-- src/lib.rs:57
 -- requires:
 --   bootstrap
 --   api::zdm::start
@@ -206,10 +296,102 @@ RETURNS text LANGUAGE sql AS $$
 $$;
 COMMENT ON FUNCTION zdm.rename_column(regclass, name, name, text) IS
     'Start renaming a column with expand/migrate/contract; returns the migration name.';
+
+CREATE FUNCTION zdm.alter_column_type(tbl regclass, col name, new_type text, up_expr text DEFAULT NULL,
+                                      down_expr text DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm.start(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'name', migration,
+        'operations', pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'op', 'alter_column_type', 'table', zdm._table_name(tbl), 'column', col::text,
+            'new_type', new_type, 'up_expr', up_expr, 'down_expr', down_expr)))))
+$$;
+COMMENT ON FUNCTION zdm.alter_column_type(regclass, name, text, text, text, text) IS
+    'Start changing a column''s type (a second column kept in sync, or one short ALTER when binary compatible); returns the migration name.';
+
+-- One spec, one operation: the shared body of the wrappers below.
+CREATE FUNCTION zdm._start_one(migration text, op jsonb) RETURNS text
+LANGUAGE sql AS $$
+    SELECT zdm.start(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'name', migration, 'operations', pg_catalog.jsonb_build_array(op))))
+$$;
+
+CREATE FUNCTION zdm.add_column(tbl regclass, col name, col_type text, default_expr text DEFAULT NULL,
+                               not_null boolean DEFAULT false, fill_expr text DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_column', 'table', zdm._table_name(tbl), 'column', col::text, 'type', col_type,
+        'default', default_expr, 'not_null', coalesce(not_null, false), 'fill_expr', fill_expr))
+$$;
+COMMENT ON FUNCTION zdm.add_column(regclass, name, text, text, boolean, text, text) IS
+    'Start adding a column (catalog only when the default allows; else backfilled, NOT NULL through a validated check).';
+
+CREATE FUNCTION zdm.set_not_null(tbl regclass, col name, fill_expr text DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_not_null', 'table', zdm._table_name(tbl), 'column', col::text, 'fill_expr', fill_expr))
+$$;
+COMMENT ON FUNCTION zdm.set_not_null(regclass, name, text, text) IS
+    'Start making a column NOT NULL: CHECK NOT VALID, fill NULLs, VALIDATE, SET NOT NULL.';
+
+CREATE FUNCTION zdm.drop_column(tbl regclass, col name, down_expr text DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_column', 'table', zdm._table_name(tbl), 'column', col::text, 'down_expr', down_expr))
+$$;
+COMMENT ON FUNCTION zdm.drop_column(regclass, name, text, text) IS
+    'Start dropping a column: deprecated now, dropped by complete.';
+
+CREATE FUNCTION zdm.add_check(tbl regclass, constraint_name name, check_expr text, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_check', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text, 'check', check_expr))
+$$;
+COMMENT ON FUNCTION zdm.add_check(regclass, name, text, text) IS
+    'Start adding a CHECK constraint: NOT VALID now, validated by complete.';
+
+CREATE FUNCTION zdm.add_foreign_key(tbl regclass, constraint_name name, cols name[], ref_table regclass, ref_cols name[],
+                                    on_delete text DEFAULT 'NO ACTION', migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_foreign_key', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text,
+        'columns', pg_catalog.to_jsonb(cols::text[]), 'references', zdm._table_name(ref_table),
+        'referenced_columns', pg_catalog.to_jsonb(ref_cols::text[]), 'on_delete', on_delete))
+$$;
+COMMENT ON FUNCTION zdm.add_foreign_key(regclass, name, name[], regclass, name[], text, text) IS
+    'Start adding a foreign key: NOT VALID now, validated by complete.';
+
+CREATE FUNCTION zdm.add_unique(tbl regclass, constraint_name name, cols name[], migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'add_unique', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text,
+        'columns', pg_catalog.to_jsonb(cols::text[])))
+$$;
+COMMENT ON FUNCTION zdm.add_unique(regclass, name, name[], text) IS
+    'Start adding a UNIQUE constraint: its index is built CONCURRENTLY (zdm.pending_statements), complete attaches it.';
+
+CREATE FUNCTION zdm.create_index(tbl regclass, index_name name, definition text, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'create_index', 'table', zdm._table_name(tbl), 'index', index_name::text, 'definition', definition))
+$$;
+COMMENT ON FUNCTION zdm.create_index(regclass, name, text, text) IS
+    'Start creating an index CONCURRENTLY: run zdm.pending_statements() at top level, then complete.';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:204
+-- src/api.rs:227
+-- pg_zdm::api::zdm::status
+CREATE  FUNCTION zdm."status"(
+	"migration" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'status_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:233
 -- pg_zdm::api::zdm::backfill_batch
 CREATE  FUNCTION zdm."backfill_batch"(
 	"migration" TEXT, /* & str */
@@ -220,76 +402,233 @@ AS 'MODULE_PATHNAME', 'backfill_batch_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:42
--- requires:
---   bootstrap
---   api::zdm::backfill_batch
---   api::zdm::_backfill_precheck
-
--- The committing backfill loop. PL/pgSQL on purpose: pgrx code cannot COMMIT.
--- No SET clause and not SECURITY DEFINER (either would forbid COMMIT), so every
--- name is schema-qualified instead.
-CREATE PROCEDURE zdm.backfill(migration text, batch_size integer DEFAULT NULL, max_seconds integer DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-    began       timestamptz := pg_catalog.clock_timestamp();
-    last_notice timestamptz := pg_catalog.clock_timestamp();
-    done        bigint;
-    total       bigint := 0;
-    delay       interval;
-    every       interval;
-    p           record;
-BEGIN
-    -- First call into the library: it also defines the zdm.* settings read below.
-    PERFORM zdm._backfill_precheck(migration, batch_size);
-    -- shown with units ('200ms', '5s'): read them as intervals
-    delay := pg_catalog.current_setting('zdm.batch_delay')::interval;
-    every := pg_catalog.current_setting('zdm.progress_interval')::interval;
-    LOOP
-        done := zdm.backfill_batch(migration, batch_size);
-        COMMIT;
-        total := total + done;
-        EXIT WHEN done = 0;
-        IF pg_catalog.clock_timestamp() - last_notice >= every THEN
-            SELECT * INTO p FROM zdm.progress WHERE progress.migration = backfill.migration;
-            RAISE NOTICE 'pg_zdm %: % rows of ~% (% %%), % rows/s, eta %',
-                migration, p.rows_done, p.rows_estimated, p.percent, p.rows_per_second,
-                coalesce(pg_catalog.date_trunc('second', p.eta)::text, '?');
-            last_notice := pg_catalog.clock_timestamp();
-        END IF;
-        EXIT WHEN max_seconds IS NOT NULL
-              AND pg_catalog.clock_timestamp() - began >= pg_catalog.make_interval(secs => max_seconds);
-        IF delay > interval '0' THEN
-            PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', delay));
-        END IF;
-    END LOOP;
-    SELECT * INTO p FROM zdm.progress WHERE progress.migration = backfill.migration;
-    RAISE NOTICE 'pg_zdm %: % rows covered in this call; phase %', migration, total, p.phase;
-END
-$$;
-COMMENT ON PROCEDURE zdm.backfill(text, integer, integer) IS
-    'Backfill a migration in committed batches. CALL it at top level (not inside BEGIN ... COMMIT).';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:185
--- pg_zdm::api::zdm::rollback
-CREATE  FUNCTION zdm."rollback"(
+-- src/api.rs:323
+-- pg_zdm::api::zdm::resume
+CREATE  FUNCTION zdm."resume"(
 	"migration" TEXT /* & str */
 ) RETURNS void
 STRICT
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'rollback_wrapper';
+AS 'MODULE_PATHNAME', 'resume_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:198
--- pg_zdm::api::zdm::status
-CREATE  FUNCTION zdm."status"(
+-- src/api.rs:265
+-- pg_zdm::api::zdm::_backfill_ended
+CREATE  FUNCTION zdm."_backfill_ended"(
 	"migration" TEXT /* & str */
+) RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_backfill_ended_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:258
+-- pg_zdm::api::zdm::_backfill_failed
+CREATE  FUNCTION zdm."_backfill_failed"(
+	"migration" TEXT, /* & str */
+	"sqlstate" TEXT, /* & str */
+	"message" TEXT /* & str */
+) RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_backfill_failed_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:272
+-- pg_zdm::api::zdm::_backfill_precheck
+CREATE  FUNCTION zdm."_backfill_precheck"(
+	"migration" TEXT, /* & str */
+	"batch_size" INT /* Option < i32 > */
+) RETURNS void
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_backfill_precheck_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:239
+-- pg_zdm::api::zdm::_backfill_step
+CREATE  FUNCTION zdm."_backfill_step"(
+	"migration" TEXT, /* & str */
+	"batch_size" INT, /* Option < i32 > */
+	"via" TEXT /* & str */
+) RETURNS TABLE (
+	"rows" bigint,  /* i64 */
+	"state" TEXT,  /* String */
+	"wait_ms" INT,  /* i32 */
+	"reason" TEXT  /* Option < String > */
+)
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_backfill_step_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:45
+-- requires:
+--   bootstrap
+--   api::zdm::_backfill_precheck
+--   api::zdm::_backfill_step
+--   api::zdm::_backfill_failed
+--   api::zdm::_backfill_ended
+
+-- The committing backfill loop. PL/pgSQL on purpose: pgrx code cannot COMMIT.
+-- No SET clause and not SECURITY DEFINER (either would forbid COMMIT), so every
+-- name is schema-qualified instead. Each step (zdm._backfill_step) decides
+-- whether a batch runs (pause, replication lag, phase changes by other
+-- sessions); this loop commits, sleeps when told to, and reports.
+CREATE PROCEDURE zdm.backfill(
+    migration   text,
+    batch_size  integer DEFAULT NULL,
+    max_seconds integer DEFAULT NULL,
+    via         text    DEFAULT 'CALL')       -- who runs it, for zdm.progress.runner ('cron' from pg_cron)
+LANGUAGE plpgsql AS $$
+DECLARE
+    began       timestamptz := pg_catalog.clock_timestamp();
+    last_notice timestamptz := pg_catalog.clock_timestamp();
+    total       bigint := 0;
+    delay       interval;
+    every       interval;
+    step        record;
+    p           record;
+    failed      boolean;
+    err_state   text;
+    err_message text;
+    err_detail  text;
+    err_hint    text;
+BEGIN
+    -- First call into the library: it also defines the zdm.* settings read below.
+    PERFORM zdm._backfill_precheck(migration, batch_size);
+    every := pg_catalog.current_setting('zdm.progress_interval')::interval;
+    LOOP
+        failed := false;
+        BEGIN
+            SELECT * INTO step FROM zdm._backfill_step(migration, batch_size, via);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+                                    err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+            failed := true;
+        END;
+        IF failed THEN
+            -- The batch was rolled back; keep the error visible in zdm.progress, then fail.
+            PERFORM zdm._backfill_failed(migration, err_state, err_message);
+            COMMIT;
+            RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message,
+                                  DETAIL = coalesce(err_detail, ''), HINT = coalesce(err_hint, '');
+        END IF;
+        COMMIT;
+        EXIT WHEN step.state NOT IN ('batch', 'wait');
+        total := total + step.rows;
+        IF pg_catalog.clock_timestamp() - last_notice >= every THEN
+            SELECT * INTO p FROM zdm.progress WHERE progress.migration = backfill.migration;
+            RAISE NOTICE 'pg_zdm %: % of ~% rows (% %%), % rows/s, eta %, batch of % rows%',
+                migration, p.rows_done, p.rows_estimated, coalesce(p.percent::text, '?'),
+                coalesce(p.current_rows_per_second::text, '?'),
+                coalesce(pg_catalog.date_trunc('second', p.eta)::text, '?'),
+                coalesce(p.last_batch_size::text, '?'),
+                coalesce(' -- waiting: ' || step.reason, '');
+            last_notice := pg_catalog.clock_timestamp();
+        END IF;
+        EXIT WHEN max_seconds IS NOT NULL
+              AND pg_catalog.clock_timestamp() - began >= pg_catalog.make_interval(secs => max_seconds);
+        IF step.state = 'wait' THEN
+            PERFORM pg_catalog.pg_sleep(step.wait_ms / 1000.0);
+        ELSE
+            delay := coalesce((SELECT pg_catalog.make_interval(secs => (m.settings->>'batch_delay_ms')::float8 / 1000)
+                                 FROM zdm.migrations m WHERE m.name = backfill.migration
+                                  AND m.settings ? 'batch_delay_ms'),
+                              pg_catalog.current_setting('zdm.batch_delay')::interval);
+            IF delay > interval '0' THEN
+                PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', delay));
+            END IF;
+        END IF;
+    END LOOP;
+    IF step.state IN ('done', 'gone') THEN
+        PERFORM zdm._backfill_ended(migration);
+        COMMIT;
+    END IF;
+    SELECT * INTO p FROM zdm.progress WHERE progress.migration = backfill.migration;
+    RAISE NOTICE 'pg_zdm %: % rows in this call; % (%)%', migration, total, p.phase, p.state,
+        CASE step.state WHEN 'paused' THEN ' -- paused: SELECT zdm.resume(...) then CALL again'
+                        WHEN 'gone' THEN ' -- ' || step.reason
+                        WHEN 'batch' THEN ' -- stopped after max_seconds; CALL again to go on'
+                        WHEN 'wait' THEN ' -- stopped after max_seconds while waiting: ' || step.reason
+                        ELSE '' END;
+END
+$$;
+COMMENT ON PROCEDURE zdm.backfill(text, integer, integer, text) IS
+    'Backfill a migration in committed batches. CALL it at top level (not inside BEGIN ... COMMIT).';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:376
+-- pg_zdm::api::zdm::pending_statements
+CREATE  FUNCTION zdm."pending_statements"(
+	"migration" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"migration" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pending_statements_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:365
+-- pg_zdm::api::zdm::schedule_backfill
+CREATE  FUNCTION zdm."schedule_backfill"(
+	"migration" TEXT, /* & str */
+	"schedule" TEXT DEFAULT '* * * * *', /* & str */
+	"max_seconds" INT DEFAULT 50 /* i32 */
+) RETURNS bigint /* i64 */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_backfill_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:340
+-- pg_zdm::api::zdm::set_backfill_settings
+CREATE  FUNCTION zdm."set_backfill_settings"(
+	"migration" TEXT, /* & str */
+	"settings" jsonb /* JsonB */
 ) RETURNS jsonb /* JsonB */
 STRICT
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'status_wrapper';
+AS 'MODULE_PATHNAME', 'set_backfill_settings_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:308
+-- pg_zdm::api::zdm::pause
+CREATE  FUNCTION zdm."pause"(
+	"migration" TEXT /* & str */
+) RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:190
+-- pg_zdm::api::zdm::complete
+CREATE  FUNCTION zdm."complete"(
+	"migration" TEXT /* & str */
+) RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'complete_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:384
+-- pg_zdm::api::zdm::unschedule_backfill
+CREATE  FUNCTION zdm."unschedule_backfill"(
+	"migration" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_backfill_wrapper';
 /* </end connected objects> */
 
