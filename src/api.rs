@@ -37,6 +37,9 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
     let mut built = Vec::new();
     for op in &spec.operations {
         let t = load_table(op.table())?;
+        // A column another migration is changing carries that migration's
+        // triggers: say so first, rather than refusing because of them.
+        conflict_check(&t.name.to_string(), &op.named_columns())?;
         if let Some(ref first) = table {
             let first: &crate::catalog::TableInfo = first;
             if first.oid != t.oid {
@@ -86,6 +89,21 @@ fn unused_name(base: &str) -> ZdmResult<String> {
     }
     Err(ZdmError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("no free migration name like \"{base}\""))
         .hint("Give the migration a name of your own."))
+}
+
+/// 55006 when an active migration of the table claims any of `columns`.
+fn conflict_check(table_name: &str, columns: &[String]) -> ZdmResult<()> {
+    if let Some((other, cols)) = store::conflicting_migration(table_name, columns)? {
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("column(s) {} of {} are already being migrated by migration \"{other}\"", cols.join(", "), table_name),
+        )
+        .hint(format!(
+            "Complete or roll back \"{other}\" first: SELECT zdm.complete('{0}'); or SELECT zdm.rollback('{0}');",
+            other.replace('\'', "''")
+        )));
+    }
+    Ok(())
 }
 
 fn plan_json(p: &Prepared) -> Value {
@@ -160,13 +178,7 @@ pub mod zdm {
             )
             .hint("Give the migration another name, or look at it with zdm.status()."));
         }
-        if let Some((other, cols)) = store::conflicting_migration(&p.table_name, &p.columns)? {
-            return Err(ZdmError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-                format!("column(s) {} of {} are already being migrated by migration \"{other}\"", cols.join(", "), p.table_name),
-            )
-            .hint(format!("Complete or roll back \"{other}\" first: SELECT zdm.complete('{0}'); or SELECT zdm.rollback('{0}');", other.replace('\'', "''"))));
-        }
+        conflict_check(&p.table_name, &p.columns)?;
         let report = run_steps(&p.plan.start, &RetryPolicy::from_settings())?;
         store::insert(store::NewMigration {
             name: &p.name,

@@ -179,6 +179,22 @@ impl OperationSpec {
         }
     }
 
+    /// Every column the spec names, for the early check against migrations in progress.
+    pub fn named_columns(&self) -> Vec<String> {
+        match self {
+            OperationSpec::RenameColumn(a) => vec![a.column.clone(), a.new_name.clone()],
+            OperationSpec::AlterColumnType(a) => {
+                vec![a.column.clone(), a.new_column.clone().unwrap_or_else(|| format!("{}_new", a.column))]
+            }
+            OperationSpec::AddColumn(a) => vec![a.column.clone()],
+            OperationSpec::SetNotNull(a) => vec![a.column.clone()],
+            OperationSpec::DropColumn(a) => vec![a.column.clone()],
+            OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) => vec![],
+            OperationSpec::AddForeignKey(a) => a.columns.clone(),
+            OperationSpec::AddUnique(a) => a.columns.clone(),
+        }
+    }
+
     /// The operation's name as written in specs (`rename_column`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -49,6 +49,7 @@ impl ColumnCopy {
         let (old, new) = (&self.old.name, &self.new_name);
         let function = ctx.function_name("sync");
         let trigger = ctx.object_name("sync");
+        let insert_trigger = ctx.object_name("sync_ins");
         let aex = LockMode::AccessExclusive;
         let final_name = if self.takes_old_name { old } else { new };
         let not_null = self.old.not_null.then(|| not_null_steps(ctx, &t, new, final_name, "new rows are checked"));
@@ -57,6 +58,7 @@ impl ColumnCopy {
             table: &self.table,
             function: &function,
             trigger: &trigger,
+            insert_trigger: &insert_trigger,
             old,
             new,
             up: self.up.as_ref().map(|(_, n)| n.as_str()),
@@ -79,12 +81,20 @@ impl ColumnCopy {
             start.push(nn.start.clone());
         }
         start.push(Step::unlocked("sync trigger function", sync.create_function()));
-        start.push(Step::locked(
-            format!("sync trigger between {} and {}", old.raw(), new.raw()),
-            sync.trigger().create_trigger(),
-            &t,
-            LockMode::ShareRowExclusive,
-        ));
+        for sql in sync.create_triggers() {
+            start.push(Step::locked(
+                format!("sync trigger between {} and {}", old.raw(), new.raw()),
+                sql,
+                &t,
+                LockMode::ShareRowExclusive,
+            ));
+        }
+        let drop_sync: Vec<Step> = sync
+            .drop_triggers()
+            .into_iter()
+            .map(|sql| Step::locked("drop a sync trigger", sql, &t, aex))
+            .chain(std::iter::once(Step::unlocked("drop the sync trigger function", sync.drop_function())))
+            .collect();
 
         let up_bare = self.up.as_ref().map(|(b, _)| b.clone()).unwrap_or_else(|| old.to_string());
         let keyset = KeysetUpdate {
@@ -202,11 +212,8 @@ impl ColumnCopy {
             validate.push(nn.validate.clone());
         }
 
-        let mut complete = vec![
-            Step::locked("drop the sync trigger", sync.trigger().drop_trigger(), &t, aex),
-            Step::unlocked("drop the sync trigger function", sync.trigger().drop_function()),
-            drop_batch_function.clone(),
-        ];
+        let mut complete = drop_sync.clone();
+        complete.push(drop_batch_function.clone());
         if let Some(seq) = &self.old.owned_sequence {
             complete.push(Step::unlocked(
                 format!("sequence {seq} now belongs to {}", new.raw()),
@@ -246,9 +253,8 @@ impl ColumnCopy {
             ));
         }
 
-        let rollback = vec![
-            Step::locked("drop the sync trigger", sync.trigger().drop_trigger(), &t, aex),
-            Step::unlocked("drop the sync trigger function", sync.trigger().drop_function()),
+        let mut rollback = drop_sync;
+        rollback.extend([
             drop_batch_function,
             Step::locked(
                 format!("drop the new column {}", new.raw()),
@@ -256,7 +262,7 @@ impl ColumnCopy {
                 &t,
                 aex,
             ),
-        ];
+        ]);
 
         Ok(Plan { start, backfill: Some(backfill), validate, complete, rollback })
     }

@@ -120,12 +120,13 @@ mod tests {
         let p = op.plan(&ctx("m")).unwrap();
         assert_eq!(p.start[0].sql, "ALTER TABLE public.users ADD COLUMN full_name character varying(255)");
         assert_eq!(p.start[1].sql, "ALTER TABLE public.users ADD CONSTRAINT zdm_nn_m CHECK (full_name IS NOT NULL) NOT VALID");
-        assert!(p.start[3].sql.starts_with("CREATE TRIGGER zdm_sync_m BEFORE INSERT OR UPDATE ON public.users"));
+        assert_eq!(p.start[3].sql, "CREATE TRIGGER zdm_sync_ins_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.sync_m()");
+        assert!(p.start[4].sql.starts_with("CREATE TRIGGER zdm_sync_m BEFORE UPDATE ON public.users FOR EACH ROW WHEN ("), "{}", p.start[4].sql);
         assert_eq!(p.validate[0].sql, "ALTER TABLE public.users VALIDATE CONSTRAINT zdm_nn_m");
         let complete: Vec<&str> = p.complete.iter().map(|s| s.sql.as_str()).collect();
         assert!(complete.contains(&"ALTER TABLE public.users DROP COLUMN name"));
         assert!(complete.contains(&"ALTER TABLE public.users ALTER COLUMN full_name SET NOT NULL"));
-        assert_eq!(p.rollback[3].sql, "ALTER TABLE public.users DROP COLUMN IF EXISTS full_name");
+        assert_eq!(p.rollback.last().unwrap().sql, "ALTER TABLE public.users DROP COLUMN IF EXISTS full_name");
         let b = p.backfill.unwrap();
         assert_eq!(b.function, "zdm.backfill_m");
         let func = &p.start.last().unwrap().sql;

@@ -22,7 +22,10 @@ pub struct ColumnSync<'a> {
     pub migration: &'a str,
     pub table: &'a QualifiedName,
     pub function: &'a QualifiedName,
+    /// BEFORE UPDATE trigger, with a WHEN clause.
     pub trigger: &'a Ident,
+    /// BEFORE INSERT trigger.
+    pub insert_trigger: &'a Ident,
     pub old: &'a Ident,
     pub new: &'a Ident,
     /// New value from the row (`NEW.` references); `None` copies the old column.
@@ -77,9 +80,34 @@ END;
         )
     }
 
-    /// The trigger around the function (see `RowTrigger`).
-    pub fn trigger(&self) -> RowTrigger<'_> {
-        RowTrigger { table: self.table, function: self.function, trigger: self.trigger }
+    /// Two triggers run the function: one for every INSERT, and one for the
+    /// UPDATEs that change either column or meet a row the backfill has not
+    /// reached yet. The WHEN clause is evaluated by the executor, without
+    /// entering PL/pgSQL, so an UPDATE of unrelated columns costs (almost)
+    /// nothing. Named `zdm_...`, they fire after the user's own BEFORE
+    /// triggers (PostgreSQL fires them in name order) and see their changes.
+    pub fn create_triggers(&self) -> Vec<String> {
+        let (t, f, old, new) = (self.table, self.function, self.old, self.new);
+        vec![
+            format!("CREATE TRIGGER {} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {f}()", self.insert_trigger),
+            format!(
+                "CREATE TRIGGER {} BEFORE UPDATE ON {t} FOR EACH ROW \
+                 WHEN (NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{old} IS DISTINCT FROM OLD.{old} \
+                 OR (NEW.{new} IS NULL AND NEW.{old} IS NOT NULL)) EXECUTE FUNCTION {f}()",
+                self.trigger
+            ),
+        ]
+    }
+
+    pub fn drop_triggers(&self) -> Vec<String> {
+        [self.insert_trigger, self.trigger]
+            .iter()
+            .map(|trg| RowTrigger { table: self.table, function: self.function, trigger: trg }.drop_trigger())
+            .collect()
+    }
+
+    pub fn drop_function(&self) -> String {
+        RowTrigger { table: self.table, function: self.function, trigger: self.trigger }.drop_function()
     }
 }
 
@@ -88,7 +116,7 @@ mod tests {
     use super::*;
 
     fn sample<'a>(t: &'a QualifiedName, f: &'a QualifiedName, trg: &'a Ident, old: &'a Ident, new: &'a Ident) -> ColumnSync<'a> {
-        ColumnSync { migration: "m1", table: t, function: f, trigger: trg, old, new, up: None, down: None }
+        ColumnSync { migration: "m1", table: t, function: f, trigger: trg, insert_trigger: trg, old, new, up: None, down: None }
     }
 
     #[test]
@@ -104,10 +132,9 @@ mod tests {
         assert!(sql.contains("ELSIF NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" THEN"));
         assert!(sql.contains("ELSIF NEW.name IS DISTINCT FROM OLD.name THEN\n        NEW.\"full name\" := NEW.name;"));
         assert!(sql.contains("public.\"Users\".name (old application)"));
-        assert_eq!(
-            s.trigger().create_trigger(),
-            "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT OR UPDATE ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1()"
-        );
+        let triggers = s.create_triggers();
+        assert_eq!(triggers[0], "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1()");
+        assert!(triggers[1].starts_with("CREATE TRIGGER zdm_sync_m1 BEFORE UPDATE ON public.\"Users\" FOR EACH ROW WHEN (NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" OR NEW.name IS DISTINCT FROM OLD.name OR (NEW.\"full name\" IS NULL AND NEW.name IS NOT NULL))"), "{}", triggers[1]);
     }
 
     #[test]

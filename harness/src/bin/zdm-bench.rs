@@ -1,14 +1,21 @@
 //! pg_zdm benchmarks: ratios measured side by side in one run, on one cluster.
 //!
 //!     zdm-bench backfill [--rows N] [--memory-rows M]
+//!     zdm-bench triggers [--rows N] [--seconds S]
+//!     zdm-bench alter-type [--rows N] [--svg FILE]
 //!
 //! backfill: rows/s of `CALL zdm.backfill()` (default settings, a COMMIT after
 //! every batch) against one single `UPDATE t SET new = old` doing the same work
 //! through the same sync trigger, on two identical tables; then backend memory
 //! after backfilling N and M rows, to show it stays flat.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use zdm_harness::cluster::{Cluster, ClusterOptions};
+use zdm_harness::load::{report_errors, Client, Target};
+use zdm_harness::prober::Prober;
+use zdm_harness::stats::Latencies;
 
 fn arg(args: &[String], name: &str, default: i64) -> i64 {
     args.iter()
@@ -94,6 +101,216 @@ fn backfill(cluster: &Cluster, rows: i64, memory_rows: i64) {
     }
 }
 
+/// Statements per second of `sql` (with $1 a random key, $2 a text) from two
+/// clients for `seconds`.
+fn throughput(cluster: &Cluster, sql: &str, rows: i64, seconds: u64, key_base: i64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for t in 0..2u64 {
+        let (stop, count, url, sql) = (stop.clone(), count.clone(), cluster.url("postgres"), sql.to_string());
+        handles.push(std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let stmt = c.prepare(&sql).unwrap();
+            let mut i: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                // Updates spread over the table; inserts take fresh keys per client.
+                let key = if sql.starts_with("INSERT") { key_base + (t as i64) * 100_000_000 + i } else { (i * 7919 + t as i64 * 104_729) % rows + 1 };
+                c.execute(&stmt, &[&key, &format!("v{i}")]).unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::SeqCst);
+    for h in handles {
+        h.join().unwrap();
+    }
+    count.load(Ordering::SeqCst) as f64 / seconds as f64
+}
+
+/// Write overhead of sync triggers: single-row UPDATE and INSERT throughput
+/// with no trigger, with pg_zdm's column sync trigger, and with the seed
+/// document's hand-written trigger, on the same table, runs interleaved.
+fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
+    let mut c = cluster.connect();
+    make_table(&mut c, "bench_t", rows);
+    c.batch_execute("ALTER TABLE bench_t ADD COLUMN full_name text").unwrap();
+    // The seed document's trigger (technique 3), as written there.
+    c.batch_execute(
+        "CREATE FUNCTION sync_full_name() RETURNS TRIGGER AS $$
+         BEGIN
+             IF NEW.full_name IS NULL AND NEW.name IS NOT NULL THEN NEW.full_name := NEW.name; END IF;
+             IF NEW.name IS NULL AND NEW.full_name IS NOT NULL THEN NEW.name := NEW.full_name; END IF;
+             RETURN NEW;
+         END; $$ LANGUAGE plpgsql;",
+    )
+    .unwrap();
+    let variants = ["no trigger", "pg_zdm column sync", "seed document's trigger"];
+    let set_variant = |c: &mut postgres::Client, v: &str| {
+        c.batch_execute("DROP TRIGGER IF EXISTS seed_sync ON bench_t").unwrap();
+        let m: Option<String> = c
+            .query_opt("SELECT name FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back')", &[])
+            .unwrap()
+            .map(|r| r.get(0));
+        if let Some(m) = m {
+            c.execute("SELECT zdm.rollback($1)", &[&m]).unwrap();
+        }
+        match v {
+            "pg_zdm column sync" => {
+                c.batch_execute("ALTER TABLE bench_t DROP COLUMN full_name").unwrap();
+                let m: String = c.query_one("SELECT zdm.rename_column('bench_t', 'name', 'full_name')", &[]).unwrap().get(0);
+                // Measured after the backfill, as most of a migration's window is.
+                c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+            }
+            "seed document's trigger" => {
+                c.batch_execute("CREATE TRIGGER seed_sync BEFORE INSERT OR UPDATE ON bench_t FOR EACH ROW EXECUTE FUNCTION sync_full_name()").unwrap();
+            }
+            _ => {}
+        }
+        if v != "pg_zdm column sync" {
+            // The same table shape and content for every variant: full_name = name.
+            if c.query_one("SELECT count(*) FROM pg_attribute WHERE attrelid = 'bench_t'::regclass AND attname = 'full_name' AND NOT attisdropped", &[]).unwrap().get::<_, i64>(0) == 0 {
+                c.batch_execute("ALTER TABLE bench_t ADD COLUMN full_name text").unwrap();
+            }
+            c.batch_execute("UPDATE bench_t SET full_name = name WHERE full_name IS DISTINCT FROM name").unwrap();
+        }
+        c.batch_execute("VACUUM bench_t").unwrap();
+    };
+    let mut results: Vec<(String, &str, f64)> = Vec::new();
+    let mut key_base = 10_000_000i64;
+    for round in 0..2 {
+        for v in variants {
+            set_variant(&mut c, v);
+            let upd = throughput(cluster, "UPDATE bench_t SET name = $2 WHERE id = $1", rows, seconds, 0);
+            let other = throughput(cluster, "UPDATE bench_t SET email = $2 WHERE id = $1", rows, seconds, 0);
+            key_base += 1_000_000_000;
+            let ins = throughput(cluster, "INSERT INTO bench_t (id, name) VALUES ($1, $2)", rows, seconds, key_base);
+            eprintln!("round {} {v}: {upd:.0} updates/s, {other:.0} unrelated updates/s, {ins:.0} inserts/s", round + 1);
+            results.push((v.to_string(), "UPDATE", upd));
+            results.push((v.to_string(), "OTHER", other));
+            results.push((v.to_string(), "INSERT", ins));
+        }
+    }
+    let avg = |v: &str, k: &str| {
+        let x: Vec<f64> = results.iter().filter(|r| r.0 == v && r.1 == k).map(|r| r.2).collect();
+        x.iter().sum::<f64>() / x.len() as f64
+    };
+    println!("write overhead of sync triggers: {rows} rows, 2 clients, {seconds} s per run, 2 rounds interleaved\n");
+    println!("| trigger | UPDATE of the column /s | ratio | UPDATE of another column /s | ratio | INSERT/s | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for v in variants {
+        let r = |k: &str| (avg(v, k), avg(v, k) / avg("no trigger", k));
+        let ((u, ur), (o, or), (i, ir)) = (r("UPDATE"), r("OTHER"), r("INSERT"));
+        println!("| {v} | {u:.0} | {ur:.2} | {o:.0} | {or:.2} | {i:.0} | {ir:.2} |");
+    }
+    println!("\n(target: pg_zdm column sync >= 0.95x no trigger)");
+}
+
+/// One method of changing orders.amount from integer to numeric(12,2) under
+/// load; returns (timeline of worst client latency per 100 ms from the
+/// migration's start, reader worst wait, writer worst, p99 before, p99 during, total s, errors).
+fn alter_run(cluster: &Cluster, table: &str, rows: i64, zdm: bool) -> (Vec<f64>, f64, f64, f64, f64, f64, usize) {
+    let mut c = cluster.connect();
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_oracle;
+         CREATE TABLE {table} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
+         INSERT INTO {table} SELECT g, g % 100000, 'new' FROM generate_series(1, {rows}) g;
+         CREATE TABLE {table}_oracle AS SELECT * FROM {table};"
+    ))
+    .unwrap();
+    c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
+    c.batch_execute("CHECKPOINT").unwrap();
+    let url = cluster.url("postgres");
+    let target = Target {
+        table: table.into(),
+        key: "id".into(),
+        value_col: "amount".into(),
+        other_col: "status".into(),
+        oracle: format!("{table}_oracle"),
+        oracle_value_col: "amount".into(),
+        oracle_other_col: "status".into(),
+        initial_rows: rows,
+        value_is_int: true,
+    };
+    let epoch = Instant::now();
+    let prober = Prober::spawn(&url, table, epoch);
+    let clients: Vec<Client> = (0..2).map(|i| Client::spawn(&format!("c{i}"), &url, target.clone(), i, epoch)).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let start = epoch.elapsed();
+    if zdm {
+        let m: String = c.query_one(&format!("SELECT zdm.alter_column_type('{table}', 'amount', 'numeric(12,2)')"), &[]).unwrap().get(0);
+        c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+        c.execute("SELECT zdm.complete($1)", &[&m]).unwrap();
+    } else {
+        c.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN amount TYPE numeric(12,2)")).unwrap();
+    }
+    let end = epoch.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let reports: Vec<_> = clients.into_iter().map(Client::stop).collect();
+    let probe = prober.stop();
+    let errors = report_errors(&reports);
+    let mut all = Latencies::default();
+    for r in &reports {
+        all.merge(&r.latencies);
+    }
+    all.merge(&probe.reads);
+    let before = all.window(Duration::ZERO, start).percentile_ms(99.0);
+    let during = all.window(start, end).percentile_ms(99.0);
+    let writers_max = reports.iter().map(|r| r.latencies.max_ms()).fold(0.0, f64::max);
+    // Timeline from 2 s before the migration to 3 s after it.
+    let from = start.saturating_sub(Duration::from_secs(2));
+    let shifted = Latencies {
+        samples: all.window(from, end + Duration::from_secs(3)).samples.iter().map(|(at, l)| (at - from.as_micros() as u64, *l)).collect(),
+    };
+    (shifted.timeline_ms(Duration::from_millis(100)), probe.longest_wait_ms(), writers_max, before, during, (end - start).as_secs_f64(), errors)
+}
+
+/// An SVG chart of worst latency per 100 ms for each series.
+fn svg_chart(title: &str, series: &[(&str, &str, &[f64])], path: &str) {
+    let (w, h, left, bottom) = (900.0, 320.0, 60.0, 40.0);
+    let n = series.iter().map(|s| s.2.len()).max().unwrap_or(1).max(1) as f64;
+    let ymax = series.iter().flat_map(|s| s.2.iter().copied()).fold(10.0f64, f64::max);
+    let x = |i: f64| left + i / n * (w - left - 20.0);
+    let y = |v: f64| (h - bottom) - v / ymax * (h - bottom - 30.0);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"18\" font-size=\"14\">{title}</text>\n"
+    );
+    out.push_str(&format!("<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom, w - 20.0, h - bottom));
+    out.push_str(&format!("<line x1=\"{left}\" y1=\"30\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom));
+    for k in 0..=4 {
+        let v = ymax * k as f64 / 4.0;
+        out.push_str(&format!("<text x=\"5\" y=\"{:.0}\">{v:.0} ms</text>\n", y(v) + 4.0));
+    }
+    out.push_str(&format!("<text x=\"{:.0}\" y=\"{}\">time (100 ms buckets; the migration starts 2 s in)</text>\n", left, h - 10.0));
+    for (i, (name, color, data)) in series.iter().enumerate() {
+        let points: Vec<String> = data.iter().enumerate().map(|(k, v)| format!("{:.1},{:.1}", x(k as f64), y(*v))).collect();
+        out.push_str(&format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n", points.join(" ")));
+        out.push_str(&format!("<text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n", w - 260.0, 40.0 + 16.0 * i as f64));
+    }
+    out.push_str("</svg>\n");
+    std::fs::write(path, out).unwrap();
+}
+
+fn alter_type(cluster: &Cluster, rows: i64, svg: &str) {
+    let naive = alter_run(cluster, "orders_naive", rows, false);
+    let zdm = alter_run(cluster, "orders_zdm", rows, true);
+    println!("change orders.amount integer -> numeric(12,2), {rows} rows, 2 writer clients + a prober reading every 10 ms\n");
+    println!("| method | total s | readers' worst wait ms | writers' worst ms | p99 before ms | p99 during ms | client errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, r) in [("naive ALTER TABLE ... TYPE", &naive), ("pg_zdm alter_column_type", &zdm)] {
+        println!("| {name} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {} |", r.5, r.1, r.2, r.3, r.4, r.6);
+    }
+    svg_chart(
+        &format!("Worst client latency per 100 ms while orders.amount becomes numeric(12,2) ({rows} rows)"),
+        &[("naive ALTER TABLE", "#c0392b", &naive.0), ("pg_zdm alter_column_type", "#2471a3", &zdm.0)],
+        svg,
+    );
+    println!("\nchart: {svg}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("backfill");
@@ -101,10 +318,14 @@ fn main() {
     let memory_rows = arg(&args, "--memory-rows", 4 * rows);
     let cluster = Cluster::start(&ClusterOptions::default());
     cluster.connect().batch_execute("CREATE EXTENSION pg_zdm").unwrap();
+    let seconds = arg(&args, "--seconds", 10) as u64;
+    let svg = args.iter().position(|a| a == "--svg").and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| "bench-alter-type.svg".into());
     match what {
         "backfill" => backfill(&cluster, rows, memory_rows),
+        "triggers" => triggers(&cluster, rows, seconds),
+        "alter-type" => alter_type(&cluster, rows, &svg),
         other => {
-            eprintln!("unknown benchmark {other}; known: backfill");
+            eprintln!("unknown benchmark {other}; known: backfill, triggers, alter-type");
             std::process::exit(2);
         }
     }
