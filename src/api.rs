@@ -63,15 +63,29 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
         }
     };
     check_migration_name(&name)?;
-    let ctx = PlanContext { migration: name.clone(), quote };
+    let ctx = PlanContext {
+        migration: name.clone(),
+        quote,
+    };
     let mut plan = Plan::default();
     let mut columns = Vec::new();
     for op in &built {
-        plan.merge(op.plan(&ctx)?).map_err(|e| ZdmError::not_supported(e).hint("Split the migration in two."))?;
+        plan.merge(op.plan(&ctx)?)
+            .map_err(|e| ZdmError::not_supported(e).hint("Split the migration in two."))?;
         columns.extend(op.claimed_columns());
     }
-    let kind = if spec.operations.len() == 1 { spec.operations[0].kind().to_string() } else { "multi".to_string() };
-    Ok(Prepared { name, table_name: table.name.to_string(), kind, columns, plan })
+    let kind = if spec.operations.len() == 1 {
+        spec.operations[0].kind().to_string()
+    } else {
+        "multi".to_string()
+    };
+    Ok(Prepared {
+        name,
+        table_name: table.name.to_string(),
+        kind,
+        columns,
+        plan,
+    })
 }
 
 /// A generated name already used by an earlier migration (names stay in the
@@ -87,8 +101,11 @@ fn unused_name(base: &str) -> ZdmResult<String> {
             return Ok(candidate);
         }
     }
-    Err(ZdmError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("no free migration name like \"{base}\""))
-        .hint("Give the migration a name of your own."))
+    Err(ZdmError::new(
+        PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+        format!("no free migration name like \"{base}\""),
+    )
+    .hint("Give the migration a name of your own."))
 }
 
 /// 55006 when an active migration of the table claims any of `columns`.
@@ -96,7 +113,11 @@ fn conflict_check(table_name: &str, columns: &[String]) -> ZdmResult<()> {
     if let Some((other, cols)) = store::conflicting_migration(table_name, columns)? {
         return Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-            format!("column(s) {} of {} are already being migrated by migration \"{other}\"", cols.join(", "), table_name),
+            format!(
+                "column(s) {} of {} are already being migrated by migration \"{other}\"",
+                cols.join(", "),
+                table_name
+            ),
         )
         .hint(format!(
             "Complete or roll back \"{other}\" first: SELECT zdm.complete('{0}'); or SELECT zdm.rollback('{0}');",
@@ -169,8 +190,11 @@ pub mod zdm {
         let spec = parse_spec(&raw)?;
         let p = prepare(&spec)?;
         // Serialize starts on one table, so two sessions cannot both pass the conflict check.
-        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('zdm:' || to_regclass($1)::oid::text))", &[p.table_name.as_str().into()])
-            .map_err(crate::catalog::introspect::spi_err)?;
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('zdm:' || to_regclass($1)::oid::text))",
+            &[p.table_name.as_str().into()],
+        )
+        .map_err(crate::catalog::introspect::spi_err)?;
         if store::exists(&p.name)? {
             return Err(ZdmError::new(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
@@ -189,7 +213,13 @@ pub mod zdm {
             plan: &p.plan,
         })?;
         let m = store::get_for_update(&p.name)?;
-        store::log_event(&p.name, "expand", None, None, Some(serde_json::to_value(&report).unwrap()))?;
+        store::log_event(
+            &p.name,
+            "expand",
+            None,
+            None,
+            Some(serde_json::to_value(&report).unwrap()),
+        )?;
         if p.plan.backfill.is_none() {
             // Validation (a scan under SHARE UPDATE EXCLUSIVE) waits for complete:
             // here it would run while start's ACCESS EXCLUSIVE lock is still held.
@@ -213,12 +243,23 @@ pub mod zdm {
             // Without a backfill nothing validated yet: VALIDATE first (reads and
             // writes go on), then the short exclusive steps.
             let report = run_steps(&m.plan.validate, &policy)?;
-            store::log_event(name, "validate", None, None, Some(serde_json::to_value(report).unwrap()))?;
+            store::log_event(
+                name,
+                "validate",
+                None,
+                None,
+                Some(serde_json::to_value(report).unwrap()),
+            )?;
         }
         let report = run_steps(&m.plan.complete, &policy)?;
-    // A pg_cron job left for this migration would fail every minute from now on.
-    crate::scheduler::unschedule(name)?;
-        store::move_phase(&m, Phase::Completed, "complete", Some(serde_json::to_value(report).unwrap()))
+        // A pg_cron job left for this migration would fail every minute from now on.
+        crate::scheduler::unschedule(name)?;
+        store::move_phase(
+            &m,
+            Phase::Completed,
+            "complete",
+            Some(serde_json::to_value(report).unwrap()),
+        )
     }
 
     /// Undo start, from any phase before complete: the table is as before start.
@@ -231,8 +272,13 @@ pub mod zdm {
         let m = store::get_for_update(name)?;
         m.phase.check_move(Phase::RolledBack, name)?;
         let report = run_steps(&m.plan.rollback, &RetryPolicy::from_settings())?;
-    crate::scheduler::unschedule(name)?;
-        store::move_phase(&m, Phase::RolledBack, "rollback", Some(serde_json::to_value(report).unwrap()))
+        crate::scheduler::unschedule(name)?;
+        store::move_phase(
+            &m,
+            Phase::RolledBack,
+            "rollback",
+            Some(serde_json::to_value(report).unwrap()),
+        )
     }
 
     /// Everything about one migration: phase, spec, progress, events.
@@ -253,7 +299,15 @@ pub mod zdm {
         migration: &str,
         batch_size: Option<i32>,
         via: &str,
-    ) -> TableIterator<'static, (name!(rows, i64), name!(state, String), name!(wait_ms, i32), name!(reason, Option<String>))> {
+    ) -> TableIterator<
+        'static,
+        (
+            name!(rows, i64),
+            name!(state, String),
+            name!(wait_ms, i32),
+            name!(reason, Option<String>),
+        ),
+    > {
         let step = backfill::loop_step(migration, batch_size, via).or_raise();
         let state = step.state().to_string();
         let row = match step {
@@ -310,9 +364,12 @@ pub mod zdm {
                 .raise();
         }
         if m.phase.is_final() {
-            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; there is nothing left to backfill", m.phase))
-                .hint("Start a new migration if the table needs another change.")
-                .raise();
+            ZdmError::wrong_state(format!(
+                "migration \"{migration}\" is {}; there is nothing left to backfill",
+                m.phase
+            ))
+            .hint("Start a new migration if the table needs another change.")
+            .raise();
         }
     }
 
@@ -321,9 +378,12 @@ pub mod zdm {
     fn pause(migration: &str) {
         let m = store::get_for_update(migration).or_raise();
         if m.phase.is_final() || m.phase == Phase::Backfilled {
-            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; its backfill is not running", m.phase))
-                .hint("Only a migration in phase started or backfilling can be paused.")
-                .raise();
+            ZdmError::wrong_state(format!(
+                "migration \"{migration}\" is {}; its backfill is not running",
+                m.phase
+            ))
+            .hint("Only a migration in phase started or backfilling can be paused.")
+            .raise();
         }
         if !m.paused {
             store::set_paused(migration, true).or_raise();
@@ -336,9 +396,12 @@ pub mod zdm {
     fn resume(migration: &str) {
         let m = store::get_for_update(migration).or_raise();
         if m.phase.is_final() || m.phase == Phase::Backfilled {
-            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; there is no backfill to resume", m.phase))
-                .hint("A finished backfill needs no resume; complete the migration with zdm.complete().")
-                .raise();
+            ZdmError::wrong_state(format!(
+                "migration \"{migration}\" is {}; there is no backfill to resume",
+                m.phase
+            ))
+            .hint("A finished backfill needs no resume; complete the migration with zdm.complete().")
+            .raise();
         }
         if m.paused {
             store::set_paused(migration, false).or_raise();
@@ -367,7 +430,14 @@ pub mod zdm {
         take!(target_batch_ms);
         take!(max_replication_lag_ms);
         store::set_settings(migration, &merged).or_raise();
-        store::log_event(migration, "settings", None, None, Some(serde_json::to_value(&merged).unwrap())).or_raise();
+        store::log_event(
+            migration,
+            "settings",
+            None,
+            None,
+            Some(serde_json::to_value(&merged).unwrap()),
+        )
+        .or_raise();
         JsonB(serde_json::to_value(merged.effective()).unwrap())
     }
 

@@ -51,7 +51,9 @@ impl BackfillSettings {
                 .hint("Keys: batch_size, batch_delay_ms, target_batch_ms, max_replication_lag_ms (integers; null resets to the zdm.* setting).")
         })?;
         let check = |name: &str, v: Option<i32>, min: i32| match v {
-            Some(x) if x < min => Err(ZdmError::invalid_parameter(format!("{name} must be at least {min}, got {x}"))),
+            Some(x) if x < min => Err(ZdmError::invalid_parameter(format!(
+                "{name} must be at least {min}, got {x}"
+            ))),
             _ => Ok(()),
         };
         check("batch_size", s.batch_size, 1)?;
@@ -66,7 +68,9 @@ impl BackfillSettings {
             batch_size: self.batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()),
             batch_delay_ms: self.batch_delay_ms.unwrap_or_else(|| guc::BATCH_DELAY_MS.get()),
             target_batch_ms: self.target_batch_ms.unwrap_or_else(|| guc::TARGET_BATCH_TIME_MS.get()),
-            max_replication_lag_ms: self.max_replication_lag_ms.unwrap_or_else(|| guc::MAX_REPLICATION_LAG_MS.get()),
+            max_replication_lag_ms: self
+                .max_replication_lag_ms
+                .unwrap_or_else(|| guc::MAX_REPLICATION_LAG_MS.get()),
         }
     }
 }
@@ -110,8 +114,10 @@ impl Step {
 
 fn check_batch_size(size: Option<i32>) -> ZdmResult<()> {
     match size {
-        Some(s) if s <= 0 => Err(ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
-            .hint("Leave it NULL to use the migration's setting or zdm.batch_size.")),
+        Some(s) if s <= 0 => Err(
+            ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
+                .hint("Leave it NULL to use the migration's setting or zdm.batch_size."),
+        ),
         _ => Ok(()),
     }
 }
@@ -124,8 +130,11 @@ fn require_backfill(m: &MigrationRow) -> ZdmResult<BackfillPlan> {
 }
 
 fn finished_error(m: &MigrationRow) -> ZdmError {
-    ZdmError::wrong_state(format!("migration \"{}\" is {}; there is nothing left to backfill", m.name, m.phase))
-        .hint("Start a new migration if the table needs another change.")
+    ZdmError::wrong_state(format!(
+        "migration \"{}\" is {}; there is nothing left to backfill",
+        m.name, m.phase
+    ))
+    .hint("Start a new migration if the table needs another change.")
 }
 
 /// `zdm.backfill_batch()`: exactly one batch, whatever the throttles say (it
@@ -141,8 +150,12 @@ pub fn run_one_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
         return Ok(0);
     }
     if m.paused {
-        return Err(ZdmError::wrong_state(format!("migration \"{name}\" is paused"))
-            .hint(format!("Resume it first: SELECT zdm.resume('{}');", name.replace('\'', "''"))));
+        return Err(
+            ZdmError::wrong_state(format!("migration \"{name}\" is paused")).hint(format!(
+                "Resume it first: SELECT zdm.resume('{}');",
+                name.replace('\'', "''")
+            )),
+        );
     }
     match batch(&m, &plan, batch_size, "backfill_batch")? {
         Step::Batch(n) => Ok(n),
@@ -159,7 +172,9 @@ pub fn loop_step(name: &str, batch_size: Option<i32>, runner: &str) -> ZdmResult
         return Ok(Step::Gone(m.phase));
     }
     // A migration scheduled only for its index builds has no batches to run.
-    let Some(plan) = m.plan.backfill.clone() else { return Ok(Step::Done) };
+    let Some(plan) = m.plan.backfill.clone() else {
+        return Ok(Step::Done);
+    };
     if m.phase == Phase::Backfilled {
         return Ok(Step::Done);
     }
@@ -205,57 +220,68 @@ fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, runn
     let settings = m.settings.effective();
     let size = size_override.or(m.current_batch_size).unwrap_or(settings.batch_size);
     // ISO dates, so key positions saved as text read back the same in any session.
-    with_local_settings(&[("DateStyle", "ISO, YMD".to_string()), ("IntervalStyle", "postgres".to_string())], || {
-        let upper = match (&m.phase, &m.backfill_upper) {
-            (Phase::Backfilling, Some(u)) => u.clone(),
-            _ => match begin(m, plan)? {
-                Some(u) => u,
-                None => {
-                    finish(m)?;
-                    return Ok(Step::Done);
-                }
-            },
-        };
-        let policy = RetryPolicy::from_settings();
-        let locks = [(plan.table.clone(), LockMode::RowExclusive)];
-        let sql = format!("SELECT zdm_rows_scanned, zdm_rows_changed, zdm_last_key FROM {}($1, $2, $3)", plan.function);
-        let last = m.backfill_last.clone();
-        let started = Instant::now();
-        let ((scanned, changed, last_key), _) = with_lock_retry(&policy, &locks, "backfill batch", || {
-            Spi::connect_mut(|client| {
-                let row = client
-                    .update(&sql, Some(1), &[upper.clone().into(), size.into(), last.clone().into()])?
-                    .first();
-                Ok::<_, pgrx::spi::Error>((
-                    row.get::<i64>(1)?.unwrap_or(0),
-                    row.get::<i64>(2)?.unwrap_or(0),
-                    row.get::<Vec<String>>(3)?,
-                ))
-            })
-            .expect("backfill batch")
-        })?;
-        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if scanned == 0 {
-            finish(&store::get_for_update(&m.name)?)?;
-            return Ok(Step::Done);
-        }
-        let next_size = if size_override.is_some() { m.current_batch_size } else {
-            Some(adapt_batch_size(size, took_ms, settings.target_batch_ms))
-        };
-        store::checkpoint_batch(
-            &m.name,
-            &BatchCheckpoint {
-                last_key: &last_key.unwrap_or_default(),
-                rows_scanned: scanned,
-                rows_changed: changed,
-                batch_size: size,
-                batch_ms: took_ms,
-                next_batch_size: next_size,
-                runner,
-            },
-        )?;
-        Ok(Step::Batch(scanned))
-    })
+    with_local_settings(
+        &[
+            ("DateStyle", "ISO, YMD".to_string()),
+            ("IntervalStyle", "postgres".to_string()),
+        ],
+        || {
+            let upper = match (&m.phase, &m.backfill_upper) {
+                (Phase::Backfilling, Some(u)) => u.clone(),
+                _ => match begin(m, plan)? {
+                    Some(u) => u,
+                    None => {
+                        finish(m)?;
+                        return Ok(Step::Done);
+                    }
+                },
+            };
+            let policy = RetryPolicy::from_settings();
+            let locks = [(plan.table.clone(), LockMode::RowExclusive)];
+            let sql = format!(
+                "SELECT zdm_rows_scanned, zdm_rows_changed, zdm_last_key FROM {}($1, $2, $3)",
+                plan.function
+            );
+            let last = m.backfill_last.clone();
+            let started = Instant::now();
+            let ((scanned, changed, last_key), _) = with_lock_retry(&policy, &locks, "backfill batch", || {
+                Spi::connect_mut(|client| {
+                    let row = client
+                        .update(&sql, Some(1), &[upper.clone().into(), size.into(), last.clone().into()])?
+                        .first();
+                    Ok::<_, pgrx::spi::Error>((
+                        row.get::<i64>(1)?.unwrap_or(0),
+                        row.get::<i64>(2)?.unwrap_or(0),
+                        row.get::<Vec<String>>(3)?,
+                    ))
+                })
+                .expect("backfill batch")
+            })?;
+            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if scanned == 0 {
+                finish(&store::get_for_update(&m.name)?)?;
+                return Ok(Step::Done);
+            }
+            let next_size = if size_override.is_some() {
+                m.current_batch_size
+            } else {
+                Some(adapt_batch_size(size, took_ms, settings.target_batch_ms))
+            };
+            store::checkpoint_batch(
+                &m.name,
+                &BatchCheckpoint {
+                    last_key: &last_key.unwrap_or_default(),
+                    rows_scanned: scanned,
+                    rows_changed: changed,
+                    batch_size: size,
+                    batch_ms: took_ms,
+                    next_batch_size: next_size,
+                    runner,
+                },
+            )?;
+            Ok(Step::Batch(scanned))
+        },
+    )
 }
 
 /// First batch: fix the upper bound (the last row that exists now; later rows
@@ -271,7 +297,12 @@ fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>
     .map(|r| r.max(0.0) as i64)
     .unwrap_or(0);
     store::begin_backfill(&m.name, &upper, estimate)?;
-    store::move_phase(m, Phase::Backfilling, "backfill started", Some(serde_json::json!({"upper_bound": upper})))?;
+    store::move_phase(
+        m,
+        Phase::Backfilling,
+        "backfill started",
+        Some(serde_json::json!({"upper_bound": upper})),
+    )?;
     Ok(Some(upper))
 }
 
@@ -280,7 +311,12 @@ fn finish(m: &MigrationRow) -> ZdmResult<()> {
     let report = run_steps(&m.plan.validate, &RetryPolicy::from_settings())?;
     let m = store::get_for_update(&m.name)?;
     store::set_waiting(&m.name, None)?;
-    store::move_phase(&m, Phase::Backfilled, "backfill finished", Some(serde_json::to_value(report).unwrap()))
+    store::move_phase(
+        &m,
+        Phase::Backfilled,
+        "backfill finished",
+        Some(serde_json::to_value(report).unwrap()),
+    )
 }
 
 #[cfg(test)]
@@ -302,7 +338,17 @@ mod tests {
     fn settings_parse_and_refuse() {
         let s = BackfillSettings::parse(&serde_json::json!({"batch_size": 500, "batch_delay_ms": 10})).unwrap();
         assert_eq!(s.batch_size, Some(500));
-        assert_eq!(BackfillSettings::parse(&serde_json::json!({"batch_size": 0})).unwrap_err().sqlstate(), "22023");
-        assert_eq!(BackfillSettings::parse(&serde_json::json!({"colour": 1})).unwrap_err().sqlstate(), "22023");
+        assert_eq!(
+            BackfillSettings::parse(&serde_json::json!({"batch_size": 0}))
+                .unwrap_err()
+                .sqlstate(),
+            "22023"
+        );
+        assert_eq!(
+            BackfillSettings::parse(&serde_json::json!({"colour": 1}))
+                .unwrap_err()
+                .sqlstate(),
+            "22023"
+        );
     }
 }

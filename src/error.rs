@@ -21,7 +21,12 @@ pub struct ZdmError {
 
 impl ZdmError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        ZdmError { code, message: message.into(), detail: None, hint: None }
+        ZdmError {
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -61,8 +66,7 @@ impl ZdmError {
 
     /// Raise as a PostgreSQL ERROR. Never returns.
     pub fn raise(self) -> ! {
-        let mut report =
-            pgrx::pg_sys::panic::ErrorReport::new(self.code, self.message, "pg_zdm");
+        let mut report = pgrx::pg_sys::panic::ErrorReport::new(self.code, self.message, "pg_zdm");
         if let Some(d) = self.detail {
             report = report.set_detail(d);
         }

@@ -44,7 +44,9 @@ impl RetryPolicy {
     /// Pause before attempt `attempt + 1`: doubling from `backoff_ms`, capped,
     /// with ±50% jitter so that competing sessions do not retry in step.
     pub fn pause_after(&self, attempt: u32, random: f64) -> u64 {
-        let base = self.backoff_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+        let base = self
+            .backoff_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
         let capped = base.min(self.backoff_max_ms) as f64;
         (capped * (0.5 + random)).round() as u64
     }
@@ -134,7 +136,13 @@ fn strongest_locks(steps: &[Step]) -> Vec<(String, LockMode)> {
         });
         *entry = (*entry).max(lock.mode);
     }
-    order.into_iter().map(|r| { let m = modes[&r]; (r, m) }).collect()
+    order
+        .into_iter()
+        .map(|r| {
+            let m = modes[&r];
+            (r, m)
+        })
+        .collect()
 }
 
 /// The 55P03 error after the last attempt, naming who holds conflicting locks.
@@ -164,8 +172,7 @@ fn gave_up(what: &str, locks: &[(String, LockMode)], attempts: u32, started: Ins
 fn describe_blockers(locks: &[(String, LockMode)]) -> Vec<String> {
     let mut out = Vec::new();
     for (relation, mode) in locks {
-        let conflicting: Vec<String> =
-            mode.conflicts().iter().map(|m| m.pg_locks_name().to_string()).collect();
+        let conflicting: Vec<String> = mode.conflicts().iter().map(|m| m.pg_locks_name().to_string()).collect();
         let rows: Result<Vec<String>, pgrx::spi::Error> = Spi::connect(|client| {
             let rows = client.select(
                 "SELECT pg_catalog.format('pid %s (%s, %s %s, %s for %s): %s',
@@ -184,8 +191,11 @@ fn describe_blockers(locks: &[(String, LockMode)]) -> Vec<String> {
                 None,
                 &[relation.as_str().into(), conflicting.into()],
             )?;
-            rows.map(|r| r.get::<String>(1).map(|s| format!("{relation}: {}", s.unwrap_or_default())))
-                .collect()
+            rows.map(|r| {
+                r.get::<String>(1)
+                    .map(|s| format!("{relation}: {}", s.unwrap_or_default()))
+            })
+            .collect()
         });
         out.extend(rows.unwrap_or_default());
     }
@@ -214,7 +224,12 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_and_cap() {
-        let p = RetryPolicy { lock_timeout_ms: 100, attempts: 5, backoff_ms: 100, backoff_max_ms: 350 };
+        let p = RetryPolicy {
+            lock_timeout_ms: 100,
+            attempts: 5,
+            backoff_ms: 100,
+            backoff_max_ms: 350,
+        };
         assert_eq!(p.pause_after(1, 0.5), 100);
         assert_eq!(p.pause_after(2, 0.5), 200);
         assert_eq!(p.pause_after(3, 0.5), 350);

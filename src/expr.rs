@@ -48,21 +48,28 @@ const PREFIX: &str = "SELECT (";
 /// The columns an expression may read: the table's, plus any column a
 /// migration adds (a down_expr reads the new column before it exists).
 pub fn row_of(table: &TableInfo) -> Vec<(Ident, SqlFragment)> {
-    table.columns.iter().map(|c| (c.name.clone(), c.type_sql.clone())).collect()
+    table
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.type_sql.clone()))
+        .collect()
 }
 
 /// Check an expression. Analysed with `search_path = pg_catalog`, so that an
 /// accepted expression names every function and type outside pg_catalog with
 /// its schema, and means the same in the sync trigger of any session.
 pub fn analyze(table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, rules: &ExprRules) -> ZdmResult<RowExpr> {
-    with_local_settings(&[("search_path", "pg_catalog".to_string())], || analyze_here(table, row, expr, rules))
+    with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
+        analyze_here(table, row, expr, rules)
+    })
 }
 
 fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, rules: &ExprRules) -> ZdmResult<RowExpr> {
     let text = expr.trim().to_string();
     let what = rules.what;
     if text.is_empty() {
-        return Err(ZdmError::invalid_parameter(format!("{what} is empty")).hint("Give a SQL expression over the row's columns."));
+        return Err(ZdmError::invalid_parameter(format!("{what} is empty"))
+            .hint("Give a SQL expression over the row's columns."));
     }
     if text.contains('\0') {
         return Err(ZdmError::invalid_parameter(format!("{what} contains a NUL byte")));
@@ -89,16 +96,20 @@ fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, ru
             .hint("Expressions may use only the row's own columns, constants and functions: a subquery could read or write other tables."));
     }
     if analysed.has_aggregates_or_sets {
-        return Err(ZdmError::not_supported(format!("{what} \"{text}\" uses an aggregate, window or set-returning function"))
-            .hint("The expression is computed for one row at a time."));
+        return Err(ZdmError::not_supported(format!(
+            "{what} \"{text}\" uses an aggregate, window or set-returning function"
+        ))
+        .hint("The expression is computed for one row at a time."));
     }
     if analysed.volatile && !rules.allow_volatile {
         return Err(ZdmError::not_supported(format!("{what} \"{text}\" calls a volatile function"))
             .hint("It must give the same value each time for the same row (no random(), nextval(), clock_timestamp()...)."));
     }
     if analysed.vars.iter().any(|(attno, _)| *attno <= 0) {
-        return Err(ZdmError::not_supported(format!("{what} \"{text}\" uses the whole row or a system column"))
-            .hint("Name the columns it needs."));
+        return Err(
+            ZdmError::not_supported(format!("{what} \"{text}\" uses the whole row or a system column"))
+                .hint("Name the columns it needs."),
+        );
     }
     // Rewrite from the end so earlier locations stay valid.
     let mut over_new = text.clone();
@@ -107,12 +118,17 @@ fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, ru
     vars.sort_by_key(|(_, loc)| std::cmp::Reverse(*loc));
     for (attno, loc) in vars {
         let (name, _) = row.get(attno as usize - 1).ok_or_else(|| {
-            ZdmError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{what}: column {attno} not found"))
+            ZdmError::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("{what}: column {attno} not found"),
+            )
         })?;
         let start = loc as usize - PREFIX.len();
         let len = column_ref_len(&text[start..]).ok_or_else(|| {
-            ZdmError::not_supported(format!("{what} \"{text}\": cannot read the column reference at offset {start}"))
-                .hint("Write column names plainly, as name or \"Name\".")
+            ZdmError::not_supported(format!(
+                "{what} \"{text}\": cannot read the column reference at offset {start}"
+            ))
+            .hint("Write column names plainly, as name or \"Name\".")
         })?;
         over_new.replace_range(start..start + len, &format!("NEW.{name}"));
         if !columns.contains(&name.raw().to_string()) {
@@ -120,13 +136,21 @@ fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, ru
         }
     }
     columns.reverse();
-    Ok(RowExpr { text, over_new, columns, volatile: analysed.volatile, result_type: analysed.result_type })
+    Ok(RowExpr {
+        text,
+        over_new,
+        columns,
+        volatile: analysed.volatile,
+        result_type: analysed.result_type,
+    })
 }
 
 /// A type name as the user wrote it (`numeric(10,2)`), resolved by the
 /// server: (type oid, typmod, canonical name from format_type).
 pub fn analyze_type(type_text: &str, what: &str) -> ZdmResult<(u32, i32, SqlFragment)> {
-    with_local_settings(&[("search_path", "pg_catalog".to_string())], || analyze_type_here(type_text, what))
+    with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
+        analyze_type_here(type_text, what)
+    })
 }
 
 fn analyze_type_here(type_text: &str, what: &str) -> ZdmResult<(u32, i32, SqlFragment)> {
@@ -164,7 +188,13 @@ fn analyze_type_here(type_text: &str, what: &str) -> ZdmResult<(u32, i32, SqlFra
 /// The same expression with references to column `attnum` of `row` renamed
 /// to `to` (bare, not NEW.): an index expression, a predicate or a CHECK
 /// moved from an old column to its new twin.
-pub fn replace_column(row: &[(Ident, SqlFragment)], expr: &str, attnum: i16, to: &Ident, what: &str) -> ZdmResult<String> {
+pub fn replace_column(
+    row: &[(Ident, SqlFragment)],
+    expr: &str,
+    attnum: i16,
+    to: &Ident,
+    what: &str,
+) -> ZdmResult<String> {
     with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
         let text = expr.trim().to_string();
         let fields: Vec<String> = row.iter().map(|(n, t)| format!("NULL::{t} AS {n}")).collect();
@@ -172,7 +202,11 @@ pub fn replace_column(row: &[(Ident, SqlFragment)], expr: &str, attnum: i16, to:
         let analysed = in_subtransaction(|| unsafe { analyse_select(&sql) }).map_err(|e| {
             ZdmError::new(
                 caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
-                format!("{what} \"{text}\" cannot be moved to {}: {}", to.raw(), caught_message(&e)),
+                format!(
+                    "{what} \"{text}\" cannot be moved to {}: {}",
+                    to.raw(),
+                    caught_message(&e)
+                ),
             )
         })?;
         let mut out = text.clone();
@@ -184,7 +218,9 @@ pub fn replace_column(row: &[(Ident, SqlFragment)], expr: &str, attnum: i16, to:
             }
             let start = loc as usize - PREFIX.len();
             let len = column_ref_len(&text[start..]).ok_or_else(|| {
-                ZdmError::not_supported(format!("{what} \"{text}\": cannot read the column reference at offset {start}"))
+                ZdmError::not_supported(format!(
+                    "{what} \"{text}\": cannot read the column reference at offset {start}"
+                ))
             })?;
             out.replace_range(start..start + len, to.quoted());
         }
@@ -227,8 +263,11 @@ fn check_structure(text: &str, what: &str) -> ZdmResult<()> {
     });
     match ok {
         Ok(true) => Ok(()),
-        Ok(false) => Err(ZdmError::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, format!("{what} \"{text}\" is not a single expression"))
-            .hint("Give one SQL expression, e.g. coalesce(email, 'none'), without FROM, WHERE or a second statement.")),
+        Ok(false) => Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+            format!("{what} \"{text}\" is not a single expression"),
+        )
+        .hint("Give one SQL expression, e.g. coalesce(email, 'none'), without FROM, WHERE or a second statement.")),
         Err(e) => Err(ZdmError::new(
             caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
             format!("{what} \"{text}\": {}", caught_message(&e)),

@@ -29,10 +29,18 @@ impl Ident {
     pub fn test(raw: &str) -> Self {
         let bare = !raw.is_empty()
             && raw.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        let quoted =
-            if bare { raw.to_string() } else { format!("\"{}\"", raw.replace('"', "\"\"")) };
-        Ident { raw: raw.to_string(), quoted }
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let quoted = if bare {
+            raw.to_string()
+        } else {
+            format!("\"{}\"", raw.replace('"', "\"\""))
+        };
+        Ident {
+            raw: raw.to_string(),
+            quoted,
+        }
     }
 
     pub fn raw(&self) -> &str {
@@ -82,7 +90,9 @@ pub struct Literal {
 
 impl Literal {
     pub fn new(value: &str) -> Self {
-        Literal { quoted: pgrx::spi::quote_literal(value) }
+        Literal {
+            quoted: pgrx::spi::quote_literal(value),
+        }
     }
 
     #[cfg(any(test, feature = "pg_test"))]

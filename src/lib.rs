@@ -53,8 +53,16 @@ extension_sql_file!(
         api::zdm::_backfill_ended
     ]
 );
-extension_sql_file!("../sql/monitoring.sql", name = "monitoring_views", requires = ["bootstrap"]);
-extension_sql_file!("../sql/api.sql", name = "api_wrappers", requires = ["bootstrap", api::zdm::start]);
+extension_sql_file!(
+    "../sql/monitoring.sql",
+    name = "monitoring_views",
+    requires = ["bootstrap"]
+);
+extension_sql_file!(
+    "../sql/api.sql",
+    name = "api_wrappers",
+    requires = ["bootstrap", api::zdm::start]
+);
 
 #[cfg(test)]
 pub use tests::pg_test;

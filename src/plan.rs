@@ -55,10 +55,20 @@ impl LockMode {
             AccessShare => &[AccessExclusive],
             RowShare => &[Exclusive, AccessExclusive],
             RowExclusive => &[Share, ShareRowExclusive, Exclusive, AccessExclusive],
-            ShareUpdateExclusive => {
-                &[ShareUpdateExclusive, Share, ShareRowExclusive, Exclusive, AccessExclusive]
-            }
-            Share => &[RowExclusive, ShareUpdateExclusive, ShareRowExclusive, Exclusive, AccessExclusive],
+            ShareUpdateExclusive => &[
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+            Share => &[
+                RowExclusive,
+                ShareUpdateExclusive,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
             ShareRowExclusive => &[
                 RowExclusive,
                 ShareUpdateExclusive,
@@ -93,9 +103,7 @@ impl LockMode {
     pub fn blocks(self) -> &'static str {
         match self {
             LockMode::AccessExclusive => "blocks reads and writes",
-            LockMode::Exclusive | LockMode::ShareRowExclusive | LockMode::Share => {
-                "blocks writes, not reads"
-            }
+            LockMode::Exclusive | LockMode::ShareRowExclusive | LockMode::Share => "blocks writes, not reads",
             LockMode::ShareUpdateExclusive => "blocks other DDL and VACUUM, not reads or writes",
             _ => "blocks only table-rewriting DDL",
         }
@@ -138,7 +146,10 @@ impl Step {
         Step {
             description: description.into(),
             sql,
-            lock: Some(LockTarget { relation: relation.to_string(), mode }),
+            lock: Some(LockTarget {
+                relation: relation.to_string(),
+                mode,
+            }),
             top_level: false,
             builds_index: None,
         }
@@ -146,7 +157,13 @@ impl Step {
 
     /// A statement that takes no table lock of its own (CREATE FUNCTION, COMMENT...).
     pub fn unlocked(description: impl Into<String>, sql: String) -> Step {
-        Step { description: description.into(), sql, lock: None, top_level: false, builds_index: None }
+        Step {
+            description: description.into(),
+            sql,
+            lock: None,
+            top_level: false,
+            builds_index: None,
+        }
     }
 
     /// `CREATE INDEX CONCURRENTLY`: cannot run in a function or a transaction
@@ -155,7 +172,10 @@ impl Step {
         Step {
             description: description.into(),
             sql,
-            lock: Some(LockTarget { relation: relation.to_string(), mode: LockMode::ShareUpdateExclusive }),
+            lock: Some(LockTarget {
+                relation: relation.to_string(),
+                mode: LockMode::ShareUpdateExclusive,
+            }),
             top_level: true,
             builds_index: Some(index.to_string()),
         }
@@ -246,9 +266,13 @@ mod tests {
     #[test]
     fn modes_order_weakest_first() {
         assert_eq!(
-            [LockMode::ShareUpdateExclusive, LockMode::AccessExclusive, LockMode::RowShare]
-                .into_iter()
-                .max(),
+            [
+                LockMode::ShareUpdateExclusive,
+                LockMode::AccessExclusive,
+                LockMode::RowShare
+            ]
+            .into_iter()
+            .max(),
             Some(LockMode::AccessExclusive)
         );
     }
@@ -256,10 +280,21 @@ mod tests {
     #[test]
     fn merge_undoes_later_operations_first() {
         let s = |n: &str| Step::unlocked(n, n.to_string());
-        let mut a = Plan { start: vec![s("a")], rollback: vec![s("undo a")], ..Default::default() };
-        let b = Plan { start: vec![s("b")], rollback: vec![s("undo b")], ..Default::default() };
+        let mut a = Plan {
+            start: vec![s("a")],
+            rollback: vec![s("undo a")],
+            ..Default::default()
+        };
+        let b = Plan {
+            start: vec![s("b")],
+            rollback: vec![s("undo b")],
+            ..Default::default()
+        };
         a.merge(b).unwrap();
         assert_eq!(a.start.iter().map(|x| x.sql.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(a.rollback.iter().map(|x| x.sql.as_str()).collect::<Vec<_>>(), ["undo b", "undo a"]);
+        assert_eq!(
+            a.rollback.iter().map(|x| x.sql.as_str()).collect::<Vec<_>>(),
+            ["undo b", "undo a"]
+        );
     }
 }

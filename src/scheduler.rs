@@ -52,21 +52,31 @@ fn require_pg_cron() -> ZdmResult<()> {
 
 pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<i64> {
     if max_seconds <= 0 {
-        return Err(ZdmError::invalid_parameter(format!("max_seconds must be positive, got {max_seconds}"))
-            .hint("pg_cron 1.4 runs jobs at most once a minute: 50 leaves room for the next run."));
+        return Err(
+            ZdmError::invalid_parameter(format!("max_seconds must be positive, got {max_seconds}"))
+                .hint("pg_cron 1.4 runs jobs at most once a minute: 50 leaves room for the next run."),
+        );
     }
     let m = store::get_for_update(migration)?;
     let has_top_level = m.plan.start.iter().any(|s| s.top_level);
     if m.plan.backfill.is_none() && !has_top_level {
-        return Err(ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
-            .hint("Complete it with zdm.complete()."));
+        return Err(
+            ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
+                .hint("Complete it with zdm.complete()."),
+        );
     }
     if m.phase.is_final() || (m.phase == Phase::Backfilled && !has_top_level) {
-        return Err(ZdmError::wrong_state(format!("migration \"{migration}\" is {}; there is nothing left to backfill", m.phase))
-            .hint("Nothing to schedule."));
+        return Err(ZdmError::wrong_state(format!(
+            "migration \"{migration}\" is {}; there is nothing left to backfill",
+            m.phase
+        ))
+        .hint("Nothing to schedule."));
     }
     require_pg_cron()?;
-    let command = format!("CALL zdm.backfill({}, NULL, {max_seconds}, 'cron')", Literal::new(migration));
+    let command = format!(
+        "CALL zdm.backfill({}, NULL, {max_seconds}, 'cron')",
+        Literal::new(migration)
+    );
     // cron.schedule with an existing job name updates that job.
     let job: i64 = Spi::get_one_with_args::<i64>(
         "SELECT cron.schedule($1, $2, $3)",
@@ -93,8 +103,11 @@ fn build_job_name(migration: &str) -> String {
 /// build job at the next pending top-level statement, or, with nothing left,
 /// remove both jobs.
 pub fn after_run(migration: &str) -> ZdmResult<()> {
-    let job: Option<i64> = get_optional("SELECT cron_job_id FROM zdm.migrations WHERE name = $1", &[migration.into()])
-        .map_err(spi_err)?;
+    let job: Option<i64> = get_optional(
+        "SELECT cron_job_id FROM zdm.migrations WHERE name = $1",
+        &[migration.into()],
+    )
+    .map_err(spi_err)?;
     if job.is_none() || !pg_cron_here()? {
         return Ok(());
     }
@@ -102,7 +115,10 @@ pub fn after_run(migration: &str) -> ZdmResult<()> {
     let next = if m.phase.is_final() {
         None
     } else {
-        crate::toplevel::pending(Some(migration))?.into_iter().next().map(|(_, s)| s)
+        crate::toplevel::pending(Some(migration))?
+            .into_iter()
+            .next()
+            .map(|(_, s)| s)
     };
     // One index build per table at a time: two CREATE INDEX CONCURRENTLY on the
     // same table wait for each other's transaction and one dies in a deadlock.
@@ -128,7 +144,13 @@ pub fn after_run(migration: &str) -> ZdmResult<()> {
             )
             .map_err(spi_err)?
             .unwrap_or_default();
-            store::log_event(migration, "build scheduled", None, None, Some(serde_json::json!({"cron_job_id": build, "command": statement})))?;
+            store::log_event(
+                migration,
+                "build scheduled",
+                None,
+                None,
+                Some(serde_json::json!({"cron_job_id": build, "command": statement})),
+            )?;
             Ok(())
         }
         None => {
@@ -169,8 +191,11 @@ fn drop_build_job(migration: &str) -> ZdmResult<()> {
 
 /// Remove the migration's job if it has one (and pg_cron is still here).
 pub fn unschedule(migration: &str) -> ZdmResult<bool> {
-    let job: Option<i64> = get_optional("SELECT cron_job_id FROM zdm.migrations WHERE name = $1", &[migration.into()])
-        .map_err(spi_err)?;
+    let job: Option<i64> = get_optional(
+        "SELECT cron_job_id FROM zdm.migrations WHERE name = $1",
+        &[migration.into()],
+    )
+    .map_err(spi_err)?;
     let Some(job) = job else { return Ok(false) };
     if pg_cron_here()? {
         Spi::run_with_args(
@@ -181,6 +206,12 @@ pub fn unschedule(migration: &str) -> ZdmResult<bool> {
         drop_build_job(migration)?;
     }
     store::set_cron_job(migration, None)?;
-    store::log_event(migration, "unscheduled", None, None, Some(serde_json::json!({"cron_job_id": job})))?;
+    store::log_event(
+        migration,
+        "unscheduled",
+        None,
+        None,
+        Some(serde_json::json!({"cron_job_id": job})),
+    )?;
     Ok(true)
 }

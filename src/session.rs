@@ -57,8 +57,7 @@ pub fn with_local_settings<R>(settings: &[(&str, String)], f: impl FnOnce() -> R
     let mut previous = Vec::with_capacity(settings.len());
     for (name, value) in settings {
         let old: Option<String> =
-            Spi::get_one_with_args("SELECT pg_catalog.current_setting($1, true)", &[(*name).into()])
-                .unwrap_or(None);
+            Spi::get_one_with_args("SELECT pg_catalog.current_setting($1, true)", &[(*name).into()]).unwrap_or(None);
         set_local(name, value);
         previous.push((*name, old.unwrap_or_default()));
     }
@@ -70,8 +69,11 @@ pub fn with_local_settings<R>(settings: &[(&str, String)], f: impl FnOnce() -> R
 }
 
 fn set_local(name: &str, value: &str) {
-    Spi::run_with_args("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])
-        .expect("set_config");
+    Spi::run_with_args(
+        "SELECT pg_catalog.set_config($1, $2, true)",
+        &[name.into(), value.into()],
+    )
+    .expect("set_config");
 }
 
 /// Sleep `ms` milliseconds, waking for query cancel and server shutdown.

@@ -184,7 +184,10 @@ impl OperationSpec {
         match self {
             OperationSpec::RenameColumn(a) => vec![a.column.clone(), a.new_name.clone()],
             OperationSpec::AlterColumnType(a) => {
-                vec![a.column.clone(), a.new_column.clone().unwrap_or_else(|| format!("{}_new", a.column))]
+                vec![
+                    a.column.clone(),
+                    a.new_column.clone().unwrap_or_else(|| format!("{}_new", a.column)),
+                ]
             }
             OperationSpec::AddColumn(a) => vec![a.column.clone()],
             OperationSpec::SetNotNull(a) => vec![a.column.clone()],
@@ -222,23 +225,33 @@ pub fn parse_spec(value: &Value) -> ZdmResult<MigrationSpec> {
             .hint(r#"Use {"op": "rename_column", ...} or {"name": "...", "operations": [...]}."#)
     })?;
     if obj.contains_key("op") {
-        return Ok(MigrationSpec { name: None, operations: vec![parse_operation(value, "")?] });
+        return Ok(MigrationSpec {
+            name: None,
+            operations: vec![parse_operation(value, "")?],
+        });
     }
     let Some(ops) = obj.get("operations") else {
         return Err(ZdmError::invalid_parameter(
             "a migration spec needs either an \"op\" field or an \"operations\" array",
         )
-        .hint(r#"Example: {"op": "rename_column", "table": "public.users", "column": "name", "new_name": "full_name"}"#));
+        .hint(
+            r#"Example: {"op": "rename_column", "table": "public.users", "column": "name", "new_name": "full_name"}"#,
+        ));
     };
     if let Some(extra) = obj.keys().find(|k| *k != "name" && *k != "operations") {
-        return Err(bad_field(extra, "unknown field; a migration has \"name\" and \"operations\""));
+        return Err(bad_field(
+            extra,
+            "unknown field; a migration has \"name\" and \"operations\"",
+        ));
     }
     let name = match obj.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(bad_field("name", "must be a string")),
     };
-    let ops = ops.as_array().ok_or_else(|| bad_field("operations", "must be an array"))?;
+    let ops = ops
+        .as_array()
+        .ok_or_else(|| bad_field("operations", "must be an array"))?;
     if ops.is_empty() {
         return Err(ZdmError::invalid_parameter("field \"operations\" is empty")
             .hint("A migration needs at least one operation."));
@@ -252,8 +265,16 @@ pub fn parse_spec(value: &Value) -> ZdmResult<MigrationSpec> {
 }
 
 fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
-    let field = |f: &str| if at.is_empty() { f.to_string() } else { format!("{at}.{f}") };
-    let obj = value.as_object().ok_or_else(|| bad_field(at, "an operation must be a JSON object"))?;
+    let field = |f: &str| {
+        if at.is_empty() {
+            f.to_string()
+        } else {
+            format!("{at}.{f}")
+        }
+    };
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad_field(at, "an operation must be a JSON object"))?;
     let op = match obj.get("op") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(bad_field(&field("op"), "must be a string")),
@@ -272,10 +293,8 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "add_foreign_key" => Ok(OperationSpec::AddForeignKey(from_value_with_path(&args, at)?)),
         "add_unique" => Ok(OperationSpec::AddUnique(from_value_with_path(&args, at)?)),
         "create_index" => Ok(OperationSpec::CreateIndex(from_value_with_path(&args, at)?)),
-        other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\"")).hint(format!(
-            "Known operations: {}.",
-            KNOWN_OPS.join(", ")
-        ))),
+        other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
+            .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }
 }
 
@@ -329,8 +348,7 @@ mod tests {
         assert_eq!(e.sqlstate(), "22023");
         assert!(e.message.contains("operations[0].new_name"), "{}", e.message);
 
-        let e = parse_spec(&json!({"op": "rename_column", "table": "t", "column": "a"}))
-            .unwrap_err();
+        let e = parse_spec(&json!({"op": "rename_column", "table": "t", "column": "a"})).unwrap_err();
         assert!(e.message.contains("new_name"), "{}", e.message);
 
         let e = parse_spec(&json!({"op": "rename_column", "table": "t", "column": "a",

@@ -12,7 +12,11 @@ mod tests {
     fn sqlstate(sql: &str) -> Option<String> {
         match in_subtransaction(|| Spi::run(sql).expect("spi")) {
             Ok(()) => None,
-            Err(e) => Some(caught_sqlstate(&e).map(sqlstate_of).unwrap_or_else(|| "rust panic".into())),
+            Err(e) => Some(
+                caught_sqlstate(&e)
+                    .map(sqlstate_of)
+                    .unwrap_or_else(|| "rust panic".into()),
+            ),
         }
     }
 
@@ -31,7 +35,10 @@ mod tests {
 
     /// Every column of every row, as one text, to compare before/after.
     fn fingerprint(table: &str, cols: &str) -> String {
-        one::<String>(&format!("SELECT string_agg(concat_ws('|', {cols}), ',' ORDER BY id) FROM {table}")).unwrap_or_default()
+        one::<String>(&format!(
+            "SELECT string_agg(concat_ws('|', {cols}), ',' ORDER BY id) FROM {table}"
+        ))
+        .unwrap_or_default()
     }
 
     #[pg_test]
@@ -53,15 +60,30 @@ mod tests {
         Spi::run("UPDATE users SET name = 'old upd' WHERE id = 1").unwrap();
         Spi::run("UPDATE users SET full_name = 'new upd' WHERE id = 2").unwrap();
         Spi::run("UPDATE users SET email = 'unrelated' WHERE id = 4").unwrap();
-        assert_eq!(one::<String>("SELECT full_name FROM users WHERE id = 2001").unwrap(), "old app");
-        assert_eq!(one::<String>("SELECT name FROM users WHERE id = 2002").unwrap(), "new app");
-        assert_eq!(one::<String>("SELECT full_name FROM users WHERE id = 1").unwrap(), "old upd");
+        assert_eq!(
+            one::<String>("SELECT full_name FROM users WHERE id = 2001").unwrap(),
+            "old app"
+        );
+        assert_eq!(
+            one::<String>("SELECT name FROM users WHERE id = 2002").unwrap(),
+            "new app"
+        );
+        assert_eq!(
+            one::<String>("SELECT full_name FROM users WHERE id = 1").unwrap(),
+            "old upd"
+        );
         assert_eq!(one::<String>("SELECT name FROM users WHERE id = 2").unwrap(), "new upd");
         // The NOT NULL check is already enforced for new rows.
-        assert_eq!(sqlstate("INSERT INTO users (id) VALUES (3000)").as_deref(), Some("23502"));
+        assert_eq!(
+            sqlstate("INSERT INTO users (id) VALUES (3000)").as_deref(),
+            Some("23502")
+        );
 
         // Complete before backfill is refused with the way out in the hint.
-        assert_eq!(sqlstate("SELECT zdm.complete('users_rename_name_to_full_name')").as_deref(), Some("55000"));
+        assert_eq!(
+            sqlstate("SELECT zdm.complete('users_rename_name_to_full_name')").as_deref(),
+            Some("55000")
+        );
 
         let mut batches = 0;
         while one::<i64>("SELECT zdm.backfill_batch('users_rename_name_to_full_name', 300)").unwrap() > 0 {
@@ -69,27 +91,59 @@ mod tests {
         }
         assert_eq!(batches, 4, "1002 rows in batches of 300");
         assert_eq!(one::<String>("SELECT phase FROM zdm.migrations").unwrap(), "backfilled");
-        assert_eq!(one::<i64>("SELECT count(*) FROM users WHERE full_name IS DISTINCT FROM name"), Some(0));
-        assert_eq!(one::<bool>("SELECT convalidated FROM pg_constraint WHERE conname = 'zdm_nn_users_rename_name_to_full_name'"), Some(true));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM users WHERE full_name IS DISTINCT FROM name"),
+            Some(0)
+        );
+        assert_eq!(
+            one::<bool>(
+                "SELECT convalidated FROM pg_constraint WHERE conname = 'zdm_nn_users_rename_name_to_full_name'"
+            ),
+            Some(true)
+        );
 
         Spi::run("SELECT zdm.complete('users_rename_name_to_full_name')").unwrap();
         assert_eq!(one::<String>("SELECT phase FROM zdm.migrations").unwrap(), "completed");
         assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'name' AND NOT attisdropped"), Some(0));
-        assert_eq!(one::<bool>("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'full_name'"), Some(true));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass"), Some(0));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'c'"), Some(0));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_proc WHERE proname LIKE 'sync_users_rename%'"), Some(0));
+        assert_eq!(
+            one::<bool>(
+                "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'full_name'"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass"),
+            Some(0)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'c'"),
+            Some(0)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_proc WHERE proname LIKE 'sync_users_rename%'"),
+            Some(0)
+        );
         // Values: the original rows (with the app writes above) kept exactly.
         let after = fingerprint("public.users", "id, full_name, email");
         assert_eq!(after.split(',').count(), before.split(',').count() + 2);
-        assert_eq!(one::<String>("SELECT full_name FROM users WHERE id = 999").unwrap(), "user 999");
+        assert_eq!(
+            one::<String>("SELECT full_name FROM users WHERE id = 999").unwrap(),
+            "user 999"
+        );
         // Rollback after complete is refused.
-        assert_eq!(sqlstate("SELECT zdm.rollback('users_rename_name_to_full_name')").as_deref(), Some("55000"));
+        assert_eq!(
+            sqlstate("SELECT zdm.rollback('users_rename_name_to_full_name')").as_deref(),
+            Some("55000")
+        );
         // The same change again later gets a fresh generated name.
         Spi::run("ALTER TABLE users RENAME COLUMN full_name TO name").unwrap();
-        assert_eq!(one::<String>("SELECT zdm.rename_column('public.users', 'name', 'full_name')").unwrap(), "users_rename_name_to_full_name_2");
+        assert_eq!(
+            one::<String>("SELECT zdm.rename_column('public.users', 'name', 'full_name')").unwrap(),
+            "users_rename_name_to_full_name_2"
+        );
         Spi::run("SELECT zdm.rollback('users_rename_name_to_full_name_2')").unwrap();
-        let events = one::<i64>("SELECT count(*) FROM zdm.events WHERE migration = 'users_rename_name_to_full_name'").unwrap();
+        let events =
+            one::<i64>("SELECT count(*) FROM zdm.events WHERE migration = 'users_rename_name_to_full_name'").unwrap();
         assert!(events >= 5, "{events} events");
     }
 
@@ -107,13 +161,29 @@ mod tests {
             if *phase == "backfilled" {
                 while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 600)")).unwrap() > 0 {}
             }
-            assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), *phase);
+            assert_eq!(
+                one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(),
+                *phase
+            );
             Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
             assert_eq!(fingerprint(&t, "id, name, email"), before);
             assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_attribute WHERE attrelid = '{t}'::regclass AND attnum > 0 AND NOT attisdropped")), Some(3));
-            assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_trigger WHERE tgrelid = '{t}'::regclass")), Some(0));
-            assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_constraint WHERE conrelid = '{t}'::regclass AND contype = 'c'")), Some(0));
-            assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), "rolled_back");
+            assert_eq!(
+                one::<i64>(&format!(
+                    "SELECT count(*) FROM pg_trigger WHERE tgrelid = '{t}'::regclass"
+                )),
+                Some(0)
+            );
+            assert_eq!(
+                one::<i64>(&format!(
+                    "SELECT count(*) FROM pg_constraint WHERE conrelid = '{t}'::regclass AND contype = 'c'"
+                )),
+                Some(0)
+            );
+            assert_eq!(
+                one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(),
+                "rolled_back"
+            );
         }
     }
 
@@ -124,7 +194,8 @@ mod tests {
                     INSERT INTO "My Schema"."Order; DROP TABLE x" VALUES (1, 'a', 'b'), (2, NULL, 'c');"#).unwrap();
         let m = one::<String>(r#"SELECT zdm.rename_column('"My Schema"."Order; DROP TABLE x"', 'select', 'from "quoted" é', 'weird $zdm$ name')"#).unwrap();
         assert_eq!(m, "weird $zdm$ name");
-        Spi::run(r#"INSERT INTO "My Schema"."Order; DROP TABLE x" ("Id", "from ""quoted"" é") VALUES (3, 'new')"#).unwrap();
+        Spi::run(r#"INSERT INTO "My Schema"."Order; DROP TABLE x" ("Id", "from ""quoted"" é") VALUES (3, 'new')"#)
+            .unwrap();
         while one::<i64>("SELECT zdm.backfill_batch('weird $zdm$ name')").unwrap() > 0 {}
         Spi::run("SELECT zdm.complete('weird $zdm$ name')").unwrap();
         assert_eq!(
@@ -135,9 +206,12 @@ mod tests {
 
     #[pg_test]
     fn defaults_sequences_and_comments_move_to_the_new_column() {
-        Spi::run("CREATE TABLE public.s (id int PRIMARY KEY, n serial, c text DEFAULT 'x');
+        Spi::run(
+            "CREATE TABLE public.s (id int PRIMARY KEY, n serial, c text DEFAULT 'x');
                   COMMENT ON COLUMN public.s.n IS 'a counter';
-                  INSERT INTO public.s (id) SELECT generate_series(1, 10);").unwrap();
+                  INSERT INTO public.s (id) SELECT generate_series(1, 10);",
+        )
+        .unwrap();
         Spi::run("SELECT zdm.rename_column('public.s', 'n', 'counter', 'm_seq')").unwrap();
         Spi::run("INSERT INTO public.s (id) VALUES (11)").unwrap();
         while one::<i64>("SELECT zdm.backfill_batch('m_seq')").unwrap() > 0 {}
@@ -151,8 +225,11 @@ mod tests {
     #[pg_test]
     fn refusals_carry_sqlstates_and_change_nothing() {
         users_table("public.u");
-        Spi::run("CREATE TABLE public.nokey (a int, b text); CREATE VIEW public.v AS SELECT 1 AS x;
-                  CREATE TABLE public.parted (id int, b text) PARTITION BY RANGE (id);").unwrap();
+        Spi::run(
+            "CREATE TABLE public.nokey (a int, b text); CREATE VIEW public.v AS SELECT 1 AS x;
+                  CREATE TABLE public.parted (id int, b text) PARTITION BY RANGE (id);",
+        )
+        .unwrap();
         let cases = [
             ("SELECT zdm.rename_column('public.nope', 'name', 'x')", "42P01"),
             (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.nope", "column": "a", "new_name": "b"}')"#, "42P01"),
@@ -179,10 +256,22 @@ mod tests {
 
         // A second migration on the same column; a duplicate name; bad batch size.
         Spi::run("SELECT zdm.rename_column('public.u', 'name', 'full_name', 'first')").unwrap();
-        assert_eq!(sqlstate("SELECT zdm.rename_column('public.u', 'name', 'nom')").as_deref(), Some("55006"));
-        assert_eq!(sqlstate("SELECT zdm.rename_column('public.u', 'email', 'mail', 'first')").as_deref(), Some("42710"));
-        assert_eq!(sqlstate("SELECT zdm.backfill_batch('first', 0)").as_deref(), Some("22023"));
-        assert_eq!(sqlstate("UPDATE zdm.migrations SET phase = 'completed'").as_deref(), Some("42501"));
+        assert_eq!(
+            sqlstate("SELECT zdm.rename_column('public.u', 'name', 'nom')").as_deref(),
+            Some("55006")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.rename_column('public.u', 'email', 'mail', 'first')").as_deref(),
+            Some("42710")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.backfill_batch('first', 0)").as_deref(),
+            Some("22023")
+        );
+        assert_eq!(
+            sqlstate("UPDATE zdm.migrations SET phase = 'completed'").as_deref(),
+            Some("42501")
+        );
         assert_eq!(sqlstate("DELETE FROM zdm.events").as_deref(), Some("42501"));
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(1));
     }
@@ -193,10 +282,18 @@ mod tests {
         let plan = one::<pgrx::JsonB>(r#"SELECT zdm.plan('{"op": "rename_column", "table": "public.p", "column": "name", "new_name": "full_name"}')"#).unwrap().0;
         assert_eq!(plan["migration"], "p_rename_name_to_full_name");
         assert_eq!(plan["phases"]["start"][0]["lock"]["mode"], "ACCESS EXCLUSIVE");
-        assert_eq!(plan["phases"]["start"][0]["sql"], "ALTER TABLE public.p ADD COLUMN full_name character varying(255)");
+        assert_eq!(
+            plan["phases"]["start"][0]["sql"],
+            "ALTER TABLE public.p ADD COLUMN full_name character varying(255)"
+        );
         assert!(plan["phases"]["complete"].as_array().unwrap().len() >= 4);
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.p'::regclass AND attname = 'full_name'"), Some(0));
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.p'::regclass AND attname = 'full_name'"
+            ),
+            Some(0)
+        );
     }
 
     #[pg_test]
@@ -206,9 +303,18 @@ mod tests {
         Spi::run("SELECT zdm.rename_column('public.st', 'name', 'full_name', 'st')").unwrap();
         Spi::run("SELECT zdm.backfill_batch('st', 250)").unwrap();
         Spi::run("SELECT zdm.backfill_batch('st', 250)").unwrap();
-        assert_eq!(one::<i64>("SELECT rows_done FROM zdm.progress WHERE migration = 'st'"), Some(500));
-        assert_eq!(one::<i64>("SELECT rows_estimated FROM zdm.progress WHERE migration = 'st'"), Some(1000));
-        assert_eq!(one::<pgrx::AnyNumeric>("SELECT percent FROM zdm.progress WHERE migration = 'st'").map(|n| n.to_string()), Some("50.0".into()));
+        assert_eq!(
+            one::<i64>("SELECT rows_done FROM zdm.progress WHERE migration = 'st'"),
+            Some(500)
+        );
+        assert_eq!(
+            one::<i64>("SELECT rows_estimated FROM zdm.progress WHERE migration = 'st'"),
+            Some(1000)
+        );
+        assert_eq!(
+            one::<pgrx::AnyNumeric>("SELECT percent FROM zdm.progress WHERE migration = 'st'").map(|n| n.to_string()),
+            Some("50.0".into())
+        );
         let s = one::<pgrx::JsonB>("SELECT zdm.status('st')").unwrap().0;
         assert_eq!(s["phase"], "backfilling");
         assert_eq!(s["progress"]["batches"], 2);
@@ -223,11 +329,16 @@ mod tests {
         let mut total = 0;
         loop {
             let n = one::<i64>("SELECT zdm.backfill_batch('lines', 33)").unwrap();
-            if n == 0 { break; }
+            if n == 0 {
+                break;
+            }
             total += n;
         }
         assert_eq!(total, 350);
-        assert_eq!(one::<i64>("SELECT count(*) FROM public.lines WHERE remark IS NULL"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.lines WHERE remark IS NULL"),
+            Some(0)
+        );
     }
 
     #[pg_test]
@@ -235,7 +346,10 @@ mod tests {
         users_table("public.tb");
         Spi::run("SELECT zdm.rename_column('public.tb', 'name', 'full_name', 'tb')").unwrap();
         // pg_test bodies run inside a transaction: exactly the case to refuse.
-        assert_eq!(sqlstate("SELECT zdm._backfill_precheck('tb', NULL)").as_deref(), Some("25001"));
+        assert_eq!(
+            sqlstate("SELECT zdm._backfill_precheck('tb', NULL)").as_deref(),
+            Some("25001")
+        );
     }
 
     #[pg_test]
@@ -243,33 +357,62 @@ mod tests {
         users_table("public.pr");
         Spi::run("SELECT zdm.rename_column('public.pr', 'name', 'full_name', 'pr')").unwrap();
         Spi::run("SELECT zdm.pause('pr')").unwrap();
-        assert_eq!(one::<String>("SELECT state FROM zdm.progress WHERE migration = 'pr'").unwrap(), "paused");
+        assert_eq!(
+            one::<String>("SELECT state FROM zdm.progress WHERE migration = 'pr'").unwrap(),
+            "paused"
+        );
         // A paused migration runs no batch, by hand or by the loop.
         assert_eq!(sqlstate("SELECT zdm.backfill_batch('pr')").as_deref(), Some("55000"));
-        assert_eq!(one::<String>("SELECT state FROM zdm._backfill_step('pr', NULL, 'CALL')").unwrap(), "paused");
+        assert_eq!(
+            one::<String>("SELECT state FROM zdm._backfill_step('pr', NULL, 'CALL')").unwrap(),
+            "paused"
+        );
         Spi::run("SELECT zdm.pause('pr')").unwrap(); // idempotent
         Spi::run("SELECT zdm.resume('pr')").unwrap();
         Spi::run("SELECT zdm.resume('pr')").unwrap(); // idempotent
 
-        let eff = one::<pgrx::JsonB>(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": 111, "target_batch_ms": 0}')"#).unwrap().0;
+        let eff = one::<pgrx::JsonB>(
+            r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": 111, "target_batch_ms": 0}')"#,
+        )
+        .unwrap()
+        .0;
         assert_eq!(eff["batch_size"], 111);
         assert_eq!(eff["target_batch_ms"], 0);
-        assert_eq!(one::<i64>("SELECT rows FROM zdm._backfill_step('pr', NULL, 'CALL')"), Some(111));
-        assert_eq!(one::<i32>("SELECT next_batch_size FROM zdm.progress WHERE migration = 'pr'"), Some(111));
-        assert!(one::<String>("SELECT runner FROM zdm.progress WHERE migration = 'pr'").unwrap().starts_with("CALL (pid "));
+        assert_eq!(
+            one::<i64>("SELECT rows FROM zdm._backfill_step('pr', NULL, 'CALL')"),
+            Some(111)
+        );
+        assert_eq!(
+            one::<i32>("SELECT next_batch_size FROM zdm.progress WHERE migration = 'pr'"),
+            Some(111)
+        );
+        assert!(one::<String>("SELECT runner FROM zdm.progress WHERE migration = 'pr'")
+            .unwrap()
+            .starts_with("CALL (pid "));
         // null goes back to the GUC
-        let eff = one::<pgrx::JsonB>(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": null}')"#).unwrap().0;
+        let eff = one::<pgrx::JsonB>(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": null}')"#)
+            .unwrap()
+            .0;
         assert_eq!(eff["batch_size"], 1000);
         assert_eq!(eff["target_batch_ms"], 0);
-        assert_eq!(sqlstate(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": -1}')"#).as_deref(), Some("22023"));
-        assert_eq!(sqlstate(r#"SELECT zdm.set_backfill_settings('pr', '{"speed": 1}')"#).as_deref(), Some("22023"));
+        assert_eq!(
+            sqlstate(r#"SELECT zdm.set_backfill_settings('pr', '{"batch_size": -1}')"#).as_deref(),
+            Some("22023")
+        );
+        assert_eq!(
+            sqlstate(r#"SELECT zdm.set_backfill_settings('pr', '{"speed": 1}')"#).as_deref(),
+            Some("22023")
+        );
 
         while one::<i64>("SELECT zdm.backfill_batch('pr')").unwrap() > 0 {}
         assert_eq!(sqlstate("SELECT zdm.resume('pr')").as_deref(), Some("55000"));
         assert_eq!(sqlstate("SELECT zdm.pause('pr')").as_deref(), Some("55000"));
         Spi::run("SELECT zdm.rollback('pr')").unwrap();
         // The loop stops by itself on a migration another session rolled back.
-        assert_eq!(one::<String>("SELECT state FROM zdm._backfill_step('pr', NULL, 'CALL')").unwrap(), "gone");
+        assert_eq!(
+            one::<String>("SELECT state FROM zdm._backfill_step('pr', NULL, 'CALL')").unwrap(),
+            "gone"
+        );
         assert_eq!(sqlstate("SELECT zdm.backfill_batch('pr')").as_deref(), Some("55000"));
         assert_eq!(sqlstate("SELECT zdm.pause('nope')").as_deref(), Some("42704"));
     }
@@ -281,7 +424,10 @@ mod tests {
         Spi::run(r#"SELECT zdm.set_backfill_settings('ad', '{"batch_size": 50, "target_batch_ms": 10000}')"#).unwrap();
         Spi::run("SELECT * FROM zdm._backfill_step('ad', NULL, 'CALL')").unwrap();
         // 50 rows take far less than 10 s: the next batch doubles.
-        assert_eq!(one::<i32>("SELECT next_batch_size FROM zdm.progress WHERE migration = 'ad'"), Some(100));
+        assert_eq!(
+            one::<i32>("SELECT next_batch_size FROM zdm.progress WHERE migration = 'ad'"),
+            Some(100)
+        );
     }
 
     #[pg_test]
@@ -289,7 +435,10 @@ mod tests {
         Spi::run("CREATE TABLE public.empty (id int PRIMARY KEY, a text NOT NULL)").unwrap();
         Spi::run("SELECT zdm.rename_column('public.empty', 'a', 'b', 'empty')").unwrap();
         assert_eq!(one::<i64>("SELECT zdm.backfill_batch('empty')"), Some(0));
-        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'empty'").unwrap(), "backfilled");
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'empty'").unwrap(),
+            "backfilled"
+        );
         Spi::run("SELECT zdm.complete('empty')").unwrap();
     }
 
@@ -298,9 +447,15 @@ mod tests {
         users_table("public.sc");
         Spi::run("SELECT zdm.rename_column('public.sc', 'name', 'full_name', 'sc')").unwrap();
         assert_eq!(sqlstate("SELECT zdm.schedule_backfill('sc')").as_deref(), Some("55000"));
-        assert_eq!(sqlstate("SELECT zdm.schedule_backfill('sc', '* * * * *', 0)").as_deref(), Some("22023"));
+        assert_eq!(
+            sqlstate("SELECT zdm.schedule_backfill('sc', '* * * * *', 0)").as_deref(),
+            Some("22023")
+        );
         assert_eq!(one::<bool>("SELECT zdm.unschedule_backfill('sc')"), Some(false));
-        assert_eq!(sqlstate("SELECT zdm.unschedule_backfill('nope')").as_deref(), Some("42704"));
+        assert_eq!(
+            sqlstate("SELECT zdm.unschedule_backfill('nope')").as_deref(),
+            Some("42704")
+        );
     }
 
     #[pg_test]
@@ -316,12 +471,21 @@ mod tests {
         users_table("public.gf");
         Spi::run("SELECT zdm.rename_column('public.gf', 'name', 'full_name', 'gf')").unwrap();
         let batch = one::<String>("SELECT pg_get_functiondef('zdm.backfill_gf'::regproc)").unwrap();
-        assert!(batch.contains("-- pg_zdm migration gf: one keyset batch of the backfill of public.gf"), "{batch}");
+        assert!(
+            batch.contains("-- pg_zdm migration gf: one keyset batch of the backfill of public.gf"),
+            "{batch}"
+        );
         assert!(!batch.contains(" SET search_path"), "no SET clause: {batch}");
         let sync = one::<String>("SELECT pg_get_functiondef('zdm.sync_gf'::regproc)").unwrap();
-        assert!(sync.contains("-- pg_zdm migration gf: keeps public.gf.name (old application)"), "{sync}");
+        assert!(
+            sync.contains("-- pg_zdm migration gf: keeps public.gf.name (old application)"),
+            "{sync}"
+        );
         Spi::run("SELECT zdm.rollback('gf')").unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_proc WHERE proname IN ('backfill_gf', 'sync_gf')"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_proc WHERE proname IN ('backfill_gf', 'sync_gf')"),
+            Some(0)
+        );
     }
 
     fn orders_table(name: &str) {
@@ -343,24 +507,54 @@ mod tests {
         Spi::run("UPDATE orders SET amount = 99 WHERE id = 1").unwrap();
         Spi::run("UPDATE orders SET amount_new = 12.75 WHERE id = 2").unwrap();
         Spi::run("UPDATE orders SET note = 'x' WHERE id = 3").unwrap();
-        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 1001").unwrap(), "7.00");
+        assert_eq!(
+            one::<String>("SELECT amount_new::text FROM orders WHERE id = 1001").unwrap(),
+            "7.00"
+        );
         assert_eq!(one::<i32>("SELECT amount FROM orders WHERE id = 1002"), Some(9)); // 8.5 rounds to 9
-        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 1").unwrap(), "99.00");
+        assert_eq!(
+            one::<String>("SELECT amount_new::text FROM orders WHERE id = 1").unwrap(),
+            "99.00"
+        );
         assert_eq!(one::<i32>("SELECT amount FROM orders WHERE id = 2"), Some(13));
-        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 3").unwrap(), "30.00");
+        assert_eq!(
+            one::<String>("SELECT amount_new::text FROM orders WHERE id = 3").unwrap(),
+            "30.00"
+        );
         // A value the new type cannot hold fails the writer's statement: never a silent NULL.
-        assert_eq!(sqlstate("INSERT INTO orders (id, amount) VALUES (1003, 2000000000)").as_deref(), Some("22003"));
+        assert_eq!(
+            sqlstate("INSERT INTO orders (id, amount) VALUES (1003, 2000000000)").as_deref(),
+            Some("22003")
+        );
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 200)")).unwrap() > 0 {}
         assert_eq!(one::<i64>("SELECT count(*) FROM orders WHERE amount_new IS DISTINCT FROM amount::numeric(10,2) AND id NOT IN (2, 1002)"), Some(0));
         // The new application's value survived the backfill (the old column holds it rounded).
-        assert_eq!(one::<String>("SELECT amount_new::text FROM orders WHERE id = 2").unwrap(), "12.75");
+        assert_eq!(
+            one::<String>("SELECT amount_new::text FROM orders WHERE id = 2").unwrap(),
+            "12.75"
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'").unwrap(), "numeric(10,2)");
-        assert_eq!(one::<bool>("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'"), Some(true));
-        assert_eq!(one::<String>("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'orders'::regclass").unwrap(), "(0)::numeric(10,2)");
-        assert_eq!(one::<String>("SELECT amount::text FROM orders WHERE id = 2").unwrap(), "12.75");
+        assert_eq!(
+            one::<bool>(
+                "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            one::<String>("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'orders'::regclass")
+                .unwrap(),
+            "(0)::numeric(10,2)"
+        );
+        assert_eq!(
+            one::<String>("SELECT amount::text FROM orders WHERE id = 2").unwrap(),
+            "12.75"
+        );
         Spi::run("INSERT INTO orders (id) VALUES (5000)").unwrap();
-        assert_eq!(one::<String>("SELECT amount::text FROM orders WHERE id = 5000").unwrap(), "0.00");
+        assert_eq!(
+            one::<String>("SELECT amount::text FROM orders WHERE id = 5000").unwrap(),
+            "0.00"
+        );
         assert_eq!(one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname LIKE 'amount%' AND NOT attisdropped"), Some(1));
     }
 
@@ -371,13 +565,25 @@ mod tests {
         assert_eq!(m, "to_euros");
         Spi::run("INSERT INTO cents (id, amount) VALUES (9001, 1234)").unwrap();
         Spi::run("INSERT INTO cents (id, amount_new) VALUES (9002, 5.67)").unwrap();
-        assert_eq!(one::<String>("SELECT amount_new::text FROM cents WHERE id = 9001").unwrap(), "12.34");
+        assert_eq!(
+            one::<String>("SELECT amount_new::text FROM cents WHERE id = 9001").unwrap(),
+            "12.34"
+        );
         assert_eq!(one::<i32>("SELECT amount FROM cents WHERE id = 9002"), Some(567));
         let f = one::<String>("SELECT pg_get_functiondef('zdm.sync_to_euros'::regproc)").unwrap();
-        assert!(f.contains("NEW.amount_new := (NEW.amount / 100.0)::numeric(12,2);"), "{f}");
-        assert!(f.contains("NEW.amount := (round(NEW.amount_new * 100))::integer;"), "{f}");
+        assert!(
+            f.contains("NEW.amount_new := (NEW.amount / 100.0)::numeric(12,2);"),
+            "{f}"
+        );
+        assert!(
+            f.contains("NEW.amount := (round(NEW.amount_new * 100))::integer;"),
+            "{f}"
+        );
         while one::<i64>("SELECT zdm.backfill_batch('to_euros')").unwrap() > 0 {}
-        assert_eq!(one::<String>("SELECT amount_new::text FROM cents WHERE id = 7").unwrap(), "0.70");
+        assert_eq!(
+            one::<String>("SELECT amount_new::text FROM cents WHERE id = 7").unwrap(),
+            "0.70"
+        );
         Spi::run("SELECT zdm.rollback('to_euros')").unwrap();
         assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'cents'::regclass AND attname = 'amount'").unwrap(), "integer");
         assert_eq!(one::<i32>("SELECT amount FROM cents WHERE id = 9002"), Some(567));
@@ -385,14 +591,24 @@ mod tests {
 
     #[pg_test]
     fn binary_compatible_type_change_is_one_short_alter() {
-        Spi::run("CREATE TABLE public.bc (id int PRIMARY KEY, email varchar(50), code varchar(10));
+        Spi::run(
+            "CREATE TABLE public.bc (id int PRIMARY KEY, email varchar(50), code varchar(10));
                   CREATE INDEX bc_email ON public.bc (email);
-                  INSERT INTO public.bc SELECT g, 'e' || g, 'c' FROM generate_series(1, 100) g;").unwrap();
+                  INSERT INTO public.bc SELECT g, 'e' || g, 'c' FROM generate_series(1, 100) g;",
+        )
+        .unwrap();
         let filenode = one::<i64>("SELECT pg_relation_filenode('public.bc')::int8").unwrap();
         let m = one::<String>("SELECT zdm.alter_column_type('public.bc', 'email', 'varchar(320)')").unwrap();
-        assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), "backfilled");
+        assert_eq!(
+            one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(),
+            "backfilled"
+        );
         assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'bc'::regclass AND attname = 'email'").unwrap(), "character varying(320)");
-        assert_eq!(one::<i64>("SELECT pg_relation_filenode('public.bc')::int8"), Some(filenode), "no rewrite");
+        assert_eq!(
+            one::<i64>("SELECT pg_relation_filenode('public.bc')::int8"),
+            Some(filenode),
+            "no rewrite"
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         let m2 = one::<String>("SELECT zdm.alter_column_type('public.bc', 'code', 'text')").unwrap();
         Spi::run(&format!("SELECT zdm.rollback('{m2}')")).unwrap();
@@ -436,21 +652,38 @@ mod tests {
         let filenode = one::<i64>("SELECT pg_relation_filenode('public.ac')::int8").unwrap();
         let m = one::<String>("SELECT zdm.add_column('public.ac', 'status', 'text', $$'active'$$, true)").unwrap();
         assert_eq!(m, "ac_add_status");
-        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'ac_add_status'").unwrap(), "backfilled");
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'ac_add_status'").unwrap(),
+            "backfilled"
+        );
         Spi::run("INSERT INTO ac (id, name) VALUES (5000, 'old app')").unwrap();
-        assert_eq!(one::<String>("SELECT status FROM ac WHERE id = 5000").unwrap(), "active");
+        assert_eq!(
+            one::<String>("SELECT status FROM ac WHERE id = 5000").unwrap(),
+            "active"
+        );
         assert_eq!(one::<String>("SELECT status FROM ac WHERE id = 1").unwrap(), "active");
-        assert_eq!(sqlstate("INSERT INTO ac (id, name, status) VALUES (5001, 'new app', NULL)").as_deref(), Some("23514"));
+        assert_eq!(
+            sqlstate("INSERT INTO ac (id, name, status) VALUES (5001, 'new app', NULL)").as_deref(),
+            Some("23514")
+        );
         Spi::run("SELECT zdm.complete('ac_add_status')").unwrap();
         assert_eq!(attr("ac", "status", "attnotnull").as_deref(), Some("true"));
-        assert_eq!(one::<i64>("SELECT pg_relation_filenode('public.ac')::int8"), Some(filenode), "no rewrite");
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_constraint WHERE conrelid = 'ac'::regclass AND contype = 'c'"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT pg_relation_filenode('public.ac')::int8"),
+            Some(filenode),
+            "no rewrite"
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_constraint WHERE conrelid = 'ac'::regclass AND contype = 'c'"),
+            Some(0)
+        );
     }
 
     #[pg_test]
     fn add_column_not_null_with_fill_expression() {
         users_table("public.af");
-        let m = one::<String>("SELECT zdm.add_column('public.af', 'handle', 'text', NULL, true, $$'u' || id$$)").unwrap();
+        let m =
+            one::<String>("SELECT zdm.add_column('public.af', 'handle', 'text', NULL, true, $$'u' || id$$)").unwrap();
         // Old app inserts without the column, and updates a row not backfilled yet.
         Spi::run("INSERT INTO af (id, name) VALUES (7000, 'old app')").unwrap();
         Spi::run("UPDATE af SET email = 'x' WHERE id = 999").unwrap();
@@ -459,22 +692,43 @@ mod tests {
         assert_eq!(one::<String>("SELECT handle FROM af WHERE id = 999").unwrap(), "u999");
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 300)")).unwrap() > 0 {}
         assert_eq!(one::<i64>("SELECT count(*) FROM af WHERE handle IS NULL"), Some(0));
-        assert_eq!(one::<String>("SELECT handle FROM af WHERE id = 7001").unwrap(), "chosen");
+        assert_eq!(
+            one::<String>("SELECT handle FROM af WHERE id = 7001").unwrap(),
+            "chosen"
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(attr("af", "handle", "attnotnull").as_deref(), Some("true"));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'af'::regclass"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'af'::regclass"),
+            Some(0)
+        );
         // Refusals.
-        assert_eq!(sqlstate("SELECT zdm.add_column('public.af', 'x', 'text', NULL, true)").as_deref(), Some("22023"));
-        assert_eq!(sqlstate("SELECT zdm.add_column('public.af', 'handle', 'text')").as_deref(), Some("42701"));
-        assert_eq!(sqlstate("SELECT zdm.add_column('public.af', 'y', 'text', 'name')").as_deref(), Some("42703"));
-        assert_eq!(sqlstate("SELECT zdm.add_column('public.af', 'y', 'nosuchtype')").as_deref(), Some("42704"));
+        assert_eq!(
+            sqlstate("SELECT zdm.add_column('public.af', 'x', 'text', NULL, true)").as_deref(),
+            Some("22023")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.add_column('public.af', 'handle', 'text')").as_deref(),
+            Some("42701")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.add_column('public.af', 'y', 'text', 'name')").as_deref(),
+            Some("42703")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.add_column('public.af', 'y', 'nosuchtype')").as_deref(),
+            Some("42704")
+        );
     }
 
     #[pg_test]
     fn add_column_with_a_volatile_default_is_backfilled() {
         users_table("public.av");
         let m = one::<String>("SELECT zdm.add_column('public.av', 'token', 'uuid', 'gen_random_uuid()')").unwrap();
-        assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), "started");
+        assert_eq!(
+            one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(),
+            "started"
+        );
         Spi::run("INSERT INTO av (id, name) VALUES (8000, 'x')").unwrap();
         assert!(one::<String>("SELECT token::text FROM av WHERE id = 8000").is_some());
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
@@ -486,34 +740,62 @@ mod tests {
     fn set_not_null_with_and_without_fill() {
         users_table("public.sn");
         // email is NULL on every third row.
-        let m = one::<String>("SELECT zdm.set_not_null('public.sn', 'email', $$'unknown-' || id || '@example.com'$$)").unwrap();
-        assert_eq!(sqlstate("INSERT INTO sn (id, name, email) VALUES (9000, 'n', NULL)"), None, "filled by the trigger");
-        assert_eq!(one::<String>("SELECT email FROM sn WHERE id = 9000").unwrap(), "unknown-9000@example.com");
+        let m = one::<String>("SELECT zdm.set_not_null('public.sn', 'email', $$'unknown-' || id || '@example.com'$$)")
+            .unwrap();
+        assert_eq!(
+            sqlstate("INSERT INTO sn (id, name, email) VALUES (9000, 'n', NULL)"),
+            None,
+            "filled by the trigger"
+        );
+        assert_eq!(
+            one::<String>("SELECT email FROM sn WHERE id = 9000").unwrap(),
+            "unknown-9000@example.com"
+        );
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(attr("sn", "email", "attnotnull").as_deref(), Some("true"));
-        assert_eq!(one::<String>("SELECT email FROM sn WHERE id = 3").unwrap(), "unknown-3@example.com");
+        assert_eq!(
+            one::<String>("SELECT email FROM sn WHERE id = 3").unwrap(),
+            "unknown-3@example.com"
+        );
 
         users_table("public.sn2");
         let m = one::<String>("SELECT zdm.set_not_null('public.sn2', 'email')").unwrap();
         // New NULLs are refused from start on.
-        assert_eq!(sqlstate("INSERT INTO sn2 (id, name) VALUES (9000, 'n')").as_deref(), Some("23514"));
+        assert_eq!(
+            sqlstate("INSERT INTO sn2 (id, name) VALUES (9000, 'n')").as_deref(),
+            Some("23514")
+        );
         // Old NULL rows remain: complete validates, fails, and changes nothing.
-        assert_eq!(sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(), Some("23514"));
-        assert_eq!(one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(), "backfilled");
+        assert_eq!(
+            sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(),
+            Some("23514")
+        );
+        assert_eq!(
+            one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap(),
+            "backfilled"
+        );
         Spi::run("UPDATE sn2 SET email = 'fixed' WHERE email IS NULL").unwrap();
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(attr("sn2", "email", "attnotnull").as_deref(), Some("true"));
-        assert_eq!(sqlstate("SELECT zdm.set_not_null('public.sn2', 'email')").as_deref(), Some("22023"));
+        assert_eq!(
+            sqlstate("SELECT zdm.set_not_null('public.sn2', 'email')").as_deref(),
+            Some("22023")
+        );
     }
 
     #[pg_test]
     fn drop_column_keeps_new_app_inserts_working() {
-        Spi::run("CREATE TABLE public.dc (id int PRIMARY KEY, legacy text NOT NULL, keep text, old2 int NOT NULL);
+        Spi::run(
+            "CREATE TABLE public.dc (id int PRIMARY KEY, legacy text NOT NULL, keep text, old2 int NOT NULL);
                   COMMENT ON COLUMN public.dc.old2 IS 'was here';
-                  INSERT INTO public.dc SELECT g, 'l', 'k', g FROM generate_series(1, 10) g;").unwrap();
+                  INSERT INTO public.dc SELECT g, 'l', 'k', g FROM generate_series(1, 10) g;",
+        )
+        .unwrap();
         let m = one::<String>("SELECT zdm.drop_column('public.dc', 'legacy', $$'none'$$)").unwrap();
-        assert!(one::<String>("SELECT col_description('dc'::regclass, 2)").unwrap().starts_with("DEPRECATED"));
+        assert!(one::<String>("SELECT col_description('dc'::regclass, 2)")
+            .unwrap()
+            .starts_with("DEPRECATED"));
         Spi::run("INSERT INTO dc (id, keep, old2) VALUES (100, 'new app', 1)").unwrap();
         assert_eq!(one::<String>("SELECT legacy FROM dc WHERE id = 100").unwrap(), "none");
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
@@ -525,64 +807,144 @@ mod tests {
         Spi::run("DELETE FROM dc WHERE id = 101").unwrap();
         Spi::run(&format!("SELECT zdm.rollback('{m2}')")).unwrap();
         assert_eq!(attr("dc", "old2", "attnotnull").as_deref(), Some("true"));
-        assert_eq!(one::<String>("SELECT col_description('dc'::regclass, 4)").unwrap(), "was here");
-        assert_eq!(sqlstate("SELECT zdm.drop_column('public.dc', 'id')").as_deref(), Some("0A000"));
+        assert_eq!(
+            one::<String>("SELECT col_description('dc'::regclass, 4)").unwrap(),
+            "was here"
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.drop_column('public.dc', 'id')").as_deref(),
+            Some("0A000")
+        );
         Spi::run("CREATE VIEW dcv AS SELECT keep FROM dc").unwrap();
-        assert_eq!(sqlstate("SELECT zdm.drop_column('public.dc', 'keep')").as_deref(), Some("2BP01"));
+        assert_eq!(
+            sqlstate("SELECT zdm.drop_column('public.dc', 'keep')").as_deref(),
+            Some("2BP01")
+        );
     }
 
     #[pg_test]
     fn add_check_and_foreign_key_are_validated_by_complete() {
         orders_table("public.ck");
         let m = one::<String>("SELECT zdm.add_check('public.ck', 'amount_positive', 'amount >= 0')").unwrap();
-        assert_eq!(one::<bool>("SELECT convalidated FROM pg_constraint WHERE conname = 'amount_positive'"), Some(false));
-        assert_eq!(sqlstate("INSERT INTO ck (id, amount) VALUES (9999, -1)").as_deref(), Some("23514"));
+        assert_eq!(
+            one::<bool>("SELECT convalidated FROM pg_constraint WHERE conname = 'amount_positive'"),
+            Some(false)
+        );
+        assert_eq!(
+            sqlstate("INSERT INTO ck (id, amount) VALUES (9999, -1)").as_deref(),
+            Some("23514")
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
-        assert_eq!(one::<bool>("SELECT convalidated FROM pg_constraint WHERE conname = 'amount_positive'"), Some(true));
-        assert_eq!(sqlstate("SELECT zdm.add_check('public.ck', 'amount_positive', 'true')").as_deref(), Some("42710"));
-        assert_eq!(sqlstate("SELECT zdm.add_check('public.ck', 'c2', 'note')").as_deref(), Some("42804"));
-        assert_eq!(sqlstate("SELECT zdm.add_check('public.ck', 'c2', 'amount > random()')").as_deref(), Some("0A000"));
+        assert_eq!(
+            one::<bool>("SELECT convalidated FROM pg_constraint WHERE conname = 'amount_positive'"),
+            Some(true)
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.add_check('public.ck', 'amount_positive', 'true')").as_deref(),
+            Some("42710")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.add_check('public.ck', 'c2', 'note')").as_deref(),
+            Some("42804")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.add_check('public.ck', 'c2', 'amount > random()')").as_deref(),
+            Some("0A000")
+        );
         // A check existing rows break: complete fails, nothing changes, rollback removes it.
         let m = one::<String>("SELECT zdm.add_check('public.ck', 'small', 'amount < 100')").unwrap();
-        assert_eq!(sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(), Some("23514"));
+        assert_eq!(
+            sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(),
+            Some("23514")
+        );
         Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_constraint WHERE conname = 'small'"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_constraint WHERE conname = 'small'"),
+            Some(0)
+        );
 
         Spi::run("CREATE TABLE public.parent (id bigint PRIMARY KEY); INSERT INTO public.parent SELECT generate_series(1, 500);
                   ALTER TABLE public.ck ADD COLUMN parent_id bigint; UPDATE public.ck SET parent_id = id;").unwrap();
         let m = one::<String>("SELECT zdm.add_foreign_key('public.ck', 'ck_parent', ARRAY['parent_id'], 'public.parent', ARRAY['id'], 'cascade')").unwrap();
-        assert_eq!(sqlstate("INSERT INTO ck (id, parent_id) VALUES (9998, 123456)").as_deref(), Some("23503"));
+        assert_eq!(
+            sqlstate("INSERT INTO ck (id, parent_id) VALUES (9998, 123456)").as_deref(),
+            Some("23503")
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
-        assert_eq!(one::<String>("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_parent'").unwrap(),
-                   "FOREIGN KEY (parent_id) REFERENCES parent(id) ON DELETE CASCADE");
+        assert_eq!(
+            one::<String>("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_parent'").unwrap(),
+            "FOREIGN KEY (parent_id) REFERENCES parent(id) ON DELETE CASCADE"
+        );
         assert_eq!(sqlstate("SELECT zdm.add_foreign_key('public.ck', 'f2', ARRAY['parent_id'], 'public.parent', ARRAY['id'], 'explode')").as_deref(), Some("22023"));
-        assert_eq!(sqlstate("SELECT zdm.add_foreign_key('public.ck', 'f2', ARRAY['parent_id', 'id'], 'public.parent', ARRAY['id'])").as_deref(), Some("42830"));
-        assert_eq!(sqlstate("SELECT zdm.add_foreign_key('public.ck', 'f2', ARRAY['nope'], 'public.parent', ARRAY['id'])").as_deref(), Some("42703"));
+        assert_eq!(
+            sqlstate(
+                "SELECT zdm.add_foreign_key('public.ck', 'f2', ARRAY['parent_id', 'id'], 'public.parent', ARRAY['id'])"
+            )
+            .as_deref(),
+            Some("42830")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.add_foreign_key('public.ck', 'f2', ARRAY['nope'], 'public.parent', ARRAY['id'])")
+                .as_deref(),
+            Some("42703")
+        );
     }
 
     #[pg_test]
     fn create_index_waits_for_its_top_level_build() {
         users_table("public.ix");
-        let m = one::<String>("SELECT zdm.create_index('public.ix', 'ix_email', 'USING btree (email) WHERE email IS NOT NULL')").unwrap();
-        assert_eq!(one::<String>(&format!("SELECT statement FROM zdm.pending_statements('{m}')")).unwrap(),
-                   "CREATE INDEX CONCURRENTLY ix_email ON public.ix USING btree (email) WHERE email IS NOT NULL;");
-        assert_eq!(sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(), Some("55000"));
+        let m = one::<String>(
+            "SELECT zdm.create_index('public.ix', 'ix_email', 'USING btree (email) WHERE email IS NOT NULL')",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>(&format!("SELECT statement FROM zdm.pending_statements('{m}')")).unwrap(),
+            "CREATE INDEX CONCURRENTLY ix_email ON public.ix USING btree (email) WHERE email IS NOT NULL;"
+        );
+        assert_eq!(
+            sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(),
+            Some("55000")
+        );
         // What \gexec would do (here without CONCURRENTLY: pg_tests run in a transaction).
         Spi::run("CREATE INDEX ix_email ON public.ix USING btree (email) WHERE email IS NOT NULL").unwrap();
-        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM zdm.pending_statements('{m}')")), Some(0));
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM zdm.pending_statements('{m}')")),
+            Some(0)
+        );
         // An INVALID index (a failed build) is dropped and rebuilt, a bounded number of times.
         Spi::run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'public.ix_email'::regclass").unwrap();
-        assert_eq!(sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(), Some("55000"));
+        assert_eq!(
+            sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(),
+            Some("55000")
+        );
         for _ in 0..3 {
-            let stmts = one::<String>(&format!("SELECT string_agg(statement, ' ') FROM zdm.pending_statements('{m}')")).unwrap();
-            assert!(stmts.starts_with("DROP INDEX CONCURRENTLY IF EXISTS public.ix_email; CREATE INDEX CONCURRENTLY"), "{stmts}");
+            let stmts = one::<String>(&format!(
+                "SELECT string_agg(statement, ' ') FROM zdm.pending_statements('{m}')"
+            ))
+            .unwrap();
+            assert!(
+                stmts.starts_with("DROP INDEX CONCURRENTLY IF EXISTS public.ix_email; CREATE INDEX CONCURRENTLY"),
+                "{stmts}"
+            );
         }
-        assert_eq!(sqlstate(&format!("SELECT * FROM zdm.pending_statements('{m}')")).as_deref(), Some("55000"));
+        assert_eq!(
+            sqlstate(&format!("SELECT * FROM zdm.pending_statements('{m}')")).as_deref(),
+            Some("55000")
+        );
         Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relname = 'ix_email'"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_class WHERE relname = 'ix_email'"),
+            Some(0)
+        );
         // Refusals.
-        assert_eq!(sqlstate("SELECT zdm.create_index('public.ix', 'ix_pkey', '(email)')").as_deref(), Some("42P07"));
-        assert_eq!(sqlstate("SELECT zdm.create_index('public.ix', 'i2', '(email); DROP TABLE ix')").as_deref(), Some("42601"));
+        assert_eq!(
+            sqlstate("SELECT zdm.create_index('public.ix', 'ix_pkey', '(email)')").as_deref(),
+            Some("42P07")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.create_index('public.ix', 'i2', '(email); DROP TABLE ix')").as_deref(),
+            Some("42601")
+        );
     }
 
     #[pg_test]
@@ -593,17 +955,24 @@ mod tests {
         assert_eq!(stmt, "CREATE UNIQUE INDEX CONCURRENTLY uq_name ON public.uq (name);");
         Spi::run("CREATE UNIQUE INDEX uq_name ON public.uq (name)").unwrap();
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
-        assert_eq!(one::<String>("SELECT contype::text FROM pg_constraint WHERE conname = 'uq_name'").unwrap(), "u");
+        assert_eq!(
+            one::<String>("SELECT contype::text FROM pg_constraint WHERE conname = 'uq_name'").unwrap(),
+            "u"
+        );
     }
 
     /// What `SELECT statement FROM zdm.pending_statements(m) \gexec` does, minus
     /// CONCURRENTLY (pg_tests run inside a transaction).
     fn build_pending(m: &str) {
         let stmts: Vec<String> = Spi::connect(|c| {
-            c.select(&format!("SELECT statement FROM zdm.pending_statements('{m}')"), None, &[])
-                .unwrap()
-                .map(|r| r.get::<String>(1).unwrap().unwrap())
-                .collect()
+            c.select(
+                &format!("SELECT statement FROM zdm.pending_statements('{m}')"),
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
         });
         for s in stmts {
             Spi::run(&s.replace(" CONCURRENTLY", "")).unwrap();
@@ -633,11 +1002,23 @@ mod tests {
                   ALTER TABLE public.cv ADD CONSTRAINT cv_code_fk FOREIGN KEY (code) REFERENCES public.ref (code) ON DELETE CASCADE;").unwrap();
         let before = table_ddl("public.cv");
         let m = one::<String>("SELECT zdm.rename_column('public.cv', 'code', 'kind')").unwrap();
-        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM zdm.pending_statements('{m}')")), Some(4));
-        assert_eq!(sqlstate("INSERT INTO cv (id, code, other) VALUES (1000, 'zzzzzz', 1)").as_deref(), Some("23514"));
-        assert_eq!(sqlstate("INSERT INTO cv (id, kind, other) VALUES (1000, 'c', 1)").as_deref(), Some("23503"));
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM zdm.pending_statements('{m}')")),
+            Some(4)
+        );
+        assert_eq!(
+            sqlstate("INSERT INTO cv (id, code, other) VALUES (1000, 'zzzzzz', 1)").as_deref(),
+            Some("23514")
+        );
+        assert_eq!(
+            sqlstate("INSERT INTO cv (id, kind, other) VALUES (1000, 'c', 1)").as_deref(),
+            Some("23503")
+        );
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
-        assert_eq!(sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(), Some("55000"));
+        assert_eq!(
+            sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(),
+            Some("55000")
+        );
         build_pending(&m);
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         let after = table_ddl("public.cv");
@@ -657,21 +1038,31 @@ cv_pkey PRIMARY KEY (id) valid=true",
             "\nbefore:\n{before}"
         );
         Spi::run("DELETE FROM public.ref WHERE code = 'a'").unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM cv"), Some(100), "ON DELETE CASCADE carried over");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM cv"),
+            Some(100),
+            "ON DELETE CASCADE carried over"
+        );
     }
 
     #[pg_test]
     fn alter_type_carries_an_index_over() {
-        Spi::run("CREATE TABLE public.ti (id int PRIMARY KEY, amount int NOT NULL);
+        Spi::run(
+            "CREATE TABLE public.ti (id int PRIMARY KEY, amount int NOT NULL);
                   INSERT INTO public.ti SELECT g, g FROM generate_series(1, 100) g;
                   CREATE INDEX ti_amount ON public.ti (amount);
-                  ALTER TABLE public.ti ADD CONSTRAINT ti_amount_pos CHECK (amount > 0);").unwrap();
+                  ALTER TABLE public.ti ADD CONSTRAINT ti_amount_pos CHECK (amount > 0);",
+        )
+        .unwrap();
         let m = one::<String>("SELECT zdm.alter_column_type('public.ti', 'amount', 'bigint')").unwrap();
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
         build_pending(&m);
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(table_ddl("public.ti"), "CREATE INDEX ti_amount ON public.ti USING btree (amount)\nCREATE UNIQUE INDEX ti_pkey ON public.ti USING btree (id)\nti_amount_pos CHECK ((amount > 0)) valid=true\nti_pkey PRIMARY KEY (id) valid=true");
-        assert_eq!(attr("ti", "amount", "format_type(atttypid, atttypmod)").as_deref(), Some("bigint"));
+        assert_eq!(
+            attr("ti", "amount", "format_type(atttypid, atttypmod)").as_deref(),
+            Some("bigint")
+        );
     }
 }
 

@@ -66,7 +66,10 @@ pub fn require_built(m: &MigrationRow) -> ZdmResult<()> {
                 IndexState::Building => "is still being built",
                 _ => "is INVALID (its build failed)",
             };
-            return Err(ZdmError::wrong_state(format!("index {index} of migration \"{}\" {what}", m.name)).hint(gexec_hint(&m.name)));
+            return Err(
+                ZdmError::wrong_state(format!("index {index} of migration \"{}\" {what}", m.name))
+                    .hint(gexec_hint(&m.name)),
+            );
         }
     }
     Ok(())
@@ -91,7 +94,10 @@ pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
         if names.is_empty() {
             // Unknown (42704) or finished: say which.
             let row = store::get_for_update(m)?;
-            return Err(ZdmError::wrong_state(format!("migration \"{m}\" is {}; nothing is pending", row.phase)));
+            return Err(ZdmError::wrong_state(format!(
+                "migration \"{m}\" is {}; nothing is pending",
+                row.phase
+            )));
         }
     }
     let mut out = Vec::new();
@@ -118,7 +124,13 @@ pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
                             name.replace('\'', "''")
                         )));
                     }
-                    store::log_event(&name, "index retry", None, None, Some(serde_json::json!({ "index": index, "retry": retries + 1 })))?;
+                    store::log_event(
+                        &name,
+                        "index retry",
+                        None,
+                        None,
+                        Some(serde_json::json!({ "index": index, "retry": retries + 1 })),
+                    )?;
                     out.push((name.clone(), format!("DROP INDEX CONCURRENTLY IF EXISTS {index};")));
                     out.push((name.clone(), format!("{};", step.sql)));
                 }

@@ -25,12 +25,19 @@ pub struct Cluster {
 
 fn pg_bindir() -> PathBuf {
     let pg_config = std::env::var("ZDM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
-    let out = Command::new(&pg_config).arg("--bindir").output().expect("pg_config runs");
+    let out = Command::new(&pg_config)
+        .arg("--bindir")
+        .output()
+        .expect("pg_config runs");
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn running_as_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
@@ -53,10 +60,27 @@ impl Cluster {
             keep: std::env::var("ZDM_KEEP_CLUSTER").is_ok(),
         };
         if as_postgres {
-            let ok = Command::new("chown").arg("postgres:postgres").arg(&c.dir).status().unwrap();
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&c.dir)
+                .status()
+                .unwrap();
             assert!(ok.success(), "chown of the cluster directory");
         }
-        c.pg("initdb", &["-D", c.data().to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
+        c.pg(
+            "initdb",
+            &[
+                "-D",
+                c.data().to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
         let mut conf = vec![
             format!("port = {}", c.port),
             "listen_addresses = '127.0.0.1'".into(),
@@ -98,7 +122,11 @@ impl Cluster {
     fn write_as_owner(&self, path: &Path, text: &str) {
         std::fs::write(path, text).unwrap();
         if self.as_postgres {
-            Command::new("chown").arg("postgres:postgres").arg(path).status().unwrap();
+            Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(path)
+                .status()
+                .unwrap();
         }
     }
 
@@ -115,7 +143,11 @@ impl Cluster {
     }
 
     fn pg(&self, tool: &str, args: &[&str]) {
-        let out = self.command(tool).args(args).output().unwrap_or_else(|e| panic!("{tool}: {e}"));
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
         if !out.status.success() {
             panic!(
                 "{tool} {args:?} failed:\n{}\n{}\nserver log:\n{}",
@@ -127,16 +159,34 @@ impl Cluster {
     }
 
     pub fn start_server(&self) {
-        self.pg("pg_ctl", &["-D", self.data().to_str().unwrap(), "-l", self.log().to_str().unwrap(), "-w", "-t", "60", "start"]);
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-l",
+                self.log().to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
     }
 
     /// `pg_ctl stop -m immediate`: a crash, as far as the database is concerned.
     pub fn crash(&self) {
-        self.pg("pg_ctl", &["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        self.pg(
+            "pg_ctl",
+            &["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     pub fn url(&self, db: &str) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname={db} application_name=zdm_harness", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={db} application_name=zdm_harness",
+            self.port
+        )
     }
 
     pub fn connect(&self) -> postgres::Client {
@@ -165,11 +215,38 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if self.as_postgres {
-            Command::new("chown").arg("postgres:postgres").arg(&dir).status().unwrap();
+            Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&dir)
+                .status()
+                .unwrap();
         }
-        let s = Cluster { dir, port: free_port(), bindir: self.bindir.clone(), as_postgres: self.as_postgres, keep: self.keep };
+        let s = Cluster {
+            dir,
+            port: free_port(),
+            bindir: self.bindir.clone(),
+            as_postgres: self.as_postgres,
+            keep: self.keep,
+        };
         let port = self.port.to_string();
-        s.pg("pg_basebackup", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", s.data().to_str().unwrap(), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"]);
+        s.pg(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                s.data().to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "--checkpoint=fast",
+            ],
+        );
         let conf_path = s.data().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path).unwrap();
         text.push_str(&format!(

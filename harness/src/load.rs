@@ -73,11 +73,16 @@ impl Client {
 }
 
 fn sqlstate_of(e: &postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| "connection".to_string())
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| "connection".to_string())
 }
 
 fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: &AtomicBool) -> ClientReport {
-    let mut report = ClientReport { name: name.to_string(), ..Default::default() };
+    let mut report = ClientReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
     let mut conn = match postgres::Client::connect(url, postgres::NoTls) {
         Ok(c) => c,
         Err(e) => {
@@ -107,7 +112,11 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             }
         };
         let roll: u32 = rng.gen_range(0..100);
-        let value = if t.value_is_int { rng.gen_range(0..1_000_000).to_string() } else { format!("{name}-{seq}") };
+        let value = if t.value_is_int {
+            rng.gen_range(0..1_000_000).to_string()
+        } else {
+            format!("{name}-{seq}")
+        };
         // Integer values travel as text and are cast by the statement.
         let val = if t.value_is_int { "$2::text::int8" } else { "$2" };
         // Alternate prepared (extended protocol) and simple statements.
@@ -117,7 +126,11 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             0..=24 => {
                 next_id += 1;
                 mine.push(next_id);
-                let other = if rng.gen_bool(0.2) { None } else { Some(format!("o{seq}")) };
+                let other = if rng.gen_bool(0.2) {
+                    None
+                } else {
+                    Some(format!("o{seq}"))
+                };
                 (
                     format!("INSERT INTO {tb} ({k}, {v}, {o}) VALUES ($1, {val}, $3)"),
                     format!("INSERT INTO {ob} ({k}, {ov}, {oo}) VALUES ($1, {val}, $3)"),
@@ -136,7 +149,11 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             }
             55..=69 => {
                 let id = pick_id(&mut rng, &mine);
-                let other = if rng.gen_bool(0.3) { None } else { Some(format!("u{seq}")) };
+                let other = if rng.gen_bool(0.3) {
+                    None
+                } else {
+                    Some(format!("u{seq}"))
+                };
                 (
                     format!("UPDATE {tb} SET {o} = $2 WHERE {k} = $1"),
                     format!("UPDATE {ob} SET {oo} = $2 WHERE {k} = $1"),
@@ -155,7 +172,12 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             }
             _ => {
                 let id = pick_id(&mut rng, &mine);
-                (format!("SELECT {k}, {v}, {o} FROM {tb} WHERE {k} = $1"), String::new(), id, vec![])
+                (
+                    format!("SELECT {k}, {v}, {o} FROM {tb} WHERE {k} = $1"),
+                    String::new(),
+                    id,
+                    vec![],
+                )
             }
         };
         let started = Instant::now();
@@ -164,7 +186,12 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
         report.latencies.record(at, started.elapsed());
         report.statements += 1;
         if let Err(e) = result {
-            report.errors.push(ClientError { sqlstate: sqlstate_of(&e), message: e.to_string(), statement: stmt, at });
+            report.errors.push(ClientError {
+                sqlstate: sqlstate_of(&e),
+                message: e.to_string(),
+                statement: stmt,
+                at,
+            });
             if conn.is_closed() {
                 break;
             }
@@ -226,7 +253,11 @@ pub fn oracle_diff(conn: &mut postgres::Client, table_select: &str, oracle_selec
          SELECT 'oracle only: ' || o::text FROM (({oracle_select}) EXCEPT ({table_select})) o
          LIMIT {limit}"
     );
-    conn.query(&sql, &[]).expect("oracle diff").iter().map(|r| r.get::<_, String>(0)).collect()
+    conn.query(&sql, &[])
+        .expect("oracle diff")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
 }
 
 /// Print the first errors of a set of reports; returns their total.
@@ -234,7 +265,10 @@ pub fn report_errors(reports: &[ClientReport]) -> usize {
     let total: usize = reports.iter().map(|r| r.errors.len()).sum();
     for r in reports {
         for e in r.errors.iter().take(5) {
-            eprintln!("[{}] at {:?}: {} {} -- {}", r.name, e.at, e.sqlstate, e.message, e.statement);
+            eprintln!(
+                "[{}] at {:?}: {} {} -- {}",
+                r.name, e.at, e.sqlstate, e.message, e.statement
+            );
         }
     }
     total

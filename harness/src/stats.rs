@@ -35,7 +35,11 @@ impl Latencies {
 
     /// When the slowest sample started, from the run's origin.
     pub fn max_at(&self) -> Duration {
-        self.samples.iter().max_by_key(|s| s.1).map(|s| Duration::from_micros(s.0)).unwrap_or_default()
+        self.samples
+            .iter()
+            .max_by_key(|s| s.1)
+            .map(|s| Duration::from_micros(s.0))
+            .unwrap_or_default()
     }
 
     pub fn max_ms(&self) -> f64 {
@@ -49,7 +53,9 @@ impl Latencies {
     /// Samples whose start falls in [from, to).
     pub fn window(&self, from: Duration, to: Duration) -> Latencies {
         let (a, b) = (from.as_micros() as u64, to.as_micros() as u64);
-        Latencies { samples: self.samples.iter().copied().filter(|s| s.0 >= a && s.0 < b).collect() }
+        Latencies {
+            samples: self.samples.iter().copied().filter(|s| s.0 >= a && s.0 < b).collect(),
+        }
     }
 
     /// Max latency per 100 ms bucket, in ms: the timeline a chart plots.

@@ -52,7 +52,9 @@ fn alter_type_with_both_apps_writing_vs_the_naive_alter() {
     let prober = Prober::spawn(&url, "public.orders_naive", epoch);
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    admin.batch_execute("ALTER TABLE public.orders_naive ALTER COLUMN amount TYPE numeric(12,2)").unwrap();
+    admin
+        .batch_execute("ALTER TABLE public.orders_naive ALTER COLUMN amount TYPE numeric(12,2)")
+        .unwrap();
     let naive_total = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(300));
     let naive = prober.stop();
@@ -60,16 +62,24 @@ fn alter_type_with_both_apps_writing_vs_the_naive_alter() {
     // pg_zdm, under load.
     let epoch = Instant::now();
     let prober = Prober::spawn(&url, "public.orders", epoch);
-    let old_apps: Vec<Client> = (0..2).map(|i| Client::spawn(&format!("old{i}"), &url, target("amount"), i, epoch)).collect();
+    let old_apps: Vec<Client> = (0..2)
+        .map(|i| Client::spawn(&format!("old{i}"), &url, target("amount"), i, epoch))
+        .collect();
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     let m: String = admin
-        .query_one("SELECT zdm.alter_column_type('public.orders', 'amount', 'numeric(12,2)')", &[])
+        .query_one(
+            "SELECT zdm.alter_column_type('public.orders', 'amount', 'numeric(12,2)')",
+            &[],
+        )
         .unwrap()
         .get(0);
-    let new_apps: Vec<Client> =
-        (2..4).map(|i| Client::spawn(&format!("new{i}"), &url, target("amount_new"), i, epoch)).collect();
-    admin.batch_execute(&format!("CALL zdm.backfill('{m}')")).expect("backfill");
+    let new_apps: Vec<Client> = (2..4)
+        .map(|i| Client::spawn(&format!("new{i}"), &url, target("amount_new"), i, epoch))
+        .collect();
+    admin
+        .batch_execute(&format!("CALL zdm.backfill('{m}')"))
+        .expect("backfill");
     std::thread::sleep(Duration::from_millis(300));
     // Both versions retire before complete: complete drops `amount` (integer)
     // and renames `amount_new` to `amount`, so the transitional name is gone
@@ -78,7 +88,9 @@ fn alter_type_with_both_apps_writing_vs_the_naive_alter() {
     reports.extend(new_apps.into_iter().map(Client::stop));
     admin.execute("SELECT zdm.complete($1)", &[&m]).expect("complete");
     let zdm_total = t0.elapsed().as_secs_f64();
-    let after: Vec<Client> = (4..6).map(|i| Client::spawn(&format!("after{i}"), &url, target("amount"), i, epoch)).collect();
+    let after: Vec<Client> = (4..6)
+        .map(|i| Client::spawn(&format!("after{i}"), &url, target("amount"), i, epoch))
+        .collect();
     std::thread::sleep(Duration::from_millis(500));
     reports.extend(after.into_iter().map(Client::stop));
     let probe = prober.stop();
@@ -99,9 +111,17 @@ fn alter_type_with_both_apps_writing_vs_the_naive_alter() {
     );
     assert_eq!(errors, 0, "client statements failed");
     assert!(statements > 1000);
-    assert!(probe.longest_wait_ms() < 300.0, "a reader waited {:.1} ms", probe.longest_wait_ms());
+    assert!(
+        probe.longest_wait_ms() < 300.0,
+        "a reader waited {:.1} ms",
+        probe.longest_wait_ms()
+    );
     // The prober does see a real stall: the naive rewrite blocks it for most of its duration.
-    assert!(naive.longest_wait_ms() > 3.0 * probe.longest_wait_ms().max(50.0), "naive {:.1} ms", naive.longest_wait_ms());
+    assert!(
+        naive.longest_wait_ms() > 3.0 * probe.longest_wait_ms().max(50.0),
+        "naive {:.1} ms",
+        naive.longest_wait_ms()
+    );
 
     let ty: String = admin
         .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attname = 'amount'", &[])

@@ -33,21 +33,38 @@ fn every_batch_is_an_index_range_scan() {
     let cluster = common::cluster_with_zdm();
     let mut c = cluster.connect();
     common::users_with_oracle(&mut c, ROWS);
-    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
-    let sql: String = one(&mut c, "SELECT plan->'backfill'->>'next_batch_sql' FROM zdm.migrations WHERE name = 'm'");
-    c.batch_execute(&format!("PREPARE batch(text[], integer, text[]) AS {sql}")).unwrap();
+    c.execute(
+        "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
+        &[],
+    )
+    .unwrap();
+    let sql: String = one(
+        &mut c,
+        "SELECT plan->'backfill'->>'next_batch_sql' FROM zdm.migrations WHERE name = 'm'",
+    );
+    c.batch_execute(&format!("PREPARE batch(text[], integer, text[]) AS {sql}"))
+        .unwrap();
     for mode in ["force_custom_plan", "force_generic_plan"] {
         c.batch_execute(&format!("SET plan_cache_mode = {mode}")).unwrap();
         for (size, after) in [(1_000, 990_000), (100_000, 500_000), (1_000, 10)] {
             let plan: Vec<String> = c
-                .query(&format!("EXPLAIN EXECUTE batch('{{{ROWS}}}', {size}, '{{{after}}}')"), &[])
+                .query(
+                    &format!("EXPLAIN EXECUTE batch('{{{ROWS}}}', {size}, '{{{after}}}')"),
+                    &[],
+                )
                 .unwrap()
                 .iter()
                 .map(|r| r.get::<_, String>(0))
                 .collect();
             let text = plan.join("\n");
-            assert!(!text.contains("Seq Scan"), "{mode}, batch {size} after {after}:\n{text}");
-            assert!(!text.contains("Merge Join") && !text.contains("Hash Join"), "{mode}:\n{text}");
+            assert!(
+                !text.contains("Seq Scan"),
+                "{mode}, batch {size} after {after}:\n{text}"
+            );
+            assert!(
+                !text.contains("Merge Join") && !text.contains("Hash Join"),
+                "{mode}:\n{text}"
+            );
             // Both scans of the table are bounded below by the last key done.
             let bounded = text.matches("Index Cond: ((id > ").count();
             assert_eq!(bounded, 2, "{mode}, batch {size} after {after}:\n{text}");
@@ -77,21 +94,35 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
     common::users_with_oracle(&mut c, ROWS);
     let url = cluster.url("postgres");
     let epoch = Instant::now();
-    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
+    c.execute(
+        "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
+        &[],
+    )
+    .unwrap();
     // Big, slow batches, so that the faults land in the middle of one.
-    c.execute(r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 40000, "target_batch_ms": 0}')"#, &[]).unwrap();
-    let writers: Vec<Client> = (0..2).map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch)).collect();
+    c.execute(
+        r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 40000, "target_batch_ms": 0}')"#,
+        &[],
+    )
+    .unwrap();
+    let writers: Vec<Client> = (0..2)
+        .map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch))
+        .collect();
 
     // 1. The backend running the CALL is terminated.
     let backfiller = std::thread::spawn({
         let url = url.clone();
         move || {
             let mut b = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            b.batch_execute("CALL zdm.backfill('m')").map_err(|e| e.code().map(|c| c.code().to_string()))
+            b.batch_execute("CALL zdm.backfill('m')")
+                .map_err(|e| e.code().map(|c| c.code().to_string()))
         }
     });
     wait_for_rows(&mut c, 100_000);
-    let killed: bool = one(&mut c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'CALL zdm.backfill%'");
+    let killed: bool = one(
+        &mut c,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'CALL zdm.backfill%'",
+    );
     assert!(killed);
     let outcome = backfiller.join().unwrap();
     assert!(outcome.is_err(), "the CALL was terminated");
@@ -118,29 +149,46 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
     eprintln!("checkpoint after the crash: {done_at_crash} rows, last key {last:?}");
     // The checkpoint and the rows agree: every row up to the last key is done, none after it.
     let last_key: i64 = last[0].parse().unwrap();
-    let behind: i64 = one(&mut c, &format!("SELECT count(*) FROM public.users WHERE id <= {last_key} AND full_name IS DISTINCT FROM name"));
+    let behind: i64 = one(
+        &mut c,
+        &format!("SELECT count(*) FROM public.users WHERE id <= {last_key} AND full_name IS DISTINCT FROM name"),
+    );
     assert_eq!(behind, 0, "rows at or before the checkpoint that were not done");
 
     // 3. Writers again, and the same CALL carries on to the end.
     let epoch2 = Instant::now();
-    let writers: Vec<Client> = (10..12).map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch2)).collect();
+    let writers: Vec<Client> = (10..12)
+        .map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch2))
+        .collect();
     c.batch_execute("CALL zdm.backfill('m')").expect("the backfill resumes");
     std::thread::sleep(Duration::from_millis(300));
     reports.extend(writers.into_iter().map(Client::stop));
     crash_errors_only(&reports);
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
-    let behind: i64 = one(&mut c, "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name");
+    let behind: i64 = one(
+        &mut c,
+        "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name",
+    );
     assert_eq!(behind, 0);
-    let diff = oracle_diff(&mut c, "SELECT id, name::text, email FROM public.users", "SELECT id, name::text, email FROM public.users_oracle", 10);
+    let diff = oracle_diff(
+        &mut c,
+        "SELECT id, name::text, email FROM public.users",
+        "SELECT id, name::text, email FROM public.users_oracle",
+        10,
+    );
     assert!(diff.is_empty(), "table and oracle differ:\n{}", diff.join("\n"));
     let done: i64 = one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
     // rows_done counts the rows each committed batch covered: the original rows
     // (less those deleted before their batch) and writer rows below the bound
     // fixed by the first batch. A batch counted twice would push it over.
     let below_bound: i64 = one(&mut c, "SELECT count(*) FROM public.users WHERE id <= (SELECT backfill_upper[1]::int8 FROM zdm.migrations WHERE name = 'm')");
-    let deleted_originals: i64 = ROWS - one::<i64>(&mut c, &format!("SELECT count(*) FROM public.users WHERE id <= {ROWS}"));
-    assert!(done >= below_bound && done <= below_bound + deleted_originals + 1_000, "rows_done {done}, rows below the bound {below_bound}");
+    let deleted_originals: i64 =
+        ROWS - one::<i64>(&mut c, &format!("SELECT count(*) FROM public.users WHERE id <= {ROWS}"));
+    assert!(
+        done >= below_bound && done <= below_bound + deleted_originals + 1_000,
+        "rows_done {done}, rows below the bound {below_bound}"
+    );
     c.execute("SELECT zdm.complete('m')", &[]).unwrap();
 }
 
@@ -151,7 +199,10 @@ fn wait_for_rows(c: &mut postgres::Client, rows: i64) {
         if done >= rows {
             return;
         }
-        assert!(Instant::now() < deadline, "the backfill did not reach {rows} rows ({done})");
+        assert!(
+            Instant::now() < deadline,
+            "the backfill did not reach {rows} rows ({done})"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -162,13 +213,21 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
     let mut c = primary.connect();
     common::users_with_oracle(&mut c, 100_000);
     let standby = primary.standby(&["recovery_min_apply_delay = '3s'"]);
-    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
+    c.execute(
+        "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
+        &[],
+    )
+    .unwrap();
     c.batch_execute("SET zdm.max_replication_lag = '500ms'").unwrap();
     // Writes reach the standby 3 s late: replay_lag climbs above 500 ms.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        c.batch_execute("UPDATE public.users SET email = email WHERE id = 1").unwrap();
-        let lagging: bool = one(&mut c, "SELECT coalesce(max(replay_lag) > interval '1s', false) FROM zdm.replication_lag");
+        c.batch_execute("UPDATE public.users SET email = email WHERE id = 1")
+            .unwrap();
+        let lagging: bool = one(
+            &mut c,
+            "SELECT coalesce(max(replay_lag) > interval '1s', false) FROM zdm.replication_lag",
+        );
         if lagging {
             break;
         }
@@ -178,12 +237,20 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
     // The loop waits instead of adding WAL, and says why.
     c.batch_execute("CALL zdm.backfill('m', NULL, 3)").unwrap();
     let (done, reason): (i64, Option<String>) = {
-        let r = c.query_one("SELECT rows_done, waiting_reason FROM zdm.progress WHERE migration = 'm'", &[]).unwrap();
+        let r = c
+            .query_one(
+                "SELECT rows_done, waiting_reason FROM zdm.progress WHERE migration = 'm'",
+                &[],
+            )
+            .unwrap();
         (r.get(0), r.get(1))
     };
     assert_eq!(done, 0, "no batch while the standby lags");
     let reason = reason.expect("waiting_reason is set");
-    assert!(reason.contains("replay lag") && reason.contains("zdm.max_replication_lag"), "{reason}");
+    assert!(
+        reason.contains("replay lag") && reason.contains("zdm.max_replication_lag"),
+        "{reason}"
+    );
     let state: String = one(&mut c, "SELECT state FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(state, "waiting");
 
@@ -191,7 +258,10 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
     standby.set_conf("recovery_min_apply_delay = 0");
     let caught_up = Instant::now();
     c.batch_execute("CALL zdm.backfill('m')").unwrap();
-    eprintln!("backfill finished {:.1} s after the standby was told to catch up", caught_up.elapsed().as_secs_f64());
+    eprintln!(
+        "backfill finished {:.1} s after the standby was told to catch up",
+        caught_up.elapsed().as_secs_f64()
+    );
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
     let reason: Option<String> = one(&mut c, "SELECT waiting_reason FROM zdm.progress WHERE migration = 'm'");
@@ -200,11 +270,19 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
 
 #[test]
 fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
-    let cluster = Cluster::start(&ClusterOptions { pg_cron: true, ..Default::default() });
+    let cluster = Cluster::start(&ClusterOptions {
+        pg_cron: true,
+        ..Default::default()
+    });
     let mut c = cluster.connect();
-    c.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;").unwrap();
+    c.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;")
+        .unwrap();
     common::users_with_oracle(&mut c, 50_000);
-    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
+    c.execute(
+        "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
+        &[],
+    )
+    .unwrap();
     let job: i64 = one(&mut c, "SELECT zdm.schedule_backfill('m', '* * * * *', 50)");
     let command: String = one(&mut c, &format!("SELECT command FROM cron.job WHERE jobid = {job}"));
     assert_eq!(command, "CALL zdm.backfill('m', NULL, 50, 'cron')");
@@ -217,7 +295,10 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
         if phase == "backfilled" {
             break;
         }
-        assert!(Instant::now() < deadline, "the cron job did not finish the backfill (phase {phase})");
+        assert!(
+            Instant::now() < deadline,
+            "the cron job did not finish the backfill (phase {phase})"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     // Its last run parks the job (a schedule that never fires) rather than
@@ -229,11 +310,17 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     }
     let runner: String = one(&mut c, "SELECT runner FROM zdm.progress WHERE migration = 'm'");
     assert!(runner.starts_with(&format!("cron job {job} (pid ")), "{runner}");
-    let failed: i64 = one(&mut c, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {job} AND status <> 'succeeded'"));
+    let failed: i64 = one(
+        &mut c,
+        &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {job} AND status <> 'succeeded'"),
+    );
     assert_eq!(failed, 0);
     c.execute("SELECT zdm.complete('m')", &[]).unwrap();
     // complete removes the job for good.
-    assert_eq!(one::<i64>(&mut c, &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}")), 0);
+    assert_eq!(
+        one::<i64>(&mut c, &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}")),
+        0
+    );
     let cron_job: Option<i64> = one(&mut c, "SELECT cron_job_id FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(cron_job, None);
     let events: Vec<String> = c
@@ -252,11 +339,20 @@ fn call_inside_a_transaction_block_is_refused_and_notices_are_sent() {
     let cluster = common::cluster_with_zdm();
     let mut c = cluster.connect();
     common::users_with_oracle(&mut c, 20_000);
-    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
-    let err = c.batch_execute("BEGIN; CALL zdm.backfill('m');").expect_err("refused in a block");
+    c.execute(
+        "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
+        &[],
+    )
+    .unwrap();
+    let err = c
+        .batch_execute("BEGIN; CALL zdm.backfill('m');")
+        .expect_err("refused in a block");
     assert_eq!(common::sqlstate(&err), "25001", "{err}");
     let hint = err.as_db_error().unwrap().hint().unwrap_or_default().to_string();
-    assert!(hint.contains("zdm.schedule_backfill") && hint.contains("zdm.backfill_batch"), "{hint}");
+    assert!(
+        hint.contains("zdm.schedule_backfill") && hint.contains("zdm.backfill_batch"),
+        "{hint}"
+    );
     c.batch_execute("ROLLBACK").unwrap();
     for (sql, state) in [
         ("CALL zdm.backfill('nope')", "42704"),
@@ -274,7 +370,11 @@ fn call_inside_a_transaction_block_is_refused_and_notices_are_sent() {
     config.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
     let mut n = config.connect(postgres::NoTls).unwrap();
     n.batch_execute("SET zdm.progress_interval = '1s'").unwrap();
-    n.execute(r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 500, "target_batch_ms": 0, "batch_delay_ms": 50}')"#, &[]).unwrap();
+    n.execute(
+        r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 500, "target_batch_ms": 0, "batch_delay_ms": 50}')"#,
+        &[],
+    )
+    .unwrap();
     let started = Instant::now();
     n.batch_execute("CALL zdm.backfill('m')").unwrap();
     let took = started.elapsed().as_secs_f64();
@@ -282,7 +382,11 @@ fn call_inside_a_transaction_block_is_refused_and_notices_are_sent() {
     let progress: Vec<&String> = got.iter().filter(|m| m.contains("rows/s")).collect();
     eprintln!("{took:.1} s, {} notices: {got:?}", got.len());
     assert!(!progress.is_empty(), "{got:?}");
-    assert!((progress.len() as f64) <= took + 1.0, "{} progress notices in {took:.1} s", progress.len());
+    assert!(
+        (progress.len() as f64) <= took + 1.0,
+        "{} progress notices in {took:.1} s",
+        progress.len()
+    );
     assert!(got.last().unwrap().contains("backfilled"), "{got:?}");
     // In a second session meanwhile: rows_done grows monotonically (checked by phase here).
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
@@ -291,15 +395,28 @@ fn call_inside_a_transaction_block_is_refused_and_notices_are_sent() {
 
 #[test]
 fn pg_cron_also_builds_the_indexes_then_cleans_up() {
-    let cluster = Cluster::start(&ClusterOptions { pg_cron: true, ..Default::default() });
+    let cluster = Cluster::start(&ClusterOptions {
+        pg_cron: true,
+        ..Default::default()
+    });
     let mut c = cluster.connect();
-    c.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;").unwrap();
+    c.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;")
+        .unwrap();
     common::users_with_oracle(&mut c, 50_000);
-    c.batch_execute("CREATE INDEX users_name ON public.users (name)").unwrap();
+    c.batch_execute("CREATE INDEX users_name ON public.users (name)")
+        .unwrap();
     // A rename whose column has an index: a backfill and a CONCURRENTLY rebuild.
-    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
+    c.execute(
+        "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
+        &[],
+    )
+    .unwrap();
     // An index-only migration: nothing to backfill, one build.
-    c.execute("SELECT zdm.create_index('public.users', 'users_email', 'USING btree (email)', 'ix')", &[]).unwrap();
+    c.execute(
+        "SELECT zdm.create_index('public.users', 'users_email', 'USING btree (email)', 'ix')",
+        &[],
+    )
+    .unwrap();
     c.query_one("SELECT zdm.schedule_backfill('m')", &[]).unwrap();
     c.query_one("SELECT zdm.schedule_backfill('ix')", &[]).unwrap();
     // One minute per pg_cron tick: backfill, build one index, build the other (one per table at a time), park.
@@ -311,7 +428,10 @@ fn pg_cron_also_builds_the_indexes_then_cleans_up() {
         if pending == 0 && running == 0 && phase == "backfilled" {
             break;
         }
-        assert!(Instant::now() < deadline, "pg_cron did not finish: {pending} pending, {running} jobs, phase {phase}");
+        assert!(
+            Instant::now() < deadline,
+            "pg_cron did not finish: {pending} pending, {running} jobs, phase {phase}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let failed: Vec<String> = c
@@ -323,9 +443,16 @@ fn pg_cron_also_builds_the_indexes_then_cleans_up() {
     assert!(failed.is_empty(), "{failed:?}");
     c.execute("SELECT zdm.complete('m')", &[]).unwrap();
     c.execute("SELECT zdm.complete('ix')", &[]).unwrap();
-    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM cron.job"), 0, "complete removed the parked jobs");
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT count(*) FROM cron.job"),
+        0,
+        "complete removed the parked jobs"
+    );
     let defs: Vec<String> = c
-        .query("SELECT indexdef FROM pg_indexes WHERE tablename = 'users' ORDER BY 1", &[])
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'users' ORDER BY 1",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))

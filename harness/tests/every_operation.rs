@@ -16,10 +16,25 @@ const ROWS: i64 = 100_000;
 
 fn schema_of(cluster: &Cluster, table: &str) -> String {
     let out = Command::new(cluster.tool("pg_dump"))
-        .args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres", "--schema-only", "--table", table, "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "--schema-only",
+            "--table",
+            table,
+            "postgres",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // \restrict lines carry a random key per run: not part of the schema.
     String::from_utf8(out.stdout)
         .unwrap()
@@ -31,8 +46,12 @@ fn schema_of(cluster: &Cluster, table: &str) -> String {
 
 fn run_pending(c: &mut postgres::Client, m: &str) {
     // What `SELECT statement FROM zdm.pending_statements(m) \gexec` does: each at top level.
-    let stmts: Vec<String> =
-        c.query("SELECT statement FROM zdm.pending_statements($1)", &[&m]).unwrap().iter().map(|r| r.get(0)).collect();
+    let stmts: Vec<String> = c
+        .query("SELECT statement FROM zdm.pending_statements($1)", &[&m])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     for s in stmts {
         c.batch_execute(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
     }
@@ -40,9 +59,13 @@ fn run_pending(c: &mut postgres::Client, m: &str) {
 
 fn drive(c: &mut postgres::Client, m: &str) {
     run_pending(c, m);
-    let has_backfill: bool = c.query_one("SELECT plan ? 'backfill' FROM zdm.migrations WHERE name = $1", &[&m]).unwrap().get(0);
+    let has_backfill: bool = c
+        .query_one("SELECT plan ? 'backfill' FROM zdm.migrations WHERE name = $1", &[&m])
+        .unwrap()
+        .get(0);
     if has_backfill {
-        c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap_or_else(|e| panic!("backfill {m}: {e}"));
+        c.batch_execute(&format!("CALL zdm.backfill('{m}')"))
+            .unwrap_or_else(|e| panic!("backfill {m}: {e}"));
     }
 }
 
@@ -84,7 +107,9 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
     let prober = Prober::spawn(&url, "public.items", epoch);
     // Inserts by these writers give only id, note, note2: every NOT NULL column
     // gets its value from a default, or from a fill trigger while a migration runs.
-    let writers: Vec<Client> = (0..2).map(|i| Client::spawn(&format!("w{i}"), &url, target.clone(), i, epoch)).collect();
+    let writers: Vec<Client> = (0..2)
+        .map(|i| Client::spawn(&format!("w{i}"), &url, target.clone(), i, epoch))
+        .collect();
 
     let ops = [
         // Before add_check: a column a constraint uses is not carried over by a type change (yet).
@@ -105,12 +130,14 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
         let before = schema_of(&cluster, "public.items");
         let m: String = c.query_one(op, &[]).unwrap_or_else(|e| panic!("{op}: {e:?}")).get(0);
         drive(&mut c, &m);
-        c.execute("SELECT zdm.rollback($1)", &[&m]).unwrap_or_else(|e| panic!("rollback {m}: {e}"));
+        c.execute("SELECT zdm.rollback($1)", &[&m])
+            .unwrap_or_else(|e| panic!("rollback {m}: {e}"));
         let after = schema_of(&cluster, "public.items");
         assert_eq!(before, after, "{op}: rollback did not restore the schema");
         let m: String = c.query_one(op, &[]).unwrap().get(0);
         drive(&mut c, &m);
-        c.execute("SELECT zdm.complete($1)", &[&m]).unwrap_or_else(|e| panic!("complete {m}: {e}"));
+        c.execute("SELECT zdm.complete($1)", &[&m])
+            .unwrap_or_else(|e| panic!("complete {m}: {e}"));
         eprintln!("{m}: rolled back exactly, then completed");
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -118,10 +145,22 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
     let probe = prober.stop();
     let errors = report_errors(&reports);
     let statements: u64 = reports.iter().map(|r| r.statements).sum();
-    eprintln!("{statements} client statements, {errors} errors, readers waited at most {:.1} ms", probe.longest_wait_ms());
+    eprintln!(
+        "{statements} client statements, {errors} errors, readers waited at most {:.1} ms",
+        probe.longest_wait_ms()
+    );
     assert_eq!(errors, 0);
-    assert!(probe.longest_wait_ms() < 300.0, "a reader waited {:.1} ms", probe.longest_wait_ms());
-    let diff = oracle_diff(&mut c, "SELECT id, note, note2 FROM public.items", "SELECT id, note, note2 FROM public.items_oracle", 10);
+    assert!(
+        probe.longest_wait_ms() < 300.0,
+        "a reader waited {:.1} ms",
+        probe.longest_wait_ms()
+    );
+    let diff = oracle_diff(
+        &mut c,
+        "SELECT id, note, note2 FROM public.items",
+        "SELECT id, note, note2 FROM public.items_oracle",
+        10,
+    );
     assert!(diff.is_empty(), "{}", diff.join("\n"));
 
     // The final table is what the ten operations asked for.
@@ -138,6 +177,12 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
         assert!(final_schema.contains(want), "missing {want:?} in\n{final_schema}");
     }
     assert!(!final_schema.contains(" email "), "email was dropped:\n{final_schema}");
-    assert!(!final_schema.contains("items_email"), "its index went with it:\n{final_schema}");
-    assert!(!final_schema.contains("zdm"), "nothing of pg_zdm is left on the table:\n{final_schema}");
+    assert!(
+        !final_schema.contains("items_email"),
+        "its index went with it:\n{final_schema}"
+    );
+    assert!(
+        !final_schema.contains("zdm"),
+        "nothing of pg_zdm is left on the table:\n{final_schema}"
+    );
 }

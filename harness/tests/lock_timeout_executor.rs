@@ -17,7 +17,9 @@ fn gives_up_names_the_blocker_and_never_stalls_readers() {
     // The blocker: a transaction that read the table and went idle.
     let mut blocker = cluster.connect();
     let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    blocker.batch_execute("BEGIN; SELECT count(*) FROM public.users;").unwrap();
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM public.users;")
+        .unwrap();
 
     let epoch = Instant::now();
     let prober = Prober::spawn(&cluster.url("postgres"), "public.users", epoch);
@@ -38,16 +40,29 @@ fn gives_up_names_the_blocker_and_never_stalls_readers() {
     let db = err.as_db_error().expect("a database error");
     assert_eq!(db.code().code(), "55P03", "{db:?}");
     let detail = db.detail().unwrap_or_default();
-    assert!(detail.contains(&format!("pid {blocker_pid}")), "detail names the blocker: {detail}");
-    assert!(detail.contains("SELECT count(*) FROM public.users"), "detail shows its query: {detail}");
+    assert!(
+        detail.contains(&format!("pid {blocker_pid}")),
+        "detail names the blocker: {detail}"
+    );
+    assert!(
+        detail.contains("SELECT count(*) FROM public.users"),
+        "detail shows its query: {detail}"
+    );
     assert!(db.message().contains("after 4 attempts"), "{}", db.message());
     assert!(db.hint().unwrap_or_default().contains("zdm.blocking_locks"));
     // 4 waits of 100 ms and 3 pauses of 75..225 ms, 300..225*3+400 ms.
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
 
     // Readers kept going: none waited much longer than one lock_timeout.
     let longest = probe.longest_wait_ms();
-    eprintln!("prober: {} reads, longest wait {longest:.1} ms, p99 {:.1} ms", probe.reads.count(), probe.reads.percentile_ms(99.0));
+    eprintln!(
+        "prober: {} reads, longest wait {longest:.1} ms, p99 {:.1} ms",
+        probe.reads.count(),
+        probe.reads.percentile_ms(99.0)
+    );
     assert!(probe.errors.is_empty(), "{:?}", probe.errors);
     assert!(probe.reads.count() > 50);
     assert!(longest < 250.0, "a reader waited {longest} ms behind pg_zdm");
@@ -58,12 +73,18 @@ fn gives_up_names_the_blocker_and_never_stalls_readers() {
         .unwrap()
         .get(0);
     assert_eq!(cols, 3);
-    let migrations: i64 = admin.query_one("SELECT count(*) FROM zdm.migrations", &[]).unwrap().get(0);
+    let migrations: i64 = admin
+        .query_one("SELECT count(*) FROM zdm.migrations", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(migrations, 0);
 
     // Once the blocker is gone, the same call goes through.
     blocker.batch_execute("COMMIT").unwrap();
-    let name: String = migrator.query_one("SELECT zdm.rename_column('public.users', 'name', 'full_name')", &[]).unwrap().get(0);
+    let name: String = migrator
+        .query_one("SELECT zdm.rename_column('public.users', 'name', 'full_name')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(name, "users_rename_name_to_full_name");
 }
 
@@ -73,7 +94,9 @@ fn statement_timeout_bounds_the_retries() {
     let mut admin = cluster.connect();
     common::users_with_oracle(&mut admin, 1_000);
     let mut blocker = cluster.connect();
-    blocker.batch_execute("BEGIN; SELECT count(*) FROM public.users;").unwrap();
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM public.users;")
+        .unwrap();
 
     let mut migrator = cluster.connect();
     migrator
@@ -86,7 +109,10 @@ fn statement_timeout_bounds_the_retries() {
     let took = started.elapsed();
     assert_eq!(common::sqlstate(&err), "57014", "{err}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    let migrations: i64 = admin.query_one("SELECT count(*) FROM zdm.migrations", &[]).unwrap().get(0);
+    let migrations: i64 = admin
+        .query_one("SELECT count(*) FROM zdm.migrations", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(migrations, 0);
     blocker.batch_execute("COMMIT").unwrap();
 }

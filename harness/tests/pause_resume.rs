@@ -15,9 +15,17 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
     let cluster = common::cluster_with_zdm();
     let mut c = cluster.connect();
     common::users_with_oracle(&mut c, 100_000);
-    c.execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')", &[]).unwrap();
+    c.execute(
+        "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
+        &[],
+    )
+    .unwrap();
     // Small batches with a pause between them: the CALL runs for a while.
-    c.execute(r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 500, "target_batch_ms": 0, "batch_delay_ms": 20}')"#, &[]).unwrap();
+    c.execute(
+        r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 500, "target_batch_ms": 0, "batch_delay_ms": 20}')"#,
+        &[],
+    )
+    .unwrap();
     let url = cluster.url("postgres");
     let call = std::thread::spawn(move || {
         let mut b = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -31,24 +39,41 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
     c.execute("SELECT zdm.pause('m')", &[]).unwrap();
     let took = call.join().unwrap().expect("the CALL ends normally when paused");
     let stopped_after = paused_at.elapsed();
-    assert!(stopped_after < Duration::from_secs(2), "the loop took {stopped_after:?} to notice");
+    assert!(
+        stopped_after < Duration::from_secs(2),
+        "the loop took {stopped_after:?} to notice"
+    );
     let done: i64 = one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
     assert!(done < 100_000, "stopped early ({done} rows, CALL ran {took:?})");
     let state: String = one(&mut c, "SELECT state FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(state, "paused");
     // A paused migration does not move, even when called again.
     c.batch_execute("CALL zdm.backfill('m')").unwrap();
-    assert_eq!(one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'"), done);
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'"),
+        done
+    );
     c.execute("SELECT zdm.resume('m')", &[]).unwrap();
     c.execute(r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": null, "target_batch_ms": null, "batch_delay_ms": null}')"#, &[]).unwrap();
     c.batch_execute("CALL zdm.backfill('m')").unwrap();
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
-    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name"), 0);
+    assert_eq!(
+        one::<i64>(
+            &mut c,
+            "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name"
+        ),
+        0
+    );
 
     // Rolled back from another session while a CALL runs: the loop stops by itself.
-    c.execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'm2')", &[]).unwrap();
-    c.execute(r#"SELECT zdm.set_backfill_settings('m2', '{"batch_size": 500, "target_batch_ms": 0, "batch_delay_ms": 20}')"#, &[]).unwrap();
+    c.execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'm2')", &[])
+        .unwrap();
+    c.execute(
+        r#"SELECT zdm.set_backfill_settings('m2', '{"batch_size": 500, "target_batch_ms": 0, "batch_delay_ms": 20}')"#,
+        &[],
+    )
+    .unwrap();
     let url = cluster.url("postgres");
     let call = std::thread::spawn(move || {
         let mut b = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -58,14 +83,24 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
         std::thread::sleep(Duration::from_millis(20));
     }
     c.execute("SELECT zdm.rollback('m2')", &[]).unwrap();
-    call.join().unwrap().expect("the CALL ends normally when its migration is rolled back");
+    call.join()
+        .unwrap()
+        .expect("the CALL ends normally when its migration is rolled back");
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm2'");
     assert_eq!(phase, "rolled_back");
 
     // Nothing to backfill: refused.
-    c.execute("SELECT zdm.add_check('public.users', 'id_positive', 'id > 0', 'ck')", &[]).unwrap();
-    let e = c.batch_execute("CALL zdm.backfill('ck')").expect_err("nothing to backfill");
+    c.execute(
+        "SELECT zdm.add_check('public.users', 'id_positive', 'id > 0', 'ck')",
+        &[],
+    )
+    .unwrap();
+    let e = c
+        .batch_execute("CALL zdm.backfill('ck')")
+        .expect_err("nothing to backfill");
     assert_eq!(common::sqlstate(&e), "55000", "{e}");
-    let e = c.query_one("SELECT zdm.backfill_batch('ck')", &[]).expect_err("nothing to backfill");
+    let e = c
+        .query_one("SELECT zdm.backfill_batch('ck')", &[])
+        .expect_err("nothing to backfill");
     assert_eq!(common::sqlstate(&e), "55000", "{e}");
 }

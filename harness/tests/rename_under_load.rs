@@ -35,24 +35,38 @@ fn rename_with_old_and_new_apps_writing() {
     let epoch = Instant::now();
 
     let prober = Prober::spawn(&url, "public.users", epoch);
-    let old_apps: Vec<Client> = (0..2).map(|i| Client::spawn(&format!("old{i}"), &url, target("name"), i, epoch)).collect();
+    let old_apps: Vec<Client> = (0..2)
+        .map(|i| Client::spawn(&format!("old{i}"), &url, target("name"), i, epoch))
+        .collect();
     std::thread::sleep(Duration::from_millis(500));
 
     let t_start = epoch.elapsed();
-    let m: String = admin.query_one("SELECT zdm.rename_column('public.users', 'name', 'full_name')", &[]).unwrap().get(0);
-    let new_apps: Vec<Client> =
-        (2..4).map(|i| Client::spawn(&format!("new{i}"), &url, target("full_name"), i, epoch)).collect();
+    let m: String = admin
+        .query_one("SELECT zdm.rename_column('public.users', 'name', 'full_name')", &[])
+        .unwrap()
+        .get(0);
+    let new_apps: Vec<Client> = (2..4)
+        .map(|i| Client::spawn(&format!("new{i}"), &url, target("full_name"), i, epoch))
+        .collect();
 
     // The committing loop, as a DBA would run it from psql: a lone CALL.
     admin.batch_execute("SET zdm.batch_size = 5000").unwrap();
-    admin.batch_execute(&format!("CALL zdm.backfill('{m}')")).expect("backfill");
-    let phase: String = admin.query_one("SELECT phase FROM zdm.migrations WHERE name = $1", &[&m]).unwrap().get(0);
+    admin
+        .batch_execute(&format!("CALL zdm.backfill('{m}')"))
+        .expect("backfill");
+    let phase: String = admin
+        .query_one("SELECT phase FROM zdm.migrations WHERE name = $1", &[&m])
+        .unwrap()
+        .get(0);
     assert_eq!(phase, "backfilled");
     std::thread::sleep(Duration::from_millis(500));
 
     // Before complete, both columns agree on every row.
     let disagree: i64 = admin
-        .query_one("SELECT count(*) FROM public.users WHERE name IS DISTINCT FROM full_name", &[])
+        .query_one(
+            "SELECT count(*) FROM public.users WHERE name IS DISTINCT FROM full_name",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(disagree, 0);
@@ -84,7 +98,11 @@ fn rename_with_old_and_new_apps_writing() {
     assert_eq!(errors, 0, "client statements failed");
     assert!(statements > 1000, "the load ran ({statements} statements)");
     assert!(probe.errors.is_empty(), "{:?}", probe.errors);
-    assert!(probe.longest_wait_ms() < 300.0, "a reader waited {:.1} ms", probe.longest_wait_ms());
+    assert!(
+        probe.longest_wait_ms() < 300.0,
+        "a reader waited {:.1} ms",
+        probe.longest_wait_ms()
+    );
     assert!(all.max_ms() < 1000.0, "a writer waited {:.1} ms", all.max_ms());
 
     let diff = oracle_diff(
@@ -94,6 +112,9 @@ fn rename_with_old_and_new_apps_writing() {
         10,
     );
     assert!(diff.is_empty(), "table and oracle differ:\n{}", diff.join("\n"));
-    let rows: i64 = admin.query_one("SELECT count(*) FROM public.users", &[]).unwrap().get(0);
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM public.users", &[])
+        .unwrap()
+        .get(0);
     assert!(rows >= ROWS / 2);
 }

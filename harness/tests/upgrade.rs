@@ -59,14 +59,18 @@ fn update_from_every_released_version_equals_a_fresh_install() {
     let cluster = Cluster::start(&ClusterOptions::default());
     let mut c = cluster.connect();
     let versions = released_versions(&mut c);
-    assert!(versions.contains(&"0.1.0".to_string()), "release 0.1.0 installable (scripts/test.sh copies sql/released/): {versions:?}");
+    assert!(
+        versions.contains(&"0.1.0".to_string()),
+        "release 0.1.0 installable (scripts/test.sh copies sql/released/): {versions:?}"
+    );
 
     c.batch_execute("CREATE EXTENSION pg_zdm").unwrap();
     let fresh: String = c.query_one(FINGERPRINT, &[]).unwrap().get(0);
     c.batch_execute("DROP EXTENSION pg_zdm").unwrap();
 
     for v in versions {
-        c.batch_execute(&format!("CREATE EXTENSION pg_zdm VERSION '{v}'")).unwrap();
+        c.batch_execute(&format!("CREATE EXTENSION pg_zdm VERSION '{v}'"))
+            .unwrap();
         c.batch_execute("ALTER EXTENSION pg_zdm UPDATE").unwrap();
         let updated: String = c.query_one(FINGERPRINT, &[]).unwrap().get(0);
         if updated != fresh {
@@ -83,7 +87,8 @@ fn update_from_every_released_version_equals_a_fresh_install() {
         }
         // And the updated extension works.
         c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, a text); INSERT INTO t VALUES (1, 'x') ON CONFLICT DO NOTHING;").unwrap();
-        c.execute("SELECT zdm.rename_column('t', 'a', 'b', 'after_update')", &[]).unwrap();
+        c.execute("SELECT zdm.rename_column('t', 'a', 'b', 'after_update')", &[])
+            .unwrap();
         c.execute("SELECT zdm.rollback('after_update')", &[]).unwrap();
         c.batch_execute("DROP EXTENSION pg_zdm").unwrap();
     }

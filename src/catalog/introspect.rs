@@ -4,8 +4,8 @@
 use super::model::{CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
-use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use crate::session::with_local_settings;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
 /// Resolve a table name as written in a spec (`public.users`, `"My Table"`) and read it whole.
@@ -15,19 +15,21 @@ use pgrx::prelude::*;
 /// so the SQL generated from them means the same in any session.
 pub fn load_table(name: &str) -> ZdmResult<TableInfo> {
     let oid = resolve_oid(name)?;
-    with_local_settings(&[("search_path", "pg_catalog".to_string())], || load_table_by_oid(oid, name))
+    with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
+        load_table_by_oid(oid, name)
+    })
 }
 
 /// The table's oid, or 42P01 naming it.
 pub fn resolve_oid(name: &str) -> ZdmResult<u32> {
-    let oid: Option<i64> = Spi::get_one_with_args(
-        "SELECT to_regclass($1)::oid::int8",
-        &[name.into()],
-    )
-    .map_err(spi_err)?;
+    let oid: Option<i64> =
+        Spi::get_one_with_args("SELECT to_regclass($1)::oid::int8", &[name.into()]).map_err(spi_err)?;
     oid.map(|o| o as u32).ok_or_else(|| {
-        ZdmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"))
-            .hint("Give the table schema-qualified, e.g. public.users; quote mixed-case names: public.\"Users\".")
+        ZdmError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation \"{name}\" does not exist"),
+        )
+        .hint("Give the table schema-qualified, e.g. public.users; quote mixed-case names: public.\"Users\".")
     })
 }
 
@@ -324,7 +326,10 @@ fn check_table_kind(t: TableInfo, asked_as: &str) -> ZdmResult<TableInfo> {
 
 /// Internal SPI failures are bugs or catalog races, not user errors: keep the message.
 pub fn spi_err(e: pgrx::spi::Error) -> ZdmError {
-    ZdmError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_zdm catalog query failed: {e}"))
+    ZdmError::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("pg_zdm catalog query failed: {e}"),
+    )
 }
 
 /// The server side of [`super::Lookup`].

@@ -125,6 +125,8 @@ impl TableInfo {
     }
 
     pub fn is_key_column(&self, name: &str) -> bool {
-        self.key.as_ref().is_some_and(|k| k.columns.iter().any(|(c, _)| c.raw() == name))
+        self.key
+            .as_ref()
+            .is_some_and(|k| k.columns.iter().any(|(c, _)| c.raw() == name))
     }
 }

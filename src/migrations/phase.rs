@@ -27,8 +27,13 @@ pub enum Phase {
     RolledBack,
 }
 
-pub const ALL_PHASES: [Phase; 5] =
-    [Phase::Started, Phase::Backfilling, Phase::Backfilled, Phase::Completed, Phase::RolledBack];
+pub const ALL_PHASES: [Phase; 5] = [
+    Phase::Started,
+    Phase::Backfilling,
+    Phase::Backfilled,
+    Phase::Completed,
+    Phase::RolledBack,
+];
 
 impl Phase {
     pub fn as_str(self) -> &'static str {
@@ -73,21 +78,16 @@ impl Phase {
         if self.can_move_to(to) {
             return Ok(());
         }
-        let err = ZdmError::wrong_state(format!(
-            "migration \"{migration}\" cannot go from phase {self} to {to}"
-        ));
+        let err = ZdmError::wrong_state(format!("migration \"{migration}\" cannot go from phase {self} to {to}"));
         let hint = match (self, to) {
             (Phase::Started | Phase::Backfilling, Phase::Completed) => format!(
                 "Its backfill is not finished. Run: CALL zdm.backfill('{}'); then complete it.",
                 migration.replace('\'', "''")
             ),
             (Phase::Completed, Phase::RolledBack) => {
-                "A completed migration has dropped its old objects; write a new migration to undo it."
-                    .to_string()
+                "A completed migration has dropped its old objects; write a new migration to undo it.".to_string()
             }
-            (Phase::RolledBack, _) => {
-                "It was rolled back; start a new migration instead.".to_string()
-            }
+            (Phase::RolledBack, _) => "It was rolled back; start a new migration instead.".to_string(),
             (Phase::Completed, _) => "It is already completed.".to_string(),
             _ => "See zdm.status() for the migration's phase.".to_string(),
         };

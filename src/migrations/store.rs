@@ -72,12 +72,17 @@ pub fn get_for_update(name: &str) -> ZdmResult<MigrationRow> {
         Ok::<_, pgrx::spi::Error>(out)
     })
     .map_err(spi_err)?;
-    let ((name, table_name, kind, phase, plan, upper, last), (paused, waiting_reason, current_batch_size, settings, cron_job_id)) =
-        row.ok_or_else(|| ZdmError::unknown_migration(name))?;
-    let settings = if settings.is_null() { BackfillSettings::default() } else { BackfillSettings::parse(&settings)? };
-    let plan: Plan = serde_json::from_value(plan).map_err(|e| {
-        ZdmError::wrong_state(format!("stored plan of migration \"{name}\" cannot be read: {e}"))
-    })?;
+    let (
+        (name, table_name, kind, phase, plan, upper, last),
+        (paused, waiting_reason, current_batch_size, settings, cron_job_id),
+    ) = row.ok_or_else(|| ZdmError::unknown_migration(name))?;
+    let settings = if settings.is_null() {
+        BackfillSettings::default()
+    } else {
+        BackfillSettings::parse(&settings)?
+    };
+    let plan: Plan = serde_json::from_value(plan)
+        .map_err(|e| ZdmError::wrong_state(format!("stored plan of migration \"{name}\" cannot be read: {e}")))?;
     Ok(MigrationRow {
         phase: Phase::parse(&phase)?,
         name,
@@ -125,9 +130,12 @@ pub fn insert(m: NewMigration) -> ZdmResult<()> {
 
 /// Is the name free? (42710 otherwise.)
 pub fn exists(name: &str) -> ZdmResult<bool> {
-    Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT FROM zdm.migrations WHERE name = $1)", &[name.into()])
-        .map(|b| b.unwrap_or(false))
-        .map_err(spi_err)
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM zdm.migrations WHERE name = $1)",
+        &[name.into()],
+    )
+    .map(|b| b.unwrap_or(false))
+    .map_err(spi_err)
 }
 
 /// An active (not final) migration on the same table claiming any of `columns`.
@@ -145,7 +153,10 @@ pub fn conflicting_migration(table_name: &str, columns: &[String]) -> ZdmResult<
         )?;
         let mut out = None;
         for r in rows {
-            out = Some((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<String>>(2)?.unwrap_or_default()));
+            out = Some((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<Vec<String>>(2)?.unwrap_or_default(),
+            ));
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
@@ -168,7 +179,13 @@ pub fn move_phase(m: &MigrationRow, to: Phase, event: &str, detail: Option<Value
     log_event(&m.name, event, Some(m.phase), Some(to), detail)
 }
 
-pub fn log_event(name: &str, event: &str, from: Option<Phase>, to: Option<Phase>, detail: Option<Value>) -> ZdmResult<()> {
+pub fn log_event(
+    name: &str,
+    event: &str,
+    from: Option<Phase>,
+    to: Option<Phase>,
+    detail: Option<Value>,
+) -> ZdmResult<()> {
     writing(|| {
         Spi::run_with_args(
             "INSERT INTO zdm.events (migration, event, from_phase, to_phase, detail) VALUES ($1, $2, $3, $4, $5)",
@@ -276,7 +293,13 @@ pub fn record_error(name: &str, error: &str) -> ZdmResult<()> {
         )
     })
     .map_err(spi_err)?;
-    log_event(name, "backfill error", None, None, Some(serde_json::json!({ "error": error })))
+    log_event(
+        name,
+        "backfill error",
+        None,
+        None,
+        Some(serde_json::json!({ "error": error })),
+    )
 }
 
 /// Record where the backfill stops (the last row that exists now) and the estimate.

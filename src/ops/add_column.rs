@@ -10,12 +10,12 @@
 //!   the check, with a fill trigger meanwhile so that rows written by the old
 //!   application (which does not know the column) satisfy the check.
 
+use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
 use super::{check_new_column_name, fit_name, require_key, Operation, PlanContext};
 use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::expr::{analyze, analyze_type, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
-use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::AddColumnSpec;
 use crate::sqlgen::backfill::KeysetUpdate;
@@ -41,13 +41,31 @@ impl AddColumn {
         let mut default_volatile = false;
         if let Some(d) = &spec.default {
             // A default reads no column: analysed over an empty row.
-            let e = analyze(table, &[], d, &ExprRules { what: "default_expr", cast_to: Some(&col_type.0), allow_volatile: true })?;
+            let e = analyze(
+                table,
+                &[],
+                d,
+                &ExprRules {
+                    what: "default_expr",
+                    cast_to: Some(&col_type.0),
+                    allow_volatile: true,
+                },
+            )?;
             default_volatile = e.volatile;
             default = Some(SqlFragment(e.text));
         }
         let fill = match &spec.fill_expr {
             Some(f) => {
-                let e = analyze(table, &row_of(table), f, &ExprRules { what: "fill_expr", cast_to: Some(&col_type.0), allow_volatile: true })?;
+                let e = analyze(
+                    table,
+                    &row_of(table),
+                    f,
+                    &ExprRules {
+                        what: "fill_expr",
+                        cast_to: Some(&col_type.0),
+                        allow_volatile: true,
+                    },
+                )?;
                 Some((cast(&e.text), cast(&e.over_new)))
             }
             None => None,
@@ -57,10 +75,16 @@ impl AddColumn {
                 "NOT NULL column \"{}\" needs a default or a fill_expr",
                 spec.column
             ))
-            .hint("Existing rows, and rows the old application inserts, need a value: give default_expr or fill_expr."));
+            .hint(
+                "Existing rows, and rows the old application inserts, need a value: give default_expr or fill_expr.",
+            ));
         }
         let needs_backfill = fill.is_some() || default_volatile;
-        let key = if needs_backfill { Some(require_key(table)?.clone()) } else { None };
+        let key = if needs_backfill {
+            Some(require_key(table)?.clone())
+        } else {
+            None
+        };
         Ok(AddColumn {
             table: table.name.clone(),
             column: quote(&spec.column),
@@ -92,9 +116,17 @@ impl Operation for AddColumn {
 
         let catalog_default = self.default.is_some() && !self.default_volatile && self.fill.is_none();
         if catalog_default || self.key.is_none() {
-            let default = self.default.as_ref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+            let default = self
+                .default
+                .as_ref()
+                .map(|d| format!(" DEFAULT {d}"))
+                .unwrap_or_default();
             plan.start.push(Step::locked(
-                format!("add column {} ({ty}){}: catalog only, no rewrite", c.raw(), if default.is_empty() { "" } else { " with its default" }),
+                format!(
+                    "add column {} ({ty}){}: catalog only, no rewrite",
+                    c.raw(),
+                    if default.is_empty() { "" } else { " with its default" }
+                ),
                 format!("ALTER TABLE {t} ADD COLUMN {c} {ty}{default}"),
                 &t,
                 aex,
@@ -115,7 +147,9 @@ impl Operation for AddColumn {
                 ));
             }
         }
-        let not_null = self.not_null.then(|| not_null_steps(ctx, &t, c, c, "new rows are checked"));
+        let not_null = self
+            .not_null
+            .then(|| not_null_steps(ctx, &t, c, c, "new rows are checked"));
         if let Some(nn) = &not_null {
             plan.start.push(nn.start.clone());
         }
@@ -124,7 +158,10 @@ impl Operation for AddColumn {
             let (fill_bare, fill_new) = match &self.fill {
                 Some(f) => f.clone(),
                 None => {
-                    let d = self.default.as_ref().expect("a backfill without fill has a volatile default");
+                    let d = self
+                        .default
+                        .as_ref()
+                        .expect("a backfill without fill has a volatile default");
                     (format!("({d})::{ty}"), format!("({d})::{ty}"))
                 }
             };
@@ -140,7 +177,8 @@ impl Operation for AddColumn {
                 assignments: vec![format!("{c} = {fill_bare}")],
                 needs_work: format!("{c} IS NULL"),
             };
-            let (create, drop, backfill) = batch_function(ctx, &keyset, key, format!("fill {} for existing rows", c.raw()));
+            let (create, drop, backfill) =
+                batch_function(ctx, &keyset, key, format!("fill {} for existing rows", c.raw()));
             plan.start.push(create);
             cleanup.push(drop);
             plan.backfill = Some(backfill);

@@ -22,7 +22,11 @@ use pgrx::pg_sys;
 
 pub enum AlterColumnType {
     /// One catalog-only ALTER.
-    InPlace { table: QualifiedName, column: ColumnInfo, new_type: SqlFragment },
+    InPlace {
+        table: QualifiedName,
+        column: ColumnInfo,
+        new_type: SqlFragment,
+    },
     Copy(ColumnCopy),
 }
 
@@ -53,9 +57,14 @@ pub fn binary_compatible(old_oid: u32, old_typmod: i32, new_oid: u32, new_typmod
                 _ => false,
             };
         }
-        if [pg_sys::TIMESTAMPOID, pg_sys::TIMESTAMPTZOID, pg_sys::TIMEOID, pg_sys::TIMETZOID]
-            .iter()
-            .any(|o| o.to_u32() == oid)
+        if [
+            pg_sys::TIMESTAMPOID,
+            pg_sys::TIMESTAMPTZOID,
+            pg_sys::TIMEOID,
+            pg_sys::TIMETZOID,
+        ]
+        .iter()
+        .any(|o| o.to_u32() == oid)
         {
             return widened(new_typmod < 0);
         }
@@ -86,12 +95,19 @@ impl AlterColumnType {
             .map_err(crate::catalog::introspect::spi_err)?
             .unwrap_or(false);
             if binary_compatible(col.type_oid, col.typmod, new_oid, new_typmod, binary_cast) {
-                return Ok(AlterColumnType::InPlace { table: table.name.clone(), column: col.clone(), new_type });
+                return Ok(AlterColumnType::InPlace {
+                    table: table.name.clone(),
+                    column: col.clone(),
+                    new_type,
+                });
             }
         }
 
         let key = require_key(table)?;
-        let new_name = spec.new_column.clone().unwrap_or_else(|| format!("{}_new", spec.column));
+        let new_name = spec
+            .new_column
+            .clone()
+            .unwrap_or_else(|| format!("{}_new", spec.column));
         check_new_column_name(table, &new_name)?;
         let new_ident = quote(&new_name);
         let carry = super::carry::carry_over(table, col, &new_ident, "alter_column_type", crate::expr::replace_column)?;
@@ -101,7 +117,11 @@ impl AlterColumnType {
             table,
             &row,
             &up_text,
-            &ExprRules { what: "up_expr", cast_to: Some(&new_type.0), allow_volatile: false },
+            &ExprRules {
+                what: "up_expr",
+                cast_to: Some(&new_type.0),
+                allow_volatile: false,
+            },
         )?;
         let mut row_with_new = row.clone();
         row_with_new.push((new_ident.clone(), new_type.clone()));
@@ -110,14 +130,32 @@ impl AlterColumnType {
             table,
             &row_with_new,
             &down_text,
-            &ExprRules { what: "down_expr", cast_to: Some(&col.type_sql.0), allow_volatile: false },
+            &ExprRules {
+                what: "down_expr",
+                cast_to: Some(&col.type_sql.0),
+                allow_volatile: false,
+            },
         )?;
         // The old default must make sense for the new type: checked now, set by complete.
         let final_default = match &col.default_sql {
             None => None,
             Some(d) => {
-                analyze(table, &row, &d.0, &ExprRules { what: "the column's default", cast_to: Some(&new_type.0), allow_volatile: true })
-                    .map_err(|e| e.hint(format!("The default of \"{}\" cannot become a {new_type}; drop or change it first.", spec.column)))?;
+                analyze(
+                    table,
+                    &row,
+                    &d.0,
+                    &ExprRules {
+                        what: "the column's default",
+                        cast_to: Some(&new_type.0),
+                        allow_volatile: true,
+                    },
+                )
+                .map_err(|e| {
+                    e.hint(format!(
+                        "The default of \"{}\" cannot become a {new_type}; drop or change it first.",
+                        spec.column
+                    ))
+                })?;
                 Some(SqlFragment(format!("({d})::{new_type}")))
             }
         };
@@ -164,24 +202,43 @@ impl Operation for AlterColumnType {
             AlterColumnType::InPlace { new_type, .. } => new_type.0.clone(),
             AlterColumnType::Copy(c) => c.new_type.0.clone(),
         };
-        let ty: String = ty.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        fit_name(&format!("{}_{}_to_{}", self.table().name.raw(), self.column().name.raw(), ty.trim_matches('_')))
+        let ty: String = ty
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        fit_name(&format!(
+            "{}_{}_to_{}",
+            self.table().name.raw(),
+            self.column().name.raw(),
+            ty.trim_matches('_')
+        ))
     }
 
     fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
         match self {
-            AlterColumnType::InPlace { table, column, new_type } => {
+            AlterColumnType::InPlace {
+                table,
+                column,
+                new_type,
+            } => {
                 let t = table.to_string();
                 let c = &column.name;
                 Ok(Plan {
                     start: vec![Step::locked(
-                        format!("{} becomes {new_type}: binary compatible, catalog only, no rewrite", c.raw()),
+                        format!(
+                            "{} becomes {new_type}: binary compatible, catalog only, no rewrite",
+                            c.raw()
+                        ),
                         format!("ALTER TABLE {t} ALTER COLUMN {c} TYPE {new_type}"),
                         &t,
                         LockMode::AccessExclusive,
                     )],
                     rollback: vec![Step::locked(
-                        format!("{} back to {}: checks every row under the lock (not catalog only)", c.raw(), column.type_sql),
+                        format!(
+                            "{} back to {}: checks every row under the lock (not catalog only)",
+                            c.raw(),
+                            column.type_sql
+                        ),
                         format!("ALTER TABLE {t} ALTER COLUMN {c} TYPE {}", column.type_sql),
                         &t,
                         LockMode::AccessExclusive,
@@ -190,7 +247,12 @@ impl Operation for AlterColumnType {
                 })
             }
             AlterColumnType::Copy(copy) => {
-                let what = format!("compute {} ({}) from {}", copy.new_name.raw(), copy.new_type, copy.old.name.raw());
+                let what = format!(
+                    "compute {} ({}) from {}",
+                    copy.new_name.raw(),
+                    copy.new_type,
+                    copy.old.name.raw()
+                );
                 copy.plan(ctx, &what)
             }
         }
@@ -218,8 +280,20 @@ mod tests {
         assert!(binary_compatible(varchar, 54, varchar, -1, false)); // -> varchar
         assert!(!binary_compatible(varchar, -1, varchar, 54, false));
         assert!(binary_compatible(varchar, 54, text, -1, true)); // -> text
-        assert!(binary_compatible(numeric_oid, numeric(10, 2), numeric_oid, numeric(12, 2), false));
-        assert!(!binary_compatible(numeric_oid, numeric(10, 2), numeric_oid, numeric(12, 3), false));
+        assert!(binary_compatible(
+            numeric_oid,
+            numeric(10, 2),
+            numeric_oid,
+            numeric(12, 2),
+            false
+        ));
+        assert!(!binary_compatible(
+            numeric_oid,
+            numeric(10, 2),
+            numeric_oid,
+            numeric(12, 3),
+            false
+        ));
         assert!(binary_compatible(numeric_oid, numeric(10, 2), numeric_oid, -1, false));
         assert!(binary_compatible(ts, 3 + 0, ts, 6, false));
         assert!(!binary_compatible(int4, -1, int8, -1, false)); // int -> bigint rewrites

@@ -46,7 +46,13 @@ pub struct CarryOver {
 /// (`crate::expr::replace_column` in the server; a stand-in in unit tests).
 pub type Rewrite = fn(&[(Ident, SqlFragment)], &str, i16, &Ident, &str) -> ZdmResult<String>;
 
-pub fn carry_over(table: &TableInfo, col: &ColumnInfo, new: &Ident, op: &str, rewrite: Rewrite) -> ZdmResult<CarryOver> {
+pub fn carry_over(
+    table: &TableInfo,
+    col: &ColumnInfo,
+    new: &Ident,
+    op: &str,
+    rewrite: Rewrite,
+) -> ZdmResult<CarryOver> {
     let tname = table.name.display_raw();
     let column = col.name.raw();
     if col.identity || col.generated {
@@ -85,14 +91,26 @@ pub fn carry_over(table: &TableInfo, col: &ColumnInfo, new: &Ident, op: &str, re
                 include.push(element);
             }
         }
-        let predicate = ix.predicate.as_deref().map(|p| rename(p, "index predicate")).transpose()?;
+        let predicate = ix
+            .predicate
+            .as_deref()
+            .map(|p| rename(p, "index predicate"))
+            .transpose()?;
         carried_oids.push(ix.oid);
         carried_oids.extend(ix.constraint_oid);
-        carry.indexes.push(CarriedIndex { old: ix.clone(), key, include, predicate });
+        carry.indexes.push(CarriedIndex {
+            old: ix.clone(),
+            key,
+            include,
+            predicate,
+        });
     }
     for ck in table.checks.iter().filter(|c| c.attnums.contains(&col.attnum)) {
         carried_oids.push(ck.oid);
-        carry.checks.push(CarriedCheck { old: ck.clone(), expr: rename(&ck.expr, "check constraint")? });
+        carry.checks.push(CarriedCheck {
+            old: ck.clone(),
+            expr: rename(&ck.expr, "check constraint")?,
+        });
     }
     for fk in table.foreign_keys.iter().filter(|f| f.attnums.contains(&col.attnum)) {
         carried_oids.push(fk.oid);
@@ -103,13 +121,24 @@ pub fn carry_over(table: &TableInfo, col: &ColumnInfo, new: &Ident, op: &str, re
                 if *a == col.attnum {
                     Ok(new.clone())
                 } else {
-                    table.columns.iter().find(|c| c.attnum == *a).map(|c| c.name.clone()).ok_or_else(|| {
-                        ZdmError::new(pgrx::pg_sys::errcodes::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "foreign key column not found")
-                    })
+                    table
+                        .columns
+                        .iter()
+                        .find(|c| c.attnum == *a)
+                        .map(|c| c.name.clone())
+                        .ok_or_else(|| {
+                            ZdmError::new(
+                                pgrx::pg_sys::errcodes::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                                "foreign key column not found",
+                            )
+                        })
                 }
             })
             .collect::<ZdmResult<Vec<_>>>()?;
-        carry.foreign_keys.push(CarriedForeignKey { old: fk.clone(), columns });
+        carry.foreign_keys.push(CarriedForeignKey {
+            old: fk.clone(),
+            columns,
+        });
     }
     let blockers: Vec<String> = table
         .dependents_of(col.attnum)

@@ -15,11 +15,11 @@
 //! - rollback: drop the trigger and the new column; the old one was never touched.
 
 use super::carry::CarryOver;
+use super::shared::{batch_function, not_null_steps};
 use super::PlanContext;
 use crate::catalog::{ColumnInfo, KeyInfo};
 use crate::error::ZdmResult;
 use crate::ident::{Ident, QualifiedName, SqlFragment};
-use super::shared::{batch_function, not_null_steps};
 use crate::plan::{LockMode, Plan, Step};
 use crate::sqlgen::backfill::KeysetUpdate;
 use crate::sqlgen::column_sync::ColumnSync;
@@ -52,7 +52,10 @@ impl ColumnCopy {
         let insert_trigger = ctx.object_name("sync_ins");
         let aex = LockMode::AccessExclusive;
         let final_name = if self.takes_old_name { old } else { new };
-        let not_null = self.old.not_null.then(|| not_null_steps(ctx, &t, new, final_name, "new rows are checked"));
+        let not_null = self
+            .old
+            .not_null
+            .then(|| not_null_steps(ctx, &t, new, final_name, "new rows are checked"));
         let sync = ColumnSync {
             migration: &ctx.migration,
             table: &self.table,
@@ -66,7 +69,11 @@ impl ColumnCopy {
         };
         // Collation carries over only when the type stays the same.
         let collation = if self.new_type == self.old.type_sql {
-            self.old.collation_sql.as_ref().map(|c| format!(" {c}")).unwrap_or_default()
+            self.old
+                .collation_sql
+                .as_ref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -93,10 +100,17 @@ impl ColumnCopy {
             .drop_triggers()
             .into_iter()
             .map(|sql| Step::locked("drop a sync trigger", sql, &t, aex))
-            .chain(std::iter::once(Step::unlocked("drop the sync trigger function", sync.drop_function())))
+            .chain(std::iter::once(Step::unlocked(
+                "drop the sync trigger function",
+                sync.drop_function(),
+            )))
             .collect();
 
-        let up_bare = self.up.as_ref().map(|(b, _)| b.clone()).unwrap_or_else(|| old.to_string());
+        let up_bare = self
+            .up
+            .as_ref()
+            .map(|(b, _)| b.clone())
+            .unwrap_or_else(|| old.to_string());
         let keyset = KeysetUpdate {
             table: &self.table,
             key: &self.key.columns,
@@ -136,7 +150,11 @@ impl ColumnCopy {
                 sql.push_str(&format!(" WHERE {p}"));
             }
             start.push(Step::top_level_index(
-                format!("index {} rebuilt on {} CONCURRENTLY (top level: zdm.pending_statements)", ix.old.name.raw(), new.raw()),
+                format!(
+                    "index {} rebuilt on {} CONCURRENTLY (top level: zdm.pending_statements)",
+                    ix.old.name.raw(),
+                    new.raw()
+                ),
                 sql,
                 &t,
                 &qualified,
@@ -182,8 +200,22 @@ impl ColumnCopy {
         for (i, fk) in self.carry.foreign_keys.iter().enumerate() {
             let name = ctx.object_name(&format!("fk{i}"));
             let cols = fk.columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
-            let refcols = fk.old.referenced_columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
-            start.insert(0, Step::locked(format!("lock {}", fk.old.referenced), "SELECT 1".into(), &fk.old.referenced, LockMode::ShareRowExclusive));
+            let refcols = fk
+                .old
+                .referenced_columns
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            start.insert(
+                0,
+                Step::locked(
+                    format!("lock {}", fk.old.referenced),
+                    "SELECT 1".into(),
+                    &fk.old.referenced,
+                    LockMode::ShareRowExclusive,
+                ),
+            );
             start.push(Step::locked(
                 format!("foreign key {} on {}, NOT VALID", fk.old.name.raw(), new.raw()),
                 format!(
@@ -264,6 +296,12 @@ impl ColumnCopy {
             ),
         ]);
 
-        Ok(Plan { start, backfill: Some(backfill), validate, complete, rollback })
+        Ok(Plan {
+            start,
+            backfill: Some(backfill),
+            validate,
+            complete,
+            rollback,
+        })
     }
 }

@@ -14,12 +14,18 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 
 fn check_constraint_name(table: &TableInfo, name: &str) -> ZdmResult<()> {
     if name.is_empty() || name.len() > 63 {
-        return Err(ZdmError::new(PgSqlErrorCode::ERRCODE_INVALID_NAME, format!("constraint name \"{name}\" must be 1 to 63 bytes long")));
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!("constraint name \"{name}\" must be 1 to 63 bytes long"),
+        ));
     }
     if table.constraint_names.iter().any(|c| c == name) {
         return Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-            format!("constraint \"{name}\" for relation \"{}\" already exists", table.name.display_raw()),
+            format!(
+                "constraint \"{name}\" for relation \"{}\" already exists",
+                table.name.display_raw()
+            ),
         )
         .hint("Choose another name."));
     }
@@ -36,7 +42,16 @@ pub struct AddCheck {
 impl AddCheck {
     pub fn new(table: &TableInfo, spec: &AddCheckSpec, quote: fn(&str) -> Ident) -> ZdmResult<Self> {
         check_constraint_name(table, &spec.constraint)?;
-        let e = analyze(table, &row_of(table), &spec.check, &ExprRules { what: "check_expr", cast_to: None, allow_volatile: false })?;
+        let e = analyze(
+            table,
+            &row_of(table),
+            &spec.check,
+            &ExprRules {
+                what: "check_expr",
+                cast_to: None,
+                allow_volatile: false,
+            },
+        )?;
         if e.result_type != pgrx::pg_sys::BOOLOID.to_u32() {
             return Err(ZdmError::new(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
@@ -44,7 +59,12 @@ impl AddCheck {
             )
             .hint("A CHECK constraint is a condition, e.g. amount >= 0."));
         }
-        Ok(AddCheck { table: table.name.clone(), name: quote(&spec.constraint), expr: e.text, columns: e.columns })
+        Ok(AddCheck {
+            table: table.name.clone(),
+            name: quote(&spec.constraint),
+            expr: e.text,
+            columns: e.columns,
+        })
     }
 }
 
@@ -62,7 +82,10 @@ impl Operation for AddCheck {
         let n = &self.name;
         Ok(Plan {
             start: vec![Step::locked(
-                format!("check {} added NOT VALID: new rows are checked, existing ones not yet", n.raw()),
+                format!(
+                    "check {} added NOT VALID: new rows are checked, existing ones not yet",
+                    n.raw()
+                ),
                 format!("ALTER TABLE {t} ADD CONSTRAINT {n} CHECK ({}) NOT VALID", self.expr),
                 &t,
                 LockMode::AccessExclusive,
@@ -96,7 +119,12 @@ pub struct AddForeignKey {
 const ON_DELETE: [&str; 5] = ["NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"];
 
 impl AddForeignKey {
-    pub fn new(table: &TableInfo, spec: &AddForeignKeySpec, lookup: &dyn Lookup, quote: fn(&str) -> Ident) -> ZdmResult<Self> {
+    pub fn new(
+        table: &TableInfo,
+        spec: &AddForeignKeySpec,
+        lookup: &dyn Lookup,
+        quote: fn(&str) -> Ident,
+    ) -> ZdmResult<Self> {
         check_constraint_name(table, &spec.constraint)?;
         let on_delete = ON_DELETE
             .iter()
@@ -108,11 +136,19 @@ impl AddForeignKey {
         if spec.columns.is_empty() || spec.columns.len() != spec.referenced_columns.len() {
             return Err(ZdmError::new(
                 PgSqlErrorCode::ERRCODE_INVALID_FOREIGN_KEY,
-                format!("a foreign key needs as many referenced columns ({}) as columns ({})", spec.referenced_columns.len(), spec.columns.len()),
+                format!(
+                    "a foreign key needs as many referenced columns ({}) as columns ({})",
+                    spec.referenced_columns.len(),
+                    spec.columns.len()
+                ),
             )
             .hint("List the columns in the same order on both sides."));
         }
-        let columns = spec.columns.iter().map(|c| require_column(table, c).map(|c| c.name.clone())).collect::<ZdmResult<Vec<_>>>()?;
+        let columns = spec
+            .columns
+            .iter()
+            .map(|c| require_column(table, c).map(|c| c.name.clone()))
+            .collect::<ZdmResult<Vec<_>>>()?;
         let referenced = lookup.table(&spec.references)?;
         let referenced_columns = spec
             .referenced_columns
@@ -145,7 +181,10 @@ impl Operation for AddForeignKey {
         let n = &self.name;
         let list = |v: &[Ident]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
         let mut start = Step::locked(
-            format!("foreign key {} added NOT VALID: new rows are checked, existing ones not yet", n.raw()),
+            format!(
+                "foreign key {} added NOT VALID: new rows are checked, existing ones not yet",
+                n.raw()
+            ),
             format!(
                 "ALTER TABLE {t} ADD CONSTRAINT {n} FOREIGN KEY ({}) REFERENCES {r} ({}) ON DELETE {} NOT VALID",
                 list(&self.columns),
@@ -156,8 +195,15 @@ impl Operation for AddForeignKey {
             LockMode::ShareRowExclusive,
         );
         // The referenced table is locked too (SHARE ROW EXCLUSIVE): taken up front with the same timeout.
-        let lock_ref = Step::locked(format!("lock {}", self.referenced.display_raw()), "SELECT 1".into(), &r, LockMode::ShareRowExclusive);
-        start.description.push_str(&format!(" (also locks {})", self.referenced.display_raw()));
+        let lock_ref = Step::locked(
+            format!("lock {}", self.referenced.display_raw()),
+            "SELECT 1".into(),
+            &r,
+            LockMode::ShareRowExclusive,
+        );
+        start
+            .description
+            .push_str(&format!(" (also locks {})", self.referenced.display_raw()));
         Ok(Plan {
             start: vec![lock_ref.clone(), start],
             validate: vec![Step::locked(
@@ -167,8 +213,18 @@ impl Operation for AddForeignKey {
                 LockMode::ShareUpdateExclusive,
             )],
             rollback: vec![
-                Step::locked(format!("lock {}", self.referenced.display_raw()), "SELECT 1".into(), &r, LockMode::AccessExclusive),
-                Step::locked(format!("drop {}", n.raw()), format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {n}"), &t, LockMode::AccessExclusive),
+                Step::locked(
+                    format!("lock {}", self.referenced.display_raw()),
+                    "SELECT 1".into(),
+                    &r,
+                    LockMode::AccessExclusive,
+                ),
+                Step::locked(
+                    format!("drop {}", n.raw()),
+                    format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {n}"),
+                    &t,
+                    LockMode::AccessExclusive,
+                ),
             ],
             ..Default::default()
         })

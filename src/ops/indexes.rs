@@ -18,7 +18,10 @@ use std::ffi::CString;
 
 fn check_index_name(table: &TableInfo, name: &str, lookup: &dyn Lookup) -> ZdmResult<()> {
     if name.is_empty() || name.len() > 63 {
-        return Err(ZdmError::new(PgSqlErrorCode::ERRCODE_INVALID_NAME, format!("index name \"{name}\" must be 1 to 63 bytes long")));
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!("index name \"{name}\" must be 1 to 63 bytes long"),
+        ));
     }
     if lookup.relation_exists(table.name.schema.raw(), name)? {
         return Err(ZdmError::new(
@@ -44,8 +47,11 @@ fn check_single_index_statement(sql: &str) -> ZdmResult<()> {
     });
     match ok {
         Ok(true) => Ok(()),
-        Ok(false) => Err(ZdmError::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, "the index definition is not a single CREATE INDEX")
-            .hint("Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL.")),
+        Ok(false) => Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+            "the index definition is not a single CREATE INDEX",
+        )
+        .hint("Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL.")),
         Err(e) => Err(ZdmError::new(
             crate::session::caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
             format!("index definition: {}", crate::session::caught_message(&e)),
@@ -63,29 +69,61 @@ pub struct CreateIndex {
 }
 
 impl CreateIndex {
-    pub fn new(table: &TableInfo, spec: &CreateIndexSpec, lookup: &dyn Lookup, quote: fn(&str) -> Ident) -> ZdmResult<Self> {
+    pub fn new(
+        table: &TableInfo,
+        spec: &CreateIndexSpec,
+        lookup: &dyn Lookup,
+        quote: fn(&str) -> Ident,
+    ) -> ZdmResult<Self> {
         check_index_name(table, &spec.index, lookup)?;
         let index = QualifiedName::new(table.name.schema.clone(), quote(&spec.index));
-        let sql = format!("CREATE INDEX CONCURRENTLY {} ON {} {}", index.name, table.name, spec.definition.trim());
+        let sql = format!(
+            "CREATE INDEX CONCURRENTLY {} ON {} {}",
+            index.name,
+            table.name,
+            spec.definition.trim()
+        );
         check_single_index_statement(&sql)?;
-        Ok(CreateIndex { table: table.name.clone(), index, sql, unique_constraint: false, columns: vec![] })
+        Ok(CreateIndex {
+            table: table.name.clone(),
+            index,
+            sql,
+            unique_constraint: false,
+            columns: vec![],
+        })
     }
 
-    pub fn unique(table: &TableInfo, spec: &AddUniqueSpec, lookup: &dyn Lookup, quote: fn(&str) -> Ident) -> ZdmResult<Self> {
+    pub fn unique(
+        table: &TableInfo,
+        spec: &AddUniqueSpec,
+        lookup: &dyn Lookup,
+        quote: fn(&str) -> Ident,
+    ) -> ZdmResult<Self> {
         check_index_name(table, &spec.constraint, lookup)?;
         if table.constraint_names.iter().any(|c| c == &spec.constraint) {
             return Err(ZdmError::new(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-                format!("constraint \"{}\" for relation \"{}\" already exists", spec.constraint, table.name.display_raw()),
+                format!(
+                    "constraint \"{}\" for relation \"{}\" already exists",
+                    spec.constraint,
+                    table.name.display_raw()
+                ),
             ));
         }
         if spec.columns.is_empty() {
             return Err(ZdmError::invalid_parameter("add_unique needs at least one column"));
         }
-        let cols = spec.columns.iter().map(|c| require_column(table, c).map(|c| c.name.clone())).collect::<ZdmResult<Vec<_>>>()?;
+        let cols = spec
+            .columns
+            .iter()
+            .map(|c| require_column(table, c).map(|c| c.name.clone()))
+            .collect::<ZdmResult<Vec<_>>>()?;
         let index = QualifiedName::new(table.name.schema.clone(), quote(&spec.constraint));
         let list = cols.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
-        let sql = format!("CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({list})", index.name, table.name);
+        let sql = format!(
+            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({list})",
+            index.name, table.name
+        );
         Ok(CreateIndex {
             table: table.name.clone(),
             index,
@@ -110,7 +148,10 @@ impl Operation for CreateIndex {
         let idx = self.index.to_string();
         let mut plan = Plan {
             start: vec![Step::top_level_index(
-                format!("build index {} CONCURRENTLY (top level: zdm.pending_statements)", self.index.name.raw()),
+                format!(
+                    "build index {} CONCURRENTLY (top level: zdm.pending_statements)",
+                    self.index.name.raw()
+                ),
                 self.sql.clone(),
                 &t,
                 &idx,

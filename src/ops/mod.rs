@@ -36,7 +36,10 @@ pub struct PlanContext {
 impl PlanContext {
     /// `zdm.<prefix>_<migration>`: functions pg_zdm generates live in schema zdm.
     pub fn function_name(&self, prefix: &str) -> QualifiedName {
-        QualifiedName::new((self.quote)("zdm"), (self.quote)(&format!("{prefix}_{}", self.migration)))
+        QualifiedName::new(
+            (self.quote)("zdm"),
+            (self.quote)(&format!("{prefix}_{}", self.migration)),
+        )
     }
 
     /// `zdm_<prefix>_<migration>`: triggers and constraints on the user's table.
@@ -72,9 +75,13 @@ pub fn build(
         OperationSpec::AddUnique(a) => Ok(Box::new(indexes::CreateIndex::unique(table, a, lookup, quote)?)),
         OperationSpec::CreateIndex(a) => Ok(Box::new(indexes::CreateIndex::new(table, a, lookup, quote)?)),
         OperationSpec::AlterColumnType(a) => Ok(Box::new(alter_column_type::AlterColumnType::new(table, a, quote)?)),
-        OperationSpec::RenameColumn(a) => {
-            Ok(Box::new(rename_column::RenameColumn::new(table, &a.column, &a.new_name, quote, crate::expr::replace_column)?))
-        }
+        OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
+            table,
+            &a.column,
+            &a.new_name,
+            quote,
+            crate::expr::replace_column,
+        )?)),
     }
 }
 
@@ -88,7 +95,10 @@ pub fn check_migration_name(name: &str) -> ZdmResult<()> {
         .hint("Objects pg_zdm creates are named after the migration and must fit in 63 bytes."));
     }
     if name.contains('\0') {
-        return Err(ZdmError::new(PgSqlErrorCode::ERRCODE_INVALID_NAME, "migration name contains a NUL byte"));
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            "migration name contains a NUL byte",
+        ));
     }
     Ok(())
 }
@@ -132,7 +142,10 @@ pub fn check_new_column_name(table: &TableInfo, new_name: &str) -> ZdmResult<()>
     if table.column(new_name).is_some() {
         return Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
-            format!("column \"{new_name}\" of relation \"{}\" already exists", table.name.display_raw()),
+            format!(
+                "column \"{new_name}\" of relation \"{}\" already exists",
+                table.name.display_raw()
+            ),
         )
         .hint("Choose another name, or drop the existing column first."));
     }
@@ -144,11 +157,19 @@ pub fn require_column<'t>(table: &'t TableInfo, column: &str) -> ZdmResult<&'t c
     table.column(column).ok_or_else(|| {
         ZdmError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-            format!("column \"{column}\" of relation \"{}\" does not exist", table.name.display_raw()),
+            format!(
+                "column \"{column}\" of relation \"{}\" does not exist",
+                table.name.display_raw()
+            ),
         )
         .hint(format!(
             "Columns are: {}.",
-            table.columns.iter().map(|c| c.name.raw()).collect::<Vec<_>>().join(", ")
+            table
+                .columns
+                .iter()
+                .map(|c| c.name.raw())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }

@@ -44,7 +44,10 @@ impl RenameColumn {
 
 impl Operation for RenameColumn {
     fn claimed_columns(&self) -> Vec<String> {
-        vec![self.copy.old.name.raw().to_string(), self.copy.new_name.raw().to_string()]
+        vec![
+            self.copy.old.name.raw().to_string(),
+            self.copy.new_name.raw().to_string(),
+        ]
     }
 
     fn default_name(&self) -> String {
@@ -90,13 +93,22 @@ mod tests {
             oid: 1,
             name: QualifiedName::new(Ident::test("public"), Ident::test("users")),
             relkind: 'r',
-            columns: vec![col("id", 1, "bigint", true), col("name", 2, "character varying(255)", true), col("email", 3, "text", false)],
+            columns: vec![
+                col("id", 1, "bigint", true),
+                col("name", 2, "character varying(255)", true),
+                col("email", 3, "text", false),
+            ],
             key: Some(KeyInfo {
                 index_name: "users_pkey".into(),
                 is_primary: true,
                 columns: vec![(Ident::test("id"), SqlFragment("bigint".into()))],
             }),
-            dependents: vec![Dependent { kind: "view".into(), oid: 9, name: "rule _RETURN on view v".into(), attnums: vec![3] }],
+            dependents: vec![Dependent {
+                kind: "view".into(),
+                oid: 9,
+                name: "rule _RETURN on view v".into(),
+                attnums: vec![3],
+            }],
             constraint_names: vec![],
             indexes: vec![],
             checks: vec![],
@@ -109,7 +121,10 @@ mod tests {
     }
 
     fn ctx(m: &str) -> PlanContext {
-        PlanContext { migration: m.into(), quote: Ident::test }
+        PlanContext {
+            migration: m.into(),
+            quote: Ident::test,
+        }
     }
 
     #[test]
@@ -118,15 +133,36 @@ mod tests {
         assert_eq!(op.default_name(), "users_rename_name_to_full_name");
         assert_eq!(op.claimed_columns(), ["name", "full_name"]);
         let p = op.plan(&ctx("m")).unwrap();
-        assert_eq!(p.start[0].sql, "ALTER TABLE public.users ADD COLUMN full_name character varying(255)");
-        assert_eq!(p.start[1].sql, "ALTER TABLE public.users ADD CONSTRAINT zdm_nn_m CHECK (full_name IS NOT NULL) NOT VALID");
-        assert_eq!(p.start[3].sql, "CREATE TRIGGER zdm_sync_ins_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.sync_m()");
-        assert!(p.start[4].sql.starts_with("CREATE TRIGGER zdm_sync_m BEFORE UPDATE ON public.users FOR EACH ROW WHEN ("), "{}", p.start[4].sql);
-        assert_eq!(p.validate[0].sql, "ALTER TABLE public.users VALIDATE CONSTRAINT zdm_nn_m");
+        assert_eq!(
+            p.start[0].sql,
+            "ALTER TABLE public.users ADD COLUMN full_name character varying(255)"
+        );
+        assert_eq!(
+            p.start[1].sql,
+            "ALTER TABLE public.users ADD CONSTRAINT zdm_nn_m CHECK (full_name IS NOT NULL) NOT VALID"
+        );
+        assert_eq!(
+            p.start[3].sql,
+            "CREATE TRIGGER zdm_sync_ins_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.sync_m()"
+        );
+        assert!(
+            p.start[4]
+                .sql
+                .starts_with("CREATE TRIGGER zdm_sync_m BEFORE UPDATE ON public.users FOR EACH ROW WHEN ("),
+            "{}",
+            p.start[4].sql
+        );
+        assert_eq!(
+            p.validate[0].sql,
+            "ALTER TABLE public.users VALIDATE CONSTRAINT zdm_nn_m"
+        );
         let complete: Vec<&str> = p.complete.iter().map(|s| s.sql.as_str()).collect();
         assert!(complete.contains(&"ALTER TABLE public.users DROP COLUMN name"));
         assert!(complete.contains(&"ALTER TABLE public.users ALTER COLUMN full_name SET NOT NULL"));
-        assert_eq!(p.rollback.last().unwrap().sql, "ALTER TABLE public.users DROP COLUMN IF EXISTS full_name");
+        assert_eq!(
+            p.rollback.last().unwrap().sql,
+            "ALTER TABLE public.users DROP COLUMN IF EXISTS full_name"
+        );
         let b = p.backfill.unwrap();
         assert_eq!(b.function, "zdm.backfill_m");
         let func = &p.start.last().unwrap().sql;
@@ -137,14 +173,40 @@ mod tests {
     #[test]
     fn refusals() {
         let t = users();
-        assert_eq!(RenameColumn::new(&t, "nope", "x", Ident::test, no_rewrite).err().unwrap().sqlstate(), "42703");
-        assert_eq!(RenameColumn::new(&t, "name", "email", Ident::test, no_rewrite).err().unwrap().sqlstate(), "42701");
-        assert_eq!(RenameColumn::new(&t, "id", "user_id", Ident::test, no_rewrite).err().unwrap().sqlstate(), "0A000");
-        let e = RenameColumn::new(&t, "email", "mail", Ident::test, no_rewrite).err().unwrap();
+        assert_eq!(
+            RenameColumn::new(&t, "nope", "x", Ident::test, no_rewrite)
+                .err()
+                .unwrap()
+                .sqlstate(),
+            "42703"
+        );
+        assert_eq!(
+            RenameColumn::new(&t, "name", "email", Ident::test, no_rewrite)
+                .err()
+                .unwrap()
+                .sqlstate(),
+            "42701"
+        );
+        assert_eq!(
+            RenameColumn::new(&t, "id", "user_id", Ident::test, no_rewrite)
+                .err()
+                .unwrap()
+                .sqlstate(),
+            "0A000"
+        );
+        let e = RenameColumn::new(&t, "email", "mail", Ident::test, no_rewrite)
+            .err()
+            .unwrap();
         assert_eq!(e.sqlstate(), "0A000");
         assert!(e.message.contains("view v"), "{}", e.message);
         let mut nokey = users();
         nokey.key = None;
-        assert_eq!(RenameColumn::new(&nokey, "name", "x", Ident::test, no_rewrite).err().unwrap().sqlstate(), "55000");
+        assert_eq!(
+            RenameColumn::new(&nokey, "name", "x", Ident::test, no_rewrite)
+                .err()
+                .unwrap()
+                .sqlstate(),
+            "55000"
+        );
     }
 }

@@ -7,12 +7,12 @@
 //! Without fill_expr, complete validates: it fails, changing nothing, while
 //! NULLs remain (fix them, or roll back).
 
+use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
 use super::{fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName};
-use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
 use crate::plan::Plan;
 use crate::spec::SetNotNullSpec;
 use crate::sqlgen::backfill::KeysetUpdate;
@@ -37,14 +37,32 @@ impl SetNotNull {
         }
         let fill = match &spec.fill_expr {
             Some(f) => {
-                let e = analyze(table, &row_of(table), f, &ExprRules { what: "fill_expr", cast_to: Some(&col.type_sql.0), allow_volatile: true })?;
+                let e = analyze(
+                    table,
+                    &row_of(table),
+                    f,
+                    &ExprRules {
+                        what: "fill_expr",
+                        cast_to: Some(&col.type_sql.0),
+                        allow_volatile: true,
+                    },
+                )?;
                 let ty = &col.type_sql;
                 Some((format!("({})::{ty}", e.text), format!("({})::{ty}", e.over_new)))
             }
             None => None,
         };
-        let key = if fill.is_some() { Some(require_key(table)?.clone()) } else { None };
-        Ok(SetNotNull { table: table.name.clone(), column: col.name.clone(), fill, key })
+        let key = if fill.is_some() {
+            Some(require_key(table)?.clone())
+        } else {
+            None
+        };
+        Ok(SetNotNull {
+            table: table.name.clone(),
+            column: col.name.clone(),
+            fill,
+            key,
+        })
     }
 }
 
@@ -61,7 +79,10 @@ impl Operation for SetNotNull {
         let t = self.table.to_string();
         let c = &self.column;
         let nn = not_null_steps(ctx, &t, c, c, "new NULLs are refused from now on");
-        let mut plan = Plan { start: vec![nn.start], ..Default::default() };
+        let mut plan = Plan {
+            start: vec![nn.start],
+            ..Default::default()
+        };
         let mut cleanup = Vec::new();
         if let (Some((fill_bare, fill_new)), Some(key)) = (&self.fill, &self.key) {
             let why = format!("replaces NULL in {t}.{c} on rows written before the backfill reached them");

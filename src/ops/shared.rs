@@ -23,7 +23,13 @@ pub struct NotNullSteps {
 /// `check_on` is the column the check is written on (during the migration);
 /// `final_column` the one that gets NOT NULL at complete (they differ when a
 /// type change renames the new column first).
-pub fn not_null_steps(ctx: &PlanContext, table: &str, check_on: &Ident, final_column: &Ident, why: &str) -> NotNullSteps {
+pub fn not_null_steps(
+    ctx: &PlanContext,
+    table: &str,
+    check_on: &Ident,
+    final_column: &Ident,
+    why: &str,
+) -> NotNullSteps {
     let check = ctx.object_name("nn");
     let aex = LockMode::AccessExclusive;
     NotNullSteps {
@@ -34,37 +40,77 @@ pub fn not_null_steps(ctx: &PlanContext, table: &str, check_on: &Ident, final_co
             aex,
         ),
         validate: Step::locked(
-            format!("validate the NOT NULL check of {} (reads and writes go on)", check_on.raw()),
+            format!(
+                "validate the NOT NULL check of {} (reads and writes go on)",
+                check_on.raw()
+            ),
             format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check}"),
             table,
             LockMode::ShareUpdateExclusive,
         ),
         complete: vec![
             Step::locked(
-                format!("{} NOT NULL (instant: the validated check proves it)", final_column.raw()),
+                format!(
+                    "{} NOT NULL (instant: the validated check proves it)",
+                    final_column.raw()
+                ),
                 format!("ALTER TABLE {table} ALTER COLUMN {final_column} SET NOT NULL"),
                 table,
                 aex,
             ),
-            Step::locked("drop the now redundant check", format!("ALTER TABLE {table} DROP CONSTRAINT {check}"), table, aex),
+            Step::locked(
+                "drop the now redundant check",
+                format!("ALTER TABLE {table} DROP CONSTRAINT {check}"),
+                table,
+                aex,
+            ),
         ],
-        rollback: Step::locked("drop the check", format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check}"), table, aex),
+        rollback: Step::locked(
+            "drop the check",
+            format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check}"),
+            table,
+            aex,
+        ),
     }
 }
 
 /// The fill trigger (see `sqlgen::fill_trigger`): steps to create it, and to drop it.
-pub fn fill_trigger_steps(ctx: &PlanContext, table: &QualifiedName, column: &Ident, value_over_new: &str, why: &str) -> (Vec<Step>, Vec<Step>) {
+pub fn fill_trigger_steps(
+    ctx: &PlanContext,
+    table: &QualifiedName,
+    column: &Ident,
+    value_over_new: &str,
+    why: &str,
+) -> (Vec<Step>, Vec<Step>) {
     let t = table.to_string();
     let function = ctx.function_name("fill");
     let trigger = ctx.object_name("fill");
-    let ft = FillTrigger { migration: &ctx.migration, table, function: &function, trigger: &trigger, column, value_over_new, why };
+    let ft = FillTrigger {
+        migration: &ctx.migration,
+        table,
+        function: &function,
+        trigger: &trigger,
+        column,
+        value_over_new,
+        why,
+    };
     (
         vec![
             Step::unlocked("fill trigger function", ft.create_function()),
-            Step::locked("fill trigger", ft.trigger().create_trigger(), &t, LockMode::ShareRowExclusive),
+            Step::locked(
+                "fill trigger",
+                ft.trigger().create_trigger(),
+                &t,
+                LockMode::ShareRowExclusive,
+            ),
         ],
         vec![
-            Step::locked("drop the fill trigger", ft.trigger().drop_trigger(), &t, LockMode::AccessExclusive),
+            Step::locked(
+                "drop the fill trigger",
+                ft.trigger().drop_trigger(),
+                &t,
+                LockMode::AccessExclusive,
+            ),
             Step::unlocked("drop the fill trigger function", ft.trigger().drop_function()),
         ],
     )
@@ -72,9 +118,17 @@ pub fn fill_trigger_steps(ctx: &PlanContext, table: &QualifiedName, column: &Ide
 
 /// The migration's generated batch function: the step creating it, the step
 /// dropping it, and the backfill plan that calls it.
-pub fn batch_function(ctx: &PlanContext, keyset: &KeysetUpdate, key: &KeyInfo, description: String) -> (Step, Step, BackfillPlan) {
+pub fn batch_function(
+    ctx: &PlanContext,
+    keyset: &KeysetUpdate,
+    key: &KeyInfo,
+    description: String,
+) -> (Step, Step, BackfillPlan) {
     let function = ctx.function_name("backfill");
-    let create = Step::unlocked("backfill batch function", keyset.create_batch_function(&function, &ctx.migration, &description));
+    let create = Step::unlocked(
+        "backfill batch function",
+        keyset.create_batch_function(&function, &ctx.migration, &description),
+    );
     let drop = Step::unlocked(
         "drop the backfill batch function",
         format!("DROP FUNCTION IF EXISTS {function}(text[], integer, text[])"),

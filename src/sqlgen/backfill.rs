@@ -25,11 +25,19 @@ pub struct KeysetUpdate<'a> {
 
 impl KeysetUpdate<'_> {
     fn key_list(&self, prefix: &str) -> String {
-        self.key.iter().map(|(c, _)| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
+        self.key
+            .iter()
+            .map(|(c, _)| format!("{prefix}{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn key_desc(&self, prefix: &str) -> String {
-        self.key.iter().map(|(c, _)| format!("{prefix}{c} DESC")).collect::<Vec<_>>().join(", ")
+        self.key
+            .iter()
+            .map(|(c, _)| format!("{prefix}{c} DESC"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn key_as_text_array(&self, prefix: &str) -> String {
@@ -61,7 +69,12 @@ impl KeysetUpdate<'_> {
     /// The per-migration batch function, readable with `\sf`: one keyset batch,
     /// returning rows scanned, rows changed and the key of the batch's last row.
     pub fn create_batch_function(&self, function: &QualifiedName, migration: &str, description: &str) -> String {
-        let indent = |sql: String| sql.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n");
+        let indent = |sql: String| {
+            sql.lines()
+                .map(|l| format!("        {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         let body = format!(
             "#variable_conflict use_column
 -- pg_zdm migration {migration}: one keyset batch of the backfill of {table}
@@ -108,11 +121,20 @@ LANGUAGE plpgsql AS {}",
         let aliases: Vec<String> = (1..=n).map(|i| format!("zdm_k{i}")).collect();
         // The batch's keys are renamed zdm_k1.. so that bare column names in the
         // assignments can only mean the table's own columns.
-        let aliased: Vec<String> = self.key.iter().zip(&aliases).map(|((c, _), a)| format!("{c} AS {a}")).collect();
+        let aliased: Vec<String> = self
+            .key
+            .iter()
+            .zip(&aliases)
+            .map(|((c, _), a)| format!("{c} AS {a}"))
+            .collect();
         let desc: Vec<String> = aliases.iter().map(|a| format!("{a} DESC")).collect();
         let end_row: Vec<String> = aliases.iter().map(|a| format!("(SELECT {a} FROM zdm_end)")).collect();
         let end_text: Vec<String> = aliases.iter().map(|a| format!("{a}::text")).collect();
-        let lower = if after_last { format!("{key_row} > {}\n       AND ", self.param_row(3)) } else { String::new() };
+        let lower = if after_last {
+            format!("{key_row} > {}\n       AND ", self.param_row(3))
+        } else {
+            String::new()
+        };
         // The UPDATE takes a key range, not a join with the batch: a range stays
         // an index range scan whatever the batch size, where a join may turn
         // into a merge join over the whole index for big batches.
@@ -178,8 +200,14 @@ mod tests {
         assert!(first.contains("WHERE (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"));
         let f = QualifiedName::new(Ident::test("zdm"), Ident::test("backfill_m"));
         let func = k.create_batch_function(&f, "m", "copy a into b");
-        assert!(func.starts_with("CREATE FUNCTION zdm.backfill_m(upper_bound text[], batch_size integer, last_key text[])"), "{func}");
-        assert!(func.contains("IF $3 IS NULL THEN\n        RETURN QUERY\n        WITH zdm_batch AS MATERIALIZED ("), "{func}");
+        assert!(
+            func.starts_with("CREATE FUNCTION zdm.backfill_m(upper_bound text[], batch_size integer, last_key text[])"),
+            "{func}"
+        );
+        assert!(
+            func.contains("IF $3 IS NULL THEN\n        RETURN QUERY\n        WITH zdm_batch AS MATERIALIZED ("),
+            "{func}"
+        );
         assert!(func.contains("-- pg_zdm migration m: one keyset batch of the backfill of public.\"Order Lines\""));
     }
 }

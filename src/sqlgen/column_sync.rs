@@ -36,11 +36,15 @@ pub struct ColumnSync<'a> {
 
 impl ColumnSync<'_> {
     fn up_expr(&self) -> String {
-        self.up.map(str::to_string).unwrap_or_else(|| format!("NEW.{}", self.old))
+        self.up
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("NEW.{}", self.old))
     }
 
     fn down_expr(&self) -> String {
-        self.down.map(str::to_string).unwrap_or_else(|| format!("NEW.{}", self.new))
+        self.down
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("NEW.{}", self.new))
     }
 
     /// `CREATE FUNCTION` for the trigger function, readable with `\sf`.
@@ -89,7 +93,10 @@ END;
     pub fn create_triggers(&self) -> Vec<String> {
         let (t, f, old, new) = (self.table, self.function, self.old, self.new);
         vec![
-            format!("CREATE TRIGGER {} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {f}()", self.insert_trigger),
+            format!(
+                "CREATE TRIGGER {} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {f}()",
+                self.insert_trigger
+            ),
             format!(
                 "CREATE TRIGGER {} BEFORE UPDATE ON {t} FOR EACH ROW \
                  WHEN (NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{old} IS DISTINCT FROM OLD.{old} \
@@ -102,12 +109,24 @@ END;
     pub fn drop_triggers(&self) -> Vec<String> {
         [self.insert_trigger, self.trigger]
             .iter()
-            .map(|trg| RowTrigger { table: self.table, function: self.function, trigger: trg }.drop_trigger())
+            .map(|trg| {
+                RowTrigger {
+                    table: self.table,
+                    function: self.function,
+                    trigger: trg,
+                }
+                .drop_trigger()
+            })
             .collect()
     }
 
     pub fn drop_function(&self) -> String {
-        RowTrigger { table: self.table, function: self.function, trigger: self.trigger }.drop_function()
+        RowTrigger {
+            table: self.table,
+            function: self.function,
+            trigger: self.trigger,
+        }
+        .drop_function()
     }
 }
 
@@ -115,8 +134,24 @@ END;
 mod tests {
     use super::*;
 
-    fn sample<'a>(t: &'a QualifiedName, f: &'a QualifiedName, trg: &'a Ident, old: &'a Ident, new: &'a Ident) -> ColumnSync<'a> {
-        ColumnSync { migration: "m1", table: t, function: f, trigger: trg, insert_trigger: trg, old, new, up: None, down: None }
+    fn sample<'a>(
+        t: &'a QualifiedName,
+        f: &'a QualifiedName,
+        trg: &'a Ident,
+        old: &'a Ident,
+        new: &'a Ident,
+    ) -> ColumnSync<'a> {
+        ColumnSync {
+            migration: "m1",
+            table: t,
+            function: f,
+            trigger: trg,
+            insert_trigger: trg,
+            old,
+            new,
+            up: None,
+            down: None,
+        }
     }
 
     #[test]
@@ -127,13 +162,22 @@ mod tests {
         let (old, new) = (Ident::test("name"), Ident::test("full name"));
         let s = sample(&t, &f, &trg, &old, &new);
         let sql = s.create_function();
-        assert!(sql.starts_with("CREATE FUNCTION zdm.sync_m1() RETURNS trigger LANGUAGE plpgsql AS $zdm$"), "{sql}");
-        assert!(sql.contains("IF NEW.\"full name\" IS NOT NULL THEN\n            NEW.name := NEW.\"full name\";"), "{sql}");
+        assert!(
+            sql.starts_with("CREATE FUNCTION zdm.sync_m1() RETURNS trigger LANGUAGE plpgsql AS $zdm$"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("IF NEW.\"full name\" IS NOT NULL THEN\n            NEW.name := NEW.\"full name\";"),
+            "{sql}"
+        );
         assert!(sql.contains("ELSIF NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" THEN"));
         assert!(sql.contains("ELSIF NEW.name IS DISTINCT FROM OLD.name THEN\n        NEW.\"full name\" := NEW.name;"));
         assert!(sql.contains("public.\"Users\".name (old application)"));
         let triggers = s.create_triggers();
-        assert_eq!(triggers[0], "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1()");
+        assert_eq!(
+            triggers[0],
+            "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1()"
+        );
         assert!(triggers[1].starts_with("CREATE TRIGGER zdm_sync_m1 BEFORE UPDATE ON public.\"Users\" FOR EACH ROW WHEN (NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" OR NEW.name IS DISTINCT FROM OLD.name OR (NEW.\"full name\" IS NULL AND NEW.name IS NOT NULL))"), "{}", triggers[1]);
     }
 

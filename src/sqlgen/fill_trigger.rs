@@ -37,12 +37,20 @@ END;
             col = self.column,
             value = self.value_over_new,
         );
-        format!("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}", self.function, dollar_quote(&body))
+        format!(
+            "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}",
+            self.function,
+            dollar_quote(&body)
+        )
     }
 
     /// The trigger around the function (see `RowTrigger`).
     pub fn trigger(&self) -> RowTrigger<'_> {
-        RowTrigger { table: self.table, function: self.function, trigger: self.trigger }
+        RowTrigger {
+            table: self.table,
+            function: self.function,
+            trigger: self.trigger,
+        }
     }
 }
 
@@ -66,7 +74,12 @@ mod tests {
             why: "fills Email",
         };
         let sql = ft.create_function();
-        assert!(sql.contains("IF NEW.\"Email\" IS NULL THEN\n        NEW.\"Email\" := (lower(NEW.name) || '@example.com')::text;"), "{sql}");
+        assert!(
+            sql.contains(
+                "IF NEW.\"Email\" IS NULL THEN\n        NEW.\"Email\" := (lower(NEW.name) || '@example.com')::text;"
+            ),
+            "{sql}"
+        );
         assert_eq!(ft.trigger().create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m()");
     }
 }

@@ -39,7 +39,13 @@ fn make_table(c: &mut postgres::Client, name: &str, rows: i64) {
 /// Backend memory of this session: PostgreSQL's memory contexts and the
 /// process's private (anonymous) resident memory, in kB.
 fn backend_memory_kb(c: &mut postgres::Client) -> (i64, i64) {
-    let contexts: i64 = c.query_one("SELECT (sum(total_bytes) / 1024)::int8 FROM pg_backend_memory_contexts", &[]).unwrap().get(0);
+    let contexts: i64 = c
+        .query_one(
+            "SELECT (sum(total_bytes) / 1024)::int8 FROM pg_backend_memory_contexts",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let anon = status
@@ -58,17 +64,29 @@ fn backfill(cluster: &Cluster, rows: i64, memory_rows: i64) {
     // Twice each, alternating, so that neither side always runs on a warmer cache.
     for round in 0..2 {
         for side in ["single UPDATE", "zdm.backfill"] {
-            let t = format!("bench_{}_{round}", if side == "zdm.backfill" { "zdm" } else { "single" });
+            let t = format!(
+                "bench_{}_{round}",
+                if side == "zdm.backfill" { "zdm" } else { "single" }
+            );
             make_table(&mut c, &t, rows);
-            let m: String = c.query_one(&format!("SELECT zdm.rename_column('{t}', 'name', 'full_name')"), &[]).unwrap().get(0);
+            let m: String = c
+                .query_one(&format!("SELECT zdm.rename_column('{t}', 'name', 'full_name')"), &[])
+                .unwrap()
+                .get(0);
             let started = Instant::now();
             if side == "zdm.backfill" {
                 c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
             } else {
-                c.batch_execute(&format!("UPDATE {t} SET full_name = name WHERE full_name IS DISTINCT FROM name")).unwrap();
+                c.batch_execute(&format!(
+                    "UPDATE {t} SET full_name = name WHERE full_name IS DISTINCT FROM name"
+                ))
+                .unwrap();
             }
             let secs = started.elapsed().as_secs_f64();
-            let batches: i64 = c.query_one("SELECT batches FROM zdm.migrations WHERE name = $1", &[&m]).unwrap().get(0);
+            let batches: i64 = c
+                .query_one("SELECT batches FROM zdm.migrations WHERE name = $1", &[&m])
+                .unwrap()
+                .get(0);
             results.push((side, round, secs, rows as f64 / secs, batches));
             c.execute("SELECT zdm.rollback($1)", &[&m]).unwrap();
             c.batch_execute(&format!("DROP TABLE {t}")).unwrap();
@@ -77,7 +95,11 @@ fn backfill(cluster: &Cluster, rows: i64, memory_rows: i64) {
     println!("| run | method | seconds | rows/s | commits |");
     println!("|---|---|---:|---:|---:|");
     for (side, round, secs, rate, batches) in &results {
-        println!("| {} | {side} | {secs:.2} | {rate:.0} | {} |", round + 1, if *side == "zdm.backfill" { *batches } else { 1 });
+        println!(
+            "| {} | {side} | {secs:.2} | {rate:.0} | {} |",
+            round + 1,
+            if *side == "zdm.backfill" { *batches } else { 1 }
+        );
     }
     let avg = |s: &str| {
         let v: Vec<f64> = results.iter().filter(|r| r.0 == s).map(|r| r.3).collect();
@@ -92,7 +114,10 @@ fn backfill(cluster: &Cluster, rows: i64, memory_rows: i64) {
     for n in [rows, memory_rows] {
         let mut s = cluster.connect();
         make_table(&mut s, "bench_mem", n);
-        let m: String = s.query_one("SELECT zdm.rename_column('bench_mem', 'name', 'full_name')", &[]).unwrap().get(0);
+        let m: String = s
+            .query_one("SELECT zdm.rename_column('bench_mem', 'name', 'full_name')", &[])
+            .unwrap()
+            .get(0);
         s.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
         let (ctx, anon) = backend_memory_kb(&mut s);
         println!("| {n} | {ctx} | {anon} |");
@@ -116,7 +141,11 @@ fn throughput(cluster: &Cluster, sql: &str, rows: i64, seconds: u64, key_base: i
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 // Updates spread over the table; inserts take fresh keys per client.
-                let key = if sql.starts_with("INSERT") { key_base + (t as i64) * 100_000_000 + i } else { (i * 7919 + t as i64 * 104_729) % rows + 1 };
+                let key = if sql.starts_with("INSERT") {
+                    key_base + (t as i64) * 100_000_000 + i
+                } else {
+                    (i * 7919 + t as i64 * 104_729) % rows + 1
+                };
                 c.execute(&stmt, &[&key, &format!("v{i}")]).unwrap();
                 count.fetch_add(1, Ordering::Relaxed);
             }
@@ -136,7 +165,8 @@ fn throughput(cluster: &Cluster, sql: &str, rows: i64, seconds: u64, key_base: i
 fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
     let mut c = cluster.connect();
     make_table(&mut c, "bench_t", rows);
-    c.batch_execute("ALTER TABLE bench_t ADD COLUMN full_name text").unwrap();
+    c.batch_execute("ALTER TABLE bench_t ADD COLUMN full_name text")
+        .unwrap();
     // The seed document's trigger (technique 3), as written there.
     c.batch_execute(
         "CREATE FUNCTION sync_full_name() RETURNS TRIGGER AS $$
@@ -151,7 +181,10 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
     let set_variant = |c: &mut postgres::Client, v: &str| {
         c.batch_execute("DROP TRIGGER IF EXISTS seed_sync ON bench_t").unwrap();
         let m: Option<String> = c
-            .query_opt("SELECT name FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back')", &[])
+            .query_opt(
+                "SELECT name FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back')",
+                &[],
+            )
             .unwrap()
             .map(|r| r.get(0));
         if let Some(m) = m {
@@ -160,7 +193,10 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
         match v {
             "pg_zdm column sync" => {
                 c.batch_execute("ALTER TABLE bench_t DROP COLUMN full_name").unwrap();
-                let m: String = c.query_one("SELECT zdm.rename_column('bench_t', 'name', 'full_name')", &[]).unwrap().get(0);
+                let m: String = c
+                    .query_one("SELECT zdm.rename_column('bench_t', 'name', 'full_name')", &[])
+                    .unwrap()
+                    .get(0);
                 // Measured after the backfill, as most of a migration's window is.
                 c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
             }
@@ -174,7 +210,8 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
             if c.query_one("SELECT count(*) FROM pg_attribute WHERE attrelid = 'bench_t'::regclass AND attname = 'full_name' AND NOT attisdropped", &[]).unwrap().get::<_, i64>(0) == 0 {
                 c.batch_execute("ALTER TABLE bench_t ADD COLUMN full_name text").unwrap();
             }
-            c.batch_execute("UPDATE bench_t SET full_name = name WHERE full_name IS DISTINCT FROM name").unwrap();
+            c.batch_execute("UPDATE bench_t SET full_name = name WHERE full_name IS DISTINCT FROM name")
+                .unwrap();
         }
         c.batch_execute("VACUUM bench_t").unwrap();
     };
@@ -186,8 +223,17 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
             let upd = throughput(cluster, "UPDATE bench_t SET name = $2 WHERE id = $1", rows, seconds, 0);
             let other = throughput(cluster, "UPDATE bench_t SET email = $2 WHERE id = $1", rows, seconds, 0);
             key_base += 1_000_000_000;
-            let ins = throughput(cluster, "INSERT INTO bench_t (id, name) VALUES ($1, $2)", rows, seconds, key_base);
-            eprintln!("round {} {v}: {upd:.0} updates/s, {other:.0} unrelated updates/s, {ins:.0} inserts/s", round + 1);
+            let ins = throughput(
+                cluster,
+                "INSERT INTO bench_t (id, name) VALUES ($1, $2)",
+                rows,
+                seconds,
+                key_base,
+            );
+            eprintln!(
+                "round {} {v}: {upd:.0} updates/s, {other:.0} unrelated updates/s, {ins:.0} inserts/s",
+                round + 1
+            );
             results.push((v.to_string(), "UPDATE", upd));
             results.push((v.to_string(), "OTHER", other));
             results.push((v.to_string(), "INSERT", ins));
@@ -236,15 +282,24 @@ fn alter_run(cluster: &Cluster, table: &str, rows: i64, zdm: bool) -> (Vec<f64>,
     };
     let epoch = Instant::now();
     let prober = Prober::spawn(&url, table, epoch);
-    let clients: Vec<Client> = (0..2).map(|i| Client::spawn(&format!("c{i}"), &url, target.clone(), i, epoch)).collect();
+    let clients: Vec<Client> = (0..2)
+        .map(|i| Client::spawn(&format!("c{i}"), &url, target.clone(), i, epoch))
+        .collect();
     std::thread::sleep(Duration::from_secs(3));
     let start = epoch.elapsed();
     if zdm {
-        let m: String = c.query_one(&format!("SELECT zdm.alter_column_type('{table}', 'amount', 'numeric(12,2)')"), &[]).unwrap().get(0);
+        let m: String = c
+            .query_one(
+                &format!("SELECT zdm.alter_column_type('{table}', 'amount', 'numeric(12,2)')"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
         c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
         c.execute("SELECT zdm.complete($1)", &[&m]).unwrap();
     } else {
-        c.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN amount TYPE numeric(12,2)")).unwrap();
+        c.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN amount TYPE numeric(12,2)"))
+            .unwrap();
     }
     let end = epoch.elapsed();
     std::thread::sleep(Duration::from_secs(3));
@@ -262,9 +317,22 @@ fn alter_run(cluster: &Cluster, table: &str, rows: i64, zdm: bool) -> (Vec<f64>,
     // Timeline from 2 s before the migration to 3 s after it.
     let from = start.saturating_sub(Duration::from_secs(2));
     let shifted = Latencies {
-        samples: all.window(from, end + Duration::from_secs(3)).samples.iter().map(|(at, l)| (at - from.as_micros() as u64, *l)).collect(),
+        samples: all
+            .window(from, end + Duration::from_secs(3))
+            .samples
+            .iter()
+            .map(|(at, l)| (at - from.as_micros() as u64, *l))
+            .collect(),
     };
-    (shifted.timeline_ms(Duration::from_millis(100)), probe.longest_wait_ms(), writers_max, before, during, (end - start).as_secs_f64(), errors)
+    (
+        shifted.timeline_ms(Duration::from_millis(100)),
+        probe.longest_wait_ms(),
+        writers_max,
+        before,
+        during,
+        (end - start).as_secs_f64(),
+        errors,
+    )
 }
 
 /// An SVG chart of worst latency per 100 ms for each series.
@@ -278,17 +346,40 @@ fn svg_chart(title: &str, series: &[(&str, &str, &[f64])], path: &str) {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"18\" font-size=\"14\">{title}</text>\n"
     );
-    out.push_str(&format!("<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom, w - 20.0, h - bottom));
-    out.push_str(&format!("<line x1=\"{left}\" y1=\"30\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom));
+    out.push_str(&format!(
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - bottom,
+        w - 20.0,
+        h - bottom
+    ));
+    out.push_str(&format!(
+        "<line x1=\"{left}\" y1=\"30\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - bottom
+    ));
     for k in 0..=4 {
         let v = ymax * k as f64 / 4.0;
         out.push_str(&format!("<text x=\"5\" y=\"{:.0}\">{v:.0} ms</text>\n", y(v) + 4.0));
     }
-    out.push_str(&format!("<text x=\"{:.0}\" y=\"{}\">time (100 ms buckets; the migration starts 2 s in)</text>\n", left, h - 10.0));
+    out.push_str(&format!(
+        "<text x=\"{:.0}\" y=\"{}\">time (100 ms buckets; the migration starts 2 s in)</text>\n",
+        left,
+        h - 10.0
+    ));
     for (i, (name, color, data)) in series.iter().enumerate() {
-        let points: Vec<String> = data.iter().enumerate().map(|(k, v)| format!("{:.1},{:.1}", x(k as f64), y(*v))).collect();
-        out.push_str(&format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n", points.join(" ")));
-        out.push_str(&format!("<text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n", w - 260.0, 40.0 + 16.0 * i as f64));
+        let points: Vec<String> = data
+            .iter()
+            .enumerate()
+            .map(|(k, v)| format!("{:.1},{:.1}", x(k as f64), y(*v)))
+            .collect();
+        out.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n",
+            points.join(" ")
+        ));
+        out.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n",
+            w - 260.0,
+            40.0 + 16.0 * i as f64
+        ));
     }
     out.push_str("</svg>\n");
     std::fs::write(path, out).unwrap();
@@ -297,15 +388,26 @@ fn svg_chart(title: &str, series: &[(&str, &str, &[f64])], path: &str) {
 fn alter_type(cluster: &Cluster, rows: i64, svg: &str) {
     let naive = alter_run(cluster, "orders_naive", rows, false);
     let zdm = alter_run(cluster, "orders_zdm", rows, true);
-    println!("change orders.amount integer -> numeric(12,2), {rows} rows, 2 writer clients + a prober reading every 10 ms\n");
+    println!(
+        "change orders.amount integer -> numeric(12,2), {rows} rows, 2 writer clients + a prober reading every 10 ms\n"
+    );
     println!("| method | total s | readers' worst wait ms | writers' worst ms | p99 before ms | p99 during ms | client errors |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, r) in [("naive ALTER TABLE ... TYPE", &naive), ("pg_zdm alter_column_type", &zdm)] {
-        println!("| {name} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {} |", r.5, r.1, r.2, r.3, r.4, r.6);
+    for (name, r) in [
+        ("naive ALTER TABLE ... TYPE", &naive),
+        ("pg_zdm alter_column_type", &zdm),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
+            r.5, r.1, r.2, r.3, r.4, r.6
+        );
     }
     svg_chart(
         &format!("Worst client latency per 100 ms while orders.amount becomes numeric(12,2) ({rows} rows)"),
-        &[("naive ALTER TABLE", "#c0392b", &naive.0), ("pg_zdm alter_column_type", "#2471a3", &zdm.0)],
+        &[
+            ("naive ALTER TABLE", "#c0392b", &naive.0),
+            ("pg_zdm alter_column_type", "#2471a3", &zdm.0),
+        ],
         svg,
     );
     println!("\nchart: {svg}");
@@ -319,7 +421,11 @@ fn main() {
     let cluster = Cluster::start(&ClusterOptions::default());
     cluster.connect().batch_execute("CREATE EXTENSION pg_zdm").unwrap();
     let seconds = arg(&args, "--seconds", 10) as u64;
-    let svg = args.iter().position(|a| a == "--svg").and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| "bench-alter-type.svg".into());
+    let svg = args
+        .iter()
+        .position(|a| a == "--svg")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| "bench-alter-type.svg".into());
     match what {
         "backfill" => backfill(&cluster, rows, memory_rows),
         "triggers" => triggers(&cluster, rows, seconds),

@@ -11,7 +11,9 @@ use zdm_harness::prober::Prober;
 use zdm_harness::stats::Latencies;
 
 fn arg_value(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn target(value_col: &str, rows: i64) -> Target {
@@ -34,18 +36,28 @@ fn step(epoch: Instant, what: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rows: i64 = arg_value(&args, "--rows").map(|v| v.parse().expect("--rows N")).unwrap_or(200_000);
+    let rows: i64 = arg_value(&args, "--rows")
+        .map(|v| v.parse().expect("--rows N"))
+        .unwrap_or(200_000);
     if args.iter().any(|a| a == "--keep") {
         std::env::set_var("ZDM_KEEP_CLUSTER", "1");
     }
     let epoch = Instant::now();
     step(epoch, "starting a throwaway PostgreSQL 15 cluster (pg_cron preloaded)");
-    let cluster = Cluster::start(&ClusterOptions { pg_cron: true, ..Default::default() });
+    let cluster = Cluster::start(&ClusterOptions {
+        pg_cron: true,
+        ..Default::default()
+    });
     let url = cluster.url("postgres");
     let mut admin = cluster.connect();
-    admin.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;").expect("extensions");
+    admin
+        .batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;")
+        .expect("extensions");
 
-    step(epoch, &format!("creating users and orders ({rows} rows each), and an oracle twin of users"));
+    step(
+        epoch,
+        &format!("creating users and orders ({rows} rows each), and an oracle twin of users"),
+    );
     admin
         .batch_execute(&format!(
             "CREATE TABLE public.users (
@@ -76,7 +88,9 @@ fn main() {
 
     let prober = Prober::spawn(&url, "public.users", epoch);
     step(epoch, "old application: 2 clients writing users.name");
-    let old_apps: Vec<Client> = (0..2).map(|i| Client::spawn(&format!("old-app-{i}"), &url, target("name", rows), i, epoch)).collect();
+    let old_apps: Vec<Client> = (0..2)
+        .map(|i| Client::spawn(&format!("old-app-{i}"), &url, target("name", rows), i, epoch))
+        .collect();
     std::thread::sleep(Duration::from_secs(2));
 
     let plan: serde_json::Value = admin
@@ -93,26 +107,51 @@ fn main() {
             println!("    {phase:<9} {lock:<24} {}", s["description"].as_str().unwrap_or(""));
         }
     }
-    println!("    backfill  {:<24} {}\n", "ROW EXCLUSIVE", plan["phases"]["backfill"]["description"].as_str().unwrap_or(""));
+    println!(
+        "    backfill  {:<24} {}\n",
+        "ROW EXCLUSIVE",
+        plan["phases"]["backfill"]["description"].as_str().unwrap_or("")
+    );
 
     step(epoch, "EXPAND: SELECT zdm.rename_column('users', 'name', 'full_name')");
     let t0 = Instant::now();
-    let m: String = admin.query_one("SELECT zdm.rename_column('users', 'name', 'full_name')", &[]).unwrap().get(0);
+    let m: String = admin
+        .query_one("SELECT zdm.rename_column('users', 'name', 'full_name')", &[])
+        .unwrap()
+        .get(0);
     let start_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    step(epoch, "new application: 2 clients writing users.full_name, beside the old ones");
-    let new_apps: Vec<Client> =
-        (2..4).map(|i| Client::spawn(&format!("new-app-{i}"), &url, target("full_name", rows), i, epoch)).collect();
+    step(
+        epoch,
+        "new application: 2 clients writing users.full_name, beside the old ones",
+    );
+    let new_apps: Vec<Client> = (2..4)
+        .map(|i| Client::spawn(&format!("new-app-{i}"), &url, target("full_name", rows), i, epoch))
+        .collect();
     std::thread::sleep(Duration::from_secs(1));
 
-    step(epoch, &format!("MIGRATE: CALL zdm.backfill('{m}') -- commits every batch"));
+    step(
+        epoch,
+        &format!("MIGRATE: CALL zdm.backfill('{m}') -- commits every batch"),
+    );
     let t0 = Instant::now();
-    admin.batch_execute(&format!("CALL zdm.backfill('{m}')")).expect("backfill");
+    admin
+        .batch_execute(&format!("CALL zdm.backfill('{m}')"))
+        .expect("backfill");
     let backfill_s = t0.elapsed().as_secs_f64();
     let progress = admin
-        .query_one("SELECT rows_done, batches, rows_per_second::text FROM zdm.progress WHERE migration = $1", &[&m])
+        .query_one(
+            "SELECT rows_done, batches, rows_per_second::text FROM zdm.progress WHERE migration = $1",
+            &[&m],
+        )
         .unwrap();
     let (done, batches, rate): (i64, i64, Option<String>) = (progress.get(0), progress.get(1), progress.get(2));
-    step(epoch, &format!("backfill done: {done} rows in {batches} batches, {backfill_s:.1} s ({} rows/s)", rate.unwrap_or_default()));
+    step(
+        epoch,
+        &format!(
+            "backfill done: {done} rows in {batches} batches, {backfill_s:.1} s ({} rows/s)",
+            rate.unwrap_or_default()
+        ),
+    );
     std::thread::sleep(Duration::from_secs(1));
 
     step(epoch, "old application retired");
@@ -147,13 +186,20 @@ fn main() {
         "SELECT id, name::text, email::text FROM public.users_oracle",
         10,
     );
-    let verified: i64 = admin.query_one("SELECT count(*) FROM public.users", &[]).unwrap().get(0);
+    let verified: i64 = admin
+        .query_one("SELECT count(*) FROM public.users", &[])
+        .unwrap()
+        .get(0);
     let statements: u64 = reports.iter().map(|r| r.statements).sum();
 
     println!("\n== pg_zdm demo report: rename users.name -> full_name under load ==");
     println!("  client statements          {statements}");
     println!("  client errors              {errors}");
-    println!("  client latency p50 / p99   {:.2} ms / {:.2} ms", all.percentile_ms(50.0), all.percentile_ms(99.0));
+    println!(
+        "  client latency p50 / p99   {:.2} ms / {:.2} ms",
+        all.percentile_ms(50.0),
+        all.percentile_ms(99.0)
+    );
     println!("  worst client statement     {:.1} ms", all.max_ms());
     println!(
         "  worst reader wait (prober) {:.1} ms at {:.2} s, over {} reads every 10 ms",
@@ -167,12 +213,26 @@ fn main() {
     for (event, ms) in &held {
         println!("  {:<26} {ms:.1} ms", format!("locks held, {event}"));
     }
-    println!("  rows verified vs oracle    {verified} ({})", if diff.is_empty() { "identical".to_string() } else { format!("{} differences", diff.len()) });
+    println!(
+        "  rows verified vs oracle    {verified} ({})",
+        if diff.is_empty() {
+            "identical".to_string()
+        } else {
+            format!("{} differences", diff.len())
+        }
+    );
     for d in &diff {
         println!("    {d}");
     }
     let ok = errors == 0 && diff.is_empty() && probe.errors.is_empty();
-    println!("  verdict                    {}", if ok { "ZERO DOWNTIME: no failed statement, table equals oracle" } else { "FAILED" });
+    println!(
+        "  verdict                    {}",
+        if ok {
+            "ZERO DOWNTIME: no failed statement, table equals oracle"
+        } else {
+            "FAILED"
+        }
+    );
     drop(cluster);
     if !ok {
         std::process::exit(1);

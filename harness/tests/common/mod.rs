@@ -6,7 +6,9 @@ use zdm_harness::cluster::{Cluster, ClusterOptions};
 /// A fresh cluster with pg_zdm created in database `postgres`.
 pub fn cluster_with_zdm() -> Cluster {
     let c = Cluster::start(&ClusterOptions::default());
-    c.connect().batch_execute("CREATE EXTENSION pg_zdm").expect("CREATE EXTENSION pg_zdm");
+    c.connect()
+        .batch_execute("CREATE EXTENSION pg_zdm")
+        .expect("CREATE EXTENSION pg_zdm");
     c
 }
 
