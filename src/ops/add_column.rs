@@ -10,7 +10,7 @@
 //!   the check, with a fill trigger meanwhile so that rows written by the old
 //!   application (which does not know the column) satisfy the check.
 
-use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
+use super::shared::{not_null_steps, FillNulls};
 use super::{check_new_column_name, fit_name, require_key, Operation, PlanContext};
 use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -18,7 +18,6 @@ use crate::expr::{analyze, analyze_type, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::AddColumnSpec;
-use crate::sqlgen::backfill::KeysetUpdate;
 
 pub struct AddColumn {
     table: QualifiedName,
@@ -165,22 +164,20 @@ impl Operation for AddColumn {
                     (format!("({d})::{ty}"), format!("({d})::{ty}"))
                 }
             };
-            if self.not_null {
-                let why = format!("gives {t}.{c} a value on rows written before the backfill reached them");
-                let (create, drop) = fill_trigger_steps(ctx, &self.table, c, &fill_new, &why);
-                plan.start.extend(create);
-                cleanup.extend(drop);
-            }
-            let keyset = KeysetUpdate {
+            let (start, drop, backfill) = FillNulls {
                 table: &self.table,
-                key: &key.columns,
-                assignments: vec![format!("{c} = {fill_bare}")],
-                needs_work: format!("{c} IS NULL"),
-            };
-            let (create, drop, backfill) =
-                batch_function(ctx, &keyset, key, format!("fill {} for existing rows", c.raw()));
-            plan.start.push(create);
-            cleanup.push(drop);
+                key,
+                column: c,
+                fill: (&fill_bare, &fill_new),
+                // Only a NOT NULL column needs values on rows written meanwhile.
+                trigger_why: self
+                    .not_null
+                    .then(|| format!("gives {t}.{c} a value on rows written before the backfill reached them")),
+                description: format!("fill {} for existing rows", c.raw()),
+            }
+            .steps(ctx);
+            plan.start.extend(start);
+            cleanup.extend(drop);
             plan.backfill = Some(backfill);
         }
         plan.complete.extend(cleanup.iter().cloned());

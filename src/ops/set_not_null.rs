@@ -7,7 +7,7 @@
 //! Without fill_expr, complete validates: it fails, changing nothing, while
 //! NULLs remain (fix them, or roll back).
 
-use super::shared::{batch_function, fill_trigger_steps, not_null_steps};
+use super::shared::{not_null_steps, FillNulls};
 use super::{fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -15,7 +15,6 @@ use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::Plan;
 use crate::spec::SetNotNullSpec;
-use crate::sqlgen::backfill::KeysetUpdate;
 
 pub struct SetNotNull {
     table: QualifiedName,
@@ -85,19 +84,19 @@ impl Operation for SetNotNull {
         };
         let mut cleanup = Vec::new();
         if let (Some((fill_bare, fill_new)), Some(key)) = (&self.fill, &self.key) {
-            let why = format!("replaces NULL in {t}.{c} on rows written before the backfill reached them");
-            let (create, drop) = fill_trigger_steps(ctx, &self.table, c, fill_new, &why);
-            plan.start.extend(create);
-            cleanup.extend(drop);
-            let keyset = KeysetUpdate {
+            let (start, drop, backfill) = FillNulls {
                 table: &self.table,
-                key: &key.columns,
-                assignments: vec![format!("{c} = {fill_bare}")],
-                needs_work: format!("{c} IS NULL"),
-            };
-            let (create, drop, backfill) = batch_function(ctx, &keyset, key, format!("replace NULL in {}", c.raw()));
-            plan.start.push(create);
-            cleanup.push(drop);
+                key,
+                column: c,
+                fill: (fill_bare, fill_new),
+                trigger_why: Some(format!(
+                    "replaces NULL in {t}.{c} on rows written before the backfill reached them"
+                )),
+                description: format!("replace NULL in {}", c.raw()),
+            }
+            .steps(ctx);
+            plan.start.extend(start);
+            cleanup.extend(drop);
             plan.backfill = Some(backfill);
         }
         plan.validate.push(nn.validate);

@@ -143,3 +143,39 @@ pub fn batch_function(
     };
     (create, drop, plan)
 }
+
+/// Fill a column where it is NULL: a backfill `c = fill` over rows where `c IS
+/// NULL`, and (with `trigger_why`) the fill trigger for rows written meanwhile.
+/// Returns the start steps, the clean-up steps (for complete and rollback)
+/// and the backfill.
+pub struct FillNulls<'a> {
+    pub table: &'a QualifiedName,
+    pub key: &'a KeyInfo,
+    pub column: &'a Ident,
+    /// The value over the table's bare columns, and over NEW.
+    pub fill: (&'a str, &'a str),
+    pub trigger_why: Option<String>,
+    pub description: String,
+}
+
+impl FillNulls<'_> {
+    pub fn steps(self, ctx: &PlanContext) -> (Vec<Step>, Vec<Step>, BackfillPlan) {
+        let c = self.column;
+        let (mut start, mut cleanup) = (Vec::new(), Vec::new());
+        if let Some(why) = &self.trigger_why {
+            let (create, drop) = fill_trigger_steps(ctx, self.table, c, self.fill.1, why);
+            start.extend(create);
+            cleanup.extend(drop);
+        }
+        let keyset = KeysetUpdate {
+            table: self.table,
+            key: &self.key.columns,
+            assignments: vec![format!("{c} = {}", self.fill.0)],
+            needs_work: format!("{c} IS NULL"),
+        };
+        let (create, drop, backfill) = batch_function(ctx, &keyset, self.key, self.description);
+        start.push(create);
+        cleanup.push(drop);
+        (start, cleanup, backfill)
+    }
+}
