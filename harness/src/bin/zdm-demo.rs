@@ -34,6 +34,99 @@ fn step(epoch: Instant, what: &str) {
     println!("[{:>7.2} s] {what}", epoch.elapsed().as_secs_f64());
 }
 
+/// Act 2, the seed's technique 4: orders.amount integer -> numeric(10,2), with
+/// its index and check carried over, while writers keep using `amount`.
+fn act_two(cluster: &Cluster, admin: &mut postgres::Client, rows: i64, epoch: Instant) -> bool {
+    let url = cluster.url("postgres");
+    admin
+        .batch_execute(
+            "CREATE TABLE public.orders_oracle AS SELECT id, amount::numeric AS amount, note FROM public.orders;
+             ALTER TABLE public.orders_oracle ADD PRIMARY KEY (id);",
+        )
+        .unwrap();
+    let target = Target {
+        table: "public.orders".into(),
+        key: "id".into(),
+        value_col: "amount".into(),
+        other_col: "note".into(),
+        oracle: "public.orders_oracle".into(),
+        oracle_value_col: "amount".into(),
+        oracle_other_col: "note".into(),
+        initial_rows: rows,
+        value_is_int: true,
+    };
+    println!();
+    let prober = Prober::spawn(&url, "public.orders", epoch);
+    step(epoch, "act 2: 2 clients writing orders.amount (integer)");
+    let writers: Vec<Client> = (10..12)
+        .map(|i| Client::spawn(&format!("orders-{i}"), &url, target.clone(), i, epoch))
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    step(
+        epoch,
+        "EXPAND: SELECT zdm.alter_column_type('orders', 'amount', 'numeric(10,2)')",
+    );
+    let m: String = admin
+        .query_one("SELECT zdm.alter_column_type('orders', 'amount', 'numeric(10,2)')", &[])
+        .unwrap()
+        .get(0);
+    step(
+        epoch,
+        &format!("MIGRATE: CALL zdm.backfill('{m}'), then the index rebuild (pending_statements, \\gexec)"),
+    );
+    admin
+        .batch_execute(&format!("CALL zdm.backfill('{m}')"))
+        .expect("backfill");
+    let stmts: Vec<String> = admin
+        .query("SELECT statement FROM zdm.pending_statements($1)", &[&m])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for st in &stmts {
+        admin.batch_execute(st).expect("index build");
+    }
+    step(
+        epoch,
+        &format!("CONTRACT: SELECT zdm.complete('{m}') -- amount is numeric(10,2) from here on"),
+    );
+    admin.execute("SELECT zdm.complete($1)", &[&m]).expect("complete");
+    std::thread::sleep(Duration::from_secs(2));
+    let reports: Vec<_> = writers.into_iter().map(Client::stop).collect();
+    let probe = prober.stop();
+    let errors = report_errors(&reports);
+    let statements: u64 = reports.iter().map(|r| r.statements).sum();
+    let diff = oracle_diff(
+        admin,
+        "SELECT id, amount::numeric, note FROM public.orders",
+        "SELECT id, amount, note FROM public.orders_oracle",
+        10,
+    );
+    let ty: String = admin
+        .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'", &[])
+        .unwrap()
+        .get(0);
+    println!("\n== act 2 report: orders.amount integer -> numeric(10,2) under load ==");
+    println!("  client statements          {statements}");
+    println!("  client errors              {errors}");
+    println!("  worst reader wait (prober) {:.1} ms", probe.longest_wait_ms());
+    println!("  amount is now              {ty}, with orders_amount_idx and orders_amount_positive carried over");
+    println!(
+        "  rows verified vs oracle    {}",
+        if diff.is_empty() {
+            "identical".to_string()
+        } else {
+            diff.join("; ")
+        }
+    );
+    let ok = errors == 0 && diff.is_empty() && ty == "numeric(10,2)";
+    println!(
+        "  verdict                    {}",
+        if ok { "ZERO DOWNTIME" } else { "FAILED" }
+    );
+    ok
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rows: i64 = arg_value(&args, "--rows")
@@ -68,20 +161,24 @@ fn main() {
              INSERT INTO public.users (id, name, email)
                   SELECT g, 'User ' || g, CASE WHEN g % 4 = 0 THEN NULL ELSE 'user' || g || '@example.com' END
                     FROM generate_series(1, {rows}) g;
+             -- A system user the writers never touch, owner of the orders they insert.
+             INSERT INTO public.users (id, name) VALUES (0, 'System');
              CREATE TABLE public.users_oracle (id bigint PRIMARY KEY, name varchar(255), email varchar(255));
              INSERT INTO public.users_oracle SELECT id, name, email FROM public.users;
-             -- The seed's orders table (restructured through a shadow table once
-             -- zdm.create_shadow_table() lands); here it is data the rename must not disturb.
+             -- The seed's orders table; its amount becomes numeric(10,2) in act 2.
              CREATE TABLE public.orders (
                  id bigserial PRIMARY KEY,
-                 user_id bigint NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
+                 user_id bigint NOT NULL DEFAULT 0 REFERENCES public.users (id) ON DELETE CASCADE,
                  amount integer NOT NULL,
                  status varchar(20) NOT NULL DEFAULT 'pending',
+                 note text,
                  created_at timestamptz NOT NULL DEFAULT now());
              INSERT INTO public.orders (user_id, amount, status)
                   SELECT 1 + (g * 7919) % {rows}, (g * 31) % 10000, (ARRAY['pending', 'paid', 'shipped'])[1 + g % 3]
                     FROM generate_series(1, {rows}) g;
-             CREATE INDEX orders_user_id_idx ON public.orders (user_id);"
+             CREATE INDEX orders_user_id_idx ON public.orders (user_id);
+             CREATE INDEX orders_amount_idx ON public.orders (amount);
+             ALTER TABLE public.orders ADD CONSTRAINT orders_amount_positive CHECK (amount >= 0);"
         ))
         .expect("tables");
     admin.batch_execute("ANALYZE public.users").unwrap();
@@ -211,7 +308,13 @@ fn main() {
     println!("  zdm.rename_column() call   {start_ms:.1} ms");
     println!("  zdm.complete() call        {complete_ms:.1} ms");
     for (event, ms) in &held {
-        println!("  {:<26} {ms:.1} ms", format!("locks held, {event}"));
+        let what = match event.as_str() {
+            "expand" => "start, ACCESS EXCLUSIVE held",
+            "complete" => "complete, ACCESS EXCLUSIVE held",
+            "backfill finished" => "VALIDATE, reads/writes go on",
+            other => other,
+        };
+        println!("  {what:<31} {ms:.1} ms");
     }
     println!(
         "  rows verified vs oracle    {verified} ({})",
@@ -224,15 +327,17 @@ fn main() {
     for d in &diff {
         println!("    {d}");
     }
-    let ok = errors == 0 && diff.is_empty() && probe.errors.is_empty();
+    let ok1 = errors == 0 && diff.is_empty() && probe.errors.is_empty();
     println!(
         "  verdict                    {}",
-        if ok {
+        if ok1 {
             "ZERO DOWNTIME: no failed statement, table equals oracle"
         } else {
             "FAILED"
         }
     );
+    let ok2 = act_two(&cluster, &mut admin, rows, epoch);
+    let ok = ok1 && ok2;
     drop(cluster);
     if !ok {
         std::process::exit(1);
