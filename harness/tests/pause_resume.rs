@@ -104,3 +104,51 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
         .expect_err("nothing to backfill");
     assert_eq!(common::sqlstate(&e), "55000", "{e}");
 }
+
+#[test]
+fn a_failing_batch_is_reported_and_changes_nothing() {
+    let cluster = common::cluster_with_zdm();
+    let mut c = cluster.connect();
+    c.batch_execute(
+        "CREATE TABLE public.orders (id bigint PRIMARY KEY, amount integer NOT NULL);
+         INSERT INTO public.orders SELECT g, g FROM generate_series(1, 20000) g;",
+    )
+    .unwrap();
+    // Row 5000 cannot be converted: 100 / (5000 - 5000).
+    c.execute(
+        "SELECT zdm.alter_column_type('public.orders', 'amount', 'numeric(12,4)', '100.0 / (amount - 5000)', 'amount_new::int', 'm')",
+        &[],
+    )
+    .unwrap();
+    let e = c
+        .batch_execute("CALL zdm.backfill('m', 1000)")
+        .expect_err("the batch with row 5000 fails");
+    assert_eq!(common::sqlstate(&e), "22012", "{e}");
+    // The error is kept (committed after the failed batch rolled back) and shown.
+    let (last_error, done, phase): (Option<String>, i64, String) = {
+        let r = c
+            .query_one(
+                "SELECT last_error, rows_done, phase FROM zdm.progress WHERE migration = 'm'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    let last_error = last_error.expect("last_error is set");
+    assert!(last_error.starts_with("22012: division by zero"), "{last_error}");
+    assert_eq!(done, 4000, "the batches before the failing one are kept");
+    assert_eq!(phase, "backfilling");
+    // A writer meets the same conversion error on that row: never a silent NULL.
+    let e = c
+        .batch_execute("UPDATE public.orders SET amount = 5000 WHERE id = 1")
+        .expect_err("no value for amount_new");
+    assert_eq!(common::sqlstate(&e), "22012");
+    // Rolled back: the table is as before.
+    c.execute("SELECT zdm.rollback('m')", &[]).unwrap();
+    let cols: i64 = one(&mut c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attnum > 0 AND NOT attisdropped");
+    assert_eq!(cols, 2);
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT sum(amount)::int8 FROM public.orders"),
+        20000 * 20001 / 2
+    );
+}

@@ -7,7 +7,9 @@
 //!   give the old one. If the new column is set it wins and fills the old one;
 //!   otherwise the old one fills the new one.
 //! - UPDATE: the side that changed (`IS DISTINCT FROM` the OLD row) wins and is
-//!   propagated, NULL included; the new side wins if both changed; an UPDATE that
+//!   propagated, NULL included; the new side wins if both changed, and is not
+//!   propagated when it equals what the old side gives (`up(old)`: the
+//!   backfill's write), so the old column never goes through a lossy round trip; an UPDATE that
 //!   touches neither leaves both alone, except that a row the backfill has not
 //!   reached yet (new NULL, old set) gets its new value now: PostgreSQL checks a
 //!   `NOT VALID` constraint on every new row version, so an unrelated UPDATE of
@@ -61,7 +63,12 @@ BEGIN
             NEW.{new} := {up};
         END IF;
     ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN
-        NEW.{old} := {down};
+        -- A new value that the old one already gives (the backfill's own
+        -- write, or a new application agreeing with it) leaves the old column
+        -- alone: a round trip through down() could change it.
+        IF NEW.{new} IS DISTINCT FROM {up} THEN
+            NEW.{old} := {down};
+        END IF;
     ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN
         NEW.{new} := {up};
     ELSIF NEW.{new} IS NULL AND NEW.{old} IS NOT NULL THEN
@@ -170,7 +177,13 @@ mod tests {
             sql.contains("IF NEW.\"full name\" IS NOT NULL THEN\n            NEW.name := NEW.\"full name\";"),
             "{sql}"
         );
-        assert!(sql.contains("ELSIF NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" THEN"));
+        assert!(sql.contains("ELSIF NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" THEN\n        -- "));
+        assert!(
+            sql.contains(
+                "IF NEW.\"full name\" IS DISTINCT FROM NEW.name THEN\n            NEW.name := NEW.\"full name\";"
+            ),
+            "{sql}"
+        );
         assert!(sql.contains("ELSIF NEW.name IS DISTINCT FROM OLD.name THEN\n        NEW.\"full name\" := NEW.name;"));
         assert!(sql.contains("public.\"Users\".name (old application)"));
         let triggers = s.create_triggers();
