@@ -63,12 +63,15 @@ BEGIN
             NEW.{new} := {up};
         END IF;
     ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN
-        -- A new value that the old one already gives (the backfill's own
-        -- write, or a new application agreeing with it) leaves the old column
-        -- alone: a round trip through down() could change it.
-        IF NEW.{new} IS DISTINCT FROM {up} THEN
+        IF OLD.{new} IS NOT NULL THEN
+            NEW.{old} := {down};
+        ELSIF NEW.{new} IS DISTINCT FROM {up} THEN
+            -- Filled from NULL with a value of its own: the new application wrote it.
             NEW.{old} := {down};
         END IF;
+        -- Otherwise the new column was filled from NULL with the value the old
+        -- one gives (the backfill's own write): the old column stays as it is,
+        -- never put through a lossy round trip by down().
     ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN
         NEW.{new} := {up};
     ELSIF NEW.{new} IS NULL AND NEW.{old} IS NOT NULL THEN
@@ -177,10 +180,10 @@ mod tests {
             sql.contains("IF NEW.\"full name\" IS NOT NULL THEN\n            NEW.name := NEW.\"full name\";"),
             "{sql}"
         );
-        assert!(sql.contains("ELSIF NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" THEN\n        -- "));
+        assert!(sql.contains("ELSIF NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" THEN\n        IF OLD"));
         assert!(
             sql.contains(
-                "IF NEW.\"full name\" IS DISTINCT FROM NEW.name THEN\n            NEW.name := NEW.\"full name\";"
+                "IF OLD.\"full name\" IS NOT NULL THEN\n            NEW.name := NEW.\"full name\";\n        ELSIF NEW.\"full name\" IS DISTINCT FROM NEW.name THEN"
             ),
             "{sql}"
         );
