@@ -108,6 +108,33 @@ fn unused_name(base: &str) -> ZdmResult<String> {
     .hint("Give the migration a name of your own."))
 }
 
+/// What to run next on a migration, for `zdm.status()`; None once it is finished.
+fn next_step(name: &str) -> ZdmResult<Option<String>> {
+    let m = store::get(name)?;
+    let q = name.replace('\'', "''");
+    if m.phase.is_final() {
+        return Ok(None);
+    }
+    if m.paused {
+        return Ok(Some(format!(
+            "SELECT zdm.resume('{q}'); then CALL zdm.backfill('{q}');"
+        )));
+    }
+    if m.plan.backfill.is_some() && matches!(m.phase, Phase::Started | Phase::Backfilling) {
+        return Ok(Some(format!(
+            "CALL zdm.backfill('{q}'); (top level) or SELECT zdm.schedule_backfill('{q}');"
+        )));
+    }
+    if crate::toplevel::require_built(&m).is_err() {
+        return Ok(Some(format!(
+            "SELECT statement FROM zdm.pending_statements('{q}') \\gexec"
+        )));
+    }
+    Ok(Some(format!(
+        "SELECT zdm.complete('{q}'); once the old application is retired"
+    )))
+}
+
 /// 55006 when an active migration of the table claims any of `columns`.
 fn conflict_check(table_name: &str, columns: &[String]) -> ZdmResult<()> {
     if let Some((other, cols)) = store::conflicting_migration(table_name, columns)? {
@@ -284,7 +311,12 @@ pub mod zdm {
     /// Everything about one migration: phase, spec, progress, events.
     #[pg_extern]
     fn status(migration: &str) -> JsonB {
-        JsonB(store::status_json(migration).or_raise())
+        let mut v = store::status_json(migration).or_raise();
+        v["next"] = next_step(migration)
+            .or_raise()
+            .map(Value::String)
+            .unwrap_or(Value::Null);
+        JsonB(v)
     }
 
     /// Exactly one backfill batch in the caller's transaction: rows covered, 0 when finished.

@@ -317,6 +317,21 @@ mod tests {
         );
         let s = one::<pgrx::JsonB>("SELECT zdm.status('st')").unwrap().0;
         assert_eq!(s["phase"], "backfilling");
+        assert_eq!(
+            s["next"],
+            "CALL zdm.backfill('st'); (top level) or SELECT zdm.schedule_backfill('st');"
+        );
+        Spi::run("SELECT zdm.pause('st')").unwrap();
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT zdm.status('st')").unwrap().0["next"],
+            "SELECT zdm.resume('st'); then CALL zdm.backfill('st');"
+        );
+        Spi::run("SELECT zdm.resume('st')").unwrap();
+        while one::<i64>("SELECT zdm.backfill_batch('st')").unwrap() > 0 {}
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT zdm.status('st')").unwrap().0["next"],
+            "SELECT zdm.complete('st'); once the old application is retired"
+        );
         assert_eq!(s["progress"]["batches"], 2);
         assert!(s["events"].as_array().unwrap().len() >= 2);
     }
@@ -900,6 +915,10 @@ mod tests {
         assert_eq!(
             one::<String>(&format!("SELECT statement FROM zdm.pending_statements('{m}')")).unwrap(),
             "CREATE INDEX CONCURRENTLY ix_email ON public.ix USING btree (email) WHERE email IS NOT NULL;"
+        );
+        assert_eq!(
+            one::<pgrx::JsonB>(&format!("SELECT zdm.status('{m}')")).unwrap().0["next"],
+            format!("SELECT statement FROM zdm.pending_statements('{m}') \\gexec")
         );
         assert_eq!(
             sqlstate(&format!("SELECT zdm.complete('{m}')")).as_deref(),

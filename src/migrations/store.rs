@@ -39,15 +39,24 @@ fn writing<R>(f: impl FnOnce() -> R) -> R {
 /// Load a migration and lock its row until the end of the transaction, so two
 /// sessions never drive the same migration at once.
 pub fn get_for_update(name: &str) -> ZdmResult<MigrationRow> {
+    load(name, true)
+}
+
+/// Load a migration without locking it (for reports).
+pub fn get(name: &str) -> ZdmResult<MigrationRow> {
+    load(name, false)
+}
+
+fn load(name: &str, lock: bool) -> ZdmResult<MigrationRow> {
+    let sql = format!(
+        "SELECT name, table_name, kind, phase, plan, backfill_upper, backfill_last,
+                paused, waiting_reason, current_batch_size, settings, cron_job_id
+           FROM zdm.migrations WHERE name = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
     // connect_mut: a row lock is a write as far as SPI's read-only mode goes.
     let row = Spi::connect_mut(|client| {
-        let rows = client.update(
-            "SELECT name, table_name, kind, phase, plan, backfill_upper, backfill_last,
-                    paused, waiting_reason, current_batch_size, settings, cron_job_id
-               FROM zdm.migrations WHERE name = $1 FOR UPDATE",
-            None,
-            &[name.into()],
-        )?;
+        let rows = client.update(&sql, None, &[name.into()])?;
         let mut out = None;
         for r in rows {
             out = Some((
