@@ -1083,6 +1083,40 @@ cv_pkey PRIMARY KEY (id) valid=true",
             Some("bigint")
         );
     }
+
+    #[pg_test]
+    fn more_refusals_each_with_its_sqlstate() {
+        Spi::run(
+            "CREATE TABLE public.mr (id int PRIMARY KEY, tok int GENERATED ALWAYS AS IDENTITY, at timestamptz DEFAULT now(),
+                                     code text, CONSTRAINT mr_code_check CHECK (code <> ''));
+             INSERT INTO public.mr (id, code) SELECT g, 'c' || g FROM generate_series(1, 10) g;",
+        )
+        .unwrap();
+        let long = "x".repeat(64);
+        let cases = [
+            // (The wrappers take `name` arguments, which PostgreSQL cuts to 63 bytes itself.)
+            (format!(r#"SELECT zdm.start('{{"op": "rename_column", "table": "public.mr", "column": "code", "new_name": "{long}"}}')"#), "42602"),
+            (format!(r#"SELECT zdm.start('{{"op": "create_index", "table": "public.mr", "index": "{long}", "definition": "(code)"}}')"#), "42602"),
+            ("SELECT zdm.rename_column('public.mr', 'tok', 'token')".to_string(), "0A000"),
+            // The default now() cannot become an integer: refused at start, not at complete.
+            ("SELECT zdm.alter_column_type('public.mr', 'at', 'integer', 'extract(epoch from at)::integer', 'to_timestamp(at_new)')".to_string(), "42846"),
+            (r#"SELECT zdm.start('{"op": "add_foreign_key", "table": "public.mr", "constraint": "f", "columns": ["id"], "references": "public.nope", "referenced_columns": ["id"]}')"#.to_string(), "42P01"),
+            ("SELECT zdm.add_unique('public.mr', 'mr_code_check', ARRAY['code'])".to_string(), "42710"),
+            ("SELECT zdm.add_unique('public.mr', 'u2', ARRAY[]::name[])".to_string(), "22023"),
+            ("SELECT zdm.add_unique('public.mr', 'u2', ARRAY['nope'])".to_string(), "42703"),
+        ];
+        for (sql, want) in &cases {
+            assert_eq!(sqlstate(sql).as_deref(), Some(*want), "{sql}");
+        }
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+        // Nothing is pending for a finished migration.
+        let m = one::<String>("SELECT zdm.add_check('public.mr', 'id_pos', 'id > 0')").unwrap();
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        assert_eq!(
+            sqlstate(&format!("SELECT * FROM zdm.pending_statements('{m}')")).as_deref(),
+            Some("55000")
+        );
+    }
 }
 
 /// Hooks for `cargo pgrx test`.
