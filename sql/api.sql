@@ -99,3 +99,14 @@ RETURNS text LANGUAGE sql AS $$
 $$;
 COMMENT ON FUNCTION zdm.create_index(regclass, name, text, text) IS
     'Start creating an index CONCURRENTLY: run zdm.pending_statements() at top level, then complete.';
+
+CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
+                                        migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'create_shadow_table', 'table', zdm._table_name(tbl),
+        'alterations', pg_catalog.to_jsonb(coalesce(alterations, '{}'::text[])),
+        'column_map', column_map))
+$$;
+COMMENT ON FUNCTION zdm.create_shadow_table(regclass, text[], jsonb, text) IS
+    'Start restructuring a table through a shadow copy (alterations applied to it, columns filled by name or column_map), kept in sync by a trigger; returns the migration name. Then CALL zdm.backfill, zdm.verify, zdm.swap_tables, zdm.complete.';

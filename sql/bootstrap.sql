@@ -14,7 +14,8 @@ CREATE TABLE zdm.migrations (
     table_name          text NOT NULL,          -- schema-qualified, quoted: public."Users"
     kind                text NOT NULL,          -- rename_column, ..., or multi
     phase               text NOT NULL
-        CHECK (phase IN ('started', 'backfilling', 'backfilled', 'completed', 'rolled_back')),
+        CONSTRAINT migrations_phase_check
+        CHECK (phase IN ('started', 'backfilling', 'backfilled', 'swapped', 'completed', 'rolled_back')),
     columns             text[] NOT NULL DEFAULT '{}',   -- columns this migration claims
     spec                jsonb NOT NULL,         -- what was asked
     plan                jsonb NOT NULL,         -- the SQL of every phase, as generated at start
@@ -41,7 +42,10 @@ CREATE TABLE zdm.migrations (
     paused              boolean NOT NULL DEFAULT false,
     waiting_reason      text,                   -- why the backfill is not adding rows right now
     settings            jsonb NOT NULL DEFAULT '{}',   -- per-migration overrides of zdm.* backfill settings
-    cron_job_id         bigint                  -- pg_cron job of zdm.schedule_backfill()
+    cron_job_id         bigint,                 -- pg_cron job of zdm.schedule_backfill()
+    -- shadow tables: the last zdm.verify() result ('verify') and what
+    -- zdm.swap_tables() changed ('swap'), for complete and rollback
+    shadow              jsonb
 );
 COMMENT ON TABLE zdm.migrations IS
     'pg_zdm migrations, one row each. Written only by zdm.* functions; read it freely.';
@@ -108,12 +112,14 @@ SELECT m.name AS migration,
             WHEN m.waiting_reason IS NOT NULL THEN 'waiting'
             WHEN m.phase = 'backfilling' THEN 'backfilling'
             WHEN m.phase = 'started' AND m.plan ? 'backfill' THEN 'needs backfill'
+            WHEN m.phase = 'backfilled' AND m.plan ? 'shadow' THEN 'ready to verify and swap'
+            WHEN m.phase = 'swapped' THEN 'swapped: ready to complete'
             ELSE 'ready to complete'
        END AS state,
        m.waiting_reason,
        m.rows_done,
        greatest(m.rows_estimated, m.rows_done) AS rows_estimated,
-       CASE WHEN m.phase IN ('backfilled', 'completed') THEN 100.0
+       CASE WHEN m.phase IN ('backfilled', 'swapped', 'completed') THEN 100.0
             WHEN coalesce(greatest(m.rows_estimated, m.rows_done), 0) = 0 THEN NULL
             ELSE round(100.0 * m.rows_done / greatest(m.rows_estimated, m.rows_done), 1)
        END AS percent,

@@ -33,6 +33,17 @@ fn quote(s: &str) -> Ident {
 
 fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
     let first_table = spec.operations[0].table().to_string();
+    if spec.operations.len() > 1
+        && spec
+            .operations
+            .iter()
+            .any(|o| matches!(o, crate::spec::OperationSpec::CreateShadowTable(_)))
+    {
+        return Err(
+            ZdmError::not_supported("a shadow table migration has exactly one operation")
+                .hint("Put every change of the table in the shadow's alterations and column_map."),
+        );
+    }
     let mut table = None;
     let mut built = Vec::new();
     for op in &spec.operations {
@@ -125,6 +136,14 @@ fn next_step(name: &str) -> ZdmResult<Option<String>> {
             "CALL zdm.backfill('{q}'); (top level) or SELECT zdm.schedule_backfill('{q}');"
         )));
     }
+    if m.plan.shadow.is_some() {
+        return Ok(Some(match m.phase {
+            Phase::Backfilled => format!("SELECT zdm.verify('{q}'); then SELECT zdm.swap_tables('{q}');"),
+            _ => format!(
+                "SELECT zdm.complete('{q}'); once the new table has proved itself (zdm.rollback('{q}') swaps back)"
+            ),
+        }));
+    }
     if crate::toplevel::require_built(&m).is_err() {
         return Ok(Some(format!(
             "SELECT statement FROM zdm.pending_statements('{q}') \\gexec"
@@ -138,15 +157,16 @@ fn next_step(name: &str) -> ZdmResult<Option<String>> {
 /// 55006 when an active migration of the table claims any of `columns`.
 fn conflict_check(table_name: &str, columns: &[String]) -> ZdmResult<()> {
     if let Some((other, cols)) = store::conflicting_migration(table_name, columns)? {
-        return Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+        let what = if cols.iter().any(|c| c == crate::spec::WHOLE_TABLE) {
+            format!("{table_name} is being restructured (or changed) by migration \"{other}\"")
+        } else {
             format!(
                 "column(s) {} of {} are already being migrated by migration \"{other}\"",
                 cols.join(", "),
                 table_name
-            ),
-        )
-        .hint(format!(
+            )
+        };
+        return Err(ZdmError::new(PgSqlErrorCode::ERRCODE_OBJECT_IN_USE, what).hint(format!(
             "Complete or roll back \"{other}\" first: SELECT zdm.complete('{0}'); or SELECT zdm.rollback('{0}');",
             other.replace('\'', "''")
         )));
@@ -263,9 +283,23 @@ pub mod zdm {
 
     fn complete_impl(name: &str) -> ZdmResult<()> {
         let m = store::get_for_update(name)?;
+        if m.plan.shadow.is_some() && m.phase == Phase::Backfilled {
+            return Err(
+                ZdmError::wrong_state(format!("migration \"{name}\" has not swapped its shadow table in yet")).hint(
+                    format!(
+                        "Swap first: SELECT zdm.swap_tables('{0}'); then complete. zdm.rollback('{0}') abandons it.",
+                        name.replace('\'', "''")
+                    ),
+                ),
+            );
+        }
         m.phase.check_move(Phase::Completed, name)?;
         crate::toplevel::require_built(&m)?;
         let policy = RetryPolicy::from_settings();
+        let mut shadow_steps = Vec::new();
+        if m.plan.shadow.is_some() {
+            shadow_steps = crate::shadow::swap::complete_foreign_keys(&m, &policy)?;
+        }
         if m.plan.backfill.is_none() && !m.plan.validate.is_empty() {
             // Without a backfill nothing validated yet: VALIDATE first (reads and
             // writes go on), then the short exclusive steps.
@@ -278,7 +312,8 @@ pub mod zdm {
                 Some(serde_json::to_value(report).unwrap()),
             )?;
         }
-        let report = run_steps(&m.plan.complete, &policy)?;
+        shadow_steps.extend(m.plan.complete.iter().cloned());
+        let report = run_steps(&shadow_steps, &policy)?;
         // A pg_cron job left for this migration would fail every minute from now on.
         crate::scheduler::unschedule(name)?;
         store::move_phase(
@@ -298,7 +333,12 @@ pub mod zdm {
     fn rollback_impl(name: &str) -> ZdmResult<()> {
         let m = store::get_for_update(name)?;
         m.phase.check_move(Phase::RolledBack, name)?;
-        let report = run_steps(&m.plan.rollback, &RetryPolicy::from_settings())?;
+        let policy = RetryPolicy::from_settings();
+        if m.phase == Phase::Swapped {
+            let swap_back = crate::shadow::swap::swap_back(&m, &policy)?;
+            store::log_event(name, "swap back", None, None, Some(swap_back))?;
+        }
+        let report = run_steps(&m.plan.rollback, &policy)?;
         crate::scheduler::unschedule(name)?;
         store::move_phase(
             &m,
@@ -409,7 +449,7 @@ pub mod zdm {
     #[pg_extern]
     fn pause(migration: &str) {
         let m = store::get_for_update(migration).or_raise();
-        if m.phase.is_final() || m.phase == Phase::Backfilled {
+        if m.phase.is_final() || m.phase.backfill_done() {
             ZdmError::wrong_state(format!(
                 "migration \"{migration}\" is {}; its backfill is not running",
                 m.phase
@@ -427,7 +467,7 @@ pub mod zdm {
     #[pg_extern]
     fn resume(migration: &str) {
         let m = store::get_for_update(migration).or_raise();
-        if m.phase.is_final() || m.phase == Phase::Backfilled {
+        if m.phase.is_final() || m.phase.backfill_done() {
             ZdmError::wrong_state(format!(
                 "migration \"{migration}\" is {}; there is no backfill to resume",
                 m.phase
@@ -492,6 +532,26 @@ pub mod zdm {
         migration: default!(Option<&str>, "NULL"),
     ) -> TableIterator<'static, (name!(migration, String), name!(statement, String))> {
         TableIterator::new(crate::toplevel::pending(migration).or_raise())
+    }
+
+    /// Compare a shadow table with its original in one snapshot: row counts,
+    /// per-column checksums, up to five differing keys. Recorded for swap_tables.
+    #[pg_extern]
+    fn verify(migration: &str) -> JsonB {
+        JsonB(crate::shadow::verify::verify(migration).or_raise())
+    }
+
+    /// Swap a verified shadow table in: one short transaction under ACCESS
+    /// EXCLUSIVE locks taken with lock_timeout and retried; re-points every
+    /// dependent. Returns a report (attempts, lock wait and hold times, what moved).
+    #[pg_extern]
+    fn swap_tables(
+        migration: &str,
+        lock_timeout: default!(Option<&str>, "NULL"),
+        max_attempts: default!(Option<i32>, "NULL"),
+    ) -> JsonB {
+        let policy = crate::shadow::swap::policy(lock_timeout, max_attempts).or_raise();
+        JsonB(crate::shadow::swap::swap(migration, &policy).or_raise())
     }
 
     /// Remove the migration's pg_cron job; false when it had none.

@@ -146,7 +146,7 @@ pub fn run_one_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
     if m.phase.is_final() {
         return Err(finished_error(&m));
     }
-    if m.phase == Phase::Backfilled {
+    if m.phase.backfill_done() {
         return Ok(0);
     }
     if m.paused {
@@ -175,7 +175,7 @@ pub fn loop_step(name: &str, batch_size: Option<i32>, runner: &str) -> ZdmResult
     let Some(plan) = m.plan.backfill.clone() else {
         return Ok(Step::Done);
     };
-    if m.phase == Phase::Backfilled {
+    if m.phase.backfill_done() {
         return Ok(Step::Done);
     }
     if m.paused {

@@ -9,6 +9,7 @@
 //! - `executor`    running steps with lock_timeout, retries and backoff
 //! - `backfill`    one keyset batch at a time, checkpointed
 //! - `migrations`  the catalog tables and the phase state machine
+//! - `shadow`      shadow tables: probe, verify, swap
 //! - `api`         the `zdm.*` SQL functions
 //! - `session`     subtransactions, local settings, sleeps (server plumbing)
 //! - sql/          hand-written SQL: catalog tables, views, the committing procedure
@@ -28,6 +29,7 @@ pub mod ops;
 pub mod plan;
 pub mod scheduler;
 pub mod session;
+pub mod shadow;
 pub mod spec;
 pub mod sqlgen;
 pub mod toplevel;

@@ -215,6 +215,39 @@ pub struct Plan {
     pub complete: Vec<Step>,
     /// Undo of start, from any phase before complete.
     pub rollback: Vec<Step>,
+    /// Shadow-table migrations: what the swap, verify and the clean-up need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowPlan>,
+}
+
+/// The names and SQL a shadow migration's swap, verify and complete work with.
+/// Quoted names are ready for SQL; `*_relname` are raw, for `RENAME TO`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowPlan {
+    /// The live table, schema-qualified and quoted (its name never changes).
+    pub table: String,
+    pub schema: String,
+    pub table_relname: String,
+    /// The shadow while it is one (before the swap, and again after a swap back).
+    pub shadow: String,
+    pub shadow_relname: String,
+    /// The original table after the swap.
+    pub old: String,
+    pub old_relname: String,
+    /// Trigger of the original that feeds the shadow (dropped by the swap).
+    pub forward_trigger: String,
+    /// Trigger of the new table that feeds the old one after the swap, and its function.
+    pub reverse_trigger: String,
+    pub reverse_function: String,
+    /// The verify query (see `sqlgen::shadow_sync::verify_sql`) and what it compares.
+    pub verify_sql: String,
+    pub compared_columns: Vec<String>,
+    /// Shadow columns filled by their default, not compared.
+    pub not_compared: Vec<String>,
+    /// (original column, shadow column) for every copied column (raw names).
+    pub column_pairs: Vec<(String, String)>,
+    /// (shadow index, original index) (raw names).
+    pub index_names: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -227,6 +260,9 @@ impl Plan {
         self.start.extend(other.start);
         if other.backfill.is_some() {
             self.backfill = other.backfill;
+        }
+        if other.shadow.is_some() {
+            self.shadow = other.shadow;
         }
         self.validate.extend(other.validate);
         self.complete.extend(other.complete);

@@ -16,7 +16,7 @@
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::Literal;
-use crate::migrations::{store, Phase};
+use crate::migrations::store;
 use crate::session::get_optional;
 use pgrx::prelude::*;
 
@@ -65,7 +65,7 @@ pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<
                 .hint("Complete it with zdm.complete()."),
         );
     }
-    if m.phase.is_final() || (m.phase == Phase::Backfilled && !has_top_level) {
+    if m.phase.is_final() || (m.phase.backfill_done() && !has_top_level) {
         return Err(ZdmError::wrong_state(format!(
             "migration \"{migration}\" is {}; there is nothing left to backfill",
             m.phase

@@ -34,6 +34,33 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtError> {
     }
 }
 
+/// Run `f` in an internal subtransaction that is always rolled back, even on
+/// success: a probe that creates objects to see what PostgreSQL makes of them
+/// (the shadow table's shape) and leaves nothing behind. Results must be owned
+/// Rust values: memory of the subtransaction is gone afterwards.
+pub fn in_rolled_back_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtError> {
+    unsafe {
+        let old_context = pg_sys::CurrentMemoryContext;
+        let old_owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(old_context);
+        PgTryBuilder::new(AssertUnwindSafe(move || {
+            let result = f();
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            pg_sys::MemoryContextSwitchTo(old_context);
+            pg_sys::CurrentResourceOwner = old_owner;
+            Ok(result)
+        }))
+        .catch_others(move |error| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            pg_sys::MemoryContextSwitchTo(old_context);
+            pg_sys::CurrentResourceOwner = old_owner;
+            Err(error)
+        })
+        .execute()
+    }
+}
+
 /// The SQLSTATE of a caught error, or None for a Rust panic without one.
 pub fn caught_sqlstate(e: &CaughtError) -> Option<pg_sys::errcodes::PgSqlErrorCode> {
     match e {

@@ -45,6 +45,21 @@ pub enum OperationSpec {
     AddUnique(AddUniqueSpec),
     /// Create an index CONCURRENTLY (a top-level statement).
     CreateIndex(CreateIndexSpec),
+    /// Restructure a whole table: a shadow copy with the new structure, kept in
+    /// sync by a trigger, backfilled, verified, then swapped in by `zdm.swap_tables()`.
+    CreateShadowTable(ShadowTableSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowTableSpec {
+    pub table: String,
+    /// `ALTER TABLE` actions applied to the shadow: `ALTER COLUMN amount TYPE numeric(10,2)`.
+    #[serde(default)]
+    pub alterations: Vec<String>,
+    /// Shadow column → SQL expression over the original row that fills it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column_map: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,6 +166,10 @@ pub struct RenameColumnSpec {
     pub new_name: String,
 }
 
+/// The claim of a migration on every column of its table (shadow tables):
+/// conflicts with any other active migration of the table.
+pub const WHOLE_TABLE: &str = "*";
+
 /// Every `op` value pg_zdm knows, for error hints.
 pub const KNOWN_OPS: &[&str] = &[
     "rename_column",
@@ -162,6 +181,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "add_foreign_key",
     "add_unique",
     "create_index",
+    "create_shadow_table",
 ];
 
 impl OperationSpec {
@@ -176,6 +196,7 @@ impl OperationSpec {
             OperationSpec::AddForeignKey(a) => &a.table,
             OperationSpec::AddUnique(a) => &a.table,
             OperationSpec::CreateIndex(a) => &a.table,
+            OperationSpec::CreateShadowTable(a) => &a.table,
         }
     }
 
@@ -195,6 +216,8 @@ impl OperationSpec {
             OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
+            // A shadow migration replaces the whole table: it claims every column.
+            OperationSpec::CreateShadowTable(_) => vec![WHOLE_TABLE.to_string()],
         }
     }
 
@@ -210,6 +233,7 @@ impl OperationSpec {
             OperationSpec::AddForeignKey(_) => "add_foreign_key",
             OperationSpec::AddUnique(_) => "add_unique",
             OperationSpec::CreateIndex(_) => "create_index",
+            OperationSpec::CreateShadowTable(_) => "create_shadow_table",
         }
     }
 }
@@ -293,6 +317,7 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "add_foreign_key" => Ok(OperationSpec::AddForeignKey(from_value_with_path(&args, at)?)),
         "add_unique" => Ok(OperationSpec::AddUnique(from_value_with_path(&args, at)?)),
         "create_index" => Ok(OperationSpec::CreateIndex(from_value_with_path(&args, at)?)),
+        "create_shadow_table" => Ok(OperationSpec::CreateShadowTable(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

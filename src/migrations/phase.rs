@@ -2,9 +2,9 @@
 //!
 //! ```text
 //!   start ──► started ──► backfilling ──► backfilled ──► completed
-//!                │  └─────────────────────────▲ │
-//!                │   (nothing to backfill)      │
-//!                └────────────┴─────────────────┴──► rolled_back
+//!                │  └─────────────────────────▲ │ │          ▲
+//!                │   (nothing to backfill)      │ └► swapped ─┘  (shadow tables)
+//!                └────────────┴─────────────────┴───────┴──► rolled_back
 //! ```
 //! `completed` and `rolled_back` are final. Pure code: unit-tested without a server.
 
@@ -21,16 +21,20 @@ pub enum Phase {
     Backfilling,
     /// Every existing row is done; the migration may be completed.
     Backfilled,
+    /// Shadow tables: the shadow has taken the table's place; the old table is
+    /// kept current in reverse until complete (or a rollback swaps back).
+    Swapped,
     /// Contract done: old objects dropped. Final.
     Completed,
     /// Everything start created was removed. Final.
     RolledBack,
 }
 
-pub const ALL_PHASES: [Phase; 5] = [
+pub const ALL_PHASES: [Phase; 6] = [
     Phase::Started,
     Phase::Backfilling,
     Phase::Backfilled,
+    Phase::Swapped,
     Phase::Completed,
     Phase::RolledBack,
 ];
@@ -41,6 +45,7 @@ impl Phase {
             Phase::Started => "started",
             Phase::Backfilling => "backfilling",
             Phase::Backfilled => "backfilled",
+            Phase::Swapped => "swapped",
             Phase::Completed => "completed",
             Phase::RolledBack => "rolled_back",
         }
@@ -59,6 +64,11 @@ impl Phase {
         matches!(self, Phase::Completed | Phase::RolledBack)
     }
 
+    /// Every existing row is done (backfilled, or already swapped in).
+    pub fn backfill_done(self) -> bool {
+        matches!(self, Phase::Backfilled | Phase::Swapped)
+    }
+
     pub fn can_move_to(self, to: Phase) -> bool {
         use Phase::*;
         matches!(
@@ -70,6 +80,9 @@ impl Phase {
                 | (Backfilling, RolledBack)
                 | (Backfilled, Completed)
                 | (Backfilled, RolledBack)
+                | (Backfilled, Swapped)
+                | (Swapped, Completed)
+                | (Swapped, RolledBack)
         )
     }
 

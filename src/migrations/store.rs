@@ -151,11 +151,12 @@ pub fn exists(name: &str) -> ZdmResult<bool> {
 pub fn conflicting_migration(table_name: &str, columns: &[String]) -> ZdmResult<Option<(String, Vec<String>)>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT name, ARRAY(SELECT unnest(columns) INTERSECT SELECT unnest($2::text[]))
+            "SELECT name, CASE WHEN '*' = ANY(columns) OR '*' = ANY($2::text[]) THEN ARRAY['*']
+                        ELSE ARRAY(SELECT unnest(columns) INTERSECT SELECT unnest($2::text[])) END
                FROM zdm.migrations
               WHERE phase NOT IN ('completed', 'rolled_back')
                 AND to_regclass(table_name) = to_regclass($1)
-                AND columns && $2::text[]
+                AND (columns && $2::text[] OR '*' = ANY(columns) OR '*' = ANY($2::text[]))
               ORDER BY created_at LIMIT 1",
             None,
             &[table_name.into(), columns.to_vec().into()],
@@ -344,4 +345,30 @@ pub fn status_json(name: &str) -> ZdmResult<Value> {
     )
     .map_err(spi_err)?;
     v.map(|j| j.0).ok_or_else(|| ZdmError::unknown_migration(name))
+}
+
+/// State of a shadow migration kept between calls: `verify` (the last result)
+/// and `swap` (what the swap changed, for complete and rollback). `{}` when none.
+pub fn shadow_state(name: &str) -> ZdmResult<Value> {
+    let v: Option<JsonB> = crate::session::get_optional(
+        "SELECT coalesce(shadow, '{}') FROM zdm.migrations WHERE name = $1",
+        &[name.into()],
+    )
+    .map_err(spi_err)?;
+    Ok(v.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})))
+}
+
+/// Set one key of the shadow state (`verify`, `swap`); null removes it.
+pub fn set_shadow_state(name: &str, key: &str, value: Value) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations
+                SET shadow = CASE WHEN $3 = 'null'::jsonb THEN coalesce(shadow, '{}') - $2
+                                  ELSE coalesce(shadow, '{}') || pg_catalog.jsonb_build_object($2, $3) END,
+                    updated_at = clock_timestamp()
+              WHERE name = $1",
+            &[name.into(), key.into(), JsonB(value).into()],
+        )
+    })
+    .map_err(spi_err)
 }

@@ -21,7 +21,7 @@ use crate::catalog::{ColumnInfo, KeyInfo};
 use crate::error::ZdmResult;
 use crate::ident::{Ident, QualifiedName, SqlFragment};
 use crate::plan::{LockMode, Plan, Step};
-use crate::sqlgen::backfill::KeysetUpdate;
+use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::column_sync::ColumnSync;
 
 pub struct ColumnCopy {
@@ -111,15 +111,17 @@ impl ColumnCopy {
             .as_ref()
             .map(|(b, _)| b.clone())
             .unwrap_or_else(|| old.to_string());
-        let keyset = KeysetUpdate {
+        let keyset = KeysetBatch {
             table: &self.table,
             key: &self.key.columns,
-            assignments: vec![format!("{new} = {up_bare}")],
-            // Only rows no writer has touched since start: their new column is
-            // still NULL. A row the trigger already filled is never recomputed,
-            // so a value the new application wrote (which the down conversion
-            // may have rounded into the old column) is never overwritten.
-            needs_work: format!("{new} IS NULL AND ({up_bare}) IS NOT NULL"),
+            work: BatchWork::Update {
+                assignments: vec![format!("{new} = {up_bare}")],
+                // Only rows no writer has touched since start: their new column is
+                // still NULL. A row the trigger already filled is never recomputed,
+                // so a value the new application wrote (which the down conversion
+                // may have rounded into the old column) is never overwritten.
+                needs_work: format!("{new} IS NULL AND ({up_bare}) IS NOT NULL"),
+            },
         };
         let (create_batch_function, drop_batch_function, backfill) =
             batch_function(ctx, &keyset, &self.key, format!("{what} for existing rows"));
@@ -302,6 +304,7 @@ impl ColumnCopy {
             validate,
             complete,
             rollback,
+            shadow: None,
         })
     }
 }

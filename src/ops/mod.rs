@@ -13,6 +13,7 @@ pub mod drop_column;
 pub mod indexes;
 pub mod rename_column;
 pub mod set_not_null;
+pub mod shadow_table;
 pub mod shared;
 
 use crate::catalog::TableInfo;
@@ -75,6 +76,12 @@ pub fn build(
         OperationSpec::AddUnique(a) => Ok(Box::new(indexes::CreateIndex::unique(table, a, lookup, quote)?)),
         OperationSpec::CreateIndex(a) => Ok(Box::new(indexes::CreateIndex::new(table, a, lookup, quote)?)),
         OperationSpec::AlterColumnType(a) => Ok(Box::new(alter_column_type::AlterColumnType::new(table, a, quote)?)),
+        OperationSpec::CreateShadowTable(a) => Ok(Box::new(shadow_table::ShadowTable::new(
+            table,
+            a,
+            quote,
+            crate::shadow::probe::probe,
+        )?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,
             &a.column,

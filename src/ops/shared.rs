@@ -6,7 +6,7 @@ use super::PlanContext;
 use crate::catalog::KeyInfo;
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::{BackfillPlan, LockMode, Step};
-use crate::sqlgen::backfill::KeysetUpdate;
+use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::fill_trigger::FillTrigger;
 
 /// NOT NULL the way that never scans under an exclusive lock:
@@ -120,7 +120,7 @@ pub fn fill_trigger_steps(
 /// dropping it, and the backfill plan that calls it.
 pub fn batch_function(
     ctx: &PlanContext,
-    keyset: &KeysetUpdate,
+    keyset: &KeysetBatch,
     key: &KeyInfo,
     description: String,
 ) -> (Step, Step, BackfillPlan) {
@@ -167,11 +167,13 @@ impl FillNulls<'_> {
             start.extend(create);
             cleanup.extend(drop);
         }
-        let keyset = KeysetUpdate {
+        let keyset = KeysetBatch {
             table: self.table,
             key: &self.key.columns,
-            assignments: vec![format!("{c} = {}", self.fill.0)],
-            needs_work: format!("{c} IS NULL"),
+            work: BatchWork::Update {
+                assignments: vec![format!("{c} = {}", self.fill.0)],
+                needs_work: format!("{c} IS NULL"),
+            },
         };
         let (create, drop, backfill) = batch_function(ctx, &keyset, self.key, self.description);
         start.push(create);

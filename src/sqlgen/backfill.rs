@@ -12,18 +12,43 @@
 use super::dollar_quote;
 use crate::ident::{Ident, QualifiedName, SqlFragment};
 
-pub struct KeysetUpdate<'a> {
+pub struct KeysetBatch<'a> {
     pub table: &'a QualifiedName,
     /// Key columns in index order, with their types.
     pub key: &'a [(Ident, SqlFragment)],
-    /// `col = expr` assignments; expressions use the table's bare column names.
-    pub assignments: Vec<String>,
-    /// Condition under which a row still needs the assignments (skips rows the
-    /// sync trigger already made right, so a re-run changes nothing).
-    pub needs_work: String,
+    pub work: BatchWork,
 }
 
-impl KeysetUpdate<'_> {
+/// What a batch does to the rows of its key range.
+pub enum BatchWork {
+    /// Column migrations: an UPDATE of the range in place.
+    Update {
+        /// `col = expr` assignments; expressions use the table's bare column names.
+        assignments: Vec<String>,
+        /// Condition under which a row still needs the assignments (skips rows the
+        /// sync trigger already made right, so a re-run changes nothing).
+        needs_work: String,
+    },
+    /// Shadow tables: copy the range into the shadow. The rows are read `FOR KEY
+    /// SHARE`: a row deleted (or its key changed) after the batch's snapshot is
+    /// skipped, and none can be deleted until the batch commits, so a deleted
+    /// row is never brought back. A row the sync trigger already wrote is left
+    /// alone (`ON CONFLICT DO NOTHING`): the trigger's copy is the newer one.
+    CopyInto {
+        /// Schema-qualified, quoted.
+        target: String,
+        /// Target columns, quoted.
+        columns: Vec<String>,
+        /// Values over the source's bare column names, one per target column.
+        values: Vec<String>,
+        /// The target's key columns (the ON CONFLICT arbiter).
+        conflict_key: Vec<String>,
+        /// `OVERRIDING SYSTEM VALUE`, for GENERATED ALWAYS identity columns.
+        overriding: bool,
+    },
+}
+
+impl KeysetBatch<'_> {
     fn key_list(&self, prefix: &str) -> String {
         self.key
             .iter()
@@ -106,6 +131,44 @@ LANGUAGE plpgsql AS {}",
         )
     }
 
+    /// The statement of the `zdm_changed` step over the rows matching `range`.
+    fn work_sql(&self, range: &str) -> String {
+        match &self.work {
+            BatchWork::Update {
+                assignments,
+                needs_work,
+            } => format!(
+                "    UPDATE ONLY {table}
+       SET {assignments}
+     WHERE {range}
+       AND ({needs_work})
+    RETURNING 1",
+                table = self.table,
+                assignments = assignments.join(",\n           "),
+            ),
+            BatchWork::CopyInto {
+                target,
+                columns,
+                values,
+                conflict_key,
+                overriding,
+            } => format!(
+                "    INSERT INTO {target} ({columns}){overriding}
+    SELECT {values}
+      FROM ONLY {table}
+     WHERE {range}
+       FOR KEY SHARE
+    ON CONFLICT ({conflict_key}) DO NOTHING
+    RETURNING 1",
+                columns = columns.join(", "),
+                overriding = if *overriding { " OVERRIDING SYSTEM VALUE" } else { "" },
+                values = values.join(",\n           "),
+                table = self.table,
+                conflict_key = conflict_key.join(", "),
+            ),
+        }
+    }
+
     pub fn first_batch_sql(&self) -> String {
         self.batch_sql(false)
     }
@@ -148,11 +211,7 @@ LANGUAGE plpgsql AS {}",
 ), zdm_end AS MATERIALIZED (
     SELECT {aliases} FROM zdm_batch ORDER BY {desc} LIMIT 1
 ), zdm_changed AS (
-    UPDATE ONLY {table}
-       SET {assignments}
-     WHERE {lower}{key_row} <= ({end_row})
-       AND ({needs_work})
-    RETURNING 1
+{work}
 )
 SELECT (SELECT count(*) FROM zdm_batch)::int8 AS rows_scanned,
        (SELECT count(*) FROM zdm_changed)::int8 AS rows_changed,
@@ -162,9 +221,7 @@ SELECT (SELECT count(*) FROM zdm_batch)::int8 AS rows_scanned,
             desc = desc.join(", "),
             table = self.table,
             upper = self.param_row(1),
-            assignments = self.assignments.join(",\n           "),
-            end_row = end_row.join(", "),
-            needs_work = self.needs_work,
+            work = self.work_sql(&format!("{lower}{key_row} <= ({})", end_row.join(", "))),
             end_text = end_text.join(", "),
         )
     }
@@ -181,11 +238,13 @@ mod tests {
             (Ident::test("order_id"), SqlFragment("bigint".into())),
             (Ident::test("Line"), SqlFragment("integer".into())),
         ];
-        let k = KeysetUpdate {
+        let k = KeysetBatch {
             table: &t,
             key: &key,
-            assignments: vec!["b = a".into()],
-            needs_work: "b IS DISTINCT FROM a".into(),
+            work: BatchWork::Update {
+                assignments: vec!["b = a".into()],
+                needs_work: "b IS DISTINCT FROM a".into(),
+            },
         };
         assert_eq!(
             k.upper_bound_sql(),

@@ -1,0 +1,423 @@
+//! `create_shadow_table`: restructure a whole table through a shadow copy.
+//!
+//! start:    create the shadow (LIKE the original, then the alterations), its
+//!           outgoing foreign keys NOT VALID, the batch function, the two row-copy
+//!           functions, and the trigger that feeds the shadow from the original;
+//! backfill: copy existing rows in keyset batches (`BatchWork::CopyInto`);
+//! validate: VALIDATE the shadow's foreign keys;
+//! then `zdm.verify()` and `zdm.swap_tables()` (see `shadow::swap`), which
+//! also knows how to swap back (rollback) and what complete has left to do;
+//! complete: drop the old table and the reverse trigger, give indexes and
+//!           identity sequences the original names.
+//! The shape of the shadow comes from `probe`, which builds it in a rolled-back
+//! subtransaction; everything after that is pure and unit-tested.
+
+use super::{require_key, Operation, PlanContext};
+use crate::catalog::TableInfo;
+use crate::error::{ZdmError, ZdmResult};
+use crate::ident::{Ident, QualifiedName};
+use crate::plan::{LockMode, Plan, ShadowPlan, Step};
+use crate::shadow::probe::ProbeRequest;
+use crate::shadow::shape::{ShadowShape, Source};
+use crate::spec::ShadowTableSpec;
+use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
+use crate::sqlgen::shadow_sync::{create_trigger, verify_sql, Compared, RowCopy};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use std::collections::BTreeMap;
+
+pub type Probe = fn(&ProbeRequest) -> ZdmResult<ShadowShape>;
+
+pub struct ShadowTable {
+    table: TableInfo,
+    alterations: Vec<String>,
+    column_map: BTreeMap<String, String>,
+    quote: fn(&str) -> Ident,
+    probe: Probe,
+}
+
+impl ShadowTable {
+    pub fn new(table: &TableInfo, spec: &ShadowTableSpec, quote: fn(&str) -> Ident, probe: Probe) -> ZdmResult<Self> {
+        require_key(table)?;
+        Ok(ShadowTable {
+            table: table.clone(),
+            alterations: spec.alterations.clone(),
+            column_map: spec.column_map.clone().unwrap_or_default(),
+            quote,
+            probe,
+        })
+    }
+}
+
+impl Operation for ShadowTable {
+    fn claimed_columns(&self) -> Vec<String> {
+        vec![crate::spec::WHOLE_TABLE.to_string()]
+    }
+
+    fn default_name(&self) -> String {
+        super::fit_name(&format!("{}_restructure", self.table.name.name.raw()))
+    }
+
+    fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
+        let q = self.quote;
+        let schema = &self.table.name.schema;
+        let shadow_relname = format!("zdm_shadow_{}", ctx.migration);
+        let old_relname = format!("zdm_old_{}", ctx.migration);
+        let shadow_name = QualifiedName::new(schema.clone(), q(&shadow_relname));
+        let old_name = QualifiedName::new(schema.clone(), q(&old_relname));
+        let shape = (self.probe)(&ProbeRequest {
+            original: &self.table,
+            shadow: &shadow_name,
+            alterations: &self.alterations,
+            column_map: &self.column_map,
+        })?;
+        plan_from_shape(ctx, &shape, &old_name)
+    }
+}
+
+fn refusal(code: PgSqlErrorCode, message: String, hint: &str) -> ZdmError {
+    ZdmError::new(code, message).hint(hint.to_string())
+}
+
+/// Everything after the probe: pure.
+pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &QualifiedName) -> ZdmResult<Plan> {
+    let orig = &shape.original;
+    let table = &orig.name;
+    let shadow = shape.shadow_name();
+    let tname = table.display_raw();
+    let key = require_key(orig)?;
+
+    // Rows are matched by the original's key, copied as is into the shadow,
+    // where a unique index must make it the ON CONFLICT arbiter.
+    let mut key_pairs = Vec::new();
+    for (k, _) in &key.columns {
+        let Some(s) = shape.copied_into(k.raw()) else {
+            return Err(refusal(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("the shadow of {tname} does not keep key column {} as a copy", k.raw()),
+                "The shadow is kept in sync row by row through the table's key: keep its columns (renaming or widening them is fine) and leave them out of column_map.",
+            ));
+        };
+        key_pairs.push((k.clone(), s.name.clone()));
+    }
+    let shadow_attnums: Vec<i16> = key_pairs
+        .iter()
+        .filter_map(|(_, s)| shape.shadow.column(s.raw()).map(|c| c.attnum))
+        .collect();
+    let has_unique = shape.shadow.indexes.iter().any(|i| {
+        i.unique
+            && i.predicate.is_none()
+            && i.key_count == shadow_attnums.len()
+            && i.elements[..i.key_count]
+                .iter()
+                .all(|(a, _, _)| *a != 0 && shadow_attnums.contains(a))
+    });
+    if !has_unique {
+        return Err(refusal(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "the shadow of {tname} has no unique index on its key ({})",
+                key.index_name
+            ),
+            "Do not drop the primary key (or the unique index pg_zdm walks) in the alterations.",
+        ));
+    }
+    for c in &shape.columns {
+        if matches!(c.source, Source::Default) && c.not_null && !c.has_default && !c.generated {
+            return Err(refusal(
+                PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                format!(
+                    "column {} of the shadow of {tname} is NOT NULL, has no default, and nothing fills it",
+                    c.name.raw()
+                ),
+                "Give it a default in the alteration (ADD COLUMN ... DEFAULT ...), or an expression in column_map.",
+            ));
+        }
+    }
+    for r in &shape.reverse {
+        if r.source.is_none() && r.not_null && !r.has_default && !r.generated {
+            return Err(refusal(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "column {} of {tname} is NOT NULL without a default, and the new structure cannot fill it back",
+                    r.name.raw()
+                ),
+                "After the swap the old table is kept current from the new one so that the swap can be undone; \
+                 this column would have no value. Make it nullable or give it a default first (both catalog-only), \
+                 or keep it in the shadow.",
+            ));
+        }
+    }
+
+    let forward_fn = ctx.function_name("shadow_sync");
+    let reverse_fn = ctx.function_name("shadow_reverse");
+    let forward_trigger = ctx.object_name("sync");
+    let reverse_trigger = ctx.object_name("reverse");
+    let srce = SqlRel::new(table);
+
+    // Forward: the original feeds the shadow.
+    let written: Vec<_> = shape
+        .columns
+        .iter()
+        .filter(|c| !c.generated && !matches!(c.source, Source::Default))
+        .collect();
+    let forward = RowCopy {
+        migration: &ctx.migration,
+        source: table,
+        target: shadow,
+        key: key_pairs.clone(),
+        values: written
+            .iter()
+            .map(|c| {
+                let v = match &c.source {
+                    Source::Copy(o) => format!("NEW.{o}"),
+                    Source::Map { over_new, .. } => over_new.clone(),
+                    Source::Default => unreachable!("filtered"),
+                };
+                (c.name.clone(), v)
+            })
+            .collect(),
+        not_updatable: written
+            .iter()
+            .filter(|c| c.identity_always)
+            .map(|c| c.name.clone())
+            .collect(),
+        overriding: written.iter().any(|c| c.identity_always),
+        purpose: "shadow",
+    };
+    // Reverse: after the swap, the new table (with the original's name) feeds the old one.
+    let back: Vec<_> = shape
+        .reverse
+        .iter()
+        .filter(|r| !r.generated && r.source.is_some())
+        .collect();
+    let reverse = RowCopy {
+        migration: &ctx.migration,
+        source: table,
+        target: old_name,
+        key: key_pairs.iter().map(|(o, s)| (s.clone(), o.clone())).collect(),
+        values: back
+            .iter()
+            .map(|r| (r.name.clone(), format!("NEW.{}", r.source.as_ref().expect("filtered"))))
+            .collect(),
+        not_updatable: back
+            .iter()
+            .filter(|r| r.identity_always)
+            .map(|r| r.name.clone())
+            .collect(),
+        overriding: back.iter().any(|r| r.identity_always),
+        purpose: "reverse",
+    };
+
+    let keyset = KeysetBatch {
+        table,
+        key: &key.columns,
+        work: BatchWork::CopyInto {
+            target: shadow.to_string(),
+            columns: written.iter().map(|c| c.name.to_string()).collect(),
+            values: written
+                .iter()
+                .map(|c| match &c.source {
+                    Source::Copy(o) => o.to_string(),
+                    Source::Map { text, .. } => format!("({text})"),
+                    Source::Default => unreachable!("filtered"),
+                })
+                .collect(),
+            conflict_key: key_pairs.iter().map(|(_, s)| s.to_string()).collect(),
+            overriding: written.iter().any(|c| c.identity_always),
+        },
+    };
+    let (create_batch, drop_batch, mut backfill) = super::shared::batch_function(
+        ctx,
+        &keyset,
+        key,
+        format!("copy existing rows of {tname} into {}", shadow.display_raw()),
+    );
+    // The batch reads the original (FOR KEY SHARE) and writes the shadow.
+    backfill.table = table.to_string();
+
+    let mut start = Vec::new();
+    for sql in &shape.create {
+        start.push(srce.step(
+            "create the shadow table like the original",
+            sql.clone(),
+            LockMode::AccessShare,
+        ));
+    }
+    for a in &shape.alterations {
+        start.push(Step::unlocked(
+            format!("alter the shadow: {a}"),
+            format!("ALTER TABLE {shadow} {a}"),
+        ));
+    }
+    let mut validate = Vec::new();
+    for fk in &shape.foreign_keys {
+        let cols: Vec<String> = fk.columns.iter().map(|c| c.to_string()).collect();
+        let rcols: Vec<String> = fk.referenced_columns.iter().map(|c| c.to_string()).collect();
+        start.push(Step::locked(
+            format!("foreign key {} on the shadow, NOT VALID", fk.name.raw()),
+            format!(
+                "ALTER TABLE {shadow} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) {}{} NOT VALID",
+                fk.name,
+                cols.join(", "),
+                fk.referenced,
+                rcols.join(", "),
+                fk.actions,
+                fk.deferrable
+            ),
+            &fk.referenced,
+            LockMode::ShareRowExclusive,
+        ));
+        validate.push(Step::locked(
+            format!(
+                "validate foreign key {} of the shadow (reads and writes go on)",
+                fk.name.raw()
+            ),
+            format!("ALTER TABLE {shadow} VALIDATE CONSTRAINT {}", fk.name),
+            &shadow.to_string(),
+            LockMode::ShareUpdateExclusive,
+        ));
+    }
+    start.push(create_batch);
+    start.push(Step::unlocked(
+        "function copying each row change of the original into the shadow",
+        forward.create_function(&forward_fn),
+    ));
+    start.push(Step::unlocked(
+        "function copying each row change back into the old table after the swap",
+        reverse.create_function(&reverse_fn),
+    ));
+    start.push(srce.step(
+        "trigger feeding the shadow from the original (waits for writers in flight, then every write is copied)",
+        create_trigger(&forward_trigger, table, &forward_fn),
+        LockMode::ShareRowExclusive,
+    ));
+
+    let mut complete = vec![
+        srce.step(
+            "drop the reverse sync trigger",
+            format!("DROP TRIGGER IF EXISTS {reverse_trigger} ON {table}"),
+            LockMode::AccessExclusive,
+        ),
+        Step::locked(
+            "drop the old table",
+            format!("DROP TABLE IF EXISTS {old_name}"),
+            &old_name.to_string(),
+            LockMode::AccessExclusive,
+        ),
+        Step::unlocked(
+            "drop the sync functions",
+            format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
+        ),
+        drop_batch.clone(),
+    ];
+    for (s, o) in &shape.index_names {
+        if s != o {
+            complete.push(Step::unlocked(
+                format!("give index {} its original name {}", s.raw(), o.raw()),
+                format!("ALTER INDEX {}.{s} RENAME TO {o}", table.schema),
+            ));
+        }
+    }
+    for (s, o) in &shape.identity_sequences {
+        complete.push(Step::unlocked(
+            format!("give the identity sequence {s} its original name"),
+            format!("ALTER SEQUENCE {s} RENAME TO {o}"),
+        ));
+    }
+    let rollback = vec![
+        srce.step(
+            "drop the trigger feeding the shadow",
+            format!("DROP TRIGGER IF EXISTS {forward_trigger} ON {table}"),
+            LockMode::AccessExclusive,
+        ),
+        Step::locked(
+            "drop the shadow table",
+            format!("DROP TABLE IF EXISTS {shadow}"),
+            &shadow.to_string(),
+            LockMode::AccessExclusive,
+        ),
+        Step::unlocked(
+            "drop the sync functions",
+            format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
+        ),
+        drop_batch,
+    ];
+
+    let compared: Vec<Compared> = written
+        .iter()
+        .map(|c| Compared {
+            column: c.name.clone(),
+            source_value: match &c.source {
+                Source::Copy(o) => o.to_string(),
+                Source::Map { text, .. } => text.clone(),
+                Source::Default => unreachable!("filtered"),
+            },
+            type_sql: c.type_sql.to_string(),
+        })
+        .collect();
+    let key_types: Vec<(Ident, Ident, String)> = key_pairs
+        .iter()
+        .map(|(o, s)| {
+            let ty = shape
+                .shadow
+                .column(s.raw())
+                .map(|c| c.type_sql.to_string())
+                .unwrap_or_default();
+            (o.clone(), s.clone(), ty)
+        })
+        .collect();
+    let shadow_plan = ShadowPlan {
+        table: table.to_string(),
+        schema: table.schema.to_string(),
+        table_relname: table.name.raw().to_string(),
+        shadow: shadow.to_string(),
+        shadow_relname: shadow.name.raw().to_string(),
+        old: old_name.to_string(),
+        old_relname: old_name.name.raw().to_string(),
+        forward_trigger: forward_trigger.to_string(),
+        reverse_trigger: reverse_trigger.to_string(),
+        reverse_function: reverse_fn.to_string(),
+        verify_sql: verify_sql(table, shadow, &key_types, &compared),
+        compared_columns: compared.iter().map(|c| c.column.raw().to_string()).collect(),
+        not_compared: shape
+            .columns
+            .iter()
+            .filter(|c| matches!(c.source, Source::Default))
+            .map(|c| c.name.raw().to_string())
+            .collect(),
+        column_pairs: shape
+            .columns
+            .iter()
+            .filter_map(|c| match &c.source {
+                Source::Copy(o) => Some((o.raw().to_string(), c.name.raw().to_string())),
+                _ => None,
+            })
+            .collect(),
+        index_names: shape
+            .index_names
+            .iter()
+            .map(|(s, o)| (s.raw().to_string(), o.raw().to_string()))
+            .collect(),
+    };
+    Ok(Plan {
+        start,
+        backfill: Some(backfill),
+        validate,
+        complete,
+        rollback,
+        shadow: Some(shadow_plan),
+    })
+}
+
+/// Steps that lock one relation, named once.
+struct SqlRel(String);
+
+impl SqlRel {
+    fn new(name: &QualifiedName) -> Self {
+        SqlRel(name.to_string())
+    }
+
+    fn step(&self, description: &str, sql: String, mode: LockMode) -> Step {
+        Step::locked(description, sql, &self.0, mode)
+    }
+}

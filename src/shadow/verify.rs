@@ -1,0 +1,80 @@
+//! `zdm.verify()`: is the shadow equal to the original, row for row?
+//!
+//! One statement (so one snapshot: a write committed by the application is in
+//! both tables or in neither, the trigger writing both in its transaction)
+//! computes row counts, per-column order-independent checksums of the shadow
+//! against the mapped original rows, and up to five differing keys. The result
+//! is kept in `zdm.migrations.shadow`; `swap_tables` swaps only after a match.
+
+use crate::catalog::introspect::spi_err;
+use crate::error::{ZdmError, ZdmResult};
+use crate::migrations::store::MigrationRow;
+use crate::migrations::{store, Phase};
+use crate::plan::ShadowPlan;
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// The shadow part of a migration's plan, or 55000 for other migrations.
+pub fn shadow_plan(m: &MigrationRow) -> ZdmResult<ShadowPlan> {
+    m.plan.shadow.clone().ok_or_else(|| {
+        ZdmError::wrong_state(format!(
+            "migration \"{}\" is a {} migration, not a shadow table",
+            m.name, m.kind
+        ))
+        .hint("verify and swap_tables work on migrations started with zdm.create_shadow_table().")
+    })
+}
+
+/// Run the comparison, record it, and return it.
+pub fn verify(name: &str) -> ZdmResult<Value> {
+    let m = store::get_for_update(name)?;
+    let sp = shadow_plan(&m)?;
+    if m.phase.is_final() || m.phase == Phase::Swapped {
+        return Err(ZdmError::wrong_state(format!(
+            "migration \"{name}\" is {}; there is no shadow to verify any more",
+            m.phase
+        ))
+        .hint("verify compares the shadow with the original before the swap."));
+    }
+    let started = Instant::now();
+    let (source_rows, shadow_rows, differing, sample, source_sums, shadow_sums) = Spi::connect(|c| {
+        let r = c.select(&sp.verify_sql, Some(1), &[])?.first();
+        Ok::<_, pgrx::spi::Error>((
+            r.get::<i64>(1)?.unwrap_or(0),
+            r.get::<i64>(2)?.unwrap_or(0),
+            r.get::<i64>(3)?.unwrap_or(0),
+            r.get::<Vec<String>>(4)?.unwrap_or_default(),
+            r.get::<Vec<String>>(5)?.unwrap_or_default(),
+            r.get::<Vec<String>>(6)?.unwrap_or_default(),
+        ))
+    })
+    .map_err(spi_err)?;
+    let columns: Vec<Value> = sp
+        .compared_columns
+        .iter()
+        .zip(source_sums.iter().zip(&shadow_sums))
+        .map(|(c, (s, d))| json!({"column": c, "matched": s == d, "source": s, "shadow": d}))
+        .collect();
+    let matched = source_rows == shadow_rows && differing == 0 && source_sums == shadow_sums;
+    let mut result = json!({
+        "migration": name,
+        "matched": matched,
+        "source_rows": source_rows,
+        "shadow_rows": shadow_rows,
+        "differing_rows": differing,
+        "sample_keys": sample,
+        "columns": columns,
+        "not_compared": sp.not_compared,
+        "took_ms": (started.elapsed().as_secs_f64() * 1000.0).round(),
+        "backfilled": m.phase == Phase::Backfilled,
+    });
+    if m.phase != Phase::Backfilled {
+        result["note"] = json!("the backfill is not finished: rows it has not copied yet count as differences");
+    }
+    let at: Option<String> = Spi::get_one("SELECT pg_catalog.clock_timestamp()::text").map_err(spi_err)?;
+    result["at"] = json!(at);
+    store::set_shadow_state(name, "verify", result.clone())?;
+    store::log_event(name, "verify", None, None, Some(result.clone()))?;
+    Ok(result)
+}

@@ -1,0 +1,335 @@
+//! The row-copy trigger of a shadow migration, and the query of `zdm.verify`.
+//!
+//! One generator serves both directions: before the swap the original table
+//! feeds the shadow, after it the new table feeds the old one (so the swap can
+//! be undone without losing a write).
+//!
+//! The trigger is AFTER ... FOR EACH ROW, so it sees the row as finally
+//! written (after every BEFORE trigger), and makes the target row with the same
+//! key equal to it, in the writer's own transaction:
+//! - DELETE: delete the target row;
+//! - UPDATE, same key: update the target row; if there is none yet (the
+//!   backfill has not reached it), insert it;
+//! - UPDATE that changes the key: delete the old key's row, insert the new one;
+//! - INSERT: insert, or overwrite a row already there (`ON CONFLICT DO UPDATE`).
+//! Racing the backfill: the batch inserts with `ON CONFLICT DO NOTHING` and
+//! locks its source rows `FOR KEY SHARE`; whichever writes a key second waits
+//! for the first to commit, and the trigger's copy (the newer) always wins.
+//!
+//! The function is SECURITY DEFINER with a fixed search_path: the roles that
+//! write the table need no privilege on the target, and every name in the body
+//! is schema-qualified anyway.
+
+use super::dollar_quote;
+use crate::ident::{Ident, QualifiedName};
+
+pub struct RowCopy<'a> {
+    pub migration: &'a str,
+    pub source: &'a QualifiedName,
+    pub target: &'a QualifiedName,
+    /// (source key column, target key column), in key order.
+    pub key: Vec<(Ident, Ident)>,
+    /// (target column, value over the trigger's NEW row), key columns included.
+    pub values: Vec<(Ident, String)>,
+    /// Target columns an UPDATE may not set (GENERATED ALWAYS identity).
+    pub not_updatable: Vec<Ident>,
+    /// `OVERRIDING SYSTEM VALUE` on insert.
+    pub overriding: bool,
+    /// "shadow" or "reverse", for the comment.
+    pub purpose: &'a str,
+}
+
+impl RowCopy<'_> {
+    fn target_key(&self) -> String {
+        let t: Vec<String> = self.key.iter().map(|(_, t)| t.to_string()).collect();
+        format!("({})", t.join(", "))
+    }
+
+    fn source_key(&self, row: &str) -> String {
+        let s: Vec<String> = self.key.iter().map(|(s, _)| format!("{row}.{s}")).collect();
+        format!("({})", s.join(", "))
+    }
+
+    fn updatable(&self) -> Vec<&(Ident, String)> {
+        self.values
+            .iter()
+            .filter(|(c, _)| !self.key.iter().any(|(_, k)| k == c) && !self.not_updatable.contains(c))
+            .collect()
+    }
+
+    pub fn create_function(&self, function: &QualifiedName) -> String {
+        let target = self.target;
+        let cols: Vec<String> = self.values.iter().map(|(c, _)| c.to_string()).collect();
+        let vals: Vec<String> = self.values.iter().map(|(_, v)| v.clone()).collect();
+        let updatable = self.updatable();
+        let set_new: Vec<String> = updatable.iter().map(|(c, v)| format!("{c} = {v}")).collect();
+        let set_excluded: Vec<String> = updatable.iter().map(|(c, _)| format!("{c} = EXCLUDED.{c}")).collect();
+        let tkey = self.target_key();
+        let on_conflict = if set_excluded.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", set_excluded.join(",\n                      "))
+        };
+        let same_key_update = if set_new.is_empty() {
+            "-- nothing but the key to copy: the row is there or is inserted below
+            PERFORM FROM "
+                .to_string()
+                + &format!("{target} WHERE {tkey} = {};", self.source_key("NEW"))
+        } else {
+            format!(
+                "UPDATE {target}
+               SET {}
+             WHERE {tkey} = {};",
+                set_new.join(",\n                   "),
+                self.source_key("NEW")
+            )
+        };
+        let body = format!(
+            "-- pg_zdm migration {migration} ({purpose} sync): makes the row of {target}
+-- with the same key equal to the row just written in {source}, in the same
+-- transaction. AFTER ROW: sees the row as finally written.
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM {target} WHERE {tkey} = {old_key};
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        IF {old_key} = {new_key} THEN
+            {same_key_update}
+            IF FOUND THEN
+                RETURN NULL;
+            END IF;
+            -- not copied yet (the backfill has not reached it): insert it below
+        ELSE
+            -- the key changed: the row moves
+            DELETE FROM {target} WHERE {tkey} = {old_key};
+        END IF;
+    END IF;
+    INSERT INTO {target} ({cols}){overriding}
+    VALUES ({vals})
+    ON CONFLICT {tkey} {on_conflict};
+    RETURN NULL;
+END;
+",
+            migration = self.migration.replace('\n', " "),
+            purpose = self.purpose,
+            source = self.source,
+            old_key = self.source_key("OLD"),
+            new_key = self.source_key("NEW"),
+            cols = cols.join(", "),
+            vals = vals.join(",\n            "),
+            overriding = if self.overriding {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            },
+        );
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
+            dollar_quote(&body)
+        )
+    }
+}
+
+/// `CREATE TRIGGER` for a row-copy function: AFTER, every row change.
+pub fn create_trigger(trigger: &Ident, table: &QualifiedName, function: &QualifiedName) -> String {
+    format!(
+        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()"
+    )
+}
+
+/// One compared column of `verify`: its name in the shadow, the value the
+/// original row gives for it (over bare column names), and the shadow's type.
+pub struct Compared {
+    pub column: Ident,
+    pub source_value: String,
+    pub type_sql: String,
+}
+
+/// The verify query: one statement, so one snapshot. Per compared column the
+/// sum of 64-bit hashes of the text form (order-independent) on both sides,
+/// row counts, the number of keys whose rows differ, and up to five of them.
+/// The original side is cast to the shadow's type, as stored values were.
+pub fn verify_sql(
+    source: &QualifiedName,
+    target: &QualifiedName,
+    key: &[(Ident, Ident, String)],
+    compared: &[Compared],
+) -> String {
+    let n = key.len();
+    let src_key: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _, ty))| format!("{s}::{ty} AS zdm_k{}", i + 1))
+        .collect();
+    let dst_key: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t, _))| format!("{t} AS zdm_k{}", i + 1))
+        .collect();
+    let src_vals: Vec<String> = compared
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "pg_catalog.hashtextextended((({})::{})::text, 0) AS zdm_h{}",
+                c.source_value,
+                c.type_sql,
+                i + 1
+            )
+        })
+        .collect();
+    let dst_vals: Vec<String> = compared
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("pg_catalog.hashtextextended({}::text, 0) AS zdm_h{}", c.column, i + 1))
+        .collect();
+    let join_on: Vec<String> = (1..=n).map(|i| format!("s.zdm_k{i} = d.zdm_k{i}")).collect();
+    let keys: Vec<String> = (1..=n).map(|i| format!("coalesce(s.zdm_k{i}, d.zdm_k{i})")).collect();
+    let mut differs = vec!["s.zdm_k1 IS NULL".to_string(), "d.zdm_k1 IS NULL".to_string()];
+    differs.extend((1..=compared.len()).map(|i| format!("s.zdm_h{i} IS DISTINCT FROM d.zdm_h{i}")));
+    let hashes: Vec<String> = (1..=compared.len())
+        .map(|i| format!("s.zdm_h{i} AS zdm_s{i}, d.zdm_h{i} AS zdm_d{i}"))
+        .collect();
+    let sums = |side: &str| -> String {
+        let items: Vec<String> = (1..=compared.len())
+            .map(|i| format!("coalesce(sum(zdm_{side}{i}), 0)::text || '/' || count(zdm_{side}{i})"))
+            .collect();
+        format!("ARRAY[{}]::text[]", items.join(", "))
+    };
+    let with_hashes = if hashes.is_empty() {
+        String::new()
+    } else {
+        format!(",\n           {}", hashes.join(",\n           "))
+    };
+    format!(
+        "WITH zdm_cmp AS MATERIALIZED (
+    SELECT ROW({keys})::text AS zdm_key,
+           s.zdm_k1 IS NOT NULL AS zdm_in_source,
+           d.zdm_k1 IS NOT NULL AS zdm_in_shadow,
+           ({differs}) AS zdm_differs{with_hashes}
+      FROM (SELECT {src_key}{src_sep}{src_vals} FROM ONLY {source}) s
+      FULL JOIN (SELECT {dst_key}{dst_sep}{dst_vals} FROM ONLY {target}) d
+        ON {join_on}
+)
+SELECT count(*) FILTER (WHERE zdm_in_source) AS source_rows,
+       count(*) FILTER (WHERE zdm_in_shadow) AS shadow_rows,
+       count(*) FILTER (WHERE zdm_differs) AS differing_rows,
+       ARRAY(SELECT zdm_key FROM zdm_cmp WHERE zdm_differs ORDER BY zdm_key LIMIT 5) AS sample_keys,
+       {src_sums} AS source_sums,
+       {dst_sums} AS shadow_sums
+  FROM zdm_cmp",
+        keys = keys.join(", "),
+        differs = differs.join(" OR "),
+        src_key = src_key.join(", "),
+        src_sep = if src_vals.is_empty() { "" } else { ", " },
+        src_vals = src_vals.join(", "),
+        dst_key = dst_key.join(", "),
+        dst_sep = if dst_vals.is_empty() { "" } else { ", " },
+        dst_vals = dst_vals.join(", "),
+        join_on = join_on.join(" AND "),
+        src_sums = sums("s"),
+        dst_sums = sums("d"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> (QualifiedName, QualifiedName) {
+        (
+            QualifiedName::new(Ident::test("public"), Ident::test("Order; DROP TABLE x")),
+            QualifiedName::new(Ident::test("public"), Ident::test("zdm_shadow_m")),
+        )
+    }
+
+    #[test]
+    fn trigger_handles_every_kind_of_write() {
+        let (s, t) = names();
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_sync_m"));
+        let rc = RowCopy {
+            migration: "m",
+            source: &s,
+            target: &t,
+            key: vec![(Ident::test("id"), Ident::test("id"))],
+            values: vec![
+                (Ident::test("id"), "NEW.id".into()),
+                (Ident::test("Amount"), "NEW.\"Amount\"".into()),
+                (Ident::test("tax"), "round(NEW.\"Amount\" * 0.2, 2)".into()),
+            ],
+            not_updatable: vec![],
+            overriding: false,
+            purpose: "shadow",
+        };
+        let sql = rc.create_function(&f);
+        assert!(sql.starts_with("CREATE FUNCTION zdm.shadow_sync_m() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$"), "{sql}");
+        assert!(
+            sql.contains("DELETE FROM public.zdm_shadow_m WHERE (id) = (OLD.id);"),
+            "{sql}"
+        );
+        assert!(sql.contains("IF (OLD.id) = (NEW.id) THEN"), "{sql}");
+        assert!(sql.contains("SET \"Amount\" = NEW.\"Amount\",\n                   tax = round(NEW.\"Amount\" * 0.2, 2)\n             WHERE (id) = (NEW.id);"), "{sql}");
+        assert!(
+            sql.contains("INSERT INTO public.zdm_shadow_m (id, \"Amount\", tax)\n    VALUES (NEW.id,"),
+            "{sql}"
+        );
+        assert!(sql.contains("ON CONFLICT (id) DO UPDATE SET \"Amount\" = EXCLUDED.\"Amount\",\n                      tax = EXCLUDED.tax;"), "{sql}");
+        assert!(!sql.contains("OVERRIDING"));
+        // the key is never SET by an update
+        assert!(!sql.contains("SET id ="), "{sql}");
+        assert_eq!(
+            create_trigger(&Ident::test("zdm_shadow_m"), &s, &f),
+            "CREATE TRIGGER zdm_shadow_m AFTER INSERT OR UPDATE OR DELETE ON public.\"Order; DROP TABLE x\" FOR EACH ROW EXECUTE FUNCTION zdm.shadow_sync_m()"
+        );
+    }
+
+    #[test]
+    fn key_only_tables_and_identity_columns() {
+        let (s, t) = names();
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("f"));
+        let rc = RowCopy {
+            migration: "m",
+            source: &s,
+            target: &t,
+            key: vec![
+                (Ident::test("a"), Ident::test("a")),
+                (Ident::test("b"), Ident::test("b2")),
+            ],
+            values: vec![(Ident::test("a"), "NEW.a".into()), (Ident::test("b2"), "NEW.b".into())],
+            not_updatable: vec![],
+            overriding: true,
+            purpose: "reverse",
+        };
+        let sql = rc.create_function(&f);
+        assert!(sql.contains("ON CONFLICT (a, b2) DO NOTHING;"), "{sql}");
+        assert!(
+            sql.contains("PERFORM FROM public.zdm_shadow_m WHERE (a, b2) = (NEW.a, NEW.b);"),
+            "{sql}"
+        );
+        assert!(sql.contains("OVERRIDING SYSTEM VALUE"), "{sql}");
+    }
+
+    #[test]
+    fn verify_is_one_statement_over_both_tables() {
+        let (s, t) = names();
+        let sql = verify_sql(
+            &s,
+            &t,
+            &[(Ident::test("id"), Ident::test("id"), "bigint".into())],
+            &[Compared {
+                column: Ident::test("amount"),
+                source_value: "amount".into(),
+                type_sql: "numeric(10,2)".into(),
+            }],
+        );
+        assert!(sql.contains("FROM (SELECT id::bigint AS zdm_k1, pg_catalog.hashtextextended(((amount)::numeric(10,2))::text, 0) AS zdm_h1 FROM ONLY public.\"Order; DROP TABLE x\") s"), "{sql}");
+        assert!(sql.contains("FULL JOIN (SELECT id AS zdm_k1, pg_catalog.hashtextextended(amount::text, 0) AS zdm_h1 FROM ONLY public.zdm_shadow_m) d"), "{sql}");
+        assert!(sql.contains("LIMIT 5"));
+        assert!(
+            sql.starts_with("WITH zdm_cmp AS MATERIALIZED ("),
+            "one statement: {sql}"
+        );
+    }
+}
