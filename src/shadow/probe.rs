@@ -35,6 +35,8 @@ struct Built {
     /// shadow attnum → original column name, as LIKE made them (before alterations).
     origin: HashMap<i16, String>,
     index_pairs: Vec<(String, String)>,
+    /// attnums of the shadow's GENERATED ALWAYS identity columns.
+    identity_always: Vec<i16>,
     create: Vec<String>,
     unlogged: bool,
 }
@@ -140,10 +142,12 @@ fn build(req: &ProbeRequest) -> ZdmResult<Built> {
         .into_iter()
         .filter(|(s, _)| shadow.indexes.iter().any(|i| i.name.raw() == s))
         .collect();
+    let identity_always = identity_always_columns(shadow.oid)?;
     Ok(Built {
         shadow,
         origin,
         index_pairs,
+        identity_always,
         create,
         unlogged,
     })
@@ -215,7 +219,7 @@ fn shape_of(req: &ProbeRequest, built: Built) -> ZdmResult<ShadowShape> {
         }
     }
     let defaults_of = |t: &TableInfo, name: &str| t.column(name).map(|c| c.default_sql.is_some()).unwrap_or(false);
-    let identity_always = identity_always_columns(shadow.oid)?;
+    let identity_always = &built.identity_always;
     let orig_identity_always = identity_always_columns(orig.oid)?;
     let row = expr::row_of(orig);
     let mut columns = Vec::new();

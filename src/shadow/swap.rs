@@ -43,6 +43,11 @@ pub struct SwapRecord {
     pub publications: Vec<String>,
     /// Foreign keys of other tables, added on the new table NOT VALID.
     pub foreign_keys: Vec<IncomingForeignKey>,
+    /// The views as they were defined on the original: a swap back recreates
+    /// them from these texts (the ones read on the new table would keep casts
+    /// the new column types put in).
+    #[serde(default)]
+    pub views: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -466,6 +471,7 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
     for v in &views {
         post.extend(v.create.iter().cloned());
         repointed.push(format!("view {}", v.name));
+        record.views.push((v.name.clone(), v.create.clone()));
     }
     // Foreign keys of other tables: a twin on the new table, NOT VALID (checked
     // by complete); the original stays on the old table, still valid, for a swap back.
@@ -580,7 +586,12 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
                 sql.push(format!("ALTER PUBLICATION {p} DROP TABLE {}", sp.shadow));
                 sql.push(format!("ALTER PUBLICATION {p} ADD TABLE {t}"));
             }
-            for v in &views {
+            // The original definitions first (dependencies first, as recorded),
+            // then any view created on the new table since the swap.
+            for (_, create) in &record.views {
+                sql.extend(create.iter().cloned());
+            }
+            for v in views.iter().filter(|v| !record.views.iter().any(|(n, _)| *n == v.name)) {
                 sql.extend(v.create.iter().cloned());
             }
             for s in &sql {
