@@ -273,6 +273,37 @@ impl Cluster {
     }
 
     /// Path of a server tool (pg_dump, psql...) of the same installation.
+    /// `pg_dump --schema-only` of database postgres with `extra` arguments
+    /// (`--table t`, `--exclude-schema s`), for comparing schemas.
+    pub fn schema_only(&self, extra: &[&str]) -> String {
+        let out = Command::new(self.tool("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "--schema-only",
+            ])
+            .args(extra)
+            .arg("postgres")
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // \restrict lines carry a random key per run: not part of the schema.
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     pub fn tool(&self, name: &str) -> PathBuf {
         self.bindir.join(name)
     }

@@ -1,7 +1,7 @@
 //! Writer clients with an oracle.
 //!
 //! Each client owns one connection and loops over a mix of INSERT / UPDATE
-//! (of the migrated column, of an unrelated column, to NULL) / DELETE / SELECT
+//! (of the migrated column, of an unrelated column, to NULL, of the key) / DELETE / SELECT
 //! on the table under migration. Every write is applied the same way to an
 //! untouched oracle table in the same transaction, so at the end the migrated
 //! table must equal the oracle. Every statement's latency is recorded and every
@@ -32,6 +32,9 @@ pub struct Target {
     pub initial_rows: i64,
     /// The value column holds integers (written as text and cast), not text.
     pub value_is_int: bool,
+    /// Some updates change the key (of rows the client inserted itself, to a
+    /// fresh key of its own range, so clients never collide).
+    pub key_updates: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +162,18 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
                     format!("UPDATE {ob} SET {oo} = $2 WHERE {k} = $1"),
                     id,
                     vec![other],
+                )
+            }
+            70..=72 if t.key_updates && !mine.is_empty() => {
+                let i = rng.gen_range(0..mine.len());
+                let old = mine[i];
+                next_id += 1;
+                mine[i] = next_id;
+                (
+                    format!("UPDATE {tb} SET {k} = $2::text::int8 WHERE {k} = $1"),
+                    format!("UPDATE {ob} SET {k} = $2::text::int8 WHERE {k} = $1"),
+                    old,
+                    vec![Some(next_id.to_string())],
                 )
             }
             70..=74 => {

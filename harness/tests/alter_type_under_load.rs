@@ -26,6 +26,7 @@ fn target(value_col: &str) -> Target {
         oracle_other_col: "status".into(),
         initial_rows: ROWS,
         value_is_int: true,
+        key_updates: false,
     }
 }
 

@@ -21,6 +21,7 @@ fn target(rows: i64) -> Target {
         oracle_other_col: "email".into(),
         initial_rows: rows,
         value_is_int: false,
+        key_updates: false,
     }
 }
 

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 use zdm_harness::cluster::Cluster;
 use zdm_harness::load::{oracle_diff, report_errors, Client, Target};
@@ -15,33 +14,7 @@ use zdm_harness::prober::Prober;
 const ROWS: i64 = 100_000;
 
 fn schema_of(cluster: &Cluster, table: &str) -> String {
-    let out = Command::new(cluster.tool("pg_dump"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port.to_string(),
-            "-U",
-            "postgres",
-            "--schema-only",
-            "--table",
-            table,
-            "postgres",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // \restrict lines carry a random key per run: not part of the schema.
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    cluster.schema_only(&["--table", table])
 }
 
 fn run_pending(c: &mut postgres::Client, m: &str) {
@@ -103,6 +76,7 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
         oracle_other_col: "note2".into(),
         initial_rows: ROWS,
         value_is_int: false,
+        key_updates: false,
     };
     let prober = Prober::spawn(&url, "public.items", epoch);
     // Inserts by these writers give only id, note, note2: every NOT NULL column

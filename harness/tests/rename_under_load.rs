@@ -23,6 +23,7 @@ fn target(value_col: &str) -> Target {
         oracle_other_col: "email".into(),
         initial_rows: ROWS,
         value_is_int: false,
+        key_updates: false,
     }
 }
 

@@ -279,6 +279,7 @@ fn alter_run(cluster: &Cluster, table: &str, rows: i64, zdm: bool) -> (Vec<f64>,
         oracle_other_col: "status".into(),
         initial_rows: rows,
         value_is_int: true,
+        key_updates: false,
     };
     let epoch = Instant::now();
     let prober = Prober::spawn(&url, table, epoch);

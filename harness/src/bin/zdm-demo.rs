@@ -27,6 +27,7 @@ fn target(value_col: &str, rows: i64) -> Target {
         oracle_other_col: "email".into(),
         initial_rows: rows,
         value_is_int: false,
+        key_updates: false,
     }
 }
 
@@ -54,6 +55,7 @@ fn act_two(cluster: &Cluster, admin: &mut postgres::Client, rows: i64, epoch: In
         oracle_other_col: "note".into(),
         initial_rows: rows,
         value_is_int: true,
+        key_updates: false,
     };
     println!();
     let prober = Prober::spawn(&url, "public.orders", epoch);
