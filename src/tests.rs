@@ -1117,6 +1117,189 @@ cv_pkey PRIMARY KEY (id) valid=true",
             Some("55000")
         );
     }
+
+    fn shadow_leftovers() -> i64 {
+        one::<i64>(
+            r"SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE 'zdm\_%')
+                  + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                      WHERE n.nspname = 'zdm'
+                        AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e'))
+                  + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm\_%')
+                  + (SELECT count(*) FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back'))",
+        )
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn shadow_refusals_carry_sqlstates_and_leave_nothing_behind() {
+        orders_table("public.so");
+        Spi::run(
+            "ALTER TABLE public.so ADD COLUMN legacy text NOT NULL DEFAULT 'x';
+             ALTER TABLE public.so ALTER COLUMN legacy DROP DEFAULT;
+             CREATE TABLE public.nokey (a int, b int);
+             CREATE TABLE public.k2 (id int PRIMARY KEY, v int);
+             CREATE TABLE public.parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+             CREATE VIEW public.so_view AS SELECT id, note FROM public.so;
+             CREATE TABLE public.mv_base (id int PRIMARY KEY, v int);
+             CREATE VIEW public.mv_view AS SELECT id, v FROM public.mv_base;
+             CREATE MATERIALIZED VIEW public.mv AS SELECT id FROM public.mv_view;",
+        )
+        .unwrap();
+        let shadow =
+            |alterations: &str, map: &str| format!("SELECT zdm.create_shadow_table('public.so', {alterations}, {map})");
+        let cases: Vec<(String, &str)> = vec![
+            ("SELECT zdm.create_shadow_table('public.nokey')".into(), "55000"),
+            ("SELECT zdm.create_shadow_table('public.parted')".into(), "0A000"),
+            ("SELECT zdm.create_shadow_table('public.so_view')".into(), "42809"),
+            ("SELECT zdm.create_shadow_table('public.mv_base')".into(), "0A000"),
+            (shadow("ARRAY['ALTER COLUMN']", "NULL"), "42601"),
+            (
+                shadow("ARRAY['ADD COLUMN a int; DROP TABLE public.so']", "NULL"),
+                "42601",
+            ),
+            (shadow("ARRAY['OWNER TO postgres']", "NULL"), "0A000"),
+            (shadow("ARRAY['ADD CONSTRAINT c CHECK (amount > 0)']", "NULL"), "0A000"),
+            (shadow("ARRAY['ADD COLUMN c int UNIQUE']", "NULL"), "0A000"),
+            (shadow("ARRAY['ALTER COLUMN note SET NOT NULL']", "NULL"), "0A000"),
+            (
+                shadow("ARRAY['ALTER COLUMN amount TYPE text USING amount::text']", "NULL"),
+                "0A000",
+            ),
+            (shadow("ARRAY['DROP COLUMN nope']", "NULL"), "42703"),
+            (shadow("ARRAY['ALTER COLUMN amount TYPE int4range']", "NULL"), "42804"),
+            (shadow("ARRAY['ADD COLUMN c int NOT NULL']", "NULL"), "23502"),
+            (shadow("'{}'", r#"'{"nope": "amount"}'"#), "42703"),
+            (shadow("'{}'", r#"'{"amount": "random()::int"}'"#), "0A000"),
+            (shadow("'{}'", r#"'{"amount": "note"}'"#), "42804"),
+            (shadow("'{}'", r#"'{"amount": "(SELECT 1)"}'"#), "0A000"),
+            // the key is what rows are matched by: it must be copied as is
+            (
+                r#"SELECT zdm.create_shadow_table('public.k2', '{}', '{"id": "id + 0"}')"#.into(),
+                "55000",
+            ),
+            (shadow("ARRAY['DROP COLUMN id']", "NULL"), "2BP01"),
+            // the view uses note: renaming it would break the view at the swap
+            (shadow("ARRAY['RENAME COLUMN note TO remark']", "NULL"), "2BP01"),
+            // legacy is NOT NULL without default: the old table could not be filled back
+            (shadow("ARRAY['DROP COLUMN legacy']", "NULL"), "0A000"),
+        ];
+        for (sql, want) in &cases {
+            assert_eq!(sqlstate(sql).as_deref(), Some(*want), "{sql}");
+            assert_eq!(shadow_leftovers(), 0, "left something behind: {sql}");
+        }
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+
+        // The lifecycle's own refusals.
+        Spi::run("SELECT zdm.create_shadow_table('public.so', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, 'so1')")
+            .unwrap();
+        let lifecycle: Vec<(&str, &str)> = vec![
+            ("SELECT zdm.swap_tables('so1')", "55000"),
+            ("SELECT zdm.complete('so1')", "55000"),
+            ("SELECT zdm.swap_tables('so1', 'soon')", "22023"),
+            ("SELECT zdm.swap_tables('so1', NULL, 0)", "22023"),
+            ("SELECT zdm.swap_tables('nope')", "42704"),
+            ("SELECT zdm.add_column('public.so', 'extra', 'int')", "55006"),
+            (
+                "SELECT zdm.create_shadow_table('public.so', '{}', NULL, 'so2')",
+                "55006",
+            ),
+        ];
+        for (sql, want) in &lifecycle {
+            assert_eq!(sqlstate(sql).as_deref(), Some(*want), "{sql}");
+        }
+        while one::<i64>("SELECT zdm.backfill_batch('so1', 400)").unwrap() > 0 {}
+        // A row missing from the shadow: verify says so, and the swap refuses.
+        Spi::run("DELETE FROM public.zdm_shadow_so1 WHERE id = 7").unwrap();
+        let v = one::<pgrx::JsonB>("SELECT zdm.verify('so1')").unwrap().0;
+        assert_eq!(v["matched"], false, "{v}");
+        assert_eq!(v["differing_rows"], 1, "{v}");
+        assert_eq!(v["sample_keys"], serde_json::json!(["(7)"]), "{v}");
+        assert_eq!(sqlstate("SELECT zdm.swap_tables('so1')").as_deref(), Some("55000"));
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'so1'").unwrap(),
+            "backfilled"
+        );
+        // Put right, verified again: the swap goes through.
+        Spi::run("INSERT INTO public.zdm_shadow_so1 SELECT id, amount, note, legacy FROM public.so WHERE id = 7")
+            .unwrap();
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT zdm.verify('so1')").unwrap().0["matched"],
+            true
+        );
+        Spi::run("SELECT zdm.swap_tables('so1')").unwrap();
+        assert_eq!(sqlstate("SELECT zdm.verify('so1')").as_deref(), Some("55000"));
+        assert_eq!(sqlstate("SELECT zdm.swap_tables('so1')").as_deref(), Some("55000"));
+        Spi::run("SELECT zdm.complete('so1')").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.so'::regclass AND attname = 'amount'"
+            )
+            .unwrap(),
+            "bigint"
+        );
+        // A plain migration is not a shadow.
+        let m = one::<String>("SELECT zdm.add_check('public.so', 'amount_pos', 'amount >= 0')").unwrap();
+        assert_eq!(sqlstate(&format!("SELECT zdm.verify('{m}')")).as_deref(), Some("55000"));
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        assert_eq!(
+            sqlstate(
+                r#"SELECT zdm.start('{"operations": [{"op": "create_shadow_table", "table": "public.so"}, {"op": "add_check", "table": "public.so", "constraint": "c", "check": "id > 0"}]}')"#
+            )
+            .as_deref(),
+            Some("0A000")
+        );
+    }
+
+    #[pg_test]
+    fn shadow_lifecycle_with_hostile_names() {
+        Spi::run(
+            r#"CREATE SCHEMA "My Schema";
+               CREATE TABLE "My Schema"."Order; DROP TABLE x" ("Id" int PRIMARY KEY, "Amount" int NOT NULL, "note's" text);
+               CREATE INDEX "Idx ""quoted""" ON "My Schema"."Order; DROP TABLE x" ("Amount");
+               INSERT INTO "My Schema"."Order; DROP TABLE x" SELECT g, g * 2, 'n''' || g FROM generate_series(1, 500) g;"#,
+        )
+        .unwrap();
+        let table = r#""My Schema"."Order; DROP TABLE x""#;
+        let fingerprint = |t: &str| {
+            one::<String>(&format!(
+                r#"SELECT string_agg(concat_ws('|', "Id", "Amount", "note's"), ',' ORDER BY "Id") FROM {t}"#
+            ))
+            .unwrap()
+        };
+        let m = one::<String>(
+            r#"SELECT zdm.create_shadow_table('"My Schema"."Order; DROP TABLE x"',
+                   ARRAY['ALTER COLUMN "Amount" TYPE numeric(12,2)', 'ADD COLUMN "Tax $zdm$" numeric(12,2)'],
+                   '{"Tax $zdm$": "round(\"Amount\" * 0.2, 2)"}')"#,
+        )
+        .unwrap();
+        assert_eq!(m, "Order; DROP TABLE x_restructure");
+        let lit = crate::ident::Literal::new(&m);
+        Spi::run(&format!("UPDATE {table} SET \"note's\" = NULL WHERE \"Id\" = 3")).unwrap();
+        let before = fingerprint(table);
+        while one::<i64>(&format!("SELECT zdm.backfill_batch({lit})")).unwrap() > 0 {}
+        assert_eq!(
+            one::<pgrx::JsonB>(&format!("SELECT zdm.verify({lit})")).unwrap().0["matched"],
+            true
+        );
+        Spi::run(&format!("SELECT zdm.swap_tables({lit})")).unwrap();
+        Spi::run(&format!("INSERT INTO {table} (\"Id\", \"Amount\") VALUES (501, 1.5)")).unwrap();
+        assert_eq!(
+            one::<String>(&format!("SELECT \"Tax $zdm$\"::text FROM {table} WHERE \"Id\" = 10")).unwrap(),
+            "4.00"
+        );
+        Spi::run(&format!("SELECT zdm.rollback({lit})")).unwrap();
+        // Rolled back after the swap: the original, with the write made after the swap (rounded back to int).
+        let after = fingerprint(table);
+        assert_eq!(after, format!("{before},501|2"));
+        assert_eq!(
+            one::<String>(
+                r#"SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'My Schema'"#
+            )
+            .unwrap(),
+            r#"Idx "quoted",Order; DROP TABLE x_pkey"#
+        );
+        assert_eq!(shadow_leftovers(), 0);
+    }
 }
 
 /// Hooks for `cargo pgrx test`.

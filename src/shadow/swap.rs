@@ -72,9 +72,12 @@ pub fn policy(lock_timeout: Option<&str>, max_attempts: Option<i32>) -> ZdmResul
         let ms: Option<f64> = if !t.is_empty() && t.trim().chars().all(|c| c.is_ascii_digit()) {
             t.trim().parse().ok()
         } else {
-            crate::session::get_optional("SELECT extract(epoch FROM $1::interval)::float8 * 1000", &[t.into()])
-                .ok()
-                .flatten()
+            // A bad duration raises (22007); caught here, refused below with our hint.
+            crate::session::in_subtransaction(|| {
+                Spi::get_one_with_args::<f64>("SELECT extract(epoch FROM $1::interval)::float8 * 1000", &[t.into()])
+            })
+            .ok()
+            .and_then(|r| r.ok().flatten())
         };
         match ms {
             Some(ms) if ms >= 1.0 => p.lock_timeout_ms = ms as u64,
