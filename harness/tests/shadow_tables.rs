@@ -10,36 +10,6 @@ use std::time::{Duration, Instant};
 use zdm_harness::load::{oracle_diff, report_errors, Client, ClientReport, Target};
 use zdm_harness::prober::Prober;
 
-fn target(other_col: &str, rows: i64) -> Target {
-    Target {
-        table: "public.orders".into(),
-        key: "id".into(),
-        value_col: "amount".into(),
-        other_col: other_col.into(),
-        oracle: "public.orders_oracle".into(),
-        oracle_value_col: "amount".into(),
-        oracle_other_col: "note".into(),
-        initial_rows: rows,
-        value_is_int: true,
-        key_updates: true,
-    }
-}
-
-/// orders(id, amount integer, note, legacy) and its oracle, `rows` rows each.
-fn orders(c: &mut postgres::Client, rows: i64) {
-    c.batch_execute(&format!(
-        "CREATE TABLE public.orders (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, note text, legacy text);
-         INSERT INTO public.orders SELECT g, (g * 7) % 100000, CASE WHEN g % 5 = 0 THEN NULL ELSE 'n' || g END, 'l'
-           FROM generate_series(1, {rows}) g;
-         -- a few large values, stored out of line (TOAST)
-         UPDATE public.orders SET note = repeat(md5(id::text), 400) WHERE id % 10000 = 7;
-         CREATE TABLE public.orders_oracle AS SELECT id, amount, note FROM public.orders;
-         ALTER TABLE public.orders_oracle ADD PRIMARY KEY (id);"
-    ))
-    .unwrap();
-    c.batch_execute("VACUUM ANALYZE public.orders").unwrap();
-}
-
 fn spawn(url: &str, t: &Target, from: u32, n: u32, epoch: Instant) -> Vec<Client> {
     (from..from + n)
         .map(|i| Client::spawn(&format!("client{i}"), url, t.clone(), i, epoch))
@@ -84,11 +54,11 @@ fn orders_restructure_under_load_start_to_complete() {
     const ROWS: i64 = 1_000_000;
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
-    orders(&mut admin, ROWS);
+    common::orders_with_oracle(&mut admin, ROWS);
     let url = cluster.url("postgres");
     let epoch = Instant::now();
     let prober = Prober::spawn(&url, "public.orders", epoch);
-    let t = target("note", ROWS);
+    let t = common::orders_target("note", ROWS);
     let clients = spawn(&url, &t, 0, 4, epoch);
     std::thread::sleep(Duration::from_secs(1));
 
@@ -171,11 +141,11 @@ fn rename_and_drop_then_rollback_after_the_swap() {
     const ROWS: i64 = 100_000;
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
-    orders(&mut admin, ROWS);
+    common::orders_with_oracle(&mut admin, ROWS);
     let before = schema_dump(&cluster);
     let url = cluster.url("postgres");
     let epoch = Instant::now();
-    let old_clients = spawn(&url, &target("note", ROWS), 0, 3, epoch);
+    let old_clients = spawn(&url, &common::orders_target("note", ROWS), 0, 3, epoch);
     std::thread::sleep(Duration::from_millis(500));
     admin
         .batch_execute(
@@ -189,7 +159,7 @@ fn rename_and_drop_then_rollback_after_the_swap() {
     assert_eq!(v["matched"], true, "{v}");
     let mut reports = stop(old_clients);
     admin.batch_execute("SELECT zdm.swap_tables('orders_v3')").unwrap();
-    let new_clients = spawn(&url, &target("remark", ROWS), 10, 3, epoch);
+    let new_clients = spawn(&url, &common::orders_target("remark", ROWS), 10, 3, epoch);
     std::thread::sleep(Duration::from_secs(2));
     reports.extend(stop(new_clients));
     assert_no_errors(&reports);
@@ -212,11 +182,11 @@ fn rollback_before_the_swap_under_load() {
     const ROWS: i64 = 100_000;
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
-    orders(&mut admin, ROWS);
+    common::orders_with_oracle(&mut admin, ROWS);
     let before = schema_dump(&cluster);
     let url = cluster.url("postgres");
     let epoch = Instant::now();
-    let clients = spawn(&url, &target("note", ROWS), 0, 3, epoch);
+    let clients = spawn(&url, &common::orders_target("note", ROWS), 0, 3, epoch);
     admin
         .batch_execute(
             "SELECT zdm.create_shadow_table('public.orders', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, 'widen')",
@@ -374,7 +344,7 @@ fn dependents_follow_the_swap() {
 fn swap_gives_up_behind_an_idle_reader() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
-    orders(&mut admin, 20_000);
+    common::orders_with_oracle(&mut admin, 20_000);
     admin
         .batch_execute(
             "SELECT zdm.create_shadow_table('public.orders', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, 'blocked');

@@ -30,3 +30,34 @@ pub fn users_with_oracle(conn: &mut postgres::Client, rows: i64) {
 pub fn sqlstate(e: &postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_default()
 }
+
+/// orders(id, amount integer, note, legacy) and its oracle, `rows` rows each.
+pub fn orders_with_oracle(c: &mut postgres::Client, rows: i64) {
+    c.batch_execute(&format!(
+        "CREATE TABLE public.orders (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, note text, legacy text);
+         INSERT INTO public.orders SELECT g, (g * 7) % 100000, CASE WHEN g % 5 = 0 THEN NULL ELSE 'n' || g END, 'l'
+           FROM generate_series(1, {rows}) g;
+         -- a few large values, stored out of line (TOAST)
+         UPDATE public.orders SET note = repeat(md5(id::text), 400) WHERE id % 10000 = 7;
+         CREATE TABLE public.orders_oracle AS SELECT id, amount, note FROM public.orders;
+         ALTER TABLE public.orders_oracle ADD PRIMARY KEY (id);"
+    ))
+    .unwrap();
+    c.batch_execute("VACUUM ANALYZE public.orders").unwrap();
+}
+
+/// Clients of orders (amount int, `other_col`), key updates included.
+pub fn orders_target(other_col: &str, rows: i64) -> zdm_harness::load::Target {
+    zdm_harness::load::Target {
+        table: "public.orders".into(),
+        key: "id".into(),
+        value_col: "amount".into(),
+        other_col: other_col.into(),
+        oracle: "public.orders_oracle".into(),
+        oracle_value_col: "amount".into(),
+        oracle_other_col: "note".into(),
+        initial_rows: rows,
+        value_is_int: true,
+        key_updates: true,
+    }
+}

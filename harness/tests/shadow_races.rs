@@ -1,0 +1,199 @@
+//! The races between the shadow trigger and the batched copy, each forced to
+//! happen with real concurrent sessions (KNOWLEDGE.md §5 lists how other tools
+//! lost rows in exactly these interleavings):
+//! - rows updated, deleted, re-inserted and re-keyed while the batch that
+//!   copies them is open (not yet committed);
+//! - rows deleted, updated or re-keyed by a transaction that commits after the
+//!   batch took its snapshot but before it could lock them;
+//! - a write by a transaction that began before the trigger existed.
+//! After each, the shadow must equal the original, row for row.
+
+mod common;
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+use zdm_harness::cluster::Cluster;
+
+fn table(c: &mut postgres::Client) {
+    c.batch_execute(
+        "CREATE TABLE public.t (id bigint PRIMARY KEY, v integer NOT NULL, note text);
+         INSERT INTO public.t SELECT g, g, 'n' || g FROM generate_series(1, 10000) g;",
+    )
+    .unwrap();
+}
+
+/// Run `sql` in its own session on a thread (it may block).
+fn session(cluster: &Cluster, sql: &'static str) -> JoinHandle<Result<(), String>> {
+    let url = cluster.url("postgres");
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+        c.batch_execute(sql).map_err(|e| e.to_string())
+    })
+}
+
+fn row(c: &mut postgres::Client, table: &str, id: i64) -> Option<(i64, Option<String>)> {
+    c.query_opt(&format!("SELECT v::int8, note FROM {table} WHERE id = $1"), &[&id])
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1)))
+}
+
+fn finish_and_verify(c: &mut postgres::Client, m: &str) {
+    c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+    let v: String = c
+        .query_one(&format!("SELECT zdm.verify('{m}')::text"), &[])
+        .unwrap()
+        .get(0);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["matched"], true, "{v}");
+}
+
+/// Sessions that are blocked right now waiting for a lock.
+fn waiting(c: &mut postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+#[test]
+fn writes_to_rows_of_an_open_batch() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    admin
+        .batch_execute("SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm')")
+        .unwrap();
+    // The batch copies rows 1..1000 and stays open.
+    let mut batch = cluster.connect();
+    batch
+        .batch_execute("BEGIN; SELECT zdm.backfill_batch('m', 1000);")
+        .unwrap();
+    let writers = vec![
+        session(&cluster, "UPDATE public.t SET v = -10, note = NULL WHERE id = 10"),
+        session(&cluster, "DELETE FROM public.t WHERE id = 20"),
+        session(&cluster, "UPDATE public.t SET id = 900000 WHERE id = 30"),
+        session(
+            &cluster,
+            "BEGIN; DELETE FROM public.t WHERE id = 40; INSERT INTO public.t VALUES (40, 4040, 're-inserted'); COMMIT",
+        ),
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        writers.iter().all(|w| !w.is_finished()),
+        "every writer waits for the open batch"
+    );
+    assert_eq!(waiting(&mut admin), 4);
+    batch.batch_execute("COMMIT").unwrap();
+    for w in writers {
+        w.join().unwrap().expect("the writer succeeds once the batch commits");
+    }
+    let s = "public.zdm_shadow_m";
+    assert_eq!(row(&mut admin, s, 10), Some((-10, None)), "update after the copy wins");
+    assert_eq!(row(&mut admin, s, 20), None, "deleted row not resurrected");
+    assert_eq!(row(&mut admin, s, 30), None, "old key gone");
+    assert_eq!(
+        row(&mut admin, s, 900000),
+        Some((30, Some("n30".into()))),
+        "new key there"
+    );
+    assert_eq!(row(&mut admin, s, 40), Some((4040, Some("re-inserted".into()))));
+    finish_and_verify(&mut admin, "m");
+}
+
+#[test]
+fn writes_committed_between_the_batch_snapshot_and_its_locks() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    admin
+        .batch_execute(
+            "SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm');
+             SELECT zdm.backfill_batch('m', 1000);",
+        )
+        .unwrap();
+    // A writer holds uncommitted changes to rows of the next batch (1001..2000).
+    let mut writer = cluster.connect();
+    writer
+        .batch_execute(
+            "BEGIN;
+             DELETE FROM public.t WHERE id = 1500;
+             UPDATE public.t SET v = -1600, note = NULL WHERE id = 1600;
+             UPDATE public.t SET id = 800000 WHERE id = 1700;",
+        )
+        .unwrap();
+    // The batch takes its snapshot (the rows still look untouched) and waits
+    // for their locks; a generous lock_timeout keeps it waiting, not retrying.
+    let batch = session(
+        &cluster,
+        "SET zdm.lock_timeout = '10s'; SELECT zdm.backfill_batch('m', 1000);",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!batch.is_finished(), "the batch waits for the writer");
+    writer.batch_execute("COMMIT").unwrap();
+    batch.join().unwrap().expect("the batch completes");
+    let s = "public.zdm_shadow_m";
+    assert_eq!(
+        row(&mut admin, s, 1500),
+        None,
+        "a row deleted after the snapshot is not copied"
+    );
+    assert_eq!(
+        row(&mut admin, s, 1600),
+        Some((-1600, None)),
+        "the update, NULL included, wins"
+    );
+    assert_eq!(
+        row(&mut admin, s, 1700),
+        None,
+        "re-keyed row not copied under its old key"
+    );
+    assert_eq!(row(&mut admin, s, 800000), Some((1700, Some("n1700".into()))));
+    let last: Vec<String> = admin
+        .query_one("SELECT backfill_last FROM zdm.migrations WHERE name = 'm'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(last, ["2000"], "the checkpoint follows the scan, not the re-keyed row");
+    finish_and_verify(&mut admin, "m");
+}
+
+#[test]
+fn a_transaction_that_began_before_the_trigger() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    // An open writer: CREATE TRIGGER must wait for it (the executor retries
+    // with short lock timeouts, never queueing for long).
+    let mut early = cluster.connect();
+    early
+        .batch_execute("BEGIN; UPDATE public.t SET v = 777 WHERE id = 5000;")
+        .unwrap();
+    // A reader whose snapshot predates the shadow, writing only later.
+    let mut reader = cluster.connect();
+    reader
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.t;")
+        .unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        early.batch_execute("COMMIT").unwrap();
+    });
+    admin
+        .batch_execute(
+            "SET zdm.lock_attempts = 30;
+             SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm');",
+        )
+        .unwrap();
+    release.join().unwrap();
+    reader
+        .batch_execute("UPDATE public.t SET v = 888 WHERE id = 6000; COMMIT;")
+        .unwrap();
+    let s = "public.zdm_shadow_m";
+    assert_eq!(
+        row(&mut admin, s, 6000),
+        Some((888, Some("n6000".into()))),
+        "the trigger fired for the old snapshot's write"
+    );
+    finish_and_verify(&mut admin, "m");
+    assert_eq!(row(&mut admin, s, 5000), Some((777, Some("n5000".into()))));
+}
