@@ -109,7 +109,8 @@ fn crash_mid_backfill_and_mid_swap_with_writers_running() {
     // 4. Writers again: the same swap goes through, then complete.
     let w = writers(&url, 20);
     std::thread::sleep(Duration::from_millis(500));
-    c.batch_execute("SELECT zdm.swap_tables('m')").expect("swap after the crash");
+    c.batch_execute("SELECT zdm.swap_tables('m')")
+        .expect("swap after the crash");
     std::thread::sleep(Duration::from_millis(500));
     c.batch_execute("SELECT zdm.complete('m')").unwrap();
     std::thread::sleep(Duration::from_millis(300));

@@ -11,7 +11,7 @@
 //! - UPDATE, same key: update the target row; if there is none yet (the
 //!   backfill has not reached it), insert it;
 //! - UPDATE that changes the key: delete the old key's row, insert the new one;
-//! - INSERT: insert, or overwrite a row already there (`ON CONFLICT DO UPDATE`).
+//! - INSERT: insert (a new key cannot be in the target already).
 //! Racing the backfill: the batch inserts with `ON CONFLICT DO NOTHING` and
 //! locks its source rows `FOR KEY SHARE`; whichever writes a key second waits
 //! for the first to commit, and the trigger's copy (the newer) always wins.
@@ -89,11 +89,13 @@ impl RowCopy<'_> {
 -- with the same key equal to the row just written in {source}, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        DELETE FROM {target} WHERE {tkey} = {old_key};
+    IF TG_OP = 'INSERT' THEN
+        -- A new key: the target cannot hold it (its deletes follow the source's,
+        -- and the backfill copies only rows that existed before).
+        INSERT INTO {target} ({cols}){overriding}
+        VALUES ({vals});
         RETURN NULL;
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
+    ELSIF TG_OP = 'UPDATE' THEN
         IF {old_key} = {new_key} THEN
             {same_key_update}
             IF FOUND THEN
@@ -104,10 +106,14 @@ BEGIN
             -- the key changed: the row moves
             DELETE FROM {target} WHERE {tkey} = {old_key};
         END IF;
+        -- ON CONFLICT: a batch copying this row may have inserted it meanwhile
+        -- (we waited for it to commit); this newer version wins.
+        INSERT INTO {target} ({cols}){overriding}
+        VALUES ({vals})
+        ON CONFLICT {tkey} {on_conflict};
+        RETURN NULL;
     END IF;
-    INSERT INTO {target} ({cols}){overriding}
-    VALUES ({vals})
-    ON CONFLICT {tkey} {on_conflict};
+    DELETE FROM {target} WHERE {tkey} = {old_key};
     RETURN NULL;
 END;
 ",
@@ -117,7 +123,7 @@ END;
             old_key = self.source_key("OLD"),
             new_key = self.source_key("NEW"),
             cols = cols.join(", "),
-            vals = vals.join(",\n            "),
+            vals = vals.join(",\n                "),
             overriding = if self.overriding {
                 " OVERRIDING SYSTEM VALUE"
             } else {
@@ -272,7 +278,7 @@ mod tests {
         assert!(sql.contains("IF (OLD.id) = (NEW.id) THEN"), "{sql}");
         assert!(sql.contains("SET \"Amount\" = NEW.\"Amount\",\n                   tax = round(NEW.\"Amount\" * 0.2, 2)\n             WHERE (id) = (NEW.id);"), "{sql}");
         assert!(
-            sql.contains("INSERT INTO public.zdm_shadow_m (id, \"Amount\", tax)\n    VALUES (NEW.id,"),
+            sql.contains("IF TG_OP = 'INSERT' THEN\n        -- A new key: the target cannot hold it (its deletes follow the source's,\n        -- and the backfill copies only rows that existed before).\n        INSERT INTO public.zdm_shadow_m (id, \"Amount\", tax)\n        VALUES (NEW.id,\n                NEW.\"Amount\",\n                round(NEW.\"Amount\" * 0.2, 2));\n        RETURN NULL;"),
             "{sql}"
         );
         assert!(sql.contains("ON CONFLICT (id) DO UPDATE SET \"Amount\" = EXCLUDED.\"Amount\",\n                      tax = EXCLUDED.tax;"), "{sql}");
