@@ -57,6 +57,13 @@ pub struct IncomingForeignKey {
     /// Its original name (on the old table's constraint) and the temporary one.
     pub name: String,
     pub temporary: String,
+    /// Whether the original was validated: one that was NOT VALID stays so.
+    #[serde(default = "yes")]
+    pub validated: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A view to drop and recreate, read before the renames.
@@ -282,7 +289,7 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
         "SELECT pg_catalog.quote_ident(tgname), pg_catalog.pg_get_triggerdef(oid), tgenabled::text
            FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal AND tgname <> $2
           ORDER BY tgname",
-        &[t.as_str().into(), unquote_hint(&sp.forward_trigger).into()],
+        &[t.as_str().into(), unquoted(&sp.forward_trigger).into()],
         |r| Ok((text(r, 1)?, text(r, 2)?, text(r, 3)?)),
     )?;
     for (name, def, enabled) in &triggers {
@@ -487,9 +494,9 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
           WHERE con.contype = 'f' AND con.confrelid = $1::regclass AND con.conrelid <> con.confrelid
           ORDER BY con.oid",
         &[t.as_str().into()],
-        |r| Ok((text(r, 1)?, text(r, 2)?, text(r, 3)?)),
+        |r| Ok((text(r, 1)?, text(r, 2)?, text(r, 3)?, r.get::<bool>(4)?.unwrap_or(true))),
     )?;
-    for (i, (table, name, def)) in fks.into_iter().enumerate() {
+    for (i, (table, name, def, validated)) in fks.into_iter().enumerate() {
         let temporary = Ident::new(format!(
             "zdm_fk{}_{}",
             i + 1,
@@ -504,6 +511,7 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
             table,
             name,
             temporary: temporary.to_string(),
+            validated,
         });
     }
     post.push(format!(
@@ -525,7 +533,7 @@ fn setval_from(target: &str, source: &str) -> String {
 }
 
 /// A quoted identifier's raw spelling, for comparing with pg_catalog names.
-fn unquote_hint(quoted: &str) -> String {
+fn unquoted(quoted: &str) -> String {
     if let Some(inner) = quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
         inner.replace("\"\"", "\"")
     } else {
@@ -611,7 +619,7 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
 /// then the old ones dropped and the new ones renamed (short, locked).
 pub fn complete_foreign_keys(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Vec<Step>> {
     let record: SwapRecord = serde_json::from_value(store::shadow_state(&m.name)?["swap"].clone()).unwrap_or_default();
-    for f in &record.foreign_keys {
+    for f in record.foreign_keys.iter().filter(|f| f.validated) {
         run_steps(
             &[Step::locked(
                 format!("validate foreign key {} of {} on the new table", f.temporary, f.table),

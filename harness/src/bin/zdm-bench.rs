@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zdm_harness::cluster::{Cluster, ClusterOptions};
-use zdm_harness::load::{report_errors, Client, Target};
+use zdm_harness::load::{oracle_diff, report_errors, Client, Target};
 use zdm_harness::prober::Prober;
 use zdm_harness::stats::Latencies;
 
@@ -462,6 +462,190 @@ fn alter_type(cluster: &Cluster, rows: i64, svg: &str) {
     println!("\nchart: {svg}");
 }
 
+/// Rebuild a 1M-row table under load, three ways, on the same cluster:
+/// pg_zdm (create_shadow_table without alterations → backfill → verify →
+/// swap → complete), pg_repack, and VACUUM FULL. Two writer clients and a
+/// prober run throughout; then the swap alone, with and without load.
+fn rebuild(cluster: &Cluster, rows: i64) {
+    let mut c = cluster.connect();
+    c.batch_execute("CREATE EXTENSION pg_repack").unwrap();
+    let url = cluster.url("postgres");
+    let mut lines = Vec::new();
+    let mut swaps = Vec::new();
+    for round in 0..2 {
+        for method in ["pg_zdm shadow rebuild", "pg_repack", "VACUUM FULL"] {
+            let table = "public.rb";
+            c.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_oracle;
+                 CREATE TABLE {table} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
+                 INSERT INTO {table} SELECT g, g % 100000, 'new' FROM generate_series(1, {rows}) g;
+                 -- some dead space for the rebuild to reclaim
+                 DELETE FROM {table} WHERE id % 10 = 0;
+                 CREATE TABLE {table}_oracle AS SELECT * FROM {table};"
+            ))
+            .unwrap();
+            c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
+            c.batch_execute("CHECKPOINT").unwrap();
+            let target = Target {
+                table: table.into(),
+                key: "id".into(),
+                value_col: "amount".into(),
+                other_col: "status".into(),
+                oracle: format!("{table}_oracle"),
+                oracle_value_col: "amount".into(),
+                oracle_other_col: "status".into(),
+                initial_rows: rows,
+                value_is_int: true,
+                key_updates: false,
+            };
+            let epoch = Instant::now();
+            let prober = Prober::spawn(&url, table, epoch);
+            let clients: Vec<Client> = (0..2)
+                .map(|i| Client::spawn(&format!("c{i}"), &url, target.clone(), i, epoch))
+                .collect();
+            std::thread::sleep(Duration::from_secs(2));
+            let t0 = Instant::now();
+            let mut held = String::from("-");
+            match method {
+                "pg_zdm shadow rebuild" => {
+                    let m = format!("rebuild_{round}");
+                    c.batch_execute(&format!(
+                        "SELECT zdm.create_shadow_table('public.rb', '{{}}', NULL, '{m}')"
+                    ))
+                    .unwrap();
+                    c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+                    let swap: String = c
+                        .query_one(&format!("SELECT zdm.swap_tables('{m}')::text"), &[])
+                        .unwrap()
+                        .get(0);
+                    let swap: serde_json::Value = serde_json::from_str(&swap).unwrap();
+                    held = format!("{}", swap["lock_held_ms"]);
+                    c.batch_execute(&format!("SELECT zdm.complete('{m}')")).unwrap();
+                }
+                "pg_repack" => {
+                    let out = std::process::Command::new(cluster.tool("pg_repack"))
+                        .args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres"])
+                        .args(["--no-superuser-check", "--table", table, "postgres"])
+                        .output()
+                        .expect("pg_repack runs");
+                    assert!(
+                        out.status.success(),
+                        "pg_repack: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                _ => c.batch_execute(&format!("VACUUM FULL {table}")).unwrap(),
+            }
+            let total = t0.elapsed().as_secs_f64();
+            std::thread::sleep(Duration::from_secs(1));
+            let reports: Vec<_> = clients.into_iter().map(Client::stop).collect();
+            let probe = prober.stop();
+            let errors = report_errors(&reports);
+            let writers_max = reports.iter().map(|r| r.latencies.max_ms()).fold(0.0, f64::max);
+            let diff = oracle_diff(
+                &mut c,
+                &format!("SELECT id, amount, status FROM {table}"),
+                &format!("SELECT id, amount, status FROM {table}_oracle"),
+                5,
+            );
+            eprintln!(
+                "round {} {method}: {total:.2} s, readers' worst {:.1} ms, writers' worst {writers_max:.1} ms, {errors} errors, AEL {held} ms, oracle {}",
+                round + 1,
+                probe.longest_wait_ms(),
+                if diff.is_empty() { "equal" } else { "DIFFERS" }
+            );
+            lines.push((
+                method,
+                total,
+                probe.longest_wait_ms(),
+                writers_max,
+                errors,
+                held,
+                diff.is_empty(),
+            ));
+        }
+        // The swap alone: ACCESS EXCLUSIVE held and readers' worst wait, idle and under load.
+        for loaded in [false, true] {
+            let name = format!("swap_{round}_{loaded}");
+            c.batch_execute(&format!(
+                "DROP TABLE IF EXISTS public.sw; DROP TABLE IF EXISTS public.sw_oracle;
+                 CREATE TABLE public.sw (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
+                 INSERT INTO public.sw SELECT g, g, 'x' FROM generate_series(1, {rows}) g;
+                 CREATE TABLE public.sw_oracle AS SELECT * FROM public.sw;
+                 SELECT zdm.create_shadow_table('public.sw', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, '{name}');"
+            ))
+            .unwrap();
+            c.batch_execute(&format!("CALL zdm.backfill('{name}')")).unwrap();
+            c.batch_execute(&format!("SELECT zdm.verify('{name}')")).unwrap();
+            let epoch = Instant::now();
+            let prober = Prober::spawn(&url, "public.sw", epoch);
+            let target = Target {
+                table: "public.sw".into(),
+                key: "id".into(),
+                value_col: "amount".into(),
+                other_col: "status".into(),
+                oracle: "public.sw_oracle".into(),
+                oracle_value_col: "amount".into(),
+                oracle_other_col: "status".into(),
+                initial_rows: rows,
+                value_is_int: true,
+                key_updates: false,
+            };
+            let clients: Vec<Client> = if loaded {
+                (0..2)
+                    .map(|i| Client::spawn(&format!("s{i}"), &url, target.clone(), i, epoch))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            std::thread::sleep(Duration::from_secs(1));
+            let swap: String = c
+                .query_one(&format!("SELECT zdm.swap_tables('{name}')::text"), &[])
+                .unwrap()
+                .get(0);
+            let swap: serde_json::Value = serde_json::from_str(&swap).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            let reports: Vec<_> = clients.into_iter().map(Client::stop).collect();
+            let probe = prober.stop();
+            let errors = report_errors(&reports);
+            swaps.push((
+                loaded,
+                swap["lock_held_ms"].as_f64().unwrap_or(-1.0),
+                probe.longest_wait_ms(),
+                errors,
+            ));
+            c.batch_execute(&format!("SELECT zdm.complete('{name}')")).unwrap();
+        }
+    }
+    println!("rebuild a table under load: {rows} rows (10% deleted), 2 writer clients + a prober, 2 rounds\n");
+    println!("| method | round | total s | readers' worst wait ms | writers' worst ms | client errors | ACCESS EXCLUSIVE held ms | table = oracle |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for (i, (m, total, r, w, e, held, ok)) in lines.iter().enumerate() {
+        println!(
+            "| {m} | {} | {total:.2} | {r:.1} | {w:.1} | {e} | {held} | {} |",
+            i / 3 + 1,
+            if *ok { "yes" } else { "NO" }
+        );
+    }
+    let avg = |m: &str| {
+        let x: Vec<f64> = lines.iter().filter(|l| l.0 == m).map(|l| l.1).collect();
+        x.iter().sum::<f64>() / x.len() as f64
+    };
+    println!(
+        "\npg_zdm total time / pg_repack's: {:.2} (target <= 1.5)",
+        avg("pg_zdm shadow rebuild") / avg("pg_repack")
+    );
+    println!("\nswap_tables alone ({rows} rows):\n");
+    println!("| load | ACCESS EXCLUSIVE held ms | readers' worst wait ms | client errors |");
+    println!("|---|---:|---:|---:|");
+    for (loaded, held, r, e) in &swaps {
+        println!(
+            "| {} | {held:.1} | {r:.1} | {e} |",
+            if *loaded { "2 writers" } else { "idle" }
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("backfill");
@@ -479,8 +663,9 @@ fn main() {
         "backfill" => backfill(&cluster, rows, memory_rows),
         "triggers" => triggers(&cluster, rows, seconds),
         "alter-type" => alter_type(&cluster, rows, &svg),
+        "rebuild" => rebuild(&cluster, rows),
         other => {
-            eprintln!("unknown benchmark {other}; known: backfill, triggers, alter-type");
+            eprintln!("unknown benchmark {other}; known: backfill, triggers, alter-type, rebuild");
             std::process::exit(2);
         }
     }

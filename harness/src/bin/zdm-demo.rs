@@ -1,6 +1,7 @@
-//! The pg_zdm demo: a throwaway cluster, the seed document's `users` table
-//! under a live writer load, and a zero-downtime rename of `users.name` to
-//! `full_name` with both application versions writing, ending with a report.
+//! The pg_zdm demo: a throwaway cluster and the seed document's case study
+//! under a live load, each act ending with a report: a zero-downtime rename of
+//! `users.name` to `full_name` with both application versions writing, then
+//! `orders` restructured through a shadow table and `swap_tables()`.
 //!
 //!     zdm-demo [--rows N] [--keep]
 
@@ -35,8 +36,10 @@ fn step(epoch: Instant, what: &str) {
     println!("[{:>7.2} s] {what}", epoch.elapsed().as_secs_f64());
 }
 
-/// Act 2, the seed's technique 4: orders.amount integer -> numeric(10,2), with
-/// its index and check carried over, while writers keep using `amount`.
+/// Act 2, the seed's pattern 2 (shadow tables): `orders` restructured while
+/// clients insert, update (the key too), delete and read it, before, during
+/// and after the swap: amount integer -> numeric(10,2) (same name, so running
+/// statements stay valid), new `currency` and `tax_amount` columns.
 fn act_two(cluster: &Cluster, admin: &mut postgres::Client, rows: i64, epoch: Instant) -> bool {
     let url = cluster.url("postgres");
     admin
@@ -55,45 +58,57 @@ fn act_two(cluster: &Cluster, admin: &mut postgres::Client, rows: i64, epoch: In
         oracle_other_col: "note".into(),
         initial_rows: rows,
         value_is_int: true,
-        key_updates: false,
+        key_updates: true,
     };
     println!();
     let prober = Prober::spawn(&url, "public.orders", epoch);
-    step(epoch, "act 2: 2 clients writing orders.amount (integer)");
-    let writers: Vec<Client> = (10..12)
+    step(
+        epoch,
+        "act 2: 3 clients inserting, updating (keys too), deleting and reading orders",
+    );
+    let writers: Vec<Client> = (10..13)
         .map(|i| Client::spawn(&format!("orders-{i}"), &url, target.clone(), i, epoch))
         .collect();
     std::thread::sleep(Duration::from_secs(1));
+    let create = "SELECT zdm.create_shadow_table('orders',
+        ARRAY['ALTER COLUMN amount TYPE numeric(10,2)',
+              'ADD COLUMN currency varchar(3) NOT NULL DEFAULT ''EUR''',
+              'ADD COLUMN tax_amount numeric(10,2)'],
+        '{\"tax_amount\": \"round(amount * 0.2, 2)\"}', 'orders_v2')";
     step(
         epoch,
-        "EXPAND: SELECT zdm.alter_column_type('orders', 'amount', 'numeric(10,2)')",
+        &format!("EXPAND: {}", create.split_whitespace().collect::<Vec<_>>().join(" ")),
     );
-    let m: String = admin
-        .query_one("SELECT zdm.alter_column_type('orders', 'amount', 'numeric(10,2)')", &[])
-        .unwrap()
-        .get(0);
+    admin.batch_execute(create).expect("create_shadow_table");
     step(
         epoch,
-        &format!("MIGRATE: CALL zdm.backfill('{m}'), then the index rebuild (pending_statements, \\gexec)"),
+        "MIGRATE: CALL zdm.backfill('orders_v2') -- copies existing rows, commits every batch",
+    );
+    let t0 = Instant::now();
+    admin.batch_execute("CALL zdm.backfill('orders_v2')").expect("backfill");
+    let backfill_s = t0.elapsed().as_secs_f64();
+    step(
+        epoch,
+        "VERIFY: SELECT zdm.verify('orders_v2') -- one snapshot, writers still running",
+    );
+    let verify: serde_json::Value = admin
+        .query_one("SELECT zdm.verify('orders_v2')::text", &[])
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .expect("verify");
+    step(epoch, "SWAP: SELECT zdm.swap_tables('orders_v2')");
+    let swap: serde_json::Value = admin
+        .query_one("SELECT zdm.swap_tables('orders_v2')::text", &[])
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .expect("swap");
+    std::thread::sleep(Duration::from_secs(2));
+    step(
+        epoch,
+        "CONTRACT: SELECT zdm.complete('orders_v2') -- drops the old table",
     );
     admin
-        .batch_execute(&format!("CALL zdm.backfill('{m}')"))
-        .expect("backfill");
-    let stmts: Vec<String> = admin
-        .query("SELECT statement FROM zdm.pending_statements($1)", &[&m])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for st in &stmts {
-        admin.batch_execute(st).expect("index build");
-    }
-    step(
-        epoch,
-        &format!("CONTRACT: SELECT zdm.complete('{m}') -- amount is numeric(10,2) from here on"),
-    );
-    admin.execute("SELECT zdm.complete($1)", &[&m]).expect("complete");
-    std::thread::sleep(Duration::from_secs(2));
+        .batch_execute("SELECT zdm.complete('orders_v2')")
+        .expect("complete");
+    std::thread::sleep(Duration::from_secs(1));
     let reports: Vec<_> = writers.into_iter().map(Client::stop).collect();
     let probe = prober.stop();
     let errors = report_errors(&reports);
@@ -104,15 +119,40 @@ fn act_two(cluster: &Cluster, admin: &mut postgres::Client, rows: i64, epoch: In
         "SELECT id, amount, note FROM public.orders_oracle",
         10,
     );
-    let ty: String = admin
-        .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'", &[])
+    let shape: String = admin
+        .query_one(
+            "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+               FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attnum > 0 AND NOT attisdropped",
+            &[],
+        )
         .unwrap()
         .get(0);
-    println!("\n== act 2 report: orders.amount integer -> numeric(10,2) under load ==");
+    let indexes: String = admin
+        .query_one(
+            "SELECT string_agg(indexname, ', ' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'orders'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    println!("\n== act 2 report: orders restructured through a shadow table under load ==");
     println!("  client statements          {statements}");
     println!("  client errors              {errors}");
     println!("  worst reader wait (prober) {:.1} ms", probe.longest_wait_ms());
-    println!("  amount is now              {ty}, with orders_amount_idx and orders_amount_positive carried over");
+    println!("  backfill                   {backfill_s:.1} s");
+    println!(
+        "  verify                     matched={} over {} rows ({} ms, {} columns compared)",
+        verify["matched"],
+        verify["source_rows"],
+        verify["took_ms"],
+        verify["columns"].as_array().map(|c| c.len()).unwrap_or(0)
+    );
+    println!(
+        "  swap                       ACCESS EXCLUSIVE held {} ms, {} attempt(s), lock wait {} ms",
+        swap["lock_held_ms"], swap["attempts"], swap["lock_wait_ms"]
+    );
+    println!("  re-pointed                 {}", swap["repointed"]);
+    println!("  orders is now              {shape}");
+    println!("  indexes                    {indexes}");
     println!(
         "  rows verified vs oracle    {}",
         if diff.is_empty() {
@@ -121,7 +161,7 @@ fn act_two(cluster: &Cluster, admin: &mut postgres::Client, rows: i64, epoch: In
             diff.join("; ")
         }
     );
-    let ok = errors == 0 && diff.is_empty() && ty == "numeric(10,2)";
+    let ok = errors == 0 && diff.is_empty() && verify["matched"] == true && shape.contains("amount numeric(10,2)");
     println!(
         "  verdict                    {}",
         if ok { "ZERO DOWNTIME" } else { "FAILED" }
@@ -167,7 +207,7 @@ fn main() {
              INSERT INTO public.users (id, name) VALUES (0, 'System');
              CREATE TABLE public.users_oracle (id bigint PRIMARY KEY, name varchar(255), email varchar(255));
              INSERT INTO public.users_oracle SELECT id, name, email FROM public.users;
-             -- The seed's orders table; its amount becomes numeric(10,2) in act 2.
+             -- The seed's orders table, restructured in act 2.
              CREATE TABLE public.orders (
                  id bigserial PRIMARY KEY,
                  user_id bigint NOT NULL DEFAULT 0 REFERENCES public.users (id) ON DELETE CASCADE,
