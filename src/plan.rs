@@ -239,8 +239,10 @@ pub struct ShadowPlan {
     /// Trigger of the new table that feeds the old one after the swap, and its function.
     pub reverse_trigger: String,
     pub reverse_function: String,
-    /// The verify query (see `sqlgen::shadow_sync::verify_sql`) and what it compares.
+    /// The verify queries (see `sqlgen::shadow_sync`): checksums, and the
+    /// differing keys when they do not match; and what they compare.
     pub verify_sql: String,
+    pub verify_diff_sql: String,
     pub compared_columns: Vec<String>,
     /// Shadow columns filled by their default, not compared.
     pub not_compared: Vec<String>,

@@ -154,7 +154,12 @@ fn writes_committed_between_the_batch_snapshot_and_its_locks() {
         .query_one("SELECT backfill_last FROM zdm.migrations WHERE name = 'm'", &[])
         .unwrap()
         .get(0);
-    assert_eq!(last, ["2000"], "the checkpoint follows the scan, not the re-keyed row");
+    // The batch met the writer's copy of row 1600 (unique violation) and ran
+    // again on a fresh snapshot, where 1500 and 1700 are gone: it scanned
+    // 1000 keys up to 2002. Either way the checkpoint follows the scan, not the
+    // re-keyed row's new key.
+    let last: i64 = last[0].parse().unwrap();
+    assert!((2000..=2002).contains(&last), "checkpoint {last}");
     finish_and_verify(&mut admin, "m");
 }
 

@@ -130,7 +130,7 @@ fn orders_restructure_under_load_start_to_complete() {
     );
     let longest = probe.longest_wait_ms();
     eprintln!("prober longest wait {longest:.1} ms; swap held {held} ms");
-    assert!(longest < 300.0, "readers waited {longest} ms");
+    assert!(longest < 150.0, "readers waited {longest} ms");
 }
 
 /// A shadow that renames and drops columns: old-structure clients stop before

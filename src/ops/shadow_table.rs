@@ -21,7 +21,7 @@ use crate::shadow::probe::ProbeRequest;
 use crate::shadow::shape::{ShadowShape, Source};
 use crate::spec::ShadowTableSpec;
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
-use crate::sqlgen::shadow_sync::{create_trigger, verify_sql, Compared, RowCopy};
+use crate::sqlgen::shadow_sync::{create_trigger, verify_diff_sql, verify_sums_sql, Compared, RowCopy};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use std::collections::BTreeMap;
 
@@ -377,7 +377,8 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         forward_trigger: forward_trigger.to_string(),
         reverse_trigger: reverse_trigger.to_string(),
         reverse_function: reverse_fn.to_string(),
-        verify_sql: verify_sql(table, shadow, &key_types, &compared),
+        verify_sql: verify_sums_sql(table, shadow, &compared),
+        verify_diff_sql: verify_diff_sql(table, shadow, &key_types, &compared),
         compared_columns: compared.iter().map(|c| c.column.raw().to_string()).collect(),
         not_compared: shape
             .columns

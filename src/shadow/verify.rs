@@ -2,9 +2,11 @@
 //!
 //! One statement (so one snapshot: a write committed by the application is in
 //! both tables or in neither, the trigger writing both in its transaction)
-//! computes row counts, per-column order-independent checksums of the shadow
-//! against the mapped original rows, and up to five differing keys. The result
-//! is kept in `zdm.migrations.shadow`; `swap_tables` swaps only after a match.
+//! computes row counts and per-column order-independent checksums of the shadow
+//! against the mapped original rows, in two sequential scans. Only when they
+//! differ, a second statement joins the tables by key to count the differing
+//! rows and name up to five. The result is kept in `zdm.migrations.shadow`;
+//! `swap_tables` swaps only after a match.
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
@@ -38,25 +40,37 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
         .hint("verify compares the shadow with the original before the swap."));
     }
     let started = Instant::now();
-    let (source_rows, shadow_rows, differing, sample, source_sums, shadow_sums) = Spi::connect(|c| {
+    let (source_rows, shadow_rows, source_sums, shadow_sums) = Spi::connect(|c| {
         let r = c.select(&sp.verify_sql, Some(1), &[])?.first();
         Ok::<_, pgrx::spi::Error>((
             r.get::<i64>(1)?.unwrap_or(0),
             r.get::<i64>(2)?.unwrap_or(0),
-            r.get::<i64>(3)?.unwrap_or(0),
+            r.get::<Vec<String>>(3)?.unwrap_or_default(),
             r.get::<Vec<String>>(4)?.unwrap_or_default(),
-            r.get::<Vec<String>>(5)?.unwrap_or_default(),
-            r.get::<Vec<String>>(6)?.unwrap_or_default(),
         ))
     })
     .map_err(spi_err)?;
+    let sums_match = source_rows == shadow_rows && source_sums == shadow_sums;
+    // Only on a mismatch: which rows (a join of both tables, in a second look).
+    let (differing, sample) = if sums_match {
+        (0, Vec::new())
+    } else {
+        Spi::connect(|c| {
+            let r = c.select(&sp.verify_diff_sql, Some(1), &[])?.first();
+            Ok::<_, pgrx::spi::Error>((
+                r.get::<i64>(1)?.unwrap_or(0),
+                r.get::<Vec<String>>(2)?.unwrap_or_default(),
+            ))
+        })
+        .map_err(spi_err)?
+    };
     let columns: Vec<Value> = sp
         .compared_columns
         .iter()
         .zip(source_sums.iter().zip(&shadow_sums))
         .map(|(c, (s, d))| json!({"column": c, "matched": s == d, "source": s, "shadow": d}))
         .collect();
-    let matched = source_rows == shadow_rows && differing == 0 && source_sums == shadow_sums;
+    let matched = sums_match;
     let mut result = json!({
         "migration": name,
         "matched": matched,

@@ -153,11 +153,50 @@ pub struct Compared {
     pub type_sql: String,
 }
 
-/// The verify query: one statement, so one snapshot. Per compared column the
-/// sum of 64-bit hashes of the text form (order-independent) on both sides,
-/// row counts, the number of keys whose rows differ, and up to five of them.
-/// The original side is cast to the shadow's type, as stored values were.
-pub fn verify_sql(
+/// The verify query: one statement, so one snapshot, two sequential scans.
+/// Per compared column the sum of 64-bit hashes of the text form
+/// (order-independent) and the count of non-NULL values, on both sides, and
+/// the row counts. The original side is cast to the shadow's type, as stored
+/// values were. Returns (source_rows, shadow_rows, source_sums, shadow_sums).
+pub fn verify_sums_sql(source: &QualifiedName, target: &QualifiedName, compared: &[Compared]) -> String {
+    let side = |values: Vec<String>, table: &QualifiedName| -> String {
+        let hashes: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("pg_catalog.hashtextextended({v}, 0) AS zdm_h{}", i + 1))
+            .collect();
+        let sums: Vec<String> = (1..=values.len())
+            .map(|i| format!("coalesce(sum(zdm_h{i}), 0)::text || '/' || count(zdm_h{i})"))
+            .collect();
+        format!(
+            "SELECT count(*) AS zdm_rows, ARRAY[{}]::text[] AS zdm_sums
+      FROM (SELECT {} FROM ONLY {table}) zdm_x",
+            sums.join(", "),
+            if hashes.is_empty() {
+                "1".to_string()
+            } else {
+                hashes.join(", ")
+            }
+        )
+    };
+    let src = side(
+        compared
+            .iter()
+            .map(|c| format!("(({})::{})::text", c.source_value, c.type_sql))
+            .collect(),
+        source,
+    );
+    let dst = side(compared.iter().map(|c| format!("{}::text", c.column)).collect(), target);
+    format!(
+        "SELECT s.zdm_rows, d.zdm_rows, s.zdm_sums, d.zdm_sums
+  FROM ({src}) s,
+       ({dst}) d"
+    )
+}
+
+/// Where the checksums differ: the rows that do, matched by key (a full
+/// join, so run only on a mismatch). Returns (differing_rows, sample_keys).
+pub fn verify_diff_sql(
     source: &QualifiedName,
     target: &QualifiedName,
     key: &[(Ident, Ident, String)],
@@ -195,36 +234,16 @@ pub fn verify_sql(
     let keys: Vec<String> = (1..=n).map(|i| format!("coalesce(s.zdm_k{i}, d.zdm_k{i})")).collect();
     let mut differs = vec!["s.zdm_k1 IS NULL".to_string(), "d.zdm_k1 IS NULL".to_string()];
     differs.extend((1..=compared.len()).map(|i| format!("s.zdm_h{i} IS DISTINCT FROM d.zdm_h{i}")));
-    let hashes: Vec<String> = (1..=compared.len())
-        .map(|i| format!("s.zdm_h{i} AS zdm_s{i}, d.zdm_h{i} AS zdm_d{i}"))
-        .collect();
-    let sums = |side: &str| -> String {
-        let items: Vec<String> = (1..=compared.len())
-            .map(|i| format!("coalesce(sum(zdm_{side}{i}), 0)::text || '/' || count(zdm_{side}{i})"))
-            .collect();
-        format!("ARRAY[{}]::text[]", items.join(", "))
-    };
-    let with_hashes = if hashes.is_empty() {
-        String::new()
-    } else {
-        format!(",\n           {}", hashes.join(",\n           "))
-    };
     format!(
         "WITH zdm_cmp AS MATERIALIZED (
     SELECT ROW({keys})::text AS zdm_key,
-           s.zdm_k1 IS NOT NULL AS zdm_in_source,
-           d.zdm_k1 IS NOT NULL AS zdm_in_shadow,
-           ({differs}) AS zdm_differs{with_hashes}
+           ({differs}) AS zdm_differs
       FROM (SELECT {src_key}{src_sep}{src_vals} FROM ONLY {source}) s
       FULL JOIN (SELECT {dst_key}{dst_sep}{dst_vals} FROM ONLY {target}) d
         ON {join_on}
 )
-SELECT count(*) FILTER (WHERE zdm_in_source) AS source_rows,
-       count(*) FILTER (WHERE zdm_in_shadow) AS shadow_rows,
-       count(*) FILTER (WHERE zdm_differs) AS differing_rows,
-       ARRAY(SELECT zdm_key FROM zdm_cmp WHERE zdm_differs ORDER BY zdm_key LIMIT 5) AS sample_keys,
-       {src_sums} AS source_sums,
-       {dst_sums} AS shadow_sums
+SELECT count(*) FILTER (WHERE zdm_differs) AS differing_rows,
+       ARRAY(SELECT zdm_key FROM zdm_cmp WHERE zdm_differs ORDER BY zdm_key LIMIT 5) AS sample_keys
   FROM zdm_cmp",
         keys = keys.join(", "),
         differs = differs.join(" OR "),
@@ -235,8 +254,6 @@ SELECT count(*) FILTER (WHERE zdm_in_source) AS source_rows,
         dst_sep = if dst_vals.is_empty() { "" } else { ", " },
         dst_vals = dst_vals.join(", "),
         join_on = join_on.join(" AND "),
-        src_sums = sums("s"),
-        dst_sums = sums("d"),
     )
 }
 
@@ -320,15 +337,23 @@ mod tests {
     #[test]
     fn verify_is_one_statement_over_both_tables() {
         let (s, t) = names();
-        let sql = verify_sql(
+        let compared = [Compared {
+            column: Ident::test("amount"),
+            source_value: "amount".into(),
+            type_sql: "numeric(10,2)".into(),
+        }];
+        let sums = verify_sums_sql(&s, &t, &compared);
+        assert!(sums.contains("FROM (SELECT pg_catalog.hashtextextended(((amount)::numeric(10,2))::text, 0) AS zdm_h1 FROM ONLY public.\"Order; DROP TABLE x\") zdm_x"), "{sums}");
+        assert!(sums.contains("FROM (SELECT pg_catalog.hashtextextended(amount::text, 0) AS zdm_h1 FROM ONLY public.zdm_shadow_m) zdm_x"), "{sums}");
+        assert!(
+            sums.starts_with("SELECT s.zdm_rows, d.zdm_rows, s.zdm_sums, d.zdm_sums"),
+            "one statement: {sums}"
+        );
+        let sql = verify_diff_sql(
             &s,
             &t,
             &[(Ident::test("id"), Ident::test("id"), "bigint".into())],
-            &[Compared {
-                column: Ident::test("amount"),
-                source_value: "amount".into(),
-                type_sql: "numeric(10,2)".into(),
-            }],
+            &compared,
         );
         assert!(sql.contains("FROM (SELECT id::bigint AS zdm_k1, pg_catalog.hashtextextended(((amount)::numeric(10,2))::text, 0) AS zdm_h1 FROM ONLY public.\"Order; DROP TABLE x\") s"), "{sql}");
         assert!(sql.contains("FULL JOIN (SELECT id AS zdm_k1, pg_catalog.hashtextextended(amount::text, 0) AS zdm_h1 FROM ONLY public.zdm_shadow_m) d"), "{sql}");
