@@ -12,26 +12,7 @@ use std::panic::AssertUnwindSafe;
 /// is handed back to the caller, who decides whether to retry or rethrow.
 /// The same dance as PL/pgSQL's `BEGIN ... EXCEPTION` block.
 pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtError> {
-    unsafe {
-        let old_context = pg_sys::CurrentMemoryContext;
-        let old_owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(old_context);
-        PgTryBuilder::new(AssertUnwindSafe(move || {
-            let result = f();
-            pg_sys::ReleaseCurrentSubTransaction();
-            pg_sys::MemoryContextSwitchTo(old_context);
-            pg_sys::CurrentResourceOwner = old_owner;
-            Ok(result)
-        }))
-        .catch_others(move |error| {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            pg_sys::MemoryContextSwitchTo(old_context);
-            pg_sys::CurrentResourceOwner = old_owner;
-            Err(error)
-        })
-        .execute()
-    }
+    subtransaction(f, true)
 }
 
 /// Run `f` in an internal subtransaction that is always rolled back, even on
@@ -39,6 +20,11 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtError> {
 /// (the shadow table's shape) and leaves nothing behind. Results must be owned
 /// Rust values: memory of the subtransaction is gone afterwards.
 pub fn in_rolled_back_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtError> {
+    subtransaction(f, false)
+}
+
+/// `f` in a subtransaction, released (kept) on success when `keep`, rolled back otherwise.
+fn subtransaction<R>(f: impl FnOnce() -> R, keep: bool) -> Result<R, CaughtError> {
     unsafe {
         let old_context = pg_sys::CurrentMemoryContext;
         let old_owner = pg_sys::CurrentResourceOwner;
@@ -46,7 +32,11 @@ pub fn in_rolled_back_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caug
         pg_sys::MemoryContextSwitchTo(old_context);
         PgTryBuilder::new(AssertUnwindSafe(move || {
             let result = f();
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            if keep {
+                pg_sys::ReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
             pg_sys::MemoryContextSwitchTo(old_context);
             pg_sys::CurrentResourceOwner = old_owner;
             Ok(result)

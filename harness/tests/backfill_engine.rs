@@ -73,21 +73,6 @@ fn every_batch_is_an_index_range_scan() {
     }
 }
 
-fn crash_errors_only(reports: &[ClientReport]) {
-    for r in reports {
-        for e in &r.errors {
-            assert!(
-                e.sqlstate == "connection" || e.sqlstate.starts_with("57P") || e.sqlstate.starts_with("08"),
-                "[{}] unexpected client error {} {} -- {}",
-                r.name,
-                e.sqlstate,
-                e.message,
-                e.statement
-            );
-        }
-    }
-}
-
 #[test]
 fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
     let cluster = common::cluster_with_zdm();
@@ -164,7 +149,7 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
     c.batch_execute("CALL zdm.backfill('m')").expect("the backfill resumes");
     std::thread::sleep(Duration::from_millis(300));
     reports.extend(writers.into_iter().map(Client::stop));
-    crash_errors_only(&reports);
+    common::crash_errors_only(&reports);
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
     let behind: i64 = one(

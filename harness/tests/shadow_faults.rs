@@ -15,22 +15,6 @@ fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &
     c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
 
-/// Only the crash itself may fail client statements (connection lost, shutdown).
-fn crash_errors_only(reports: &[ClientReport]) {
-    for r in reports {
-        for e in &r.errors {
-            assert!(
-                e.sqlstate == "connection" || e.sqlstate.starts_with("57P") || e.sqlstate.starts_with("08"),
-                "[{}] unexpected client error {} {} -- {}",
-                r.name,
-                e.sqlstate,
-                e.message,
-                e.statement
-            );
-        }
-    }
-}
-
 fn writers(url: &str, from: u32) -> Vec<Client> {
     let epoch = Instant::now();
     (from..from + 2)
@@ -100,10 +84,7 @@ fn crash_mid_backfill_and_mid_swap_with_writers_running() {
     let mut c = cluster.connect();
     let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled", "the swap never happened");
-    let ty: String = one(
-        &mut c,
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attname = 'amount'",
-    );
+    let ty = common::column_type(&mut c, "public.orders", "amount");
     assert_eq!(ty, "integer", "the original is still in place");
 
     // 4. Writers again: the same swap goes through, then complete.
@@ -115,7 +96,7 @@ fn crash_mid_backfill_and_mid_swap_with_writers_running() {
     c.batch_execute("SELECT zdm.complete('m')").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     reports.extend(w.into_iter().map(Client::stop));
-    crash_errors_only(&reports);
+    common::crash_errors_only(&reports);
     let diff = oracle_diff(
         &mut c,
         "SELECT id, amount::int8, note FROM public.orders",

@@ -91,10 +91,7 @@ fn orders_restructure_under_load_start_to_complete() {
     std::thread::sleep(Duration::from_secs(2));
 
     // After the swap the table is the new one: writes keep flowing through the same statements.
-    let ty: String = admin
-        .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attname = 'amount'", &[])
-        .unwrap()
-        .get(0);
+    let ty = common::column_type(&mut admin, "public.orders", "amount");
     assert_eq!(ty, "numeric(10,2)");
     admin.batch_execute("SELECT zdm.complete('orders_v2')").unwrap();
     std::thread::sleep(Duration::from_secs(1));
@@ -379,10 +376,7 @@ fn swap_gives_up_behind_an_idle_reader() {
         .unwrap()
         .get(0);
     assert_eq!(phase, "backfilled", "nothing changed");
-    let ty: String = admin
-        .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attname = 'amount'", &[])
-        .unwrap()
-        .get(0);
+    let ty = common::column_type(&mut admin, "public.orders", "amount");
     assert_eq!(ty, "integer");
     let longest = probe.longest_wait_ms();
     assert!(

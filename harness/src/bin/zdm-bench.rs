@@ -302,22 +302,20 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
     println!("\n(targets: pg_zdm column sync >= 0.95x no trigger; pg_zdm shadow sync >= 0.75x no trigger and not below the seed's shadow trigger)");
 }
 
-/// One method of changing orders.amount from integer to numeric(12,2) under
-/// load; returns (timeline of worst client latency per 100 ms from the
-/// migration's start, reader worst wait, writer worst, p99 before, p99 during, total s, errors).
-fn alter_run(cluster: &Cluster, table: &str, rows: i64, zdm: bool) -> (Vec<f64>, f64, f64, f64, f64, f64, usize) {
-    let mut c = cluster.connect();
+/// `table (id, amount integer, status)` with `rows` rows, `then` run on it,
+/// an identical `<table>_oracle`, and the clients' view of the pair.
+fn orders_with_oracle(c: &mut postgres::Client, table: &str, rows: i64, then: &str) -> Target {
     c.batch_execute(&format!(
         "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_oracle;
          CREATE TABLE {table} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
          INSERT INTO {table} SELECT g, g % 100000, 'new' FROM generate_series(1, {rows}) g;
+         {then}
          CREATE TABLE {table}_oracle AS SELECT * FROM {table};"
     ))
     .unwrap();
     c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
     c.batch_execute("CHECKPOINT").unwrap();
-    let url = cluster.url("postgres");
-    let target = Target {
+    Target {
         table: table.into(),
         key: "id".into(),
         value_col: "amount".into(),
@@ -328,7 +326,16 @@ fn alter_run(cluster: &Cluster, table: &str, rows: i64, zdm: bool) -> (Vec<f64>,
         initial_rows: rows,
         value_is_int: true,
         key_updates: false,
-    };
+    }
+}
+
+/// One method of changing orders.amount from integer to numeric(12,2) under
+/// load; returns (timeline of worst client latency per 100 ms from the
+/// migration's start, reader worst wait, writer worst, p99 before, p99 during, total s, errors).
+fn alter_run(cluster: &Cluster, table: &str, rows: i64, zdm: bool) -> (Vec<f64>, f64, f64, f64, f64, f64, usize) {
+    let mut c = cluster.connect();
+    let target = orders_with_oracle(&mut c, table, rows, "");
+    let url = cluster.url("postgres");
     let epoch = Instant::now();
     let prober = Prober::spawn(&url, table, epoch);
     let clients: Vec<Client> = (0..2)
@@ -475,29 +482,8 @@ fn rebuild(cluster: &Cluster, rows: i64) {
     for round in 0..2 {
         for method in ["pg_zdm shadow rebuild", "pg_repack", "VACUUM FULL"] {
             let table = "public.rb";
-            c.batch_execute(&format!(
-                "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_oracle;
-                 CREATE TABLE {table} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
-                 INSERT INTO {table} SELECT g, g % 100000, 'new' FROM generate_series(1, {rows}) g;
-                 -- some dead space for the rebuild to reclaim
-                 DELETE FROM {table} WHERE id % 10 = 0;
-                 CREATE TABLE {table}_oracle AS SELECT * FROM {table};"
-            ))
-            .unwrap();
-            c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
-            c.batch_execute("CHECKPOINT").unwrap();
-            let target = Target {
-                table: table.into(),
-                key: "id".into(),
-                value_col: "amount".into(),
-                other_col: "status".into(),
-                oracle: format!("{table}_oracle"),
-                oracle_value_col: "amount".into(),
-                oracle_other_col: "status".into(),
-                initial_rows: rows,
-                value_is_int: true,
-                key_updates: false,
-            };
+            // some dead space for the rebuild to reclaim
+            let target = orders_with_oracle(&mut c, table, rows, &format!("DELETE FROM {table} WHERE id % 10 = 0;"));
             let epoch = Instant::now();
             let prober = Prober::spawn(&url, table, epoch);
             let clients: Vec<Client> = (0..2)
@@ -567,30 +553,15 @@ fn rebuild(cluster: &Cluster, rows: i64) {
         // The swap alone: ACCESS EXCLUSIVE held and readers' worst wait, idle and under load.
         for loaded in [false, true] {
             let name = format!("swap_{round}_{loaded}");
+            let target = orders_with_oracle(&mut c, "public.sw", rows, "");
             c.batch_execute(&format!(
-                "DROP TABLE IF EXISTS public.sw; DROP TABLE IF EXISTS public.sw_oracle;
-                 CREATE TABLE public.sw (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
-                 INSERT INTO public.sw SELECT g, g, 'x' FROM generate_series(1, {rows}) g;
-                 CREATE TABLE public.sw_oracle AS SELECT * FROM public.sw;
-                 SELECT zdm.create_shadow_table('public.sw', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, '{name}');"
+                "SELECT zdm.create_shadow_table('public.sw', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, '{name}')"
             ))
             .unwrap();
             c.batch_execute(&format!("CALL zdm.backfill('{name}')")).unwrap();
             c.batch_execute(&format!("SELECT zdm.verify('{name}')")).unwrap();
             let epoch = Instant::now();
             let prober = Prober::spawn(&url, "public.sw", epoch);
-            let target = Target {
-                table: "public.sw".into(),
-                key: "id".into(),
-                value_col: "amount".into(),
-                other_col: "status".into(),
-                oracle: "public.sw_oracle".into(),
-                oracle_value_col: "amount".into(),
-                oracle_other_col: "status".into(),
-                initial_rows: rows,
-                value_is_int: true,
-                key_updates: false,
-            };
             let clients: Vec<Client> = if loaded {
                 (0..2)
                     .map(|i| Client::spawn(&format!("s{i}"), &url, target.clone(), i, epoch))

@@ -61,3 +61,29 @@ pub fn orders_target(other_col: &str, rows: i64) -> zdm_harness::load::Target {
         key_updates: true,
     }
 }
+
+/// Only a crash itself may fail client statements (connection lost, shutdown).
+pub fn crash_errors_only(reports: &[zdm_harness::load::ClientReport]) {
+    for r in reports {
+        for e in &r.errors {
+            assert!(
+                e.sqlstate == "connection" || e.sqlstate.starts_with("57P") || e.sqlstate.starts_with("08"),
+                "[{}] unexpected client error {} {} -- {}",
+                r.name,
+                e.sqlstate,
+                e.message,
+                e.statement
+            );
+        }
+    }
+}
+
+/// `format_type` of a column, e.g. `numeric(10,2)`.
+pub fn column_type(c: &mut postgres::Client, table: &str, column: &str) -> String {
+    c.query_one(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2",
+        &[&table, &column],
+    )
+    .unwrap()
+    .get(0)
+}
