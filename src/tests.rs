@@ -1300,6 +1300,32 @@ cv_pkey PRIMARY KEY (id) valid=true",
         );
         assert_eq!(shadow_leftovers(), 0);
     }
+
+    #[pg_test]
+    fn shadow_keeps_a_self_referencing_foreign_key() {
+        Spi::run(
+            "CREATE TABLE public.tree (id int PRIMARY KEY, parent_id int REFERENCES public.tree (id), label text);
+             INSERT INTO public.tree SELECT g, CASE WHEN g > 1 THEN g / 2 END, 'n' || g FROM generate_series(1, 300) g;",
+        )
+        .unwrap();
+        Spi::run("SELECT zdm.create_shadow_table('public.tree', ARRAY['ALTER COLUMN label TYPE varchar(40)'], NULL, 'tree1')")
+            .unwrap();
+        while one::<i64>("SELECT zdm.backfill_batch('tree1', 100)").unwrap() > 0 {}
+        Spi::run("SELECT zdm.swap_tables('tree1'); SELECT zdm.complete('tree1');").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT conname || ' ' || confrelid::regclass::text || ' ' || convalidated FROM pg_constraint
+                  WHERE conrelid = 'public.tree'::regclass AND contype = 'f'"
+            )
+            .unwrap(),
+            "tree_parent_id_fkey tree true"
+        );
+        assert_eq!(
+            sqlstate("INSERT INTO public.tree VALUES (1000, 999, 'orphan')").as_deref(),
+            Some("23503")
+        );
+        assert_eq!(shadow_leftovers(), 0);
+    }
 }
 
 /// Hooks for `cargo pgrx test`.

@@ -253,20 +253,23 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     for fk in &shape.foreign_keys {
         let cols: Vec<String> = fk.columns.iter().map(|c| c.to_string()).collect();
         let rcols: Vec<String> = fk.referenced_columns.iter().map(|c| c.to_string()).collect();
-        start.push(Step::locked(
-            format!("foreign key {} on the shadow, NOT VALID", fk.name.raw()),
-            format!(
-                "ALTER TABLE {shadow} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) {}{} NOT VALID",
-                fk.name,
-                cols.join(", "),
-                fk.referenced,
-                rcols.join(", "),
-                fk.actions,
-                fk.deferrable
-            ),
-            &fk.referenced,
-            LockMode::ShareRowExclusive,
-        ));
+        let description = format!("foreign key {} on the shadow, NOT VALID", fk.name.raw());
+        let sql = format!(
+            "ALTER TABLE {shadow} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) {}{} NOT VALID",
+            fk.name,
+            cols.join(", "),
+            fk.referenced,
+            rcols.join(", "),
+            fk.actions,
+            fk.deferrable
+        );
+        // Locks are taken before the group's statements run: a self-reference
+        // points at the shadow, which does not exist yet at that moment.
+        start.push(if fk.referenced == shadow.to_string() {
+            Step::unlocked(description, sql)
+        } else {
+            Step::locked(description, sql, &fk.referenced, LockMode::ShareRowExclusive)
+        });
         validate.push(Step::locked(
             format!(
                 "validate foreign key {} of the shadow (reads and writes go on)",

@@ -81,7 +81,7 @@ pub fn crash_errors_only(reports: &[zdm_harness::load::ClientReport]) {
 /// `format_type` of a column, e.g. `numeric(10,2)`.
 pub fn column_type(c: &mut postgres::Client, table: &str, column: &str) -> String {
     c.query_one(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2",
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2::text",
         &[&table, &column],
     )
     .unwrap()
