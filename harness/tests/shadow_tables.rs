@@ -139,6 +139,14 @@ fn rename_and_drop_then_rollback_after_the_swap() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
     common::orders_with_oracle(&mut admin, ROWS);
+    // Dependents the swap back must put back on the original.
+    admin
+        .batch_execute(
+            "CREATE VIEW public.v_amounts AS SELECT id, amount FROM public.orders;
+             CREATE PUBLICATION pub_orders FOR TABLE public.orders;
+             CREATE TABLE public.refs (id int PRIMARY KEY, order_id bigint REFERENCES public.orders (id));",
+        )
+        .unwrap();
     let before = schema_dump(&cluster);
     let url = cluster.url("postgres");
     let epoch = Instant::now();
@@ -202,8 +210,9 @@ fn rollback_before_the_swap_under_load() {
 }
 
 /// Views on views, foreign keys from two tables, an identity column, grants to
-/// two roles, an RLS policy and a user trigger: all work after the swap and
-/// after complete, and ids continue above every id handed out before.
+/// two roles, an RLS policy, a user trigger, a publication and a replica
+/// identity index: all work after the swap and after complete, and ids
+/// continue above every id handed out before.
 #[test]
 fn dependents_follow_the_swap() {
     let cluster = common::cluster_with_zdm();
@@ -232,7 +241,9 @@ fn dependents_follow_the_swap() {
              INSERT INTO public.refunds (order_id) VALUES (5);
              CREATE VIEW public.v_orders AS SELECT id, amount, tenant FROM public.orders;
              CREATE VIEW public.v_big WITH (security_barrier) AS SELECT id FROM public.v_orders WHERE amount > 10;
-             GRANT SELECT ON public.v_big TO app_ro;",
+             GRANT SELECT ON public.v_big TO app_ro;
+             CREATE PUBLICATION pub_orders FOR TABLE public.orders;
+             ALTER TABLE public.orders REPLICA IDENTITY USING INDEX orders_pkey;",
         )
         .unwrap();
     let before = schema_dump(&cluster);
@@ -259,6 +270,8 @@ fn dependents_follow_the_swap() {
         "view public.v_big",
         "lines_order_id_fkey",
         "refunds_order_id_fkey",
+        "publication pub_orders",
+        "replica identity",
     ] {
         assert!(repointed.contains(what), "{what} not in {repointed}");
     }
