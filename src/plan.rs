@@ -250,6 +250,10 @@ pub struct ShadowPlan {
     pub column_pairs: Vec<(String, String)>,
     /// (shadow index, original index) (raw names).
     pub index_names: Vec<(String, String)>,
+    /// `ADD CONSTRAINT ... NOT VALID` actions for the original's NOT VALID
+    /// checks, run on the shadow by the swap.
+    #[serde(default)]
+    pub not_valid_checks: Vec<String>,
 }
 
 impl Plan {

@@ -1326,6 +1326,33 @@ cv_pkey PRIMARY KEY (id) valid=true",
         );
         assert_eq!(shadow_leftovers(), 0);
     }
+
+    #[pg_test]
+    fn shadow_keeps_a_not_valid_check_not_valid() {
+        Spi::run(
+            "CREATE TABLE public.nv (id int PRIMARY KEY, v int);
+             INSERT INTO public.nv SELECT g, g - 5 FROM generate_series(1, 100) g;
+             ALTER TABLE public.nv ADD CONSTRAINT v_not_negative CHECK (v >= 0) NOT VALID;",
+        )
+        .unwrap();
+        Spi::run("SELECT zdm.create_shadow_table('public.nv', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'nv1')")
+            .unwrap();
+        // Old rows that break the check are copied; new ones are still refused.
+        while one::<i64>("SELECT zdm.backfill_batch('nv1')").unwrap() > 0 {}
+        assert_eq!(
+            sqlstate("INSERT INTO public.nv VALUES (1000, -1)").as_deref(),
+            Some("23514")
+        );
+        Spi::run("SELECT zdm.swap_tables('nv1'); SELECT zdm.complete('nv1');").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT conname || ' ' || convalidated FROM pg_constraint WHERE conrelid = 'public.nv'::regclass AND contype = 'c'"
+            )
+            .unwrap(),
+            "v_not_negative false"
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM public.nv WHERE v < 0"), Some(4));
+    }
 }
 
 /// Hooks for `cargo pgrx test`.

@@ -402,6 +402,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .iter()
             .map(|(s, o)| (s.raw().to_string(), o.raw().to_string()))
             .collect(),
+        not_valid_checks: shape.not_valid_checks.clone(),
     };
     Ok(Plan {
         start,

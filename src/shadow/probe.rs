@@ -105,6 +105,12 @@ fn build(req: &ProbeRequest) -> ZdmResult<Built> {
         tablespace.map(|t| format!(" TABLESPACE {t}")).unwrap_or_default()
     )];
     create.push(format!("ALTER TABLE {} OWNER TO {owner}", req.shadow));
+    // LIKE copies a NOT VALID check as a valid one, and even NOT VALID it would
+    // refuse the old rows the backfill copies (new rows to the shadow). It is
+    // left out of the shadow and added back, NOT VALID, by the swap.
+    for check in orig.checks.iter().filter(|c| !c.validated) {
+        create.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", req.shadow, check.name));
+    }
     for sql in &create {
         Spi::run(sql).map_err(spi_err)?;
     }
@@ -339,11 +345,33 @@ fn shape_of(req: &ProbeRequest, built: Built) -> ZdmResult<ShadowShape> {
             .collect(),
         identity_sequences,
         foreign_keys: Vec::new(),
+        not_valid_checks: Vec::new(),
         create: built.create,
         alterations: req.alterations.to_vec(),
         unlogged: built.unlogged,
     };
     shape.foreign_keys = outgoing_foreign_keys(&shape)?;
+    // NOT VALID checks come back at the swap, when they read only columns the
+    // shadow keeps under the same name (a renamed column's check is not carried).
+    shape.not_valid_checks = orig
+        .checks
+        .iter()
+        .filter(|c| !c.validated)
+        .filter(|c| {
+            c.attnums.iter().all(|a| {
+                orig.columns
+                    .iter()
+                    .find(|col| col.attnum == *a)
+                    .and_then(|col| {
+                        shape
+                            .copied_into(col.name.raw())
+                            .map(|s| s.name.raw() == col.name.raw())
+                    })
+                    .unwrap_or(false)
+            })
+        })
+        .map(|c| format!("ADD CONSTRAINT {} CHECK ({}) NOT VALID", c.name, c.expr))
+        .collect();
     refuse_lost_dependents(&shape)?;
     Ok(shape)
 }

@@ -55,6 +55,9 @@ pub struct ShadowShape {
     pub identity_sequences: Vec<(SqlFragment, SqlFragment)>,
     /// Outgoing foreign keys re-created on the shadow (NOT VALID, validated after the backfill).
     pub foreign_keys: Vec<ShadowForeignKey>,
+    /// The original's NOT VALID checks, as `ADD CONSTRAINT ... NOT VALID`
+    /// actions the swap runs on the shadow (the backfill copies rows they refuse).
+    pub not_valid_checks: Vec<String>,
     /// The statements that create the shadow like the original (before the alterations).
     pub create: Vec<String>,
     /// The user's alterations, checked, in order.

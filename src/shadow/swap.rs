@@ -588,6 +588,10 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
     script
         .pre
         .push(format!("DROP TRIGGER IF EXISTS {} ON {}", sp.forward_trigger, sp.table));
+    // From here on only rows the original accepted reach the shadow.
+    for check in &sp.not_valid_checks {
+        script.pre.push(format!("ALTER TABLE {} {check}", sp.shadow));
+    }
     script.user_triggers()?;
     script.sequences()?;
     script.access()?;
