@@ -1353,6 +1353,67 @@ cv_pkey PRIMARY KEY (id) valid=true",
         );
         assert_eq!(one::<i64>("SELECT count(*) FROM public.nv WHERE v < 0"), Some(4));
     }
+
+    #[pg_test]
+    fn shadow_refuses_tables_whose_dependents_cannot_follow() {
+        Spi::run(
+            "CREATE TABLE public.parent (id int PRIMARY KEY);
+             CREATE TABLE public.child (extra int, PRIMARY KEY (id)) INHERITS (public.parent);
+             CREATE TYPE public.pair AS (a int, b int);
+             CREATE TABLE public.typed OF public.pair (PRIMARY KEY (a));
+             CREATE TABLE public.ruled (id int PRIMARY KEY, v int);
+             CREATE RULE ruled_nothing AS ON DELETE TO public.ruled DO INSTEAD NOTHING;
+             CREATE TABLE public.rowtyped (id int PRIMARY KEY, v int);
+             CREATE FUNCTION public.rowtyped_v(r public.rowtyped) RETURNS int LANGUAGE sql AS 'SELECT r.v';
+             CREATE TABLE public.gen (id int PRIMARY KEY, g int GENERATED ALWAYS AS (id * 2) STORED);
+             CREATE TABLE public.plain (id int PRIMARY KEY, v int);",
+        )
+        .unwrap();
+        let cases: Vec<(&str, &str)> = vec![
+            ("SELECT zdm.create_shadow_table('public.parent')", "0A000"),
+            ("SELECT zdm.create_shadow_table('public.child')", "0A000"),
+            ("SELECT zdm.create_shadow_table('public.typed')", "0A000"),
+            ("SELECT zdm.create_shadow_table('public.ruled')", "0A000"),
+            ("SELECT zdm.create_shadow_table('public.rowtyped')", "0A000"),
+            (
+                r#"SELECT zdm.create_shadow_table('public.gen', '{}', '{"g": "1"}')"#,
+                "428C9",
+            ),
+            ("SELECT zdm.create_shadow_table('public.plain', ARRAY[''])", "22023"),
+            (
+                "SELECT zdm.create_shadow_table('public.plain', ARRAY['RENAME TO other'])",
+                "0A000",
+            ),
+        ];
+        for (sql, want) in &cases {
+            assert_eq!(sqlstate(sql).as_deref(), Some(*want), "{sql}");
+            assert_eq!(shadow_leftovers(), 0, "left something behind: {sql}");
+        }
+        // A publication of every table would send the shadow to subscribers.
+        Spi::run("CREATE PUBLICATION everything FOR ALL TABLES").unwrap();
+        assert_eq!(
+            sqlstate("SELECT zdm.create_shadow_table('public.plain')").as_deref(),
+            Some("0A000")
+        );
+        Spi::run("DROP PUBLICATION everything").unwrap();
+        // Event triggers could refuse or act on the swap's DDL halfway.
+        Spi::run(
+            "CREATE FUNCTION public.noop_evt() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END';
+             CREATE EVENT TRIGGER noop ON ddl_command_end EXECUTE FUNCTION public.noop_evt();",
+        )
+        .unwrap();
+        assert_eq!(
+            sqlstate("SELECT zdm.create_shadow_table('public.plain')").as_deref(),
+            Some("0A000")
+        );
+        Spi::run("DROP EVENT TRIGGER noop").unwrap();
+        assert_eq!(shadow_leftovers(), 0);
+        // And the same table goes through once they are gone.
+        Spi::run(
+            "SELECT zdm.create_shadow_table('public.plain', '{}', NULL, 'plain1'); SELECT zdm.rollback('plain1');",
+        )
+        .unwrap();
+    }
 }
 
 /// Hooks for `cargo pgrx test`.
