@@ -1366,7 +1366,12 @@ cv_pkey PRIMARY KEY (id) valid=true",
              CREATE TABLE public.rowtyped (id int PRIMARY KEY, v int);
              CREATE FUNCTION public.rowtyped_v(r public.rowtyped) RETURNS int LANGUAGE sql AS 'SELECT r.v';
              CREATE TABLE public.gen (id int PRIMARY KEY, g int GENERATED ALWAYS AS (id * 2) STORED);
-             CREATE TABLE public.plain (id int PRIMARY KEY, v int);",
+             CREATE TABLE public.plain (id int PRIMARY KEY, v int);
+             CREATE TABLE public.coded (id int PRIMARY KEY, code int NOT NULL UNIQUE, v int);
+             CREATE TABLE public.coded_refs (id int PRIMARY KEY, code int REFERENCES public.coded (code));
+             CREATE TABLE public.replid (id int PRIMARY KEY, code int NOT NULL, v int);
+             CREATE UNIQUE INDEX replid_code ON public.replid (code);
+             ALTER TABLE public.replid REPLICA IDENTITY USING INDEX replid_code;",
         )
         .unwrap();
         let cases: Vec<(&str, &str)> = vec![
@@ -1383,6 +1388,16 @@ cv_pkey PRIMARY KEY (id) valid=true",
             (
                 "SELECT zdm.create_shadow_table('public.plain', ARRAY['RENAME TO other'])",
                 "0A000",
+            ),
+            // another table's foreign key references the dropped column
+            (
+                "SELECT zdm.create_shadow_table('public.coded', ARRAY['DROP COLUMN code'])",
+                "2BP01",
+            ),
+            // the replica identity index goes with the dropped column
+            (
+                "SELECT zdm.create_shadow_table('public.replid', ARRAY['DROP COLUMN code'])",
+                "55000",
             ),
         ];
         for (sql, want) in &cases {
@@ -1413,6 +1428,25 @@ cv_pkey PRIMARY KEY (id) valid=true",
             "SELECT zdm.create_shadow_table('public.plain', '{}', NULL, 'plain1'); SELECT zdm.rollback('plain1');",
         )
         .unwrap();
+        // A replica identity index created after the shadow has no copy there:
+        // the swap refuses it and changes nothing.
+        Spi::run(
+            "SELECT zdm.create_shadow_table('public.plain', '{}', NULL, 'plain2');
+             SELECT zdm.backfill_batch('plain2'); SELECT zdm.backfill_batch('plain2');
+             ALTER TABLE public.plain ALTER COLUMN v SET NOT NULL;
+             CREATE UNIQUE INDEX plain_v ON public.plain (id, v);
+             ALTER TABLE public.plain REPLICA IDENTITY USING INDEX plain_v;",
+        )
+        .unwrap();
+        assert_eq!(sqlstate("SELECT zdm.swap_tables('plain2')").as_deref(), Some("55000"));
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'plain2'").unwrap(),
+            "backfilled"
+        );
+        assert_eq!(
+            one::<String>("SELECT relname::text FROM pg_class WHERE oid = 'public.plain'::regclass").unwrap(),
+            "plain"
+        );
     }
 }
 

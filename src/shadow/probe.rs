@@ -615,5 +615,21 @@ fn refuse_lost_dependents(shape: &ShadowShape) -> ZdmResult<()> {
             .hint("Keep the referenced columns and their unique index in the shadow, or drop the foreign key first."));
         }
     }
+    // A replica identity on an index needs that index's copy in the shadow.
+    let replident: Option<String> = crate::session::get_optional(
+        "SELECT ic.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+          WHERE i.indrelid = $1::int8::oid AND i.indisreplident",
+        &[(orig.oid as i64).into()],
+    )
+    .map_err(spi_err)?;
+    if let Some(idx) = replident {
+        if !shape.index_names.iter().any(|(_, o)| o.raw() == idx) {
+            return Err(ZdmError::wrong_state(format!(
+                "the replica identity of {} is index {idx}, which the shadow does not keep",
+                orig.name.display_raw()
+            ))
+            .hint("Keep the index's columns in the shadow, or change the replica identity first (ALTER TABLE ... REPLICA IDENTITY DEFAULT)."));
+        }
+    }
     Ok(())
 }
