@@ -254,6 +254,10 @@ pub struct ShadowPlan {
     /// checks, run on the shadow by the swap.
     #[serde(default)]
     pub not_valid_checks: Vec<String>,
+    /// `zdm.shadow_settle_<migration>`: removes copies of rows deleted while a
+    /// batch copied them (see `sqlgen::shadow_settle`); run by verify and the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_function: Option<String>,
 }
 
 impl Plan {

@@ -2,9 +2,14 @@
 //! happen with real concurrent sessions (KNOWLEDGE.md §5 lists how other tools
 //! lost rows in exactly these interleavings):
 //! - rows updated, deleted, re-inserted and re-keyed while the batch that
-//!   copies them is open (not yet committed);
+//!   copies them is open (not yet committed): the batch does not lock the
+//!   original's rows, so a delete may be copied all the same; the delete noted
+//!   the key and the next settle removes the copy;
 //! - rows deleted, updated or re-keyed by a transaction that commits after the
-//!   batch took its snapshot but before it could lock them;
+//!   batch took its snapshot;
+//! - deletes by REPEATABLE READ transactions whose snapshot predates the copy
+//!   of their row (they cannot see it in the shadow): settled by verify, and
+//!   under the swap's lock for one that commits after the verify;
 //! - a write by a transaction that began before the trigger existed.
 //! After each, the shadow must equal the original, row for row.
 
@@ -57,6 +62,15 @@ fn waiting(c: &mut postgres::Client) -> i64 {
     .get(0)
 }
 
+/// Keys noted by deletes that found no shadow row, not settled yet.
+fn noted(c: &mut postgres::Client) -> Vec<i64> {
+    c.query("SELECT id FROM public.zdm_deleted_m ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 #[test]
 fn writes_to_rows_of_an_open_batch() {
     let cluster = common::cluster_with_zdm();
@@ -70,40 +84,108 @@ fn writes_to_rows_of_an_open_batch() {
     batch
         .batch_execute("BEGIN; SELECT zdm.backfill_batch('m', 1000);")
         .unwrap();
-    let writers = vec![
-        session(&cluster, "UPDATE public.t SET v = -10, note = NULL WHERE id = 10"),
-        session(&cluster, "DELETE FROM public.t WHERE id = 20"),
-        session(&cluster, "UPDATE public.t SET id = 900000 WHERE id = 30"),
-        session(
-            &cluster,
-            "BEGIN; DELETE FROM public.t WHERE id = 40; INSERT INTO public.t VALUES (40, 4040, 're-inserted'); COMMIT",
-        ),
-    ];
+    let update = session(&cluster, "UPDATE public.t SET v = -10, note = NULL WHERE id = 10");
+    let delete = session(&cluster, "DELETE FROM public.t WHERE id = 20");
+    let rekey = session(&cluster, "UPDATE public.t SET id = 900000 WHERE id = 30");
+    let reinsert = session(
+        &cluster,
+        "BEGIN; DELETE FROM public.t WHERE id = 40; INSERT INTO public.t VALUES (40, 4040, 're-inserted'); COMMIT",
+    );
+    // Deletes do not wait for the batch: they find no committed copy and note
+    // the key. Writes of a copied key wait for the batch to commit.
+    delete.join().unwrap().expect("the delete does not wait");
+    rekey.join().unwrap().expect("the re-key does not wait");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        writers.iter().all(|w| !w.is_finished()),
-        "every writer waits for the open batch"
+        !update.is_finished() && !reinsert.is_finished(),
+        "writes of copied keys wait for the open batch"
     );
-    assert_eq!(waiting(&mut admin), 4);
+    assert_eq!(waiting(&mut admin), 2);
     batch.batch_execute("COMMIT").unwrap();
-    for w in writers {
+    for w in [update, reinsert] {
         w.join().unwrap().expect("the writer succeeds once the batch commits");
     }
     let s = "public.zdm_shadow_m";
     assert_eq!(row(&mut admin, s, 10), Some((-10, None)), "update after the copy wins");
-    assert_eq!(row(&mut admin, s, 20), None, "deleted row not resurrected");
-    assert_eq!(row(&mut admin, s, 30), None, "old key gone");
+    assert_eq!(
+        row(&mut admin, s, 40),
+        Some((4040, Some("re-inserted".into()))),
+        "the re-insert replaced the batch's copy"
+    );
     assert_eq!(
         row(&mut admin, s, 900000),
         Some((30, Some("n30".into()))),
         "new key there"
     );
+    // The batch copied rows 20 and 30 as it read them; their deletes noted them.
+    assert_eq!(row(&mut admin, s, 20), Some((20, Some("n20".into()))));
+    assert_eq!(noted(&mut admin), vec![20, 30, 40]);
+    // The next batch settles the notes: copies of deleted keys go, the
+    // re-inserted key stays.
+    admin.batch_execute("SELECT zdm.backfill_batch('m', 1000)").unwrap();
+    assert_eq!(row(&mut admin, s, 20), None, "deleted row not resurrected");
+    assert_eq!(row(&mut admin, s, 30), None, "old key gone");
     assert_eq!(row(&mut admin, s, 40), Some((4040, Some("re-inserted".into()))));
+    assert_eq!(noted(&mut admin), Vec::<i64>::new());
     finish_and_verify(&mut admin, "m");
 }
 
 #[test]
-fn writes_committed_between_the_batch_snapshot_and_its_locks() {
+fn repeatable_read_deletes_older_than_the_copy() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    admin
+        .batch_execute("SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm')")
+        .unwrap();
+    // Two transactions whose snapshots predate the whole copy.
+    let mut before_verify = cluster.connect();
+    let mut after_verify = cluster.connect();
+    for c in [&mut before_verify, &mut after_verify] {
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.t;")
+            .unwrap();
+    }
+    admin.batch_execute("CALL zdm.backfill('m')").unwrap();
+    // Their deletes cannot see the copies: they note the keys.
+    before_verify
+        .batch_execute("DELETE FROM public.t WHERE id = 600; COMMIT;")
+        .unwrap();
+    let s = "public.zdm_shadow_m";
+    assert_eq!(row(&mut admin, s, 600), Some((600, Some("n600".into()))));
+    // verify settles first: the copy is gone and the tables match.
+    let v: String = admin.query_one("SELECT zdm.verify('m')::text", &[]).unwrap().get(0);
+    assert!(v.contains("\"matched\": true"), "{v}");
+    assert_eq!(row(&mut admin, s, 600), None);
+    // One more after the verify: the swap settles it under its lock.
+    after_verify
+        .batch_execute("DELETE FROM public.t WHERE id = 500; COMMIT;")
+        .unwrap();
+    admin.batch_execute("SELECT zdm.swap_tables('m')").unwrap();
+    assert_eq!(
+        row(&mut admin, "public.t", 500),
+        None,
+        "the swapped table lacks the deleted row"
+    );
+    assert_eq!(row(&mut admin, "public.t", 600), None);
+    let counts: (i64, i64) = admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM public.t), (SELECT count(*) FROM public.zdm_old_m)",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(counts, (9998, 9998));
+    assert_eq!(noted(&mut admin), Vec::<i64>::new());
+    admin.batch_execute("SELECT zdm.complete('m')").unwrap();
+    let gone: Option<String> = admin
+        .query_one("SELECT to_regclass('public.zdm_deleted_m')::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, None, "complete drops the notes table");
+}
+
+#[test]
+fn writes_committed_after_the_batch_snapshot() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
     table(&mut admin);
@@ -123,8 +205,9 @@ fn writes_committed_between_the_batch_snapshot_and_its_locks() {
              UPDATE public.t SET id = 800000 WHERE id = 1700;",
         )
         .unwrap();
-    // The batch takes its snapshot (the rows still look untouched) and waits
-    // for their locks; a generous lock_timeout keeps it waiting, not retrying.
+    // The batch takes its snapshot (the rows still look untouched) and meets
+    // the writer's uncommitted copy of row 1600 in the shadow's unique index:
+    // it waits for the writer; a generous lock_timeout keeps it waiting.
     let batch = session(
         &cluster,
         "SET zdm.lock_timeout = '10s'; SELECT zdm.backfill_batch('m', 1000);",

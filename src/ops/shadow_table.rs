@@ -21,6 +21,7 @@ use crate::shadow::probe::ProbeRequest;
 use crate::shadow::shape::{ShadowShape, Source};
 use crate::spec::ShadowTableSpec;
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
+use crate::sqlgen::shadow_settle::Settle;
 use crate::sqlgen::shadow_sync::{create_trigger, verify_diff_sql, verify_sums_sql, Compared, RowCopy};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use std::collections::BTreeMap;
@@ -149,10 +150,27 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     }
 
     let forward_fn = ctx.function_name("shadow_sync");
+    let settle_fn = ctx.function_name("shadow_settle");
+    let notes = QualifiedName::new(
+        table.schema.clone(),
+        (ctx.quote)(&format!("zdm_deleted_{}", ctx.migration)),
+    );
     let reverse_fn = ctx.function_name("shadow_reverse");
     let forward_trigger = ctx.object_name("sync");
     let reverse_trigger = ctx.object_name("reverse");
     let srce = SqlRel::new(table);
+    let settle = Settle {
+        migration: &ctx.migration,
+        source: table,
+        target: shadow,
+        notes: &notes,
+        key: key
+            .columns
+            .iter()
+            .zip(&key_pairs)
+            .map(|((o, ty), (_, s))| (o.clone(), ty.clone(), s.clone()))
+            .collect(),
+    };
 
     // Forward: the original feeds the shadow.
     let written: Vec<_> = shape
@@ -183,6 +201,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .collect(),
         overriding: written.iter().any(|c| c.identity_always),
         purpose: "shadow",
+        note_deleted: Some(settle.note_key("OLD")),
     };
     // Reverse: after the swap, the new table (with the original's name) feeds the old one.
     let back: Vec<_> = shape
@@ -206,6 +225,8 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .collect(),
         overriding: back.iter().any(|r| r.identity_always),
         purpose: "reverse",
+        // No backfill races the reverse direction: the old table has every row.
+        note_deleted: None,
     };
 
     let keyset = KeysetBatch {
@@ -224,6 +245,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
                 .collect(),
             conflict_key: key_pairs.iter().map(|(_, s)| s.to_string()).collect(),
             overriding: written.iter().any(|c| c.identity_always),
+            settle: settle_fn.to_string(),
         },
     };
     let (create_batch, drop_batch, mut backfill) = super::shared::batch_function(
@@ -232,7 +254,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         key,
         format!("copy existing rows of {tname} into {}", shadow.display_raw()),
     );
-    // The batch reads the original (FOR KEY SHARE) and writes the shadow.
+    // The batch reads the original and writes the shadow.
     backfill.table = table.to_string();
 
     let mut start = Vec::new();
@@ -280,6 +302,18 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             LockMode::ShareUpdateExclusive,
         ));
     }
+    start.push(Step::unlocked(
+        "table of keys deleted before the backfill copied them",
+        settle.create_notes_table(),
+    ));
+    start.push(Step::unlocked(
+        "comment on the table of deleted keys",
+        settle.comment_notes_table(),
+    ));
+    start.push(Step::unlocked(
+        "function removing the copies of rows deleted while a batch copied them",
+        settle.create_function(&settle_fn),
+    ));
     start.push(create_batch);
     start.push(Step::unlocked(
         "function copying each row change of the original into the shadow",
@@ -312,6 +346,14 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
         ),
         drop_batch.clone(),
+        Step::unlocked(
+            "drop the settle function",
+            format!("DROP FUNCTION IF EXISTS {settle_fn}()"),
+        ),
+        Step::unlocked(
+            "drop the table of deleted keys",
+            format!("DROP TABLE IF EXISTS {notes}"),
+        ),
     ];
     for (s, o) in &shape.index_names {
         if s != o {
@@ -344,6 +386,14 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
         ),
         drop_batch,
+        Step::unlocked(
+            "drop the settle function",
+            format!("DROP FUNCTION IF EXISTS {settle_fn}()"),
+        ),
+        Step::unlocked(
+            "drop the table of deleted keys",
+            format!("DROP TABLE IF EXISTS {notes}"),
+        ),
     ];
 
     let compared: Vec<Compared> = written
@@ -403,6 +453,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .map(|(s, o)| (s.raw().to_string(), o.raw().to_string()))
             .collect(),
         not_valid_checks: shape.not_valid_checks.clone(),
+        settle_function: Some(settle_fn.to_string()),
     };
     Ok(Plan {
         start,

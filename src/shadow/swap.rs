@@ -588,6 +588,11 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
     script
         .pre
         .push(format!("DROP TRIGGER IF EXISTS {} ON {}", sp.forward_trigger, sp.table));
+    // No writer is in flight under the lock, so every delete is committed and
+    // its note visible: the last copies of deleted rows go now.
+    if let Some(settle) = &sp.settle_function {
+        script.pre.push(format!("SELECT {settle}()"));
+    }
     // From here on only rows the original accepted reach the shadow.
     for check in &sp.not_valid_checks {
         script.pre.push(format!("ALTER TABLE {} {check}", sp.shadow));

@@ -40,6 +40,11 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
         .hint("verify compares the shadow with the original before the swap."));
     }
     let started = Instant::now();
+    // Copies of rows deleted while a batch copied them go first (see
+    // `sqlgen::shadow_settle`): they are not differences, only late.
+    if let Some(settle) = &sp.settle_function {
+        Spi::run(&format!("SELECT {settle}()")).map_err(spi_err)?;
+    }
     let (source_rows, shadow_rows, source_sums, shadow_sums) = Spi::connect(|c| {
         let r = c.select(&sp.verify_sql, Some(1), &[])?.first();
         Ok::<_, pgrx::spi::Error>((

@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod column_sync;
 pub mod fill_trigger;
+pub mod shadow_settle;
 pub mod shadow_sync;
 
 /// Wrap a function body in a dollar quote whose tag does not occur in the body

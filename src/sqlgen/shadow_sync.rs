@@ -12,9 +12,13 @@
 //!   backfill has not reached it), insert it;
 //! - UPDATE that changes the key: delete the old key's row, insert the new one;
 //! - INSERT: insert (a new key cannot be in the target already).
-//! Racing the backfill: the batch inserts with `ON CONFLICT DO NOTHING` and
-//! locks its source rows `FOR KEY SHARE`; whichever writes a key second waits
-//! for the first to commit, and the trigger's copy (the newer) always wins.
+//! Racing the backfill: the batch skips keys the target has and falls back to
+//! `ON CONFLICT DO NOTHING`; whichever writes a key second waits for the first
+//! to commit, and the trigger's copy (the newer) always wins. A delete that
+//! finds no target row notes the key (`note_deleted`), since a batch that read
+//! the row before the delete may still copy it; `sqlgen::shadow_settle` removes
+//! such copies. Until then an insert of the same key finds that copy, so
+//! inserts go through `ON CONFLICT ... DO UPDATE` too when notes are kept.
 //!
 //! The function is SECURITY DEFINER with a fixed search_path: the roles that
 //! write the table need no privilege on the target, and every name in the body
@@ -37,6 +41,9 @@ pub struct RowCopy<'a> {
     pub overriding: bool,
     /// "shadow" or "reverse", for the comment.
     pub purpose: &'a str,
+    /// The statement noting the key of OLD when a delete finds no target row
+    /// (the forward direction, which races the backfill), or None.
+    pub note_deleted: Option<String>,
 }
 
 impl RowCopy<'_> {
@@ -84,16 +91,54 @@ impl RowCopy<'_> {
                 self.source_key("NEW")
             )
         };
+        let delete = |indent: &str| match &self.note_deleted {
+            None => format!("DELETE FROM {target} WHERE {tkey} = {};", self.source_key("OLD")),
+            Some(note) => format!(
+                "DELETE FROM {target} WHERE {tkey} = {old};
+{indent}IF NOT FOUND THEN
+{indent}    -- not copied yet, or by a batch not committed: that batch may still copy
+{indent}    -- the row; the key is noted so that the copy is removed (settle)
+{indent}    {note}
+{indent}END IF;",
+                old = self.source_key("OLD"),
+            ),
+        };
+        let insert = match &self.note_deleted {
+            None => format!(
+                "-- A new key: the target cannot hold it (its deletes follow the source's,
+        -- and the backfill copies only rows that existed before).
+        INSERT INTO {target} ({cols}){overriding}
+        VALUES ({vals});",
+                cols = cols.join(", "),
+                vals = vals.join(",\n                "),
+                overriding = if self.overriding {
+                    " OVERRIDING SYSTEM VALUE"
+                } else {
+                    ""
+                },
+            ),
+            Some(_) => format!(
+                "-- A new key; the target may still hold a batch's copy of a deleted row
+        -- with this key (until the settle removes it): this row replaces it.
+        INSERT INTO {target} ({cols}){overriding}
+        VALUES ({vals})
+        ON CONFLICT {tkey} {on_conflict};",
+                cols = cols.join(", "),
+                vals = vals.join(",\n                "),
+                overriding = if self.overriding {
+                    " OVERRIDING SYSTEM VALUE"
+                } else {
+                    ""
+                },
+            ),
+        };
         let body = format!(
             "-- pg_zdm migration {migration} ({purpose} sync): makes the row of {target}
 -- with the same key equal to the row just written in {source}, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        -- A new key: the target cannot hold it (its deletes follow the source's,
-        -- and the backfill copies only rows that existed before).
-        INSERT INTO {target} ({cols}){overriding}
-        VALUES ({vals});
+        {insert}
         RETURN NULL;
     ELSIF TG_OP = 'UPDATE' THEN
         IF {old_key} = {new_key} THEN
@@ -104,7 +149,7 @@ BEGIN
             -- not copied yet (the backfill has not reached it): insert it below
         ELSE
             -- the key changed: the row moves
-            DELETE FROM {target} WHERE {tkey} = {old_key};
+            {delete_moved}
         END IF;
         -- ON CONFLICT: a batch copying this row may have inserted it meanwhile
         -- (we waited for it to commit); this newer version wins.
@@ -113,7 +158,7 @@ BEGIN
         ON CONFLICT {tkey} {on_conflict};
         RETURN NULL;
     END IF;
-    DELETE FROM {target} WHERE {tkey} = {old_key};
+    {delete_row}
     RETURN NULL;
 END;
 ",
@@ -121,6 +166,8 @@ END;
             purpose = self.purpose,
             source = self.source,
             old_key = self.source_key("OLD"),
+            delete_moved = delete("            "),
+            delete_row = delete("    "),
             new_key = self.source_key("NEW"),
             cols = cols.join(", "),
             vals = vals.join(",\n                "),
@@ -285,6 +332,7 @@ mod tests {
             not_updatable: vec![],
             overriding: false,
             purpose: "shadow",
+            note_deleted: None,
         };
         let sql = rc.create_function(&f);
         assert!(sql.starts_with("CREATE FUNCTION zdm.shadow_sync_m() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$"), "{sql}");
@@ -302,6 +350,40 @@ mod tests {
         assert!(!sql.contains("OVERRIDING"));
         // the key is never SET by an update
         assert!(!sql.contains("SET id ="), "{sql}");
+        // Racing a backfill: a delete that finds nothing notes the key, and an
+        // insert replaces a late copy of a deleted row with the same key.
+        let noting = RowCopy {
+            note_deleted: Some("INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);".into()),
+            ..rc
+        };
+        let sql = noting.create_function(&f);
+        assert_eq!(
+            sql.matches("IF NOT FOUND THEN").count(),
+            2,
+            "both deletes (row deleted, key changed) note: {sql}"
+        );
+        assert!(
+            sql.contains(
+                "    DELETE FROM public.zdm_shadow_m WHERE (id) = (OLD.id);
+    IF NOT FOUND THEN
+        -- not copied yet, or by a batch not committed: that batch may still copy
+        -- the row; the key is noted so that the copy is removed (settle)
+        INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);
+    END IF;
+    RETURN NULL;"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "        VALUES (NEW.id,
+                NEW.\"Amount\",
+                round(NEW.\"Amount\" * 0.2, 2))
+        ON CONFLICT (id) DO UPDATE SET"
+            ),
+            "{sql}"
+        );
+        assert_eq!(sql.matches("ON CONFLICT (id) DO UPDATE").count(), 2, "{sql}");
         assert_eq!(
             create_trigger(&Ident::test("zdm_shadow_m"), &s, &f),
             "CREATE TRIGGER zdm_shadow_m AFTER INSERT OR UPDATE OR DELETE ON public.\"Order; DROP TABLE x\" FOR EACH ROW EXECUTE FUNCTION zdm.shadow_sync_m()"
@@ -324,6 +406,7 @@ mod tests {
             not_updatable: vec![],
             overriding: true,
             purpose: "reverse",
+            note_deleted: None,
         };
         let sql = rc.create_function(&f);
         assert!(sql.contains("ON CONFLICT (a, b2) DO NOTHING;"), "{sql}");
