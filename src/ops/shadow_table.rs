@@ -22,7 +22,7 @@ use crate::shadow::shape::{ShadowShape, Source};
 use crate::spec::ShadowTableSpec;
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::shadow_settle::Settle;
-use crate::sqlgen::shadow_sync::{create_trigger, verify_diff_sql, verify_sums_sql, Compared, RowCopy};
+use crate::sqlgen::shadow_sync::{create_trigger, verify_diff_sql, verify_sums_sql, Compared, NoteSql, RowCopy};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use std::collections::BTreeMap;
 
@@ -201,7 +201,10 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .collect(),
         overriding: written.iter().any(|c| c.identity_always),
         purpose: "shadow",
-        note_deleted: Some(settle.note_key("OLD")),
+        notes: Some(NoteSql {
+            note_old: settle.note_key("OLD"),
+            new_is_noted: settle.key_is_noted("NEW"),
+        }),
     };
     // Reverse: after the swap, the new table (with the original's name) feeds the old one.
     let back: Vec<_> = shape
@@ -226,7 +229,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         overriding: back.iter().any(|r| r.identity_always),
         purpose: "reverse",
         // No backfill races the reverse direction: the old table has every row.
-        note_deleted: None,
+        notes: None,
     };
 
     let keyset = KeysetBatch {
@@ -305,6 +308,10 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     start.push(Step::unlocked(
         "table of keys deleted before the backfill copied them",
         settle.create_notes_table(),
+    ));
+    start.push(Step::unlocked(
+        "index of the table of deleted keys (probed by the trigger on inserts)",
+        settle.index_notes_table(),
     ));
     start.push(Step::unlocked(
         "comment on the table of deleted keys",

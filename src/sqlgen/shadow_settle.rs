@@ -75,6 +75,22 @@ impl Settle<'_> {
         )
     }
 
+    /// True when the key of `row` (`NEW`) is noted: an index probe.
+    pub fn key_is_noted(&self, row: &str) -> String {
+        let vals: Vec<String> = self.key.iter().map(|(s, _, _)| format!("{row}.{s}")).collect();
+        format!(
+            "EXISTS (SELECT FROM {} WHERE {} = ({}))",
+            self.notes,
+            self.source_cols(""),
+            vals.join(", ")
+        )
+    }
+
+    /// The index behind `key_is_noted` (the trigger probes it on every insert).
+    pub fn index_notes_table(&self) -> String {
+        format!("CREATE INDEX ON {} {}", self.notes, self.source_cols(""))
+    }
+
     /// `zdm.shadow_settle_<migration>()`: rows removed.
     pub fn create_function(&self, function: &QualifiedName) -> String {
         let notes = self.notes;
@@ -157,6 +173,14 @@ mod tests {
             "INSERT INTO \"My Schema\".zdm_deleted_m (a, \"B\") VALUES (OLD.a, OLD.\"B\");"
         );
         assert!(s.comment_notes_table().contains("Order; DROP TABLE x"));
+        assert_eq!(
+            s.key_is_noted("NEW"),
+            "EXISTS (SELECT FROM \"My Schema\".zdm_deleted_m WHERE (a, \"B\") = (NEW.a, NEW.\"B\"))"
+        );
+        assert_eq!(
+            s.index_notes_table(),
+            "CREATE INDEX ON \"My Schema\".zdm_deleted_m (a, \"B\")"
+        );
         let f = s.create_function(&QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_settle_m")));
         assert!(
             f.starts_with("CREATE FUNCTION zdm.shadow_settle_m() RETURNS bigint"),
