@@ -62,7 +62,7 @@ fn waiting(c: &mut postgres::Client) -> i64 {
     .get(0)
 }
 
-/// Keys noted by deletes that found no shadow row, not settled yet.
+/// Keys noted by deletes, not settled yet.
 fn noted(c: &mut postgres::Client) -> Vec<i64> {
     c.query("SELECT id FROM public.zdm_deleted_m ORDER BY id", &[])
         .unwrap()
@@ -127,6 +127,52 @@ fn writes_to_rows_of_an_open_batch() {
     assert_eq!(row(&mut admin, s, 30), None, "old key gone");
     assert_eq!(row(&mut admin, s, 40), Some((4040, Some("re-inserted".into()))));
     assert_eq!(noted(&mut admin), Vec::<i64>::new());
+    finish_and_verify(&mut admin, "m");
+}
+
+/// A delete that finds the shadow row (a writer's trigger copied it after the
+/// batch's snapshot) and commits before the batch reaches the row: the batch
+/// copies the deleted row all the same. The delete noted the key anyway, and
+/// the batch's own settle removes the copy.
+#[test]
+fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    admin
+        .batch_execute(
+            "SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm');
+             SELECT zdm.backfill_batch('m', 1000);",
+        )
+        .unwrap();
+    // An uncommitted write copies row 1500 into the shadow: the next batch
+    // (1001..2000), snapshot taken, waits for it in the shadow's unique index.
+    let mut holder = cluster.connect();
+    holder
+        .batch_execute("BEGIN; UPDATE public.t SET v = -1500 WHERE id = 1500;")
+        .unwrap();
+    let batch = session(
+        &cluster,
+        "SET zdm.lock_timeout = '10s'; SELECT zdm.backfill_batch('m', 1000);",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!batch.is_finished(), "the batch waits for the holder");
+    // Meanwhile row 1700 is copied by a writer's trigger, then deleted (the
+    // delete finds that copy), both committed.
+    admin
+        .batch_execute(
+            "UPDATE public.t SET v = -1700 WHERE id = 1700;
+             DELETE FROM public.t WHERE id = 1700;",
+        )
+        .unwrap();
+    // The holder gives up: the batch goes on with its old snapshot, where row
+    // 1700 still exists, and copies it.
+    holder.batch_execute("ROLLBACK").unwrap();
+    batch.join().unwrap().expect("the batch completes");
+    let s = "public.zdm_shadow_m";
+    assert_eq!(row(&mut admin, s, 1500), Some((1500, Some("n1500".into()))));
+    assert_eq!(row(&mut admin, s, 1700), None, "the deleted row is not brought back");
+    assert_eq!(noted(&mut admin), Vec::<i64>::new(), "settled by the batch");
     finish_and_verify(&mut admin, "m");
 }
 

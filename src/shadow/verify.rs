@@ -7,6 +7,12 @@
 //! differ, a second statement joins the tables by key to count the differing
 //! rows and name up to five. The result is kept in `zdm.migrations.shadow`;
 //! `swap_tables` swaps only after a match.
+//!
+//! The settle (`sqlgen::shadow_settle`) runs before each comparison. Under
+//! load a delete in flight during the settle may commit before the comparison
+//! and leave a late copy to be seen; such a mismatch goes away with the next
+//! settle, so a finished backfill's mismatch is compared again (3 passes)
+//! before it is reported. The swap settles once more under its lock.
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
@@ -28,6 +34,9 @@ pub fn shadow_plan(m: &MigrationRow) -> ZdmResult<ShadowPlan> {
     })
 }
 
+/// Comparisons before a mismatch is reported (see `verify`).
+const VERIFY_PASSES: u32 = 3;
+
 /// Run the comparison, record it, and return it.
 pub fn verify(name: &str) -> ZdmResult<Value> {
     let m = store::get_for_update(name)?;
@@ -41,20 +50,32 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
     }
     let started = Instant::now();
     // Copies of rows deleted while a batch copied them go first (see
-    // `sqlgen::shadow_settle`): they are not differences, only late.
-    if let Some(settle) = &sp.settle_function {
-        Spi::run(&format!("SELECT {settle}()")).map_err(spi_err)?;
-    }
-    let (source_rows, shadow_rows, source_sums, shadow_sums) = Spi::connect(|c| {
-        let r = c.select(&sp.verify_sql, Some(1), &[])?.first();
-        Ok::<_, pgrx::spi::Error>((
-            r.get::<i64>(1)?.unwrap_or(0),
-            r.get::<i64>(2)?.unwrap_or(0),
-            r.get::<Vec<String>>(3)?.unwrap_or_default(),
-            r.get::<Vec<String>>(4)?.unwrap_or_default(),
-        ))
-    })
-    .map_err(spi_err)?;
+    // `sqlgen::shadow_settle`): they are not differences, only late. A delete
+    // that was in flight during the settle and commits before the comparison
+    // leaves one such copy to be seen: a mismatch is settled and compared
+    // again, a few times, before it is reported.
+    let mut passes = 0;
+    let (source_rows, shadow_rows, source_sums, shadow_sums) = loop {
+        passes += 1;
+        if let Some(settle) = &sp.settle_function {
+            Spi::run(&format!("SELECT {settle}()")).map_err(spi_err)?;
+        }
+        let sums = Spi::connect(|c| {
+            let r = c.select(&sp.verify_sql, Some(1), &[])?.first();
+            Ok::<_, pgrx::spi::Error>((
+                r.get::<i64>(1)?.unwrap_or(0),
+                r.get::<i64>(2)?.unwrap_or(0),
+                r.get::<Vec<String>>(3)?.unwrap_or_default(),
+                r.get::<Vec<String>>(4)?.unwrap_or_default(),
+            ))
+        })
+        .map_err(spi_err)?;
+        let matched = sums.0 == sums.1 && sums.2 == sums.3;
+        if matched || passes >= VERIFY_PASSES || m.phase != Phase::Backfilled {
+            break sums;
+        }
+        crate::session::sleep_ms(200);
+    };
     let sums_match = source_rows == shadow_rows && source_sums == shadow_sums;
     // Only on a mismatch: which rows (a join of both tables, in a second look).
     let (differing, sample) = if sums_match {
@@ -86,6 +107,7 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
         "columns": columns,
         "not_compared": sp.not_compared,
         "took_ms": (started.elapsed().as_secs_f64() * 1000.0).round(),
+        "passes": passes,
         "backfilled": m.phase == Phase::Backfilled,
     });
     if m.phase != Phase::Backfilled {

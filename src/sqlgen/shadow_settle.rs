@@ -4,11 +4,12 @@
 //! original (row locks on every source row cost a WAL record and a dirtied
 //! page each: the copy ran at half the speed of a plain `INSERT ... SELECT`).
 //! Without them one race is left: a batch reads a row, a writer deletes it
-//! and its trigger finds nothing to delete in the shadow (the batch has not
-//! written it yet, or has not committed), then the batch copies the row that
-//! no longer exists. So the trigger notes every key it could not delete in a
-//! small table, and the settle function removes the copies of noted keys that
-//! the original does not have:
+//! (its trigger deletes the shadow's copy if there is one: the batch's copy
+//! is not written or not committed yet, a writer's trigger may have made one
+//! after the batch's snapshot), then the batch copies the row that no longer
+//! exists. So the trigger notes every deleted key in a small table, and the
+//! settle function removes the copies of noted keys that the original does not
+//! have:
 //! - it runs after every batch (in the batch's transaction), in `zdm.verify`,
 //!   and in `swap_tables` under the ACCESS EXCLUSIVE lock, where no writer is
 //!   in flight and every note of a committed delete is visible: the swapped
@@ -57,7 +58,7 @@ impl Settle<'_> {
 
     pub fn comment_notes_table(&self) -> String {
         let text = format!(
-            "pg_zdm migration {}: keys deleted from {} that the shadow did not have yet (see zdm.shadow_settle_...)",
+            "pg_zdm migration {}: keys deleted from {} while the shadow was filled (see zdm.shadow_settle_...)",
             self.migration,
             self.source.display_raw()
         );
@@ -102,7 +103,7 @@ impl Settle<'_> {
         let body = format!(
             "-- pg_zdm migration {migration}: removes from {target} the copies a backfill
 -- batch made of rows deleted from {source} after the batch read them. Each
--- delete that found no row in the shadow noted its key in {notes}.
+-- delete noted its key in {notes}.
 DECLARE
     zdm_noted tid[];
     zdm_settled tid[];

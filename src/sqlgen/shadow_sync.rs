@@ -14,10 +14,11 @@
 //! - INSERT: insert (a new key cannot be in the target already).
 //! Racing the backfill: the batch skips keys the target has and falls back to
 //! `ON CONFLICT DO NOTHING`; whichever writes a key second waits for the first
-//! to commit, and the trigger's copy (the newer) always wins. A delete that
-//! finds no target row notes the key (`notes`), since a batch that read
-//! the row before the delete may still copy it; `sqlgen::shadow_settle` removes
-//! such copies. Until then an insert of the same key finds that copy, so an
+//! to commit, and the trigger's copy (the newer) always wins. A delete notes
+//! the key (`notes`), since a batch that read the row before the delete may
+//! still copy it, whether or not the delete found a copy to delete (a writer's
+//! trigger may have made one after the batch's snapshot);
+//! `sqlgen::shadow_settle` removes such copies. Until then an insert of the same key finds that copy, so an
 //! insert of a noted key goes through `ON CONFLICT ... DO UPDATE` (only those:
 //! a speculative insertion costs a quarter of the insert rate).
 //!
@@ -49,7 +50,7 @@ pub struct RowCopy<'a> {
 
 /// The two statements of the trigger that deal with deleted keys.
 pub struct NoteSql {
-    /// Notes the key of OLD (a delete found no target row).
+    /// Notes the key of OLD (every delete, and the old key of a key change).
     pub note_old: String,
     /// True when the key of NEW is noted (a late copy may hold it).
     pub new_is_noted: String,
@@ -104,11 +105,10 @@ impl RowCopy<'_> {
             None => format!("DELETE FROM {target} WHERE {tkey} = {};", self.source_key("OLD")),
             Some(NoteSql { note_old: note, .. }) => format!(
                 "DELETE FROM {target} WHERE {tkey} = {old};
-{indent}IF NOT FOUND THEN
-{indent}    -- not copied yet, or by a batch not committed: that batch may still copy
-{indent}    -- the row; the key is noted so that the copy is removed (settle)
-{indent}    {note}
-{indent}END IF;",
+{indent}-- A batch that read the row before this delete may still copy it (whether
+{indent}-- or not a copy was just deleted): the key is noted, and the settle removes
+{indent}-- such a copy.
+{indent}{note}",
                 old = self.source_key("OLD"),
             ),
         };
@@ -366,7 +366,7 @@ mod tests {
         assert!(!sql.contains("OVERRIDING"));
         // the key is never SET by an update
         assert!(!sql.contains("SET id ="), "{sql}");
-        // Racing a backfill: a delete that finds nothing notes the key, and an
+        // Racing a backfill: every delete notes the key, and an
         // insert replaces a late copy of a deleted row with the same key.
         let noting = RowCopy {
             notes: Some(NoteSql {
@@ -377,18 +377,18 @@ mod tests {
         };
         let sql = noting.create_function(&f);
         assert_eq!(
-            sql.matches("IF NOT FOUND THEN").count(),
+            sql.matches("INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);")
+                .count(),
             2,
             "both deletes (row deleted, key changed) note: {sql}"
         );
         assert!(
             sql.contains(
                 "    DELETE FROM public.zdm_shadow_m WHERE (id) = (OLD.id);
-    IF NOT FOUND THEN
-        -- not copied yet, or by a batch not committed: that batch may still copy
-        -- the row; the key is noted so that the copy is removed (settle)
-        INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);
-    END IF;
+    -- A batch that read the row before this delete may still copy it (whether
+    -- or not a copy was just deleted): the key is noted, and the settle removes
+    -- such a copy.
+    INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);
     RETURN NULL;"
             ),
             "{sql}"
