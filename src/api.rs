@@ -203,7 +203,7 @@ fn plan_json(p: &Prepared) -> Value {
                 "key": b.key_columns,
                 "upper_bound_sql": b.upper_bound_sql,
                 "batch_function": b.function,
-                "batch_sql": b.next_batch_sql,
+                "batch_statements": b.batch_statements,
                 "lock": {"relation": b.table, "mode": "ROW EXCLUSIVE", "blocks": "only the rows of the batch, briefly"},
             })),
             "validate": steps(&p.plan.validate),

@@ -195,9 +195,11 @@ pub struct BackfillPlan {
     /// The generated batch function (created by start): `(upper_bound text[],
     /// batch_size int, last_key text[]) RETURNS TABLE (rows_scanned, rows_changed, last_key)`.
     pub function: String,
-    /// The statement one batch runs (as in the function), for EXPLAIN:
-    /// $1 upper bound, $2 batch size, $3 last key done (all text[] but $2).
-    pub next_batch_sql: String,
+    /// The statements of a batch after the first (as in the function), for
+    /// EXPLAIN: its end, its work, the rows it covered. $1 upper bound, $2
+    /// batch size, $3 last key done, $4 the batch's end (all text[] but $2).
+    #[serde(default)]
+    pub batch_statements: Vec<String>,
 }
 
 /// Every phase of one migration.

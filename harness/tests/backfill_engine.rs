@@ -29,45 +29,52 @@ fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &
     c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
 
-/// EXPLAIN the migration's next batch statement for a few positions, with
-/// custom and generic plans: every scan of the table (and of the shadow) is an
-/// index range scan bounded below by the last key done.
+/// EXPLAIN the statements of the migration's batches (its end, its work, the
+/// rows it covered) for a few positions, with custom and generic plans: every
+/// scan of the table (and of the shadow) is an index range scan bounded below
+/// by the last key done.
 fn assert_batches_are_range_scans(c: &mut postgres::Client, migration: &str) {
-    let sql: String = c
-        .query_one(
-            "SELECT plan->'backfill'->>'next_batch_sql' FROM zdm.migrations WHERE name = $1",
+    let statements: Vec<String> = c
+        .query(
+            "SELECT jsonb_array_elements_text(plan->'backfill'->'batch_statements') FROM zdm.migrations WHERE name = $1",
             &[&migration],
         )
         .unwrap()
-        .get(0);
-    c.batch_execute(&format!(
-        "DEALLOCATE ALL; PREPARE batch(text[], integer, text[]) AS {sql}"
-    ))
-    .unwrap();
-    for mode in ["force_custom_plan", "force_generic_plan"] {
-        c.batch_execute(&format!("SET plan_cache_mode = {mode}")).unwrap();
-        for (size, after) in [(1_000, 990_000), (100_000, 500_000), (1_000, 10)] {
-            let plan: Vec<String> = c
-                .query(
-                    &format!("EXPLAIN EXECUTE batch('{{{ROWS}}}', {size}, '{{{after}}}')"),
-                    &[],
-                )
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect();
-            let text = plan.join("\n");
-            assert!(
-                !text.contains("Seq Scan") && !text.contains("Merge Join") && !text.contains("Hash Join"),
-                "{mode}, batch {size} after {after}:\n{text}"
-            );
-            let conds: Vec<&String> = plan.iter().filter(|l| l.contains("Index Cond:")).collect();
-            assert!(conds.len() >= 2, "{mode}:\n{text}");
-            for cond in conds {
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statements.len(), 3, "{statements:?}");
+    for sql in &statements {
+        c.batch_execute(&format!(
+            "DEALLOCATE ALL; PREPARE batch(text[], integer, text[], text[]) AS {sql}"
+        ))
+        .unwrap();
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            c.batch_execute(&format!("SET plan_cache_mode = {mode}")).unwrap();
+            for (size, after) in [(1_000, 990_000), (100_000, 500_000), (1_000, 10)] {
+                let end = (after + size).min(ROWS);
+                let plan: Vec<String> = c
+                    .query(
+                        &format!("EXPLAIN EXECUTE batch('{{{ROWS}}}', {size}, '{{{after}}}', '{{{end}}}')"),
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect();
+                let text = plan.join("\n");
                 assert!(
-                    cond.contains("(id > ") || cond.contains(".id > "),
-                    "{mode}, batch {size} after {after}: a scan not bounded below: {cond}\n{text}"
+                    !text.contains("Seq Scan") && !text.contains("Merge Join") && !text.contains("Hash Join"),
+                    "{mode}, batch {size} after {after}:\n{sql}\n{text}"
                 );
+                let conds: Vec<&String> = plan.iter().filter(|l| l.contains("Index Cond:")).collect();
+                assert!(!conds.is_empty(), "{mode}:\n{text}");
+                for cond in conds {
+                    assert!(
+                        cond.contains("(id > ") || cond.contains(".id > "),
+                        "{mode}, batch {size} after {after}: a scan not bounded below: {cond}\n{text}"
+                    );
+                }
             }
         }
     }

@@ -139,7 +139,7 @@ pub fn batch_function(
         key_columns: key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
         upper_bound_sql: keyset.upper_bound_sql(),
         function: function.to_string(),
-        next_batch_sql: keyset.next_batch_sql(),
+        batch_statements: keyset.explain_statements(),
     };
     (create, drop, plan)
 }

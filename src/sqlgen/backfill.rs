@@ -55,14 +55,6 @@ pub enum BatchWork {
 }
 
 impl KeysetBatch<'_> {
-    fn key_list(&self, prefix: &str) -> String {
-        self.key
-            .iter()
-            .map(|(c, _)| format!("{prefix}{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     fn key_desc(&self, prefix: &str) -> String {
         self.key
             .iter()
@@ -99,58 +91,74 @@ impl KeysetBatch<'_> {
 
     /// The per-migration batch function, readable with `\sf`: one keyset batch,
     /// returning rows scanned, rows changed and the key of the batch's last row.
+    /// Separate statements (the batch's end, its work, the rows it covered),
+    /// so the work is a plain statement whose row count PostgreSQL gives for
+    /// free: no RETURNING, no materialized batch.
     pub fn create_batch_function(&self, function: &QualifiedName, migration: &str, description: &str) -> String {
-        let indent = |sql: String| {
-            sql.lines()
-                .map(|l| format!("        {l}"))
+        let n = self.key.len();
+        let vars: Vec<String> = (1..=n).map(|i| format!("zdm_end{i}")).collect();
+        let declare: Vec<String> = self
+            .key
+            .iter()
+            .zip(&vars)
+            .map(|((_, ty), v)| format!("    {v} {ty};"))
+            .collect();
+        let end = format!(
+            "({})",
+            vars.iter()
+                .map(|v| format!("zdm_batch.{v}"))
                 .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let choose = |safe: bool| {
+                .join(", ")
+        );
+        let into = format!(
+            "{}, zdm_batch.zdm_full",
+            vars.iter()
+                .map(|v| format!("zdm_batch.{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let upper: Vec<String> = vars
+            .iter()
+            .zip(self.key.iter())
+            .enumerate()
+            .map(|(i, (v, (_, ty)))| format!("        zdm_batch.{v} := $1[{}]::{ty};", i + 1))
+            .collect();
+        let either = |first: String, next: String| {
             format!(
                 "    IF $3 IS NULL THEN
-        RETURN QUERY
-{};
+{}
     ELSE
-        RETURN QUERY
-{};
-    END IF;
-",
-                indent(self.batch_sql(false, safe)),
-                indent(self.batch_sql(true, safe))
+{}
+    END IF;",
+                indent(&first, 8),
+                indent(&next, 8)
+            )
+        };
+        let work = |safe: bool| {
+            either(
+                self.copy_or_update(false, safe, &end),
+                self.copy_or_update(true, safe, &end),
             )
         };
         let work = match &self.work {
-            BatchWork::Update { .. } => choose(false),
-            BatchWork::CopyInto { settle, .. } => {
-                let nest = |sql: String| {
-                    sql.lines()
-                        .map(|l| {
-                            if l.is_empty() {
-                                String::new()
-                            } else {
-                                format!("    {l}")
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                };
-                format!(
-                    "    BEGIN
-{}
+            BatchWork::Update { .. } => format!("{}\n    GET DIAGNOSTICS zdm_changed = ROW_COUNT;\n", work(false)),
+            BatchWork::CopyInto { settle, .. } => format!(
+                "    BEGIN
+{fast}
+        GET DIAGNOSTICS zdm_changed = ROW_COUNT;
     EXCEPTION WHEN unique_violation THEN
         -- A writer's trigger copied one of these rows after this batch's snapshot:
         -- the same batch again, leaving the rows already there alone.
-{}
+{safe}
+        GET DIAGNOSTICS zdm_changed = ROW_COUNT;
     END;
     -- Rows deleted after this batch's snapshot may have been copied all the
     -- same; their deletes noted the keys. Remove such copies now.
     PERFORM {settle}();
 ",
-                    nest(choose(false)),
-                    nest(choose(true)),
-                )
-            }
+                fast = indent(&work(false), 4),
+                safe = indent(&work(true), 4),
+            ),
         };
         let body = format!(
             "#variable_conflict use_column
@@ -159,12 +167,50 @@ impl KeysetBatch<'_> {
 -- $1: key of the last row that existed when the backfill began (upper bound)
 -- $2: batch size
 -- $3: key of the last row of the previous batch, NULL for the first batch
+<<zdm_batch>>
+DECLARE
+{declare}
+    zdm_full boolean;
+    zdm_scanned bigint;
+    zdm_changed bigint;
 BEGIN
-{work}END;
+    -- The batch ends $2 rows further along the key index, or at the upper bound.
+{end_key}
+    IF NOT FOUND THEN
+        zdm_batch.zdm_full := false;
+{upper}
+    END IF;
+{work}    -- Rows covered: the batch size, or the rows that were left.
+    IF zdm_batch.zdm_full THEN
+        zdm_batch.zdm_scanned := $2;
+    ELSE
+{count}
+    END IF;
+    RETURN QUERY SELECT zdm_batch.zdm_scanned, zdm_batch.zdm_changed,
+                        ARRAY[{end_text}];
+END;
 ",
             migration = migration.replace('\n', " "),
             table = self.table,
             description = description.replace('\n', " "),
+            declare = declare.join("\n"),
+            end_key = either(
+                format!("{};", self.end_key_sql(false, Some(&into))),
+                format!("{};", self.end_key_sql(true, Some(&into)))
+            ),
+            upper = upper.join("\n"),
+            count = indent(
+                &either(
+                    format!("{};", self.count_sql(false, Some("zdm_batch.zdm_scanned"))),
+                    format!("{};", self.count_sql(true, Some("zdm_batch.zdm_scanned")))
+                ),
+                4
+            ),
+            end_text = vars
+                .iter()
+                .map(|v| format!("zdm_batch.{v}::text"))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         format!(
             "CREATE FUNCTION {function}(upper_bound text[], batch_size integer, last_key text[])
@@ -179,151 +225,197 @@ LANGUAGE plpgsql AS {}",
     fn range(&self, cols: &[String], after_last: bool, end: &str) -> String {
         let row = format!("({})", cols.join(", "));
         if after_last {
-            format!("{row} > {}\n       AND {row} <= {end}", self.param_row(3))
+            format!("{row} > {}\n   AND {row} <= {end}", self.param_row(3))
         } else {
             format!("{row} <= {end}")
         }
     }
 
-    /// The statement of the `zdm_changed` step over the batch's range;
-    /// `safe`: the variant that copes with rows copied since the snapshot.
-    fn work_sql(&self, after_last: bool, safe: bool) -> String {
-        let n = self.key.len();
-        let end: Vec<String> = (1..=n).map(|i| format!("(SELECT zdm_k{i} FROM zdm_end)")).collect();
-        let end = format!("({})", end.join(", "));
-        let source_cols: Vec<String> = self.key.iter().map(|(c, _)| c.to_string()).collect();
-        let range = self.range(&source_cols, after_last, &end);
+    fn key_cols(&self, alias: &str) -> Vec<String> {
+        self.key.iter().map(|(k, _)| format!("{alias}.{k}")).collect()
+    }
+
+    /// The key `$2` rows further along the index (within the upper bound),
+    /// `INTO` the given targets, with `true` for "a full batch".
+    fn end_key_sql(&self, after_last: bool, into: Option<&str>) -> String {
+        let cols = self.key_cols("zdm_k");
+        format!(
+            "SELECT {}, true{}
+  FROM ONLY {} AS zdm_k
+ WHERE {}
+ ORDER BY {}
+OFFSET $2 - 1 LIMIT 1",
+            cols.join(", "),
+            into.map(|i| format!("\n  INTO {i}")).unwrap_or_default(),
+            self.table,
+            self.range(&cols, after_last, &self.param_row(1)),
+            cols.join(", "),
+        )
+    }
+
+    /// The rows left up to the upper bound (at most `$2`: an ordered LIMIT, so
+    /// this too stays an index range scan).
+    fn count_sql(&self, after_last: bool, into: Option<&str>) -> String {
+        let cols = self.key_cols("zdm_k");
+        format!(
+            "SELECT count(*){}
+  FROM (SELECT FROM ONLY {} AS zdm_k
+         WHERE {}
+         ORDER BY {}
+         LIMIT $2) AS zdm_left",
+            into.map(|i| format!("\n  INTO {i}")).unwrap_or_default(),
+            self.table,
+            self.range(&cols, after_last, &self.param_row(1))
+                .replace("\n   AND", "\n           AND"),
+            cols.join(", "),
+        )
+    }
+
+    /// The batch's work in the function. A copy checks first whether writers
+    /// put any row in the shadow within the range (one index probe): if none,
+    /// the plain `INSERT ... SELECT` (as fast as the bare statement); if some,
+    /// the one that skips them. A row a writer copies meanwhile makes it fail
+    /// (unique violation) and the safe variant runs instead.
+    fn copy_or_update(&self, after_last: bool, safe: bool, end: &str) -> String {
+        match (&self.work, safe) {
+            (
+                BatchWork::CopyInto {
+                    target, conflict_key, ..
+                },
+                false,
+            ) => {
+                let target_key: Vec<String> = conflict_key.iter().map(|k| format!("zdm_t.{k}")).collect();
+                format!(
+                    "IF EXISTS (SELECT FROM {target} AS zdm_t
+            WHERE {}) THEN
+{};
+ELSE
+{};
+END IF;",
+                    self.range(&target_key, after_last, end)
+                        .replace("\n   AND", "\n              AND"),
+                    indent(&self.work_sql(after_last, false, end), 4),
+                    indent(&self.copy_sql(after_last, CopyMode::Plain, end), 4),
+                )
+            }
+            _ => format!("{};", self.work_sql(after_last, safe, end)),
+        }
+    }
+
+    /// The statement that does the batch's work over its key range (up to
+    /// `end`); `safe`: the variant that copes with rows copied since the snapshot.
+    fn work_sql(&self, after_last: bool, safe: bool, end: &str) -> String {
         match &self.work {
             BatchWork::Update {
                 assignments,
                 needs_work,
             } => format!(
-                "    UPDATE ONLY {table}
-       SET {assignments}
-     WHERE {range}
-       AND ({needs_work})
-    RETURNING 1",
+                "UPDATE ONLY {table} AS zdm_row
+   SET {assignments}
+ WHERE {range}
+   AND ({needs_work})",
                 table = self.table,
-                assignments = assignments.join(",\n           "),
+                assignments = assignments.join(",\n       "),
+                range = self.range(&self.key_cols("zdm_row"), after_last, end),
             ),
-            BatchWork::CopyInto {
-                target,
-                columns,
-                values,
-                conflict_key,
-                overriding,
-                ..
-            } => {
-                let (skip, on_conflict) = if safe {
-                    (
-                        String::new(),
-                        format!("\n    ON CONFLICT ({}) DO NOTHING", conflict_key.join(", ")),
-                    )
+            BatchWork::CopyInto { .. } => self.copy_sql(
+                after_last,
+                if safe {
+                    CopyMode::OnConflict
                 } else {
-                    let target_key: Vec<String> = conflict_key.iter().map(|k| format!("zdm_t.{k}")).collect();
-                    let source_key: Vec<String> = self.key.iter().map(|(k, _)| format!("zdm_src.{k}")).collect();
-                    // The shadow side is bounded by the same range, so the
-                    // anti-join reads only the few rows writers copied there
-                    // (never the whole shadow), however the planner joins.
-                    (
-                        format!(
-                            "\n       AND NOT EXISTS (SELECT FROM {target} AS zdm_t\n                        WHERE ({}) = ({})\n                          AND {})",
-                            target_key.join(", "),
-                            source_key.join(", "),
-                            self.range(&target_key, after_last, &end).replace("\n       AND", "\n                          AND"),
-                        ),
-                        String::new(),
-                    )
-                };
-                let source_range = self.range(
-                    &self.key.iter().map(|(k, _)| format!("zdm_src.{k}")).collect::<Vec<_>>(),
-                    after_last,
-                    &end,
-                );
-                format!(
-                    "    INSERT INTO {target} ({columns}){overriding}
-    SELECT {values}
-      FROM ONLY {table} AS zdm_src
-     WHERE {source_range}{skip}{on_conflict}
-    RETURNING 1",
-                    columns = columns.join(", "),
-                    overriding = if *overriding { " OVERRIDING SYSTEM VALUE" } else { "" },
-                    values = values.join(",\n           "),
-                    table = self.table,
-                )
-            }
+                    CopyMode::SkipCopied
+                },
+                end,
+            ),
         }
     }
 
-    pub fn first_batch_sql(&self) -> String {
-        self.batch_sql(false, false)
+    fn copy_sql(&self, after_last: bool, mode: CopyMode, end: &str) -> String {
+        let BatchWork::CopyInto {
+            target,
+            columns,
+            values,
+            conflict_key,
+            overriding,
+            ..
+        } = &self.work
+        else {
+            unreachable!("copy_sql on an update batch")
+        };
+        let skip = match mode {
+            CopyMode::SkipCopied => {
+                let target_key: Vec<String> = conflict_key.iter().map(|k| format!("zdm_t.{k}")).collect();
+                // The shadow side is bounded by the same range, so the
+                // anti-join reads only the few rows writers copied there
+                // (never the whole shadow), however the planner joins.
+                format!(
+                    "\n   AND NOT EXISTS (SELECT FROM {target} AS zdm_t\n                    WHERE ({}) = ({})\n                      AND {})",
+                    target_key.join(", "),
+                    self.key_cols("zdm_src").join(", "),
+                    self.range(&target_key, after_last, end)
+                        .replace("\n   AND", "\n                      AND"),
+                )
+            }
+            _ => String::new(),
+        };
+        let on_conflict = match mode {
+            CopyMode::OnConflict => format!("\nON CONFLICT ({}) DO NOTHING", conflict_key.join(", ")),
+            _ => String::new(),
+        };
+        format!(
+            "INSERT INTO {target} ({columns}){overriding}
+SELECT {values}
+  FROM ONLY {table} AS zdm_src
+ WHERE {range}{skip}{on_conflict}",
+            columns = columns.join(", "),
+            overriding = if *overriding { " OVERRIDING SYSTEM VALUE" } else { "" },
+            values = values.join(",\n       "),
+            table = self.table,
+            range = self.range(&self.key_cols("zdm_src"), after_last, end),
+        )
     }
 
-    pub fn next_batch_sql(&self) -> String {
-        self.batch_sql(true, false)
-    }
-
-    /// One batch. Its end is the key `$2` rows further (found by skipping
-    /// along the key index, nothing materialized), or the upper bound when
-    /// fewer rows are left; its work is one statement over that key range.
-    fn batch_sql(&self, after_last: bool, safe: bool) -> String {
-        let key = self.key_list("");
-        let n = self.key.len();
-        let aliases: Vec<String> = (1..=n).map(|i| format!("zdm_k{i}")).collect();
-        // The batch's keys are renamed zdm_k1.. so that bare column names in the
-        // assignments can only mean the table's own columns.
-        let aliased: Vec<String> = self
-            .key
-            .iter()
-            .zip(&aliases)
-            .map(|((c, _), a)| format!("{c} AS {a}"))
-            .collect();
-        let upper: Vec<String> = self
+    /// The statements of a batch after the first, for EXPLAIN: `$1` upper
+    /// bound, `$2` batch size, `$3` last key done, `$4` the batch's end key
+    /// (all text[] but `$2`): its end, its work, the rows it covered.
+    pub fn explain_statements(&self) -> Vec<String> {
+        let end: Vec<String> = self
             .key
             .iter()
             .enumerate()
-            .map(|(i, (_, ty))| format!("$1[{}]::{ty}", i + 1))
+            .map(|(i, (_, ty))| format!("$4[{}]::{ty}", i + 1))
             .collect();
-        let end_text: Vec<String> = aliases.iter().map(|a| format!("{a}::text")).collect();
-        let source_cols: Vec<String> = self.key.iter().map(|(c, _)| c.to_string()).collect();
-        let to_upper = self.range(&source_cols, after_last, &self.param_row(1));
-        // The work takes a key range, not a join with the batch: a range stays
-        // an index range scan whatever the batch size, where a join may turn
-        // into a merge join over the whole index for big batches.
-        format!(
-            "WITH zdm_end AS MATERIALIZED (
-    SELECT {aliases}, zdm_full
-      FROM ((SELECT {aliased}, true AS zdm_full
-               FROM ONLY {table}
-              WHERE {to_upper_indented}
-              ORDER BY {key}
-             OFFSET $2 - 1 LIMIT 1)
-            UNION ALL
-            SELECT {upper}, false) AS zdm_e
-     ORDER BY zdm_full DESC
-     LIMIT 1
-), zdm_changed AS (
-{work}
-)
-SELECT CASE WHEN (SELECT zdm_full FROM zdm_end) THEN $2::int8
-            ELSE (SELECT count(*)
-                    FROM (SELECT FROM ONLY {table}
-                           WHERE {to_upper_count}
-                           ORDER BY {key}
-                           LIMIT $2) AS zdm_left)
-       END AS rows_scanned,
-       (SELECT count(*) FROM zdm_changed)::int8 AS rows_changed,
-       (SELECT ARRAY[{end_text}] FROM zdm_end) AS last_key",
-            aliases = aliases.join(", "),
-            aliased = aliased.join(", "),
-            table = self.table,
-            to_upper_indented = to_upper.replace("\n       AND", "\n                AND"),
-            to_upper_count = to_upper.replace("\n       AND", "\n                             AND"),
-            upper = upper.join(", "),
-            work = self.work_sql(after_last, safe),
-            end_text = end_text.join(", "),
-        )
+        vec![
+            self.end_key_sql(true, None),
+            self.work_sql(true, false, &format!("({})", end.join(", "))),
+            self.count_sql(true, None),
+        ]
     }
+}
+
+/// How a copy batch treats keys the shadow may already have.
+#[derive(Clone, Copy)]
+enum CopyMode {
+    /// The shadow has none in the range: a plain insert.
+    Plain,
+    /// Skip the keys the shadow has (an anti-join bounded by the range).
+    SkipCopied,
+    /// Insert with `ON CONFLICT DO NOTHING` (after a unique violation).
+    OnConflict,
+}
+
+fn indent(sql: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    sql.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -349,20 +441,21 @@ mod tests {
             k.upper_bound_sql(),
             "SELECT ARRAY[order_id::text, \"Line\"::text] FROM ONLY public.\"Order Lines\" ORDER BY order_id DESC, \"Line\" DESC LIMIT 1"
         );
-        let next = k.next_batch_sql();
-        assert!(next.contains("WHERE (order_id, \"Line\") > ($3[1]::bigint, $3[2]::integer)\n                AND (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"), "{next}");
-        // The batch's end: $2 rows further along the index, or the upper bound.
-        assert!(next.contains("ORDER BY order_id, \"Line\"\n             OFFSET $2 - 1 LIMIT 1)\n            UNION ALL\n            SELECT $1[1]::bigint, $1[2]::integer, false) AS zdm_e"), "{next}");
-        assert!(next.contains("WHERE (order_id, \"Line\") > ($3[1]::bigint, $3[2]::integer)\n       AND (order_id, \"Line\") <= ((SELECT zdm_k1 FROM zdm_end), (SELECT zdm_k2 FROM zdm_end))"), "{next}");
-        // Rows scanned: the batch size, or the rows left when fewer are (an
-        // ordered LIMIT, so that this too stays an index range scan).
-        assert!(next.contains("SELECT CASE WHEN (SELECT zdm_full FROM zdm_end) THEN $2::int8\n            ELSE (SELECT count(*)\n                    FROM (SELECT FROM ONLY public.\"Order Lines\"\n                           WHERE (order_id, \"Line\") > ($3[1]::bigint, $3[2]::integer)\n                             AND (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)\n                           ORDER BY order_id, \"Line\"\n                           LIMIT $2) AS zdm_left)"), "{next}");
-        let first = k.first_batch_sql();
-        assert!(!first.contains("$3"), "{first}");
-        assert!(first.contains("WHERE (order_id, \"Line\") <= ($1[1]::bigint, $1[2]::integer)"));
+        let [end, work, count] = <[String; 3]>::try_from(k.explain_statements()).unwrap();
+        // The batch's end: $2 rows further along the index (within the upper bound).
+        assert_eq!(
+            end,
+            "SELECT zdm_k.order_id, zdm_k.\"Line\", true\n  FROM ONLY public.\"Order Lines\" AS zdm_k\n WHERE (zdm_k.order_id, zdm_k.\"Line\") > ($3[1]::bigint, $3[2]::integer)\n   AND (zdm_k.order_id, zdm_k.\"Line\") <= ($1[1]::bigint, $1[2]::integer)\n ORDER BY zdm_k.order_id, zdm_k.\"Line\"\nOFFSET $2 - 1 LIMIT 1"
+        );
+        // The work: one range, bounded on both sides.
+        assert_eq!(
+            work,
+            "UPDATE ONLY public.\"Order Lines\" AS zdm_row\n   SET b = a\n WHERE (zdm_row.order_id, zdm_row.\"Line\") > ($3[1]::bigint, $3[2]::integer)\n   AND (zdm_row.order_id, zdm_row.\"Line\") <= ($4[1]::bigint, $4[2]::integer)\n   AND (b IS DISTINCT FROM a)"
+        );
+        // Rows covered when fewer than a batch are left: an ordered LIMIT.
         assert!(
-            !first.contains("MATERIALIZED (\n    SELECT order_id"),
-            "no batch of keys is materialized: {first}"
+            count.contains("ORDER BY zdm_k.order_id, zdm_k.\"Line\"\n         LIMIT $2) AS zdm_left"),
+            "{count}"
         );
         let f = QualifiedName::new(Ident::test("zdm"), Ident::test("backfill_m"));
         let func = k.create_batch_function(&f, "m", "copy a into b");
@@ -370,11 +463,31 @@ mod tests {
             func.starts_with("CREATE FUNCTION zdm.backfill_m(upper_bound text[], batch_size integer, last_key text[])"),
             "{func}"
         );
+        assert!(func.contains("-- pg_zdm migration m: one keyset batch of the backfill of public.\"Order Lines\""));
+        // Typed end-key variables, referred to through the block label (a
+        // column of the same name cannot capture them).
         assert!(
-            func.contains("IF $3 IS NULL THEN\n        RETURN QUERY\n        WITH zdm_end AS MATERIALIZED ("),
+            func.contains("<<zdm_batch>>\nDECLARE\n    zdm_end1 bigint;\n    zdm_end2 integer;\n"),
             "{func}"
         );
-        assert!(func.contains("-- pg_zdm migration m: one keyset batch of the backfill of public.\"Order Lines\""));
+        assert!(
+            func.contains("  INTO zdm_batch.zdm_end1, zdm_batch.zdm_end2, zdm_batch.zdm_full\n"),
+            "{func}"
+        );
+        assert!(func.contains("    IF NOT FOUND THEN\n        zdm_batch.zdm_full := false;\n        zdm_batch.zdm_end1 := $1[1]::bigint;\n        zdm_batch.zdm_end2 := $1[2]::integer;\n    END IF;"), "{func}");
+        assert!(func.contains("<= (zdm_batch.zdm_end1, zdm_batch.zdm_end2)\n"), "{func}");
+        assert!(func.contains("GET DIAGNOSTICS zdm_changed = ROW_COUNT;"), "{func}");
+        assert!(!func.contains("RETURNING") && !func.contains("MATERIALIZED"), "{func}");
+        assert!(
+            func.contains("ARRAY[zdm_batch.zdm_end1::text, zdm_batch.zdm_end2::text]"),
+            "{func}"
+        );
+        // The first batch has no lower bound.
+        let (first, _) = func.split_once("    ELSE\n").unwrap();
+        assert!(
+            first.contains("IF $3 IS NULL THEN") && !first.contains("$3[1]"),
+            "{func}"
+        );
     }
 
     #[test]
@@ -393,16 +506,15 @@ mod tests {
                 settle: "zdm.shadow_settle_m".into(),
             },
         };
-        let next = k.next_batch_sql();
-        assert!(next.contains("FROM ONLY public.orders AS zdm_src"), "{next}");
         // The shadow side of the anti-join is bounded by the batch's range too.
+        let work = &k.explain_statements()[1];
         assert!(
-            next.contains("       AND NOT EXISTS (SELECT FROM public.zdm_shadow_m AS zdm_t\n                        WHERE (zdm_t.id) = (zdm_src.id)\n                          AND (zdm_t.id) > ($3[1]::bigint)\n                          AND (zdm_t.id) <= ((SELECT zdm_k1 FROM zdm_end)))\n    RETURNING 1"),
-            "{next}"
+            work.ends_with("   AND NOT EXISTS (SELECT FROM public.zdm_shadow_m AS zdm_t\n                    WHERE (zdm_t.id) = (zdm_src.id)\n                      AND (zdm_t.id) > ($3[1]::bigint)\n                      AND (zdm_t.id) <= ($4[1]::bigint))"),
+            "{work}"
         );
         assert!(
-            !next.contains("ON CONFLICT") && !next.contains("FOR KEY SHARE"),
-            "{next}"
+            !work.contains("ON CONFLICT") && !work.contains("FOR KEY SHARE"),
+            "{work}"
         );
         let f = QualifiedName::new(Ident::test("zdm"), Ident::test("backfill_m"));
         let func = k.create_batch_function(&f, "m", "copy");
@@ -410,16 +522,27 @@ mod tests {
             .split_once("EXCEPTION WHEN unique_violation THEN")
             .expect("a fallback");
         let (fallback, after) = rest.split_once("    END;\n").expect("the copy's block ends");
+        // Fast: a plain insert when writers put nothing in the range, else the anti-join.
+        assert!(
+            fast.contains("            IF EXISTS (SELECT FROM public.zdm_shadow_m AS zdm_t\n                        WHERE (zdm_t.id) > ($3[1]::bigint)\n                          AND (zdm_t.id) <= (zdm_batch.zdm_end1)) THEN\n"),
+            "{func}"
+        );
+        assert!(
+            fast.contains("                 WHERE (zdm_src.id) > ($3[1]::bigint)\n                   AND (zdm_src.id) <= (zdm_batch.zdm_end1);\n            END IF;"),
+            "the plain insert: {func}"
+        );
         assert!(
             fast.contains("AND NOT EXISTS") && !fast.contains("ON CONFLICT"),
             "{func}"
         );
         assert!(
-            fallback.contains("     WHERE (zdm_src.id) <= ((SELECT zdm_k1 FROM zdm_end))\n                ON CONFLICT (id) DO NOTHING"),
+            fallback.contains(
+                "             WHERE (zdm_src.id) <= (zdm_batch.zdm_end1)\n            ON CONFLICT (id) DO NOTHING;"
+            ),
             "{func}"
         );
         assert!(!fallback.contains("NOT EXISTS"), "{func}");
         // The settle runs after the copy, whichever way it went.
-        assert!(after.contains("PERFORM zdm.shadow_settle_m();"), "{func}");
+        assert!(after.starts_with("    -- Rows deleted after this batch's snapshot may have been copied all the\n    -- same; their deletes noted the keys. Remove such copies now.\n    PERFORM zdm.shadow_settle_m();"), "{func}");
     }
 }
