@@ -204,6 +204,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         notes: Some(NoteSql {
             note_old: settle.note_key("OLD"),
             new_is_noted: settle.key_is_noted("NEW"),
+            every_delete: true,
         }),
     };
     // Reverse: after the swap, the new table (with the original's name) feeds the old one.
@@ -274,7 +275,22 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             format!("ALTER TABLE {shadow} {a}"),
         ));
     }
-    let mut validate = Vec::new();
+    let forward_sql = forward.create_function(&forward_fn);
+    // Once the last batch has committed no batch can copy a deleted row any
+    // more: from then on only deletes that find no copy are noted.
+    let forward_after_backfill = RowCopy {
+        notes: Some(NoteSql {
+            note_old: settle.note_key("OLD"),
+            new_is_noted: settle.key_is_noted("NEW"),
+            every_delete: false,
+        }),
+        ..forward
+    }
+    .create_or_replace_function(&forward_fn);
+    let mut validate = vec![Step::unlocked(
+        "the sync trigger notes only the deletes that find no copy (no batch copies rows any more)",
+        forward_after_backfill,
+    )];
     for fk in &shape.foreign_keys {
         let cols: Vec<String> = fk.columns.iter().map(|c| c.to_string()).collect();
         let rcols: Vec<String> = fk.referenced_columns.iter().map(|c| c.to_string()).collect();
@@ -324,7 +340,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     start.push(create_batch);
     start.push(Step::unlocked(
         "function copying each row change of the original into the shadow",
-        forward.create_function(&forward_fn),
+        forward_sql,
     ));
     start.push(Step::unlocked(
         "function copying each row change back into the old table after the swap",

@@ -54,6 +54,10 @@ pub struct NoteSql {
     pub note_old: String,
     /// True when the key of NEW is noted (a late copy may hold it).
     pub new_is_noted: String,
+    /// Note every delete (while batches run), or only deletes that find no
+    /// target row (after the backfill: a REPEATABLE READ transaction older
+    /// than a copy cannot see it).
+    pub every_delete: bool,
 }
 
 impl RowCopy<'_> {
@@ -72,6 +76,12 @@ impl RowCopy<'_> {
             .iter()
             .filter(|(c, _)| !self.key.iter().any(|(_, k)| k == c) && !self.not_updatable.contains(c))
             .collect()
+    }
+
+    /// The same function, replacing the one in place (the trigger keeps it).
+    pub fn create_or_replace_function(&self, function: &QualifiedName) -> String {
+        self.create_function(function)
+            .replacen("CREATE FUNCTION ", "CREATE OR REPLACE FUNCTION ", 1)
     }
 
     pub fn create_function(&self, function: &QualifiedName) -> String {
@@ -103,12 +113,25 @@ impl RowCopy<'_> {
         };
         let delete = |indent: &str| match &self.notes {
             None => format!("DELETE FROM {target} WHERE {tkey} = {};", self.source_key("OLD")),
-            Some(NoteSql { note_old: note, .. }) => format!(
+            Some(NoteSql {
+                note_old: note,
+                every_delete: true,
+                ..
+            }) => format!(
                 "DELETE FROM {target} WHERE {tkey} = {old};
 {indent}-- A batch that read the row before this delete may still copy it (whether
 {indent}-- or not a copy was just deleted): the key is noted, and the settle removes
 {indent}-- such a copy.
 {indent}{note}",
+                old = self.source_key("OLD"),
+            ),
+            Some(NoteSql { note_old: note, .. }) => format!(
+                "DELETE FROM {target} WHERE {tkey} = {old};
+{indent}IF NOT FOUND THEN
+{indent}    -- the backfill is over; a transaction whose snapshot is older than the
+{indent}    -- copy of this row cannot see it: the key is noted for the settle
+{indent}    {note}
+{indent}END IF;",
                 old = self.source_key("OLD"),
             ),
         };
@@ -372,6 +395,7 @@ mod tests {
             notes: Some(NoteSql {
                 note_old: "INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);".into(),
                 new_is_noted: "EXISTS (SELECT FROM public.zdm_deleted_m WHERE (id) = (NEW.id))".into(),
+                every_delete: true,
             }),
             ..rc
         };
@@ -408,6 +432,21 @@ mod tests {
             "{sql}"
         );
         assert_eq!(sql.matches("ON CONFLICT (id) DO UPDATE").count(), 2, "{sql}");
+        // After the backfill only deletes that find nothing note their key.
+        let after = RowCopy {
+            notes: Some(NoteSql {
+                note_old: "INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);".into(),
+                new_is_noted: "EXISTS (SELECT FROM public.zdm_deleted_m WHERE (id) = (NEW.id))".into(),
+                every_delete: false,
+            }),
+            ..noting
+        };
+        let sql = after.create_function(&f);
+        assert_eq!(sql.matches("IF NOT FOUND THEN\n").count(), 2, "{sql}");
+        assert!(
+            sql.contains("    DELETE FROM public.zdm_shadow_m WHERE (id) = (OLD.id);\n    IF NOT FOUND THEN\n"),
+            "{sql}"
+        );
         assert_eq!(
             create_trigger(&Ident::test("zdm_shadow_m"), &s, &f),
             "CREATE TRIGGER zdm_shadow_m AFTER INSERT OR UPDATE OR DELETE ON public.\"Order; DROP TABLE x\" FOR EACH ROW EXECUTE FUNCTION zdm.shadow_sync_m()"
