@@ -352,58 +352,8 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         LockMode::ShareRowExclusive,
     ));
 
-    let mut complete = vec![
-        srce.step(
-            "drop the reverse sync trigger",
-            format!("DROP TRIGGER IF EXISTS {reverse_trigger} ON {table}"),
-            LockMode::AccessExclusive,
-        ),
-        Step::locked(
-            "drop the old table",
-            format!("DROP TABLE IF EXISTS {old_name}"),
-            &old_name.to_string(),
-            LockMode::AccessExclusive,
-        ),
-        Step::unlocked(
-            "drop the sync functions",
-            format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
-        ),
-        drop_batch.clone(),
-        Step::unlocked(
-            "drop the settle function",
-            format!("DROP FUNCTION IF EXISTS {settle_fn}()"),
-        ),
-        Step::unlocked(
-            "drop the table of deleted keys",
-            format!("DROP TABLE IF EXISTS {notes}"),
-        ),
-    ];
-    for (s, o) in &shape.index_names {
-        if s != o {
-            complete.push(Step::unlocked(
-                format!("give index {} its original name {}", s.raw(), o.raw()),
-                format!("ALTER INDEX {}.{s} RENAME TO {o}", table.schema),
-            ));
-        }
-    }
-    for (s, o) in &shape.identity_sequences {
-        complete.push(Step::unlocked(
-            format!("give the identity sequence {s} its original name"),
-            format!("ALTER SEQUENCE {s} RENAME TO {o}"),
-        ));
-    }
-    let rollback = vec![
-        srce.step(
-            "drop the trigger feeding the shadow",
-            format!("DROP TRIGGER IF EXISTS {forward_trigger} ON {table}"),
-            LockMode::AccessExclusive,
-        ),
-        Step::locked(
-            "drop the shadow table",
-            format!("DROP TABLE IF EXISTS {shadow}"),
-            &shadow.to_string(),
-            LockMode::AccessExclusive,
-        ),
+    // The generated objects, dropped at either end of the migration.
+    let drop_generated = vec![
         Step::unlocked(
             "drop the sync functions",
             format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
@@ -418,6 +368,48 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             format!("DROP TABLE IF EXISTS {notes}"),
         ),
     ];
+    let mut complete = vec![
+        srce.step(
+            "drop the reverse sync trigger",
+            format!("DROP TRIGGER IF EXISTS {reverse_trigger} ON {table}"),
+            LockMode::AccessExclusive,
+        ),
+        Step::locked(
+            "drop the old table",
+            format!("DROP TABLE IF EXISTS {old_name}"),
+            &old_name.to_string(),
+            LockMode::AccessExclusive,
+        ),
+    ];
+    complete.extend(drop_generated.clone());
+    for (s, o) in &shape.index_names {
+        if s != o {
+            complete.push(Step::unlocked(
+                format!("give index {} its original name {}", s.raw(), o.raw()),
+                format!("ALTER INDEX {}.{s} RENAME TO {o}", table.schema),
+            ));
+        }
+    }
+    for (s, o) in &shape.identity_sequences {
+        complete.push(Step::unlocked(
+            format!("give the identity sequence {s} its original name"),
+            format!("ALTER SEQUENCE {s} RENAME TO {o}"),
+        ));
+    }
+    let mut rollback = vec![
+        srce.step(
+            "drop the trigger feeding the shadow",
+            format!("DROP TRIGGER IF EXISTS {forward_trigger} ON {table}"),
+            LockMode::AccessExclusive,
+        ),
+        Step::locked(
+            "drop the shadow table",
+            format!("DROP TABLE IF EXISTS {shadow}"),
+            &shadow.to_string(),
+            LockMode::AccessExclusive,
+        ),
+    ];
+    rollback.extend(drop_generated);
 
     let compared: Vec<Compared> = written
         .iter()
