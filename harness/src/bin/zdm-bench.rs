@@ -8,6 +8,9 @@
 //! every batch) against one single `UPDATE t SET new = old` doing the same work
 //! through the same sync trigger, on two identical tables; then backend memory
 //! after backfilling N and M rows, to show it stays flat.
+//!
+//! `ZDM_BENCH_CONF="a = 1;b = 2"` adds postgresql.conf lines to the benchmark's
+//! cluster, e.g. `zdm.batch_delay = '100ms'` to see what a throttle changes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -640,7 +643,12 @@ fn main() {
     let what = args.get(1).map(String::as_str).unwrap_or("backfill");
     let rows = arg(&args, "--rows", 1_000_000);
     let memory_rows = arg(&args, "--memory-rows", 4 * rows);
-    let cluster = Cluster::start(&ClusterOptions::default());
+    let cluster = Cluster::start(&ClusterOptions {
+        extra_conf: std::env::var("ZDM_BENCH_CONF")
+            .map(|v| v.split(";").map(String::from).collect())
+            .unwrap_or_default(),
+        ..Default::default()
+    });
     cluster.connect().batch_execute("CREATE EXTENSION pg_zdm").unwrap();
     let seconds = arg(&args, "--seconds", 10) as u64;
     let svg = args
