@@ -1,13 +1,17 @@
-//! Keyset batches over a table's key: each batch is one index range scan
-//! `(key) > last AND (key) <= upper ORDER BY key LIMIT n`, whatever has been done
-//! before, and never chases rows inserted after the backfill began (the sync
-//! trigger already handles those).
+//! Keyset batches over a table's key. Each batch is index range scans only,
+//! whatever has been done before: its end is the key `n` entries further along
+//! the key index (`(key) > last AND (key) <= upper ORDER BY key OFFSET n - 1
+//! LIMIT 1`), or the upper bound; its work is one statement over
+//! `(key) > last AND (key) <= end`. It never chases rows inserted after the
+//! backfill began (the sync trigger already handles those).
 //!
 //! Parameters of the generated statements (positions travel as text[] so one
 //! stored statement serves any key type; `DateStyle` is fixed to ISO while they run):
 //! - `$1` upper bound: key of the last row that existed when the backfill began
 //! - `$2` batch size
-//! - `$3` key of the last row of the previous batch (`next_batch_sql` only)
+//! - `$3` key of the last row of the previous batch (NULL for the first batch)
+//! - `$4` the batch's end (only in `explain_statements`; the function keeps it
+//!   in variables)
 
 use super::dollar_quote;
 use crate::ident::{Ident, QualifiedName, SqlFragment};
@@ -32,7 +36,8 @@ pub enum BatchWork {
     /// Shadow tables: copy the range into the shadow, without locking the
     /// original's rows. A row the sync trigger already wrote is left alone: the
     /// trigger's copy is the newer one. The batch skips the keys the shadow has
-    /// in its range (an anti-join bounded by the range on both sides); if a
+    /// in its range (a plain insert when it has none there, else an anti-join
+    /// bounded by the range on both sides); if a
     /// trigger copies one of its rows meanwhile (unique violation), the batch
     /// runs again with `ON CONFLICT DO NOTHING`. A row deleted after the
     /// batch's snapshot may still be copied: its delete noted the key, and the
@@ -103,20 +108,11 @@ impl KeysetBatch<'_> {
             .zip(&vars)
             .map(|((_, ty), v)| format!("    {v} {ty};"))
             .collect();
-        let end = format!(
-            "({})",
-            vars.iter()
-                .map(|v| format!("zdm_batch.{v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let into = format!(
-            "{}, zdm_batch.zdm_full",
-            vars.iter()
-                .map(|v| format!("zdm_batch.{v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        // Variables are named through the block label: a column of the same
+        // name cannot capture them (`#variable_conflict use_column`).
+        let qualified: Vec<String> = vars.iter().map(|v| format!("zdm_batch.{v}")).collect();
+        let end = format!("({})", qualified.join(", "));
+        let into = format!("{}, zdm_batch.zdm_full", qualified.join(", "));
         let upper: Vec<String> = vars
             .iter()
             .zip(self.key.iter())
@@ -206,9 +202,9 @@ END;
                 ),
                 4
             ),
-            end_text = vars
+            end_text = qualified
                 .iter()
-                .map(|v| format!("zdm_batch.{v}::text"))
+                .map(|v| format!("{v}::text"))
                 .collect::<Vec<_>>()
                 .join(", "),
         );
