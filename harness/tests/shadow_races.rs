@@ -62,6 +62,28 @@ fn waiting(c: &mut postgres::Client) -> i64 {
     .get(0)
 }
 
+/// The shadow migration `m` of public.t, after its first batch (rows 1..1000).
+fn shadow_after_first_batch(c: &mut postgres::Client) {
+    c.batch_execute(
+        "SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm');
+         SELECT zdm.backfill_batch('m', 1000);",
+    )
+    .unwrap();
+}
+
+/// The next batch (1001..2000) in its own session, once it is seen waiting
+/// for a writer that holds one of its rows; a generous lock_timeout keeps it
+/// waiting rather than retrying.
+fn next_batch_waiting(cluster: &Cluster, why: &str) -> JoinHandle<Result<(), String>> {
+    let batch = session(
+        cluster,
+        "SET zdm.lock_timeout = '10s'; SELECT zdm.backfill_batch('m', 1000);",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!batch.is_finished(), "the batch waits for {why}");
+    batch
+}
+
 /// Keys noted by deletes, not settled yet.
 fn noted(c: &mut postgres::Client) -> Vec<i64> {
     c.query("SELECT id FROM public.zdm_deleted_m ORDER BY id", &[])
@@ -139,24 +161,14 @@ fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
     table(&mut admin);
-    admin
-        .batch_execute(
-            "SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm');
-             SELECT zdm.backfill_batch('m', 1000);",
-        )
-        .unwrap();
+    shadow_after_first_batch(&mut admin);
     // An uncommitted write copies row 1500 into the shadow: the next batch
     // (1001..2000), snapshot taken, waits for it in the shadow's unique index.
     let mut holder = cluster.connect();
     holder
         .batch_execute("BEGIN; UPDATE public.t SET v = -1500 WHERE id = 1500;")
         .unwrap();
-    let batch = session(
-        &cluster,
-        "SET zdm.lock_timeout = '10s'; SELECT zdm.backfill_batch('m', 1000);",
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!batch.is_finished(), "the batch waits for the holder");
+    let batch = next_batch_waiting(&cluster, "the holder");
     // Meanwhile row 1700 is copied by a writer's trigger, then deleted (the
     // delete finds that copy), both committed.
     admin
@@ -173,6 +185,49 @@ fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
     assert_eq!(row(&mut admin, s, 1500), Some((1500, Some("n1500".into()))));
     assert_eq!(row(&mut admin, s, 1700), None, "the deleted row is not brought back");
     assert_eq!(noted(&mut admin), Vec::<i64>::new(), "settled by the batch");
+    finish_and_verify(&mut admin, "m");
+}
+
+/// The settle never waits for a writer: a late copy whose key a writer is
+/// inserting again right now is left, with its note, for the next settle,
+/// which then keeps the writer's row. Without a writer the late copy goes.
+#[test]
+fn settle_skips_rows_a_writer_holds_and_keeps_keys_inserted_again() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    shadow_after_first_batch(&mut admin);
+    let s = "public.zdm_shadow_m";
+    // Rows 20 and 30 deleted (noted), then late copies of both put back, as a
+    // batch that read them before the deletes would have.
+    admin
+        .batch_execute(
+            "DELETE FROM public.t WHERE id IN (20, 30);
+             INSERT INTO public.zdm_shadow_m (id, v, note) VALUES (20, 20, 'n20'), (30, 30, 'n30');",
+        )
+        .unwrap();
+    assert_eq!(noted(&mut admin), vec![20, 30]);
+    // A writer inserts key 20 again and holds the shadow row (its upsert).
+    let mut writer = cluster.connect();
+    writer
+        .batch_execute("BEGIN; INSERT INTO public.t VALUES (20, 2020, 'again');")
+        .unwrap();
+    // A settle that waited for the writer would fail here instead of hanging.
+    admin.batch_execute("SET statement_timeout = '2s'").unwrap();
+    let started = std::time::Instant::now();
+    let removed: i64 = admin.query_one("SELECT zdm.shadow_settle_m()", &[]).unwrap().get(0);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the settle did not wait"
+    );
+    assert_eq!(removed, 1, "the late copy of 30 goes");
+    assert_eq!(row(&mut admin, s, 30), None);
+    assert_eq!(noted(&mut admin), vec![20], "the held row's note stays");
+    writer.batch_execute("COMMIT").unwrap();
+    let removed: i64 = admin.query_one("SELECT zdm.shadow_settle_m()", &[]).unwrap().get(0);
+    assert_eq!(removed, 0, "key 20 is in the table again: its row stays");
+    assert_eq!(row(&mut admin, s, 20), Some((2020, Some("again".into()))));
+    assert_eq!(noted(&mut admin), Vec::<i64>::new());
     finish_and_verify(&mut admin, "m");
 }
 
@@ -238,12 +293,7 @@ fn writes_committed_after_the_batch_snapshot() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
     table(&mut admin);
-    admin
-        .batch_execute(
-            "SELECT zdm.create_shadow_table('public.t', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'm');
-             SELECT zdm.backfill_batch('m', 1000);",
-        )
-        .unwrap();
+    shadow_after_first_batch(&mut admin);
     // A writer holds uncommitted changes to rows of the next batch (1001..2000).
     let mut writer = cluster.connect();
     writer
@@ -255,14 +305,8 @@ fn writes_committed_after_the_batch_snapshot() {
         )
         .unwrap();
     // The batch takes its snapshot (the rows still look untouched) and meets
-    // the writer's uncommitted copy of row 1600 in the shadow's unique index:
-    // it waits for the writer; a generous lock_timeout keeps it waiting.
-    let batch = session(
-        &cluster,
-        "SET zdm.lock_timeout = '10s'; SELECT zdm.backfill_batch('m', 1000);",
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!batch.is_finished(), "the batch waits for the writer");
+    // the writer's uncommitted copy of row 1600 in the shadow's unique index.
+    let batch = next_batch_waiting(&cluster, "the writer");
     writer.batch_execute("COMMIT").unwrap();
     batch.join().unwrap().expect("the batch completes");
     let s = "public.zdm_shadow_m";
