@@ -171,6 +171,11 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .map(|((o, ty), (_, s))| (o.clone(), ty.clone(), s.clone()))
             .collect(),
     };
+    let note_sql = |every_delete| NoteSql {
+        note_old: settle.note_key("OLD"),
+        new_is_noted: settle.key_is_noted("NEW"),
+        every_delete,
+    };
 
     // Forward: the original feeds the shadow.
     let written: Vec<_> = shape
@@ -201,11 +206,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .collect(),
         overriding: written.iter().any(|c| c.identity_always),
         purpose: "shadow",
-        notes: Some(NoteSql {
-            note_old: settle.note_key("OLD"),
-            new_is_noted: settle.key_is_noted("NEW"),
-            every_delete: true,
-        }),
+        notes: Some(note_sql(true)),
     };
     // Reverse: after the swap, the new table (with the original's name) feeds the old one.
     let back: Vec<_> = shape
@@ -279,11 +280,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     // Once the last batch has committed no batch can copy a deleted row any
     // more: from then on only deletes that find no copy are noted.
     let forward_after_backfill = RowCopy {
-        notes: Some(NoteSql {
-            note_old: settle.note_key("OLD"),
-            new_is_noted: settle.key_is_noted("NEW"),
-            every_delete: false,
-        }),
+        notes: Some(note_sql(false)),
         ..forward
     }
     .create_or_replace_function(&forward_fn);
@@ -322,7 +319,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         ));
     }
     start.push(Step::unlocked(
-        "table of keys deleted before the backfill copied them",
+        "table of the keys deleted while the shadow is filled (see the settle function)",
         settle.create_notes_table(),
     ));
     start.push(Step::unlocked(
