@@ -1222,6 +1222,14 @@ cv_pkey PRIMARY KEY (id) valid=true",
         // Put right, verified again: the swap goes through.
         Spi::run("INSERT INTO public.zdm_shadow_so1 SELECT id, amount, note, legacy FROM public.so WHERE id = 7")
             .unwrap();
+        // Two rows' values exchanged: every column holds the same values as
+        // the original, on other rows. The checksums pair values with keys.
+        let swap_amounts = "UPDATE public.zdm_shadow_so1 d SET amount = o.amount FROM public.zdm_shadow_so1 o WHERE (d.id, o.id) IN ((3, 4), (4, 3))";
+        Spi::run(swap_amounts).unwrap();
+        let v = one::<pgrx::JsonB>("SELECT zdm.verify('so1')").unwrap().0;
+        assert_eq!(v["matched"], false, "{v}");
+        assert_eq!(v["sample_keys"], serde_json::json!(["(3)", "(4)"]), "{v}");
+        Spi::run(swap_amounts).unwrap();
         assert_eq!(
             one::<pgrx::JsonB>("SELECT zdm.verify('so1')").unwrap().0["matched"],
             true

@@ -442,7 +442,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         forward_trigger: forward_trigger.to_string(),
         reverse_trigger: reverse_trigger.to_string(),
         reverse_function: reverse_fn.to_string(),
-        verify_sql: verify_sums_sql(table, shadow, &compared),
+        verify_sql: verify_sums_sql(table, shadow, &key_types, &compared),
         verify_diff_sql: verify_diff_sql(table, shadow, &key_types, &compared),
         compared_columns: compared.iter().map(|c| c.column.raw().to_string()).collect(),
         not_compared: shape

@@ -61,7 +61,8 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
             Spi::run(&format!("SELECT {settle}()")).map_err(spi_err)?;
         }
         let sums = Spi::connect(|c| {
-            let r = c.select(&sp.verify_sql, Some(1), &[])?.first();
+            // No row limit: a limit would keep the executor from a parallel plan.
+            let r = c.select(&sp.verify_sql, None, &[])?.first();
             Ok::<_, pgrx::spi::Error>((
                 r.get::<i64>(1)?.unwrap_or(0),
                 r.get::<i64>(2)?.unwrap_or(0),

@@ -240,40 +240,76 @@ pub struct Compared {
     pub type_sql: String,
 }
 
+/// A 64-bit hash of `value` (of type `type_sql`) seeded with `seed`: the
+/// type's own extended hash function where equality is identity (integers,
+/// uuid, text compared byte for byte under "C"), the hash of the text form
+/// otherwise (1.0 and 1.00 are equal numerics but not the same value).
+fn value_hash(value: &str, type_sql: &str, seed: &str) -> String {
+    let typed = match type_sql {
+        "smallint" => Some("hashint2extended"),
+        "integer" => Some("hashint4extended"),
+        "bigint" => Some("hashint8extended"),
+        "uuid" => Some("uuid_hash_extended"),
+        _ => None,
+    };
+    match typed {
+        Some(f) => format!("pg_catalog.{f}({value}, {seed})"),
+        None => format!("pg_catalog.hashtextextended((({value})::text) COLLATE pg_catalog.\"C\", {seed})"),
+    }
+}
+
 /// The verify query: one statement, so one snapshot, two sequential scans.
-/// Per compared column the sum of 64-bit hashes of the text form
-/// (order-independent) and the count of non-NULL values, on both sides, and
-/// the row counts. The original side is cast to the shadow's type, as stored
-/// values were. Returns (source_rows, shadow_rows, source_sums, shadow_sums).
-pub fn verify_sums_sql(source: &QualifiedName, target: &QualifiedName, compared: &[Compared]) -> String {
-    let side = |values: Vec<String>, table: &QualifiedName| -> String {
-        let hashes: Vec<String> = values
+///
+/// Each row's key is hashed; each compared column's value is hashed with the
+/// key's hash as seed, so a value moved to another row changes the result.
+/// Per column, the XOR of those hashes (order-independent; keys are unique on
+/// both sides, so no two equal hashes cancel) and the count of non-NULL
+/// values, and the row counts. Typed hashes and XOR keep it to plain integer
+/// work: no text output of integers, no numeric accumulator. The original
+/// side is cast to the shadow's type, as stored values were. Returns
+/// (source_rows, shadow_rows, source_sums, shadow_sums).
+pub fn verify_sums_sql(
+    source: &QualifiedName,
+    target: &QualifiedName,
+    key: &[(Ident, Ident, String)],
+    compared: &[Compared],
+) -> String {
+    let side = |key_values: Vec<String>, values: Vec<String>, table: &QualifiedName| -> String {
+        let key_hash = key
             .iter()
-            .enumerate()
-            .map(|(i, v)| format!("pg_catalog.hashtextextended({v}, 0) AS zdm_h{}", i + 1))
-            .collect();
-        let sums: Vec<String> = (1..=values.len())
-            .map(|i| format!("coalesce(sum(zdm_h{i}), 0)::text || '/' || count(zdm_h{i})"))
+            .zip(&key_values)
+            .fold("0".to_string(), |seed, ((_, _, ty), v)| value_hash(v, ty, &seed));
+        // Hashes are strict: count(value) counts the same rows as count(hash)
+        // without computing the hash twice.
+        let sums: Vec<String> = values
+            .iter()
+            .zip(compared)
+            .map(|(v, c)| {
+                format!(
+                    "coalesce(pg_catalog.bit_xor({}), 0)::text || '/' || pg_catalog.count({v})",
+                    value_hash(v, &c.type_sql, "zdm_l.zdm_k")
+                )
+            })
             .collect();
         format!(
             "SELECT count(*) AS zdm_rows, ARRAY[{}]::text[] AS zdm_sums
-      FROM (SELECT {} FROM ONLY {table}) zdm_x",
-            sums.join(", "),
-            if hashes.is_empty() {
-                "1".to_string()
-            } else {
-                hashes.join(", ")
-            }
+      FROM ONLY {table}, LATERAL (SELECT {key_hash} AS zdm_k) zdm_l",
+            sums.join(",\n             ")
         )
     };
     let src = side(
+        key.iter().map(|(o, _, ty)| format!("({o})::{ty}")).collect(),
         compared
             .iter()
-            .map(|c| format!("(({})::{})::text", c.source_value, c.type_sql))
+            .map(|c| format!("({})::{}", c.source_value, c.type_sql))
             .collect(),
         source,
     );
-    let dst = side(compared.iter().map(|c| format!("{}::text", c.column)).collect(), target);
+    let dst = side(
+        key.iter().map(|(_, t, _)| t.to_string()).collect(),
+        compared.iter().map(|c| c.column.to_string()).collect(),
+        target,
+    );
     format!(
         "SELECT s.zdm_rows, d.zdm_rows, s.zdm_sums, d.zdm_sums
   FROM ({src}) s,
@@ -489,9 +525,12 @@ mod tests {
             source_value: "amount".into(),
             type_sql: "numeric(10,2)".into(),
         }];
-        let sums = verify_sums_sql(&s, &t, &compared);
-        assert!(sums.contains("FROM (SELECT pg_catalog.hashtextextended(((amount)::numeric(10,2))::text, 0) AS zdm_h1 FROM ONLY public.\"Order; DROP TABLE x\") zdm_x"), "{sums}");
-        assert!(sums.contains("FROM (SELECT pg_catalog.hashtextextended(amount::text, 0) AS zdm_h1 FROM ONLY public.zdm_shadow_m) zdm_x"), "{sums}");
+        let key = [(Ident::test("id"), Ident::test("id"), "bigint".into())];
+        let sums = verify_sums_sql(&s, &t, &key, &compared);
+        assert!(sums.contains("ARRAY[coalesce(pg_catalog.bit_xor(pg_catalog.hashtextextended((((amount)::numeric(10,2))::text) COLLATE pg_catalog.\"C\", zdm_l.zdm_k)), 0)::text || '/' || pg_catalog.count((amount)::numeric(10,2))]::text[] AS zdm_sums
+      FROM ONLY public.\"Order; DROP TABLE x\", LATERAL (SELECT pg_catalog.hashint8extended((id)::bigint, 0) AS zdm_k) zdm_l"), "{sums}");
+        assert!(sums.contains("ARRAY[coalesce(pg_catalog.bit_xor(pg_catalog.hashtextextended(((amount)::text) COLLATE pg_catalog.\"C\", zdm_l.zdm_k)), 0)::text || '/' || pg_catalog.count(amount)]::text[] AS zdm_sums
+      FROM ONLY public.zdm_shadow_m, LATERAL (SELECT pg_catalog.hashint8extended(id, 0) AS zdm_k) zdm_l"), "{sums}");
         assert!(
             sums.starts_with("SELECT s.zdm_rows, d.zdm_rows, s.zdm_sums, d.zdm_sums"),
             "one statement: {sums}"

@@ -520,7 +520,11 @@ fn rebuild(cluster: &Cluster, rows: i64) {
                         "SELECT zdm.create_shadow_table('public.rb', '{{}}', NULL, '{m}')"
                     ))
                     .unwrap();
+                    let started = t0.elapsed().as_secs_f64();
                     c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+                    let backfilled = t0.elapsed().as_secs_f64();
+                    c.batch_execute(&format!("SELECT zdm.verify('{m}')")).unwrap();
+                    let verified = t0.elapsed().as_secs_f64();
                     let swap: String = c
                         .query_one(&format!("SELECT zdm.swap_tables('{m}')::text"), &[])
                         .unwrap()
@@ -528,6 +532,14 @@ fn rebuild(cluster: &Cluster, rows: i64) {
                     let swap: serde_json::Value = serde_json::from_str(&swap).unwrap();
                     held = format!("{}", swap["lock_held_ms"]);
                     c.batch_execute(&format!("SELECT zdm.complete('{m}')")).unwrap();
+                    let done = t0.elapsed().as_secs_f64();
+                    eprintln!(
+                        "round {} pg_zdm phases: start {started:.2} s, backfill {:.2} s, verify {:.2} s, swap + complete {:.2} s",
+                        round + 1,
+                        backfilled - started,
+                        verified - backfilled,
+                        done - verified
+                    );
                 }
                 "pg_repack" => {
                     let out = std::process::Command::new(cluster.tool("pg_repack"))
