@@ -3,13 +3,16 @@
 //! lost rows in exactly these interleavings):
 //! - rows updated, deleted, re-inserted and re-keyed while the batch that
 //!   copies them is open (not yet committed): the batch does not lock the
-//!   original's rows, so a delete may be copied all the same; the delete noted
-//!   the key and the next settle removes the copy;
+//!   original's rows, so a deleted or updated row may be copied as it was;
+//!   the write noted the key and the next settle removes or refreshes the copy;
+//! - an update committed after a batch's snapshot, of a row the batch then
+//!   copies as it was: the batch's own settle refreshes it;
 //! - rows deleted, updated or re-keyed by a transaction that commits after the
 //!   batch took its snapshot;
-//! - deletes by REPEATABLE READ transactions whose snapshot predates the copy
-//!   of their row (they cannot see it in the shadow): settled by verify, and
-//!   under the swap's lock for one that commits after the verify;
+//! - deletes and updates by REPEATABLE READ transactions whose snapshot
+//!   predates the copy of their row (they cannot see it in the shadow):
+//!   settled by verify, and under the swap's lock for one that commits after
+//!   the verify;
 //! - a write by a transaction that began before the trigger existed.
 //! After each, the shadow must equal the original, row for row.
 
@@ -84,9 +87,15 @@ fn next_batch_waiting(cluster: &Cluster, why: &str) -> JoinHandle<Result<(), Str
     batch
 }
 
-/// Keys noted by deletes, not settled yet.
+/// An open transaction holding an uncommitted shadow row in the second
+/// batch's range (1001..2000): row 1500 deleted and inserted again, which the
+/// trigger copies (updates are not copied ahead of the batches).
+const HOLD_1500: &str =
+    "BEGIN; DELETE FROM public.t WHERE id = 1500; INSERT INTO public.t VALUES (1500, 1500, 'n1500');";
+
+/// Keys noted by deletes and updates, not settled yet.
 fn noted(c: &mut postgres::Client) -> Vec<i64> {
-    c.query("SELECT id FROM public.zdm_deleted_m ORDER BY id", &[])
+    c.query("SELECT id FROM public.zdm_stale_m ORDER BY id", &[])
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -113,22 +122,26 @@ fn writes_to_rows_of_an_open_batch() {
         &cluster,
         "BEGIN; DELETE FROM public.t WHERE id = 40; INSERT INTO public.t VALUES (40, 4040, 're-inserted'); COMMIT",
     );
-    // Deletes do not wait for the batch: they find no committed copy and note
-    // the key. Writes of a copied key wait for the batch to commit.
+    // Updates and deletes do not wait for the batch: they find no committed
+    // copy and note the key. An insert of a copied key waits for the batch
+    // to commit (the shadow's unique index).
+    update.join().unwrap().expect("the update does not wait");
     delete.join().unwrap().expect("the delete does not wait");
     rekey.join().unwrap().expect("the re-key does not wait");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        !update.is_finished() && !reinsert.is_finished(),
-        "writes of copied keys wait for the open batch"
+        !reinsert.is_finished(),
+        "the insert of a copied key waits for the open batch"
     );
-    assert_eq!(waiting(&mut admin), 2);
+    assert_eq!(waiting(&mut admin), 1);
     batch.batch_execute("COMMIT").unwrap();
-    for w in [update, reinsert] {
-        w.join().unwrap().expect("the writer succeeds once the batch commits");
-    }
+    reinsert
+        .join()
+        .unwrap()
+        .expect("the writer succeeds once the batch commits");
     let s = "public.zdm_shadow_m";
-    assert_eq!(row(&mut admin, s, 10), Some((-10, None)), "update after the copy wins");
+    // The batch copied row 10 as it read it; the update noted the key.
+    assert_eq!(row(&mut admin, s, 10), Some((10, Some("n10".into()))));
     assert_eq!(
         row(&mut admin, s, 40),
         Some((4040, Some("re-inserted".into()))),
@@ -141,10 +154,11 @@ fn writes_to_rows_of_an_open_batch() {
     );
     // The batch copied rows 20 and 30 as it read them; their deletes noted them.
     assert_eq!(row(&mut admin, s, 20), Some((20, Some("n20".into()))));
-    assert_eq!(noted(&mut admin), vec![20, 30, 40]);
+    assert_eq!(noted(&mut admin), vec![10, 20, 30, 40]);
     // The next batch settles the notes: copies of deleted keys go, the
-    // re-inserted key stays.
+    // re-inserted key stays, the updated row takes its new values.
     admin.batch_execute("SELECT zdm.backfill_batch('m', 1000)").unwrap();
+    assert_eq!(row(&mut admin, s, 10), Some((-10, None)), "the update wins");
     assert_eq!(row(&mut admin, s, 20), None, "deleted row not resurrected");
     assert_eq!(row(&mut admin, s, 30), None, "old key gone");
     assert_eq!(row(&mut admin, s, 40), Some((4040, Some("re-inserted".into()))));
@@ -153,9 +167,9 @@ fn writes_to_rows_of_an_open_batch() {
 }
 
 /// A delete that finds the shadow row (a writer's trigger copied it after the
-/// batch's snapshot) and commits before the batch reaches the row: the batch
-/// copies the deleted row all the same. The delete noted the key anyway, and
-/// the batch's own settle removes the copy.
+/// batch's snapshot: a delete and insert again of the key) and commits before
+/// the batch reaches the row: the batch copies the deleted row all the same.
+/// The delete noted the key anyway, and the batch's own settle removes the copy.
 #[test]
 fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
     let cluster = common::cluster_with_zdm();
@@ -165,15 +179,14 @@ fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
     // An uncommitted write copies row 1500 into the shadow: the next batch
     // (1001..2000), snapshot taken, waits for it in the shadow's unique index.
     let mut holder = cluster.connect();
-    holder
-        .batch_execute("BEGIN; UPDATE public.t SET v = -1500 WHERE id = 1500;")
-        .unwrap();
+    holder.batch_execute(HOLD_1500).unwrap();
     let batch = next_batch_waiting(&cluster, "the holder");
-    // Meanwhile row 1700 is copied by a writer's trigger, then deleted (the
-    // delete finds that copy), both committed.
+    // Meanwhile row 1700 is copied by a writer's trigger (deleted and inserted
+    // again), then deleted (the delete finds that copy), all committed.
     admin
         .batch_execute(
-            "UPDATE public.t SET v = -1700 WHERE id = 1700;
+            "DELETE FROM public.t WHERE id = 1700;
+             INSERT INTO public.t VALUES (1700, -1700, 'again');
              DELETE FROM public.t WHERE id = 1700;",
         )
         .unwrap();
@@ -184,6 +197,34 @@ fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
     let s = "public.zdm_shadow_m";
     assert_eq!(row(&mut admin, s, 1500), Some((1500, Some("n1500".into()))));
     assert_eq!(row(&mut admin, s, 1700), None, "the deleted row is not brought back");
+    assert_eq!(noted(&mut admin), Vec::<i64>::new(), "settled by the batch");
+    finish_and_verify(&mut admin, "m");
+}
+
+/// An update committed after the batch took its snapshot, of a row the batch
+/// has not copied: the trigger finds no shadow row and only notes the key; the
+/// batch copies the row as its snapshot saw it; the batch's own settle (a
+/// later statement) refreshes the copy from the original.
+#[test]
+fn an_update_behind_a_batch_snapshot_is_refreshed_by_its_settle() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    shadow_after_first_batch(&mut admin);
+    let mut holder = cluster.connect();
+    holder.batch_execute(HOLD_1500).unwrap();
+    let batch = next_batch_waiting(&cluster, "the holder");
+    // Row 1600 is not copied yet: the update waits for nothing.
+    admin
+        .batch_execute("UPDATE public.t SET v = -1600, note = NULL WHERE id = 1600")
+        .unwrap();
+    assert_eq!(noted(&mut admin), vec![1600], "the holder's note is not committed");
+    assert_eq!(row(&mut admin, "public.zdm_shadow_m", 1600), None, "not copied ahead");
+    holder.batch_execute("ROLLBACK").unwrap();
+    batch.join().unwrap().expect("the batch completes");
+    let s = "public.zdm_shadow_m";
+    assert_eq!(row(&mut admin, s, 1600), Some((-1600, None)), "refreshed by the settle");
+    assert_eq!(row(&mut admin, s, 1500), Some((1500, Some("n1500".into()))));
     assert_eq!(noted(&mut admin), Vec::<i64>::new(), "settled by the batch");
     finish_and_verify(&mut admin, "m");
 }
@@ -250,16 +291,24 @@ fn repeatable_read_deletes_older_than_the_copy() {
     // With the backfill over, a delete that finds its copy notes nothing.
     admin.batch_execute("DELETE FROM public.t WHERE id = 700").unwrap();
     assert_eq!(noted(&mut admin), Vec::<i64>::new());
-    // Their deletes cannot see the copies: they note the keys.
+    // Their deletes and updates cannot see the copies: they note the keys
+    // (an upsert there would fail with 40001, the copy being invisible to
+    // them).
     before_verify
-        .batch_execute("DELETE FROM public.t WHERE id = 600; COMMIT;")
+        .batch_execute(
+            "DELETE FROM public.t WHERE id = 600;
+             UPDATE public.t SET v = -650 WHERE id = 650;
+             COMMIT;",
+        )
         .unwrap();
     let s = "public.zdm_shadow_m";
     assert_eq!(row(&mut admin, s, 600), Some((600, Some("n600".into()))));
+    assert_eq!(row(&mut admin, s, 650), Some((650, Some("n650".into()))));
     // verify settles first: the copy is gone and the tables match.
     let v: String = admin.query_one("SELECT zdm.verify('m')::text", &[]).unwrap().get(0);
     assert!(v.contains("\"matched\": true"), "{v}");
     assert_eq!(row(&mut admin, s, 600), None);
+    assert_eq!(row(&mut admin, s, 650), Some((-650, Some("n650".into()))));
     // One more after the verify: the swap settles it under its lock.
     after_verify
         .batch_execute("DELETE FROM public.t WHERE id = 500; COMMIT;")
@@ -282,7 +331,7 @@ fn repeatable_read_deletes_older_than_the_copy() {
     assert_eq!(noted(&mut admin), Vec::<i64>::new());
     admin.batch_execute("SELECT zdm.complete('m')").unwrap();
     let gone: Option<String> = admin
-        .query_one("SELECT to_regclass('public.zdm_deleted_m')::text", &[])
+        .query_one("SELECT to_regclass('public.zdm_stale_m')::text", &[])
         .unwrap()
         .get(0);
     assert_eq!(gone, None, "complete drops the notes table");
@@ -301,11 +350,13 @@ fn writes_committed_after_the_batch_snapshot() {
             "BEGIN;
              DELETE FROM public.t WHERE id = 1500;
              UPDATE public.t SET v = -1600, note = NULL WHERE id = 1600;
-             UPDATE public.t SET id = 800000 WHERE id = 1700;",
+             UPDATE public.t SET id = 800000 WHERE id = 1700;
+             DELETE FROM public.t WHERE id = 1800;
+             INSERT INTO public.t VALUES (1800, -1800, 'again');",
         )
         .unwrap();
     // The batch takes its snapshot (the rows still look untouched) and meets
-    // the writer's uncommitted copy of row 1600 in the shadow's unique index.
+    // the writer's uncommitted copy of row 1800 in the shadow's unique index.
     let batch = next_batch_waiting(&cluster, "the writer");
     writer.batch_execute("COMMIT").unwrap();
     batch.join().unwrap().expect("the batch completes");
@@ -326,11 +377,12 @@ fn writes_committed_after_the_batch_snapshot() {
         "re-keyed row not copied under its old key"
     );
     assert_eq!(row(&mut admin, s, 800000), Some((1700, Some("n1700".into()))));
+    assert_eq!(row(&mut admin, s, 1800), Some((-1800, Some("again".into()))));
     let last: Vec<String> = admin
         .query_one("SELECT backfill_last FROM zdm.migrations WHERE name = 'm'", &[])
         .unwrap()
         .get(0);
-    // The batch met the writer's copy of row 1600 (unique violation) and ran
+    // The batch met the writer's copy of row 1800 (unique violation) and ran
     // again on a fresh snapshot, where 1500 and 1700 are gone: it scanned
     // 1000 keys up to 2002. Either way the checkpoint follows the scan, not the
     // re-keyed row's new key.
@@ -371,10 +423,12 @@ fn a_transaction_that_began_before_the_trigger() {
         .unwrap();
     let s = "public.zdm_shadow_m";
     assert_eq!(
-        row(&mut admin, s, 6000),
-        Some((888, Some("n6000".into()))),
-        "the trigger fired for the old snapshot's write"
+        noted(&mut admin),
+        vec![6000],
+        "the trigger fired for the old snapshot's write (and noted the row it could not update)"
     );
+    assert_eq!(row(&mut admin, s, 6000), None, "nothing is copied ahead of the batches");
     finish_and_verify(&mut admin, "m");
+    assert_eq!(row(&mut admin, s, 6000), Some((888, Some("n6000".into()))));
     assert_eq!(row(&mut admin, s, 5000), Some((777, Some("n5000".into()))));
 }

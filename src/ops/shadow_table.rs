@@ -18,7 +18,7 @@ use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::{LockMode, Plan, ShadowPlan, Step};
 use crate::shadow::probe::ProbeRequest;
-use crate::shadow::shape::{ShadowShape, Source};
+use crate::shadow::shape::{ShadowColumn, ShadowShape, Source};
 use crate::spec::ShadowTableSpec;
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::shadow_settle::Settle;
@@ -153,12 +153,24 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     let settle_fn = ctx.function_name("shadow_settle");
     let notes = QualifiedName::new(
         table.schema.clone(),
-        (ctx.quote)(&format!("zdm_deleted_{}", ctx.migration)),
+        (ctx.quote)(&format!("zdm_stale_{}", ctx.migration)),
     );
     let reverse_fn = ctx.function_name("shadow_reverse");
     let forward_trigger = ctx.object_name("sync");
     let reverse_trigger = ctx.object_name("reverse");
     let srce = SqlRel::new(table);
+    // The shadow columns the copy, the trigger and the settle write.
+    let written: Vec<_> = shape
+        .columns
+        .iter()
+        .filter(|c| !c.generated && !matches!(c.source, Source::Default))
+        .collect();
+    // Each one's value over the original row's bare column names.
+    let copied_value = |c: &&ShadowColumn| match &c.source {
+        Source::Copy(o) => o.to_string(),
+        Source::Map { text, .. } => format!("({text})"),
+        Source::Default => unreachable!("filtered"),
+    };
     let settle = Settle {
         migration: &ctx.migration,
         source: table,
@@ -170,19 +182,20 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .zip(&key_pairs)
             .map(|((o, ty), (_, s))| (o.clone(), ty.clone(), s.clone()))
             .collect(),
+        refreshed: written
+            .iter()
+            .filter(|c| !c.identity_always && !key_pairs.iter().any(|(_, s)| *s == c.name))
+            .map(|c| (c.name.clone(), copied_value(c)))
+            .collect(),
     };
     let note_sql = |every_delete| NoteSql {
         note_old: settle.note_key("OLD"),
+        note_new: settle.note_key("NEW"),
         new_is_noted: settle.key_is_noted("NEW"),
         every_delete,
     };
 
     // Forward: the original feeds the shadow.
-    let written: Vec<_> = shape
-        .columns
-        .iter()
-        .filter(|c| !c.generated && !matches!(c.source, Source::Default))
-        .collect();
     let forward = RowCopy {
         migration: &ctx.migration,
         source: table,
@@ -240,14 +253,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         work: BatchWork::CopyInto {
             target: shadow.to_string(),
             columns: written.iter().map(|c| c.name.to_string()).collect(),
-            values: written
-                .iter()
-                .map(|c| match &c.source {
-                    Source::Copy(o) => o.to_string(),
-                    Source::Map { text, .. } => format!("({text})"),
-                    Source::Default => unreachable!("filtered"),
-                })
-                .collect(),
+            values: written.iter().map(copied_value).collect(),
             conflict_key: key_pairs.iter().map(|(_, s)| s.to_string()).collect(),
             overriding: written.iter().any(|c| c.identity_always),
             settle: settle_fn.to_string(),
@@ -319,19 +325,19 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         ));
     }
     start.push(Step::unlocked(
-        "table of the keys deleted while the shadow is filled (see the settle function)",
+        "table of the keys whose shadow row may be stale (see the settle function)",
         settle.create_notes_table(),
     ));
     start.push(Step::unlocked(
-        "index of the table of deleted keys (probed by the trigger on inserts)",
+        "index of the table of noted keys (probed by the trigger on inserts)",
         settle.index_notes_table(),
     ));
     start.push(Step::unlocked(
-        "comment on the table of deleted keys",
+        "comment on the table of noted keys",
         settle.comment_notes_table(),
     ));
     start.push(Step::unlocked(
-        "function removing the copies of rows deleted while a batch copied them",
+        "function settling the noted keys (shadow rows a batch copied before a delete or an update)",
         settle.create_function(&settle_fn),
     ));
     start.push(create_batch);

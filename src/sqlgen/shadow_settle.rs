@@ -1,28 +1,36 @@
-//! Deleted keys of a shadow migration, and the function that settles them.
+//! Keys whose shadow row may be stale, and the function that settles them.
 //!
 //! The backfill copies rows into the shadow without locking them in the
 //! original (row locks on every source row cost a WAL record and a dirtied
 //! page each: the copy ran at half the speed of a plain `INSERT ... SELECT`).
-//! Without them one race is left: a batch reads a row, a writer deletes it
-//! (its trigger deletes the shadow's copy if there is one: the batch's copy
-//! is not written or not committed yet, a writer's trigger may have made one
-//! after the batch's snapshot), then the batch copies the row that no longer
-//! exists. So the trigger notes every deleted key in a small table, and the
-//! settle function removes the copies of noted keys that the original does not
-//! have:
+//! Without them a batch may copy a row as its snapshot saw it after a writer
+//! changed it:
+//! - a delete: a batch reads a row, a writer deletes it (its trigger deletes
+//!   the shadow's copy if there is one: the batch's copy is not written or not
+//!   committed yet, a writer's trigger may have made one after the batch's
+//!   snapshot), then the batch copies the row that no longer exists;
+//! - an update of a row not copied yet: the trigger finds no shadow row to
+//!   update and inserts none (inserting ahead of the batches makes them meet
+//!   writers' rows and start again, see `sqlgen::shadow_sync`); a batch whose
+//!   snapshot is older than the update copies the old version.
+//! So the trigger notes those keys (every delete while batches run, and every
+//! update that finds no shadow row) in a small table, and the settle function
+//! makes the shadow rows of noted keys equal to the original's rows again:
 //! - it runs after every batch (in the batch's transaction), in `zdm.verify`,
 //!   and in `swap_tables` under the ACCESS EXCLUSIVE lock, where no writer is
-//!   in flight and every note of a committed delete is visible: the swapped
-//!   table never holds a deleted row;
+//!   in flight and every note of a committed write is visible: the swapped
+//!   table holds neither a deleted row nor an old version;
 //! - it locks the shadow rows it is about to judge (`FOR UPDATE SKIP LOCKED`:
 //!   a row a writer holds is left, with its note, for the next time; the
 //!   settle never waits, so it cannot deadlock with a writer), then judges
-//!   them in a later statement, whose snapshot sees every write committed
-//!   before the locks: a key inserted again since is in the original, and its
-//!   row (the newer copy, written by the trigger) is kept;
+//!   them in later statements, whose snapshots see every write committed
+//!   before the locks: a row the original no longer has is deleted, the
+//!   others take the original's values (a writer that writes the row again
+//!   waits for the lock, then updates the refreshed row: its write wins);
 //! - a note whose key has no shadow row is dropped: only a batch that read
-//!   the row before the delete committed can still copy it, and such a batch
-//!   has committed (or is this transaction) by the time the note is visible.
+//!   the row before the write committed can still copy it, and such a batch
+//!   has committed (or is this transaction) by the time the note is visible;
+//!   later batches copy the row as the write left it.
 //!
 //! Notes live in a logged table: after a crash they are still there.
 
@@ -33,10 +41,13 @@ pub struct Settle<'a> {
     pub migration: &'a str,
     pub source: &'a QualifiedName,
     pub target: &'a QualifiedName,
-    /// The table of deleted keys.
+    /// The table of noted keys.
     pub notes: &'a QualifiedName,
     /// (source key column, its type, target key column), in key order.
     pub key: Vec<(Ident, SqlFragment, Ident)>,
+    /// (target column, its value over the source row's bare column names):
+    /// the columns a refresh sets (not the key, not GENERATED ALWAYS).
+    pub refreshed: Vec<(Ident, String)>,
 }
 
 impl Settle<'_> {
@@ -58,14 +69,14 @@ impl Settle<'_> {
 
     pub fn comment_notes_table(&self) -> String {
         let text = format!(
-            "pg_zdm migration {}: keys deleted from {} while the shadow was filled (see zdm.shadow_settle_...)",
+            "pg_zdm migration {}: keys of {} whose shadow row may be stale (deleted, or updated before it was copied; see zdm.shadow_settle_...)",
             self.migration,
             self.source.display_raw()
         );
         format!("COMMENT ON TABLE {} IS '{}'", self.notes, text.replace('\'', "''"))
     }
 
-    /// The trigger's statement noting the key of `row` (`OLD`).
+    /// The trigger's statement noting the key of `row` (`OLD` or `NEW`).
     pub fn note_key(&self, row: &str) -> String {
         let vals: Vec<String> = self.key.iter().map(|(s, _, _)| format!("{row}.{s}")).collect();
         format!(
@@ -92,6 +103,38 @@ impl Settle<'_> {
         format!("CREATE INDEX ON {} {}", self.notes, self.source_cols(""))
     }
 
+    /// The statement giving the locked rows of the settled keys the values of
+    /// the original's rows (a sub-select per row: the values are written over
+    /// the original's bare column names, which resolve in it first).
+    fn refresh(&self) -> String {
+        if self.refreshed.is_empty() {
+            return String::new();
+        }
+        let cols: Vec<String> = self.refreshed.iter().map(|(c, _)| c.to_string()).collect();
+        let vals: Vec<String> = self.refreshed.iter().map(|(_, v)| v.clone()).collect();
+        format!(
+            "
+    -- The others take the original's values (rows deleted and inserted again,
+    -- rows updated before their copy). No change when they have them already.
+    UPDATE {target} AS zdm_t
+       SET ({cols}) = (SELECT {vals}
+                         FROM ONLY {source} AS zdm_s
+                        WHERE {s_key} = {t_key})
+      FROM {notes} AS zdm_n
+     WHERE zdm_n.ctid = ANY (zdm_settled)
+       AND {t_key} = {n_key}
+       AND EXISTS (SELECT FROM ONLY {source} AS zdm_s WHERE {s_key} = {n_key});",
+            target = self.target,
+            source = self.source,
+            notes = self.notes,
+            cols = cols.join(", "),
+            vals = vals.join(", "),
+            s_key = self.source_cols("zdm_s."),
+            t_key = self.target_cols("zdm_t."),
+            n_key = self.source_cols("zdm_n."),
+        )
+    }
+
     /// `zdm.shadow_settle_<migration>()`: rows removed.
     pub fn create_function(&self, function: &QualifiedName) -> String {
         let notes = self.notes;
@@ -101,9 +144,9 @@ impl Settle<'_> {
         let n_key = self.source_cols("zdm_n.");
         let s_key = self.source_cols("zdm_s.");
         let body = format!(
-            "-- pg_zdm migration {migration}: removes from {target} the copies a backfill
--- batch made of rows deleted from {source} after the batch read them. Each
--- delete noted its key in {notes}.
+            "-- pg_zdm migration {migration}: makes the rows of {target} whose keys
+-- are noted in {notes} equal to the rows of {source} again: a backfill batch
+-- may have copied them as they were before a delete or an update.
 DECLARE
     zdm_noted tid[];
     zdm_settled tid[];
@@ -131,12 +174,13 @@ BEGIN
      WHERE zdm_n.ctid = ANY (zdm_settled)
        AND {t_key} = {n_key}
        AND NOT EXISTS (SELECT FROM ONLY {source} AS zdm_s WHERE {s_key} = {n_key});
-    GET DIAGNOSTICS zdm_removed = ROW_COUNT;
+    GET DIAGNOSTICS zdm_removed = ROW_COUNT;{refresh}
     DELETE FROM {notes} WHERE ctid = ANY (zdm_settled);
     RETURN zdm_removed;
 END;
 ",
             migration = self.migration.replace('\n', " "),
+            refresh = self.refresh(),
         );
         format!(
             "CREATE FUNCTION {function}() RETURNS bigint
@@ -154,7 +198,7 @@ mod tests {
     fn settle_locks_then_judges_in_a_later_statement() {
         let src = QualifiedName::new(Ident::test("My Schema"), Ident::test("Order; DROP TABLE x"));
         let dst = QualifiedName::new(Ident::test("My Schema"), Ident::test("zdm_shadow_m"));
-        let notes = QualifiedName::new(Ident::test("My Schema"), Ident::test("zdm_deleted_m"));
+        let notes = QualifiedName::new(Ident::test("My Schema"), Ident::test("zdm_stale_m"));
         let s = Settle {
             migration: "m",
             source: &src,
@@ -164,23 +208,27 @@ mod tests {
                 (Ident::test("a"), SqlFragment("integer".into()), Ident::test("a")),
                 (Ident::test("B"), SqlFragment("text".into()), Ident::test("b2")),
             ],
+            refreshed: vec![
+                (Ident::test("amount"), "amount".into()),
+                (Ident::test("Tax"), "(round(amount * 0.2, 2))".into()),
+            ],
         };
         assert_eq!(
             s.create_notes_table(),
-            "CREATE TABLE \"My Schema\".zdm_deleted_m (a integer, \"B\" text)"
+            "CREATE TABLE \"My Schema\".zdm_stale_m (a integer, \"B\" text)"
         );
         assert_eq!(
             s.note_key("OLD"),
-            "INSERT INTO \"My Schema\".zdm_deleted_m (a, \"B\") VALUES (OLD.a, OLD.\"B\");"
+            "INSERT INTO \"My Schema\".zdm_stale_m (a, \"B\") VALUES (OLD.a, OLD.\"B\");"
         );
         assert!(s.comment_notes_table().contains("Order; DROP TABLE x"));
         assert_eq!(
             s.key_is_noted("NEW"),
-            "EXISTS (SELECT FROM \"My Schema\".zdm_deleted_m WHERE (a, \"B\") = (NEW.a, NEW.\"B\"))"
+            "EXISTS (SELECT FROM \"My Schema\".zdm_stale_m WHERE (a, \"B\") = (NEW.a, NEW.\"B\"))"
         );
         assert_eq!(
             s.index_notes_table(),
-            "CREATE INDEX ON \"My Schema\".zdm_deleted_m (a, \"B\")"
+            "CREATE INDEX ON \"My Schema\".zdm_stale_m (a, \"B\")"
         );
         let f = s.create_function(&QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_settle_m")));
         assert!(
@@ -197,7 +245,14 @@ mod tests {
             f.contains("NOT EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_n.a, zdm_n.\"B\"))"),
             "{f}"
         );
+        // The rows kept take the original's values, read in the sub-select
+        // where the bare column names are the original's.
+        let refresh = f
+            .find("UPDATE \"My Schema\".zdm_shadow_m AS zdm_t\n       SET (amount, \"Tax\") = (SELECT amount, (round(amount * 0.2, 2))\n                         FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s\n                        WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_t.a, zdm_t.b2))")
+            .expect(&f);
+        assert!(judge < refresh, "{f}");
+        assert!(f.contains("       AND EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_n.a, zdm_n.\"B\"));"), "{f}");
         // Only the notes it settled are dropped.
-        assert!(f.contains("DELETE FROM \"My Schema\".zdm_deleted_m WHERE ctid = ANY (zdm_settled);"));
+        assert!(f.contains("DELETE FROM \"My Schema\".zdm_stale_m WHERE ctid = ANY (zdm_settled);"));
     }
 }

@@ -8,13 +8,22 @@
 //! written (after every BEFORE trigger), and makes the target row with the same
 //! key equal to it, in the writer's own transaction:
 //! - DELETE: delete the target row;
-//! - UPDATE, same key: update the target row; if there is none yet (the
-//!   backfill has not reached it), insert it;
+//! - UPDATE, same key: update the target row; if there is none yet, the
+//!   backfill has not copied it: before the swap (`notes`) the key is noted
+//!   and nothing is inserted (a batch will copy the row, or the settle will
+//!   refresh a copy a batch made from an older snapshot); after it (the
+//!   reverse direction, whose target has every row) it is inserted;
 //! - UPDATE that changes the key: delete the old key's row, insert the new one;
 //! - INSERT: insert (a new key cannot be in the target already).
-//! Racing the backfill: the batch skips keys the target has and falls back to
-//! `ON CONFLICT DO NOTHING`; whichever writes a key second waits for the first
-//! to commit, and the trigger's copy (the newer) always wins. A delete notes
+//! Racing the backfill: an update never inserts a row ahead of the batches,
+//! so the batches rarely meet a writer's row (only keys inserted or moved into
+//! the range they copy); when they do they skip keys the target has and fall
+//! back to `ON CONFLICT DO NOTHING`; whichever writes a key second waits for
+//! the first to commit, and the trigger's copy (the newer) always wins.
+//! (Inserting ahead of the batches, as an upsert would, made nearly every
+//! batch under write load meet a writer's row mid-statement, fail on the
+//! unique index and start again with `ON CONFLICT`: the copy took twice as
+//! long in `zdm-bench rebuild`.) A delete notes
 //! the key (`notes`), since a batch that read the row before the delete may
 //! still copy it, whether or not the delete found a copy to delete (a writer's
 //! trigger may have made one after the batch's snapshot);
@@ -49,10 +58,13 @@ pub struct RowCopy<'a> {
     pub notes: Option<NoteSql>,
 }
 
-/// The two statements of the trigger that deal with deleted keys.
+/// The statements of the trigger that deal with keys whose target row may
+/// be missing or stale (see `sqlgen::shadow_settle`).
 pub struct NoteSql {
     /// Notes the key of OLD (every delete, and the old key of a key change).
     pub note_old: String,
+    /// Notes the key of NEW (an update of a row not copied yet).
+    pub note_new: String,
     /// True when the key of NEW is noted (a late copy may hold it).
     pub new_is_noted: String,
     /// Note every delete (while batches run), or only deletes that find no
@@ -99,7 +111,7 @@ impl RowCopy<'_> {
             format!("DO UPDATE SET {}", set_excluded.join(",\n                      "))
         };
         let same_key_update = if set_new.is_empty() {
-            "-- nothing but the key to copy: the row is there or is inserted below
+            "-- nothing but the key to copy: is the row there?
             PERFORM FROM "
                 .to_string()
                 + &format!("{target} WHERE {tkey} = {};", self.source_key("NEW"))
@@ -183,10 +195,7 @@ BEGIN
     ELSIF TG_OP = 'UPDATE' THEN
         IF {old_key} = {new_key} THEN
             {same_key_update}
-            IF FOUND THEN
-                RETURN NULL;
-            END IF;
-            -- not copied yet (the backfill has not reached it): insert it below
+{not_found}
         ELSE
             -- the key changed: the row moves
             {delete_moved}
@@ -205,6 +214,23 @@ END;
             migration = self.migration.replace('\n', " "),
             purpose = self.purpose,
             source = self.source,
+            not_found = match &self.notes {
+                None => "            IF FOUND THEN
+                RETURN NULL;
+            END IF;
+            -- not there (a target older than this row): insert it below"
+                    .to_string(),
+                Some(n) => format!(
+                    "            IF NOT FOUND THEN
+                -- Not copied yet. A batch will copy it as committed, or already read
+                -- it before this write and copies the older version: the key is
+                -- noted, and the settle refreshes such a copy.
+                {}
+            END IF;
+            RETURN NULL;",
+                    n.note_new
+                ),
+            },
             old_key = self.source_key("OLD"),
             delete_moved = delete("            "),
             delete_row = delete("    "),
@@ -430,15 +456,16 @@ mod tests {
         // insert replaces a late copy of a deleted row with the same key.
         let noting = RowCopy {
             notes: Some(NoteSql {
-                note_old: "INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);".into(),
-                new_is_noted: "EXISTS (SELECT FROM public.zdm_deleted_m WHERE (id) = (NEW.id))".into(),
+                note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
+                note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
+                new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) = (NEW.id))".into(),
                 every_delete: true,
             }),
             ..rc
         };
         let sql = noting.create_function(&f);
         assert_eq!(
-            sql.matches("INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);")
+            sql.matches("INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);")
                 .count(),
             2,
             "both deletes (row deleted, key changed) note: {sql}"
@@ -449,7 +476,7 @@ mod tests {
     -- A batch that read the row before this delete may still copy it (whether
     -- or not a copy was just deleted): the key is noted, and the settle removes
     -- such a copy.
-    INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);
+    INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);
     RETURN NULL;"
             ),
             "{sql}"
@@ -457,7 +484,7 @@ mod tests {
         // An insert upserts only when its key was deleted before (a late copy
         // may hold it); otherwise it stays a plain insert.
         assert!(
-            sql.contains("    IF TG_OP = 'INSERT' THEN\n        IF EXISTS (SELECT FROM public.zdm_deleted_m WHERE (id) = (NEW.id)) THEN\n"),
+            sql.contains("    IF TG_OP = 'INSERT' THEN\n        IF EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) = (NEW.id)) THEN\n"),
             "{sql}"
         );
         assert!(
@@ -469,17 +496,34 @@ mod tests {
             "{sql}"
         );
         assert_eq!(sql.matches("ON CONFLICT (id) DO UPDATE").count(), 2, "{sql}");
+        // An update of a row not copied yet inserts nothing: it notes the key
+        // (a batch copies the row, the settle refreshes an older copy).
+        assert!(
+            sql.contains(
+                "             WHERE (id) = (NEW.id);
+            IF NOT FOUND THEN
+                -- Not copied yet. A batch will copy it as committed, or already read
+                -- it before this write and copies the older version: the key is
+                -- noted, and the settle refreshes such a copy.
+                INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);
+            END IF;
+            RETURN NULL;
+        ELSE"
+            ),
+            "{sql}"
+        );
         // After the backfill only deletes that find nothing note their key.
         let after = RowCopy {
             notes: Some(NoteSql {
-                note_old: "INSERT INTO public.zdm_deleted_m (id) VALUES (OLD.id);".into(),
-                new_is_noted: "EXISTS (SELECT FROM public.zdm_deleted_m WHERE (id) = (NEW.id))".into(),
+                note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
+                note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
+                new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) = (NEW.id))".into(),
                 every_delete: false,
             }),
             ..noting
         };
         let sql = after.create_function(&f);
-        assert_eq!(sql.matches("IF NOT FOUND THEN\n").count(), 2, "{sql}");
+        assert_eq!(sql.matches("IF NOT FOUND THEN\n").count(), 3, "{sql}");
         assert!(
             sql.contains("    DELETE FROM public.zdm_shadow_m WHERE (id) = (OLD.id);\n    IF NOT FOUND THEN\n"),
             "{sql}"
