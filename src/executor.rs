@@ -12,6 +12,14 @@
 //! pg_zdm sleeps (exponential backoff with jitter) and tries again, up to
 //! `zdm.lock_attempts` times. The final error names the sessions holding the
 //! lock, with their queries. Any other error is re-raised as is.
+//!
+//! Autovacuum yields: PostgreSQL cancels an autovacuum that blocks a lock
+//! request once the request has waited `deadlock_timeout` (1 s by default),
+//! but our requests give up long before that, so an autovacuum of a large
+//! table (the shadow, after its backfill) would outlast every attempt. After a
+//! failed attempt pg_zdm cancels, as PostgreSQL would, the autovacuum workers
+//! holding a conflicting lock — never one that prevents wraparound — when it
+//! runs as a superuser (PostgreSQL 15 lets no one else signal them).
 
 use crate::error::{ZdmError, ZdmResult};
 use crate::guc;
@@ -110,12 +118,14 @@ pub fn with_lock_retry<R>(
                 return Ok((result, report));
             }
             Err(e) if caught_sqlstate(&e) == Some(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE) => {
+                let cancelled = cancel_blocking_autovacuum(locks);
                 if attempt == policy.attempts {
                     return Err(gave_up(what, locks, attempt, started));
                 }
                 seed = xorshift(seed);
                 let random = (seed % 1000) as f64 / 1000.0;
-                sleep_ms(policy.pause_after(attempt, random));
+                // A cancelled autovacuum releases its lock at once.
+                sleep_ms(if cancelled > 0 { 10 } else { policy.pause_after(attempt, random) });
             }
             Err(e) => e.rethrow(),
         }
@@ -166,6 +176,46 @@ fn gave_up(what: &str, locks: &[(String, LockMode)], attempts: u32, started: Ins
         "Nothing was changed. End or wait for the blocking sessions (see zdm.blocking_locks), \
          or raise zdm.lock_attempts / zdm.lock_timeout, then run the same call again.",
     )
+}
+
+/// Cancel the autovacuum workers (not the anti-wraparound ones) that hold a
+/// lock conflicting with `locks`, when this role may signal them; a NOTICE
+/// names each. Returns how many were cancelled.
+fn cancel_blocking_autovacuum(locks: &[(String, LockMode)]) -> usize {
+    let mut cancelled = 0;
+    for (relation, mode) in locks {
+        let conflicting: Vec<String> = mode.conflicts().iter().map(|m| m.pg_locks_name().to_string()).collect();
+        let done: Result<Vec<String>, pgrx::spi::Error> = Spi::connect_mut(|client| {
+            let rows = client.update(
+                // The workers are chosen first (a materialized CTE), so that no
+                // other backend can ever reach pg_cancel_backend.
+                "WITH zdm_workers AS MATERIALIZED (
+                     SELECT DISTINCT l.pid, a.query
+                       FROM pg_catalog.pg_locks l
+                       JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                      WHERE l.locktype = 'relation' AND l.granted
+                        AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                        AND l.relation = pg_catalog.to_regclass($1)
+                        AND l.mode = ANY($2)
+                        AND a.backend_type = 'autovacuum worker'
+                        AND a.query NOT LIKE '%(to prevent wraparound)%'
+                        AND pg_catalog.current_setting('is_superuser')::boolean)
+                 SELECT pg_catalog.format('pid %s: %s', pid, query)
+                   FROM zdm_workers
+                  WHERE pg_catalog.pg_cancel_backend(pid)",
+                None,
+                &[relation.as_str().into(), conflicting.into()],
+            )?;
+            rows.map(|r| r.get::<String>(1).map(|s| s.unwrap_or_default())).collect()
+        });
+        for worker in done.unwrap_or_default() {
+            cancelled += 1;
+            pgrx::notice!(
+                "pg_zdm cancelled the autovacuum holding a lock on {relation} ({worker}), as PostgreSQL cancels                  an autovacuum that blocks a lock request; it will process the table again later"
+            );
+        }
+    }
+    cancelled
 }
 
 /// Sessions holding (or queued ahead for) a lock that conflicts with what we asked.

@@ -116,3 +116,58 @@ fn statement_timeout_bounds_the_retries() {
     assert_eq!(migrations, 0);
     blocker.batch_execute("COMMIT").unwrap();
 }
+
+/// An autovacuum of the table outlasting every attempt: PostgreSQL would
+/// cancel it after `deadlock_timeout`, which our short lock waits never reach,
+/// so the executor cancels it (never an anti-wraparound one) and goes on.
+#[test]
+fn a_blocking_autovacuum_is_cancelled_as_postgresql_would() {
+    let cluster = common::cluster_with_zdm();
+    cluster.set_conf("autovacuum_naptime = 1");
+    let mut c = cluster.connect();
+    // A vacuum that sleeps 100 ms every page: it would hold its lock for minutes.
+    c.batch_execute(
+        "CREATE TABLE public.av (id bigint PRIMARY KEY, v integer NOT NULL)
+           WITH (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1,
+                 autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
+                 autovacuum_analyze_threshold = 1000000000);
+         INSERT INTO public.av SELECT g, g FROM generate_series(1, 200000) g;
+         DELETE FROM public.av WHERE id % 2 = 0;",
+    )
+    .unwrap();
+    let worker = || -> Option<i32> {
+        cluster
+            .connect()
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%public.av%'",
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pid = loop {
+        if let Some(pid) = worker() {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no autovacuum of public.av started");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // Start a migration: its DDL needs a lock the vacuum's conflicts with.
+    let started = std::time::Instant::now();
+    c.batch_execute("SELECT zdm.rename_column('public.av', 'v', 'w')")
+        .expect("the migration starts: the autovacuum was cancelled");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let cancelled: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%public.av%'",
+            &[&pid],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(cancelled, 0, "the vacuum of public.av is gone");
+}

@@ -143,13 +143,14 @@ impl KeysetBatch<'_> {
 {fast}
         GET DIAGNOSTICS zdm_changed = ROW_COUNT;
     EXCEPTION WHEN unique_violation THEN
-        -- A writer's trigger copied one of these rows after this batch's snapshot:
+        -- A writer's trigger copied one of these rows (inserted or moved to its
+        -- key) after this batch's snapshot:
         -- the same batch again, leaving the rows already there alone.
 {safe}
         GET DIAGNOSTICS zdm_changed = ROW_COUNT;
     END;
-    -- Rows deleted after this batch's snapshot may have been copied all the
-    -- same; their deletes noted the keys. Remove such copies now.
+    -- Rows deleted or updated after this batch's snapshot may have been
+    -- copied as they were; those writes noted the keys. Settle them now.
     PERFORM {settle}();
 ",
                 fast = indent(&work(false), 4),
@@ -539,6 +540,6 @@ mod tests {
         );
         assert!(!fallback.contains("NOT EXISTS"), "{func}");
         // The settle runs after the copy, whichever way it went.
-        assert!(after.starts_with("    -- Rows deleted after this batch's snapshot may have been copied all the\n    -- same; their deletes noted the keys. Remove such copies now.\n    PERFORM zdm.shadow_settle_m();"), "{func}");
+        assert!(after.starts_with("    -- Rows deleted or updated after this batch's snapshot may have been\n    -- copied as they were; those writes noted the keys. Settle them now.\n    PERFORM zdm.shadow_settle_m();"), "{func}");
     }
 }
