@@ -12,10 +12,12 @@ use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
 use crate::executor::{run_steps, with_lock_retry, RetryPolicy};
 use crate::guc;
+use crate::ident::Literal;
 use crate::migrations::store::{self, BatchCheckpoint, MigrationRow};
 use crate::migrations::Phase;
 use crate::plan::{BackfillPlan, LockMode};
-use crate::session::{get_optional, with_local_settings};
+use crate::session::{get_optional, in_subtransaction, with_local_settings};
+use crate::sqlgen::shadow_settle::{beyond_upper_function, UpperBound};
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -288,6 +290,25 @@ fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, runn
 /// are kept right by the sync trigger) and the estimate. None: empty table.
 fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>> {
     let upper: Option<Vec<String>> = get_optional(&plan.upper_bound_sql, &[]).map_err(spi_err)?;
+    // A shadow's trigger inserts keys after the bound without probing its
+    // notes, from the commit of this transaction on (until then it probes).
+    if let Some(b) = &plan.beyond_upper {
+        let literals: Vec<Literal> = upper.iter().flatten().map(|v| Literal::new(v)).collect();
+        let bound = match &upper {
+            None => UpperBound::Empty,
+            Some(_) => UpperBound::Key(&literals),
+        };
+        let sql = beyond_upper_function(&b.function, &b.key_types, bound);
+        // Only its owner (who started the migration) may replace it; for
+        // another role the trigger keeps probing, which is only slower.
+        if in_subtransaction(|| Spi::run(&sql).expect("replace the function")).is_err() {
+            pgrx::notice!(
+                "pg_zdm {}: {} was left as it is (owned by another role); inserts keep probing the notes",
+                m.name,
+                b.function
+            );
+        }
+    }
     let Some(upper) = upper else { return Ok(None) };
     let estimate: i64 = Spi::get_one_with_args::<f32>(
         "SELECT reltuples FROM pg_catalog.pg_class WHERE oid = to_regclass($1)",

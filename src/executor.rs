@@ -125,7 +125,11 @@ pub fn with_lock_retry<R>(
                 seed = xorshift(seed);
                 let random = (seed % 1000) as f64 / 1000.0;
                 // A cancelled autovacuum releases its lock at once.
-                sleep_ms(if cancelled > 0 { 10 } else { policy.pause_after(attempt, random) });
+                sleep_ms(if cancelled > 0 {
+                    10
+                } else {
+                    policy.pause_after(attempt, random)
+                });
             }
             Err(e) => e.rethrow(),
         }
@@ -206,7 +210,8 @@ fn cancel_blocking_autovacuum(locks: &[(String, LockMode)]) -> usize {
                 None,
                 &[relation.as_str().into(), conflicting.into()],
             )?;
-            rows.map(|r| r.get::<String>(1).map(|s| s.unwrap_or_default())).collect()
+            rows.map(|r| r.get::<String>(1).map(|s| s.unwrap_or_default()))
+                .collect()
         });
         for worker in done.unwrap_or_default() {
             cancelled += 1;

@@ -200,6 +200,17 @@ pub struct BackfillPlan {
     /// batch size, $3 last key done, $4 the batch's end (all text[] but $2).
     #[serde(default)]
     pub batch_statements: Vec<String>,
+    /// A shadow's "key beyond the backfill" function, re-created once the
+    /// upper bound is known (see `sqlgen::shadow_settle::beyond_upper_function`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond_upper: Option<BeyondUpper>,
+}
+
+/// `function(key...) RETURNS boolean`, over keys of these types (in key order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeyondUpper {
+    pub function: String,
+    pub key_types: Vec<String>,
 }
 
 /// Every phase of one migration.

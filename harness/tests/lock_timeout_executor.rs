@@ -150,7 +150,10 @@ fn a_blocking_autovacuum_is_cancelled_as_postgresql_would() {
         if let Some(pid) = worker() {
             break pid;
         }
-        assert!(std::time::Instant::now() < deadline, "no autovacuum of public.av started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no autovacuum of public.av started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     // Start a migration: its DDL needs a lock the vacuum's conflicts with.

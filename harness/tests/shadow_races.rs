@@ -214,6 +214,13 @@ fn an_update_behind_a_batch_snapshot_is_refreshed_by_its_settle() {
     let mut holder = cluster.connect();
     holder.batch_execute(HOLD_1500).unwrap();
     let batch = next_batch_waiting(&cluster, "the holder");
+    // Keys after the upper bound (10000) are inserted without a probe of the
+    // notes: no batch copies them.
+    let beyond: (bool, bool) = admin
+        .query_one("SELECT zdm.shadow_beyond_m(10000), zdm.shadow_beyond_m(10001)", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(beyond, (false, true));
     // Row 1600 is not copied yet: the update waits for nothing.
     admin
         .batch_execute("UPDATE public.t SET v = -1600, note = NULL WHERE id = 1600")
@@ -335,6 +342,11 @@ fn repeatable_read_deletes_older_than_the_copy() {
         .unwrap()
         .get(0);
     assert_eq!(gone, None, "complete drops the notes table");
+    let gone: Option<String> = admin
+        .query_one("SELECT to_regprocedure('zdm.shadow_beyond_m(bigint)')::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, None, "complete drops the generated functions");
 }
 
 #[test]

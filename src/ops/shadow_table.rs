@@ -16,12 +16,13 @@ use super::{require_key, Operation, PlanContext};
 use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, QualifiedName};
+use crate::plan::BeyondUpper;
 use crate::plan::{LockMode, Plan, ShadowPlan, Step};
 use crate::shadow::probe::ProbeRequest;
 use crate::shadow::shape::{ShadowColumn, ShadowShape, Source};
 use crate::spec::ShadowTableSpec;
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
-use crate::sqlgen::shadow_settle::Settle;
+use crate::sqlgen::shadow_settle::{beyond_upper_applies, beyond_upper_function, Settle, UpperBound};
 use crate::sqlgen::shadow_sync::{create_trigger, verify_diff_sql, verify_sums_sql, Compared, NoteSql, RowCopy};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use std::collections::BTreeMap;
@@ -188,10 +189,21 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .map(|c| (c.name.clone(), copied_value(c)))
             .collect(),
     };
+    // Keys after the backfill's upper bound need no probe of the notes; the
+    // function saying so is re-created when the backfill begins.
+    let key_types: Vec<String> = key.columns.iter().map(|(_, ty)| ty.to_string()).collect();
+    let beyond_upper = beyond_upper_applies(&key_types).then(|| BeyondUpper {
+        function: ctx.function_name("shadow_beyond").to_string(),
+        key_types: key_types.clone(),
+    });
     let note_sql = |every_delete| NoteSql {
         note_old: settle.note_key("OLD"),
         note_new: settle.note_key("NEW"),
         new_is_noted: settle.key_is_noted("NEW"),
+        new_is_beyond: beyond_upper.as_ref().map(|b| {
+            let args: Vec<String> = key.columns.iter().map(|(c, _)| format!("NEW.{c}")).collect();
+            format!("{}({})", b.function, args.join(", "))
+        }),
         every_delete,
     };
 
@@ -267,6 +279,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     );
     // The batch reads the original and writes the shadow.
     backfill.table = table.to_string();
+    backfill.beyond_upper = beyond_upper.clone();
 
     let mut start = Vec::new();
     for sql in &shape.create {
@@ -340,6 +353,12 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         "function settling the noted keys (shadow rows a batch copied before a delete or an update)",
         settle.create_function(&settle_fn),
     ));
+    if let Some(b) = &beyond_upper {
+        start.push(Step::unlocked(
+            "function telling the keys after the backfill's upper bound (none until it begins)",
+            beyond_upper_function(&b.function, &b.key_types, UpperBound::NotYet),
+        ));
+    }
     start.push(create_batch);
     start.push(Step::unlocked(
         "function copying each row change of the original into the shadow",
@@ -356,7 +375,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     ));
 
     // The generated objects, dropped at either end of the migration.
-    let drop_generated = vec![
+    let mut drop_generated = vec![
         Step::unlocked(
             "drop the sync functions",
             format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
@@ -366,11 +385,14 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             "drop the settle function",
             format!("DROP FUNCTION IF EXISTS {settle_fn}()"),
         ),
-        Step::unlocked(
-            "drop the table of deleted keys",
-            format!("DROP TABLE IF EXISTS {notes}"),
-        ),
+        Step::unlocked("drop the table of noted keys", format!("DROP TABLE IF EXISTS {notes}")),
     ];
+    if let Some(b) = &beyond_upper {
+        drop_generated.push(Step::unlocked(
+            "drop the function telling the keys after the upper bound",
+            format!("DROP FUNCTION IF EXISTS {}({})", b.function, b.key_types.join(", ")),
+        ));
+    }
     let mut complete = vec![
         srce.step(
             "drop the reverse sync trigger",

@@ -140,6 +140,7 @@ pub fn batch_function(
         upper_bound_sql: keyset.upper_bound_sql(),
         function: function.to_string(),
         batch_statements: keyset.explain_statements(),
+        beyond_upper: None,
     };
     (create, drop, plan)
 }

@@ -35,7 +35,7 @@
 //! Notes live in a logged table: after a crash they are still there.
 
 use super::dollar_quote;
-use crate::ident::{Ident, QualifiedName, SqlFragment};
+use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
 
 pub struct Settle<'a> {
     pub migration: &'a str,
@@ -190,6 +190,58 @@ LANGUAGE plpgsql AS {}",
     }
 }
 
+/// What is known of the backfill's upper bound (the last key it copies).
+pub enum UpperBound<'a> {
+    /// Not computed yet (the backfill has not begun): no key is beyond.
+    NotYet,
+    /// The table was empty when the backfill began: every key is beyond.
+    Empty,
+    /// The key, one literal per key column.
+    Key(&'a [Literal]),
+}
+
+/// Key types whose order does not depend on a collation: the function below
+/// compares them exactly as the batch function does, inlined or not.
+pub fn beyond_upper_applies(key_types: &[String]) -> bool {
+    const ORDERED: [&str; 8] = [
+        "smallint",
+        "integer",
+        "bigint",
+        "numeric",
+        "uuid",
+        "date",
+        "timestamp without time zone",
+        "timestamp with time zone",
+    ];
+    !key_types.is_empty() && key_types.iter().all(|t| ORDERED.contains(&t.as_str()))
+}
+
+/// `function(key...) RETURNS boolean`: true when the key sorts after the
+/// backfill's upper bound. No batch copies such a key (batches stop at the
+/// bound), and only writers' triggers write it in the shadow, in the same
+/// transaction as the original: the shadow cannot hold a late copy of it, so
+/// the trigger inserts it without probing the notes (a probe costs as much as
+/// the rest of the insert's trigger). A SQL function, STABLE, without SET: the
+/// trigger's `IF` inlines it and folds the bound in as a constant; replacing it
+/// invalidates the plans that inlined it.
+pub fn beyond_upper_function(function: &str, key_types: &[String], upper: UpperBound) -> String {
+    let body = match upper {
+        UpperBound::NotYet => "SELECT false".to_string(),
+        UpperBound::Empty => "SELECT true".to_string(),
+        UpperBound::Key(values) => {
+            let params: Vec<String> = (1..=key_types.len()).map(|i| format!("${i}")).collect();
+            let bound: Vec<String> = values.iter().zip(key_types).map(|(v, t)| format!("{v}::{t}")).collect();
+            format!("SELECT ({}) > ({})", params.join(", "), bound.join(", "))
+        }
+    };
+    format!(
+        "CREATE OR REPLACE FUNCTION {function}({}) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS {}",
+        key_types.join(", "),
+        dollar_quote(&format!("{body}\n"))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +306,26 @@ mod tests {
         assert!(f.contains("       AND EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_n.a, zdm_n.\"B\"));"), "{f}");
         // Only the notes it settled are dropped.
         assert!(f.contains("DELETE FROM \"My Schema\".zdm_stale_m WHERE ctid = ANY (zdm_settled);"));
+    }
+
+    #[test]
+    fn keys_beyond_the_upper_bound() {
+        let types = vec!["bigint".to_string(), "uuid".to_string()];
+        assert!(beyond_upper_applies(&types));
+        assert!(!beyond_upper_applies(&["text".to_string()]), "collations order text");
+        assert!(!beyond_upper_applies(&[]));
+        let f = "zdm.shadow_beyond_m";
+        assert_eq!(
+            beyond_upper_function(f, &types, UpperBound::NotYet),
+            "CREATE OR REPLACE FUNCTION zdm.shadow_beyond_m(bigint, uuid) RETURNS boolean\nLANGUAGE sql STABLE PARALLEL SAFE AS $zdm$\nSELECT false\n$zdm$"
+        );
+        assert!(beyond_upper_function(f, &types, UpperBound::Empty).ends_with("$zdm$\nSELECT true\n$zdm$"));
+        let key = [Literal::test("10"), Literal::test("it's")];
+        assert!(
+            beyond_upper_function(f, &types, UpperBound::Key(&key))
+                .ends_with("$zdm$\nSELECT ($1, $2) > ('10'::bigint, 'it''s'::uuid)\n$zdm$"),
+            "{}",
+            beyond_upper_function(f, &types, UpperBound::Key(&key))
+        );
     }
 }

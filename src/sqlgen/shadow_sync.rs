@@ -67,6 +67,9 @@ pub struct NoteSql {
     pub note_new: String,
     /// True when the key of NEW is noted (a late copy may hold it).
     pub new_is_noted: String,
+    /// True when NEW's key sorts after the backfill's upper bound (no batch
+    /// copies it, no probe needed: `shadow_settle::beyond_upper_function`).
+    pub new_is_beyond: Option<String>,
     /// Note every delete (while batches run), or only deletes that find no
     /// target row (after the backfill: a REPEATABLE READ transaction older
     /// than a copy cannot see it).
@@ -162,8 +165,12 @@ impl RowCopy<'_> {
                     ""
                 },
             ),
-            Some(NoteSql { new_is_noted, .. }) => format!(
-                "IF {new_is_noted} THEN
+            Some(NoteSql {
+                new_is_noted,
+                new_is_beyond,
+                ..
+            }) => format!(
+                "{beyond}IF {new_is_noted} THEN
             -- A key deleted before: the target may still hold a batch's late copy
             -- of the deleted row (until the settle removes it); this row replaces it.
             INSERT INTO {target} ({cols}){overriding}
@@ -181,6 +188,24 @@ impl RowCopy<'_> {
                     " OVERRIDING SYSTEM VALUE"
                 } else {
                     ""
+                },
+                beyond = match new_is_beyond {
+                    None => String::new(),
+                    Some(beyond) => format!(
+                        "IF {beyond} THEN
+            -- A key after the last one the backfill copies: no batch copies it,
+            -- so the target cannot hold it (and the notes need no probe).
+            INSERT INTO {target} ({cols}){overriding}
+            VALUES ({vals});
+        ELS",
+                        cols = cols.join(", "),
+                        vals = vals.join(",\n                    "),
+                        overriding = if self.overriding {
+                            " OVERRIDING SYSTEM VALUE"
+                        } else {
+                            ""
+                        },
+                    ),
                 },
             ),
         };
@@ -459,6 +484,7 @@ mod tests {
                 note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
                 note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
                 new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) = (NEW.id))".into(),
+                new_is_beyond: None,
                 every_delete: true,
             }),
             ..rc
@@ -512,12 +538,36 @@ mod tests {
             ),
             "{sql}"
         );
+        // Keys after the backfill's upper bound are inserted without a probe.
+        let beyond = RowCopy {
+            notes: Some(NoteSql {
+                note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
+                note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
+                new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) = (NEW.id))".into(),
+                new_is_beyond: Some("zdm.shadow_beyond_m(NEW.id)".into()),
+                every_delete: true,
+            }),
+            ..noting
+        };
+        let sql = beyond.create_function(&f);
+        assert!(
+            sql.contains("    IF TG_OP = 'INSERT' THEN\n        IF zdm.shadow_beyond_m(NEW.id) THEN\n            -- A key after the last one the backfill copies: no batch copies it,\n            -- so the target cannot hold it (and the notes need no probe).\n            INSERT INTO public.zdm_shadow_m (id, \"Amount\", tax)\n            VALUES (NEW.id,\n                    NEW.\"Amount\",\n                    round(NEW.\"Amount\" * 0.2, 2));\n        ELSIF EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) = (NEW.id)) THEN\n"),
+            "{sql}"
+        );
+        let noting = RowCopy {
+            notes: Some(NoteSql {
+                new_is_beyond: None,
+                ..beyond.notes.unwrap()
+            }),
+            ..beyond
+        };
         // After the backfill only deletes that find nothing note their key.
         let after = RowCopy {
             notes: Some(NoteSql {
                 note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
                 note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
                 new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) = (NEW.id))".into(),
+                new_is_beyond: None,
                 every_delete: false,
             }),
             ..noting

@@ -218,10 +218,8 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
     .unwrap();
     // PostgreSQL's floor for any BEFORE UPDATE row trigger: the executor locks
     // the row before it even evaluates the trigger's WHEN clause.
-    c.batch_execute(
-        "CREATE FUNCTION noop_trigger() RETURNS TRIGGER AS $$ BEGIN RETURN NEW; END; $$ LANGUAGE plpgsql;",
-    )
-    .unwrap();
+    c.batch_execute("CREATE FUNCTION noop_trigger() RETURNS TRIGGER AS $$ BEGIN RETURN NEW; END; $$ LANGUAGE plpgsql;")
+        .unwrap();
     let variants = [
         "no trigger",
         "empty BEFORE trigger, WHEN (false)",
