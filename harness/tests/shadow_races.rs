@@ -93,6 +93,28 @@ fn next_batch_waiting(cluster: &Cluster, why: &str) -> JoinHandle<Result<(), Str
 const HOLD_1500: &str =
     "BEGIN; DELETE FROM public.t WHERE id = 1500; INSERT INTO public.t VALUES (1500, 1500, 'n1500');";
 
+/// Public.t with its shadow migration after the first batch, and the second
+/// batch held after its snapshot (by `HOLD_1500`) while `meanwhile` runs;
+/// then the holder gives up and the batch completes with its old snapshot.
+fn with_a_batch_held_after_its_snapshot(
+    cluster: &Cluster,
+    admin: &mut postgres::Client,
+    meanwhile: impl FnOnce(&mut postgres::Client),
+) {
+    table(admin);
+    shadow_after_first_batch(admin);
+    let mut holder = cluster.connect();
+    holder.batch_execute(HOLD_1500).unwrap();
+    let batch = next_batch_waiting(cluster, "the holder");
+    meanwhile(admin);
+    holder.batch_execute("ROLLBACK").unwrap();
+    batch.join().unwrap().expect("the batch completes");
+    assert_eq!(
+        row(admin, "public.zdm_shadow_m", 1500),
+        Some((1500, Some("n1500".into())))
+    );
+}
+
 /// Keys noted by deletes and updates, not settled yet.
 fn noted(c: &mut postgres::Client) -> Vec<i64> {
     c.query("SELECT id FROM public.zdm_stale_m ORDER BY id", &[])
@@ -174,28 +196,19 @@ fn writes_to_rows_of_an_open_batch() {
 fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
-    table(&mut admin);
-    shadow_after_first_batch(&mut admin);
-    // An uncommitted write copies row 1500 into the shadow: the next batch
-    // (1001..2000), snapshot taken, waits for it in the shadow's unique index.
-    let mut holder = cluster.connect();
-    holder.batch_execute(HOLD_1500).unwrap();
-    let batch = next_batch_waiting(&cluster, "the holder");
-    // Meanwhile row 1700 is copied by a writer's trigger (deleted and inserted
-    // again), then deleted (the delete finds that copy), all committed.
-    admin
-        .batch_execute(
-            "DELETE FROM public.t WHERE id = 1700;
-             INSERT INTO public.t VALUES (1700, -1700, 'again');
-             DELETE FROM public.t WHERE id = 1700;",
-        )
-        .unwrap();
-    // The holder gives up: the batch goes on with its old snapshot, where row
-    // 1700 still exists, and copies it.
-    holder.batch_execute("ROLLBACK").unwrap();
-    batch.join().unwrap().expect("the batch completes");
+    // While the batch waits, row 1700 is copied by a writer's trigger
+    // (deleted and inserted again), then deleted (the delete finds that copy),
+    // all committed. The batch's old snapshot still has the row: it copies it.
+    with_a_batch_held_after_its_snapshot(&cluster, &mut admin, |admin| {
+        admin
+            .batch_execute(
+                "DELETE FROM public.t WHERE id = 1700;
+                 INSERT INTO public.t VALUES (1700, -1700, 'again');
+                 DELETE FROM public.t WHERE id = 1700;",
+            )
+            .unwrap();
+    });
     let s = "public.zdm_shadow_m";
-    assert_eq!(row(&mut admin, s, 1500), Some((1500, Some("n1500".into()))));
     assert_eq!(row(&mut admin, s, 1700), None, "the deleted row is not brought back");
     assert_eq!(noted(&mut admin), Vec::<i64>::new(), "settled by the batch");
     finish_and_verify(&mut admin, "m");
@@ -209,29 +222,23 @@ fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
 fn an_update_behind_a_batch_snapshot_is_refreshed_by_its_settle() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
-    table(&mut admin);
-    shadow_after_first_batch(&mut admin);
-    let mut holder = cluster.connect();
-    holder.batch_execute(HOLD_1500).unwrap();
-    let batch = next_batch_waiting(&cluster, "the holder");
-    // Keys after the upper bound (10000) are inserted without a probe of the
-    // notes: no batch copies them.
-    let beyond: (bool, bool) = admin
-        .query_one("SELECT zdm.shadow_beyond_m(10000), zdm.shadow_beyond_m(10001)", &[])
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap();
-    assert_eq!(beyond, (false, true));
-    // Row 1600 is not copied yet: the update waits for nothing.
-    admin
-        .batch_execute("UPDATE public.t SET v = -1600, note = NULL WHERE id = 1600")
-        .unwrap();
-    assert_eq!(noted(&mut admin), vec![1600], "the holder's note is not committed");
-    assert_eq!(row(&mut admin, "public.zdm_shadow_m", 1600), None, "not copied ahead");
-    holder.batch_execute("ROLLBACK").unwrap();
-    batch.join().unwrap().expect("the batch completes");
+    with_a_batch_held_after_its_snapshot(&cluster, &mut admin, |admin| {
+        // Keys after the upper bound (10000) are inserted without a probe of
+        // the notes: no batch copies them.
+        let beyond: (bool, bool) = admin
+            .query_one("SELECT zdm.shadow_beyond_m(10000), zdm.shadow_beyond_m(10001)", &[])
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!(beyond, (false, true));
+        // Row 1600 is not copied yet: the update waits for nothing.
+        admin
+            .batch_execute("UPDATE public.t SET v = -1600, note = NULL WHERE id = 1600")
+            .unwrap();
+        assert_eq!(noted(admin), vec![1600], "the holder's note is not committed");
+        assert_eq!(row(admin, "public.zdm_shadow_m", 1600), None, "not copied ahead");
+    });
     let s = "public.zdm_shadow_m";
     assert_eq!(row(&mut admin, s, 1600), Some((-1600, None)), "refreshed by the settle");
-    assert_eq!(row(&mut admin, s, 1500), Some((1500, Some("n1500".into()))));
     assert_eq!(noted(&mut admin), Vec::<i64>::new(), "settled by the batch");
     finish_and_verify(&mut admin, "m");
 }

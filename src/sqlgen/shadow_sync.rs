@@ -30,7 +30,9 @@
 //! `sqlgen::shadow_settle` removes such copies. Until then an insert of the
 //! same key finds that copy, so an insert of a noted key goes through
 //! `ON CONFLICT ... DO UPDATE` (only those: a speculative insertion on every
-//! insert cost a fifth of the insert rate in `zdm-bench triggers`).
+//! insert cost a fifth of the insert rate in `zdm-bench triggers`). Keys after
+//! the backfill's upper bound (new rows, the usual insert) need not even probe
+//! the notes: no batch copies them (`new_is_beyond`).
 //!
 //! The function is SECURITY DEFINER with a fixed search_path: the roles that
 //! write the table need no privilege on the target, and every name in the body
