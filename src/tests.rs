@@ -1335,6 +1335,52 @@ cv_pkey PRIMARY KEY (id) valid=true",
         assert_eq!(shadow_leftovers(), 0);
     }
 
+    /// The shadow trigger is SECURITY DEFINER and, for plain copies, runs
+    /// without a fixed search_path: a writer whose search_path puts its own
+    /// `=`, `>` and text `=` operators first must not get them run by it.
+    #[pg_test]
+    fn shadow_trigger_ignores_the_callers_operators() {
+        Spi::run(
+            "CREATE TABLE public.hp (id bigint PRIMARY KEY, v int NOT NULL, note text);
+             INSERT INTO public.hp SELECT g, g, 'n' FROM generate_series(1, 100) g;
+             CREATE SCHEMA evil;
+             CREATE FUNCTION evil.trap(bigint, bigint) RETURNS boolean LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'evil operator called'; END $$;
+             CREATE FUNCTION evil.trap(text, text) RETURNS boolean LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'evil operator called'; END $$;
+             CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.trap);
+             CREATE OPERATOR evil.> (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.trap);
+             CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.trap);",
+        )
+        .unwrap();
+        Spi::run("SELECT zdm.create_shadow_table('public.hp', ARRAY['ALTER COLUMN v TYPE bigint'], NULL, 'hp1')")
+            .unwrap();
+        let def = one::<String>("SELECT pg_get_functiondef('zdm.shadow_sync_hp1'::regproc)").unwrap();
+        assert!(
+            def.contains("SECURITY DEFINER") && !def.contains("search_path"),
+            "{def}"
+        );
+        // The backfill has begun: inserts after its bound take the unprobed path.
+        assert_eq!(one::<i64>("SELECT zdm.backfill_batch('hp1', 50)"), Some(50));
+        Spi::run(
+            "SET LOCAL search_path = evil, pg_catalog, public;
+             INSERT INTO public.hp VALUES (500, 5, 'new'), (60, 6, 'x')
+                 ON CONFLICT DO NOTHING;
+             UPDATE public.hp SET v = 7 WHERE id OPERATOR(pg_catalog.=) 10;
+             UPDATE public.hp SET v = 8 WHERE id OPERATOR(pg_catalog.=) 90;
+             UPDATE public.hp SET id = 700 WHERE id OPERATOR(pg_catalog.=) 20;
+             DELETE FROM public.hp WHERE id OPERATOR(pg_catalog.=) 30;
+             SET LOCAL search_path = pg_catalog, public;",
+        )
+        .expect("no operator of the caller's schema runs in the trigger");
+        while one::<i64>("SELECT zdm.backfill_batch('hp1', 50)").unwrap() > 0 {}
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT zdm.verify('hp1')").unwrap().0["matched"],
+            true
+        );
+        Spi::run("SELECT zdm.rollback('hp1'); DROP SCHEMA evil CASCADE;").unwrap();
+    }
+
     #[pg_test]
     fn shadow_keeps_a_not_valid_check_not_valid() {
         Spi::run(

@@ -207,6 +207,20 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         every_delete,
     };
 
+    // The sync functions run under a fixed search_path only when they must:
+    // with user expressions in the values, or a key type whose equality is
+    // not PostgreSQL's own (format_type, run under search_path = pg_catalog,
+    // qualifies every type outside pg_catalog).
+    let builtin = |t: &str| !t.contains('.') && !t.contains('"');
+    let keys_builtin = key.columns.iter().all(|(_, ty)| builtin(&ty.to_string()))
+        && key_pairs.iter().all(|(_, s)| {
+            shape
+                .shadow
+                .column(s.raw())
+                .is_some_and(|c| builtin(&c.type_sql.to_string()))
+        });
+    let plain_copies = written.iter().all(|c| matches!(c.source, Source::Copy(_)));
+
     // Forward: the original feeds the shadow.
     let forward = RowCopy {
         migration: &ctx.migration,
@@ -231,6 +245,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .collect(),
         overriding: written.iter().any(|c| c.identity_always),
         purpose: "shadow",
+        set_search_path: !(keys_builtin && plain_copies),
         notes: Some(note_sql(true)),
     };
     // Reverse: after the swap, the new table (with the original's name) feeds the old one.
@@ -255,6 +270,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .collect(),
         overriding: back.iter().any(|r| r.identity_always),
         purpose: "reverse",
+        set_search_path: !keys_builtin,
         // No backfill races the reverse direction: the old table has every row.
         notes: None,
     };

@@ -91,7 +91,7 @@ impl Settle<'_> {
     pub fn key_is_noted(&self, row: &str) -> String {
         let vals: Vec<String> = self.key.iter().map(|(s, _, _)| format!("{row}.{s}")).collect();
         format!(
-            "EXISTS (SELECT FROM {} WHERE {} = ({}))",
+            "EXISTS (SELECT FROM {} WHERE {} OPERATOR(pg_catalog.=) ({}))",
             self.notes,
             self.source_cols(""),
             vals.join(", ")
@@ -230,8 +230,22 @@ pub fn beyond_upper_function(function: &str, key_types: &[String], upper: UpperB
         UpperBound::Empty => "SELECT true".to_string(),
         UpperBound::Key(values) => {
             let params: Vec<String> = (1..=key_types.len()).map(|i| format!("${i}")).collect();
-            let bound: Vec<String> = values.iter().zip(key_types).map(|(v, t)| format!("{v}::{t}")).collect();
-            format!("SELECT ({}) > ({})", params.join(", "), bound.join(", "))
+            // Inlined into a SECURITY DEFINER trigger that may run under the
+            // caller's search_path: the operator and the one type name that
+            // is not an SQL keyword are qualified.
+            let bound: Vec<String> = values
+                .iter()
+                .zip(key_types)
+                .map(|(v, t)| match t.as_str() {
+                    "uuid" => format!("{v}::pg_catalog.uuid"),
+                    _ => format!("{v}::{t}"),
+                })
+                .collect();
+            format!(
+                "SELECT ({}) OPERATOR(pg_catalog.>) ({})",
+                params.join(", "),
+                bound.join(", ")
+            )
         }
     };
     format!(
@@ -276,7 +290,7 @@ mod tests {
         assert!(s.comment_notes_table().contains("Order; DROP TABLE x"));
         assert_eq!(
             s.key_is_noted("NEW"),
-            "EXISTS (SELECT FROM \"My Schema\".zdm_stale_m WHERE (a, \"B\") = (NEW.a, NEW.\"B\"))"
+            "EXISTS (SELECT FROM \"My Schema\".zdm_stale_m WHERE (a, \"B\") OPERATOR(pg_catalog.=) (NEW.a, NEW.\"B\"))"
         );
         assert_eq!(
             s.index_notes_table(),
@@ -322,8 +336,9 @@ mod tests {
         assert!(beyond_upper_function(f, &types, UpperBound::Empty).ends_with("$zdm$\nSELECT true\n$zdm$"));
         let key = [Literal::test("10"), Literal::test("it's")];
         assert!(
-            beyond_upper_function(f, &types, UpperBound::Key(&key))
-                .ends_with("$zdm$\nSELECT ($1, $2) > ('10'::bigint, 'it''s'::uuid)\n$zdm$"),
+            beyond_upper_function(f, &types, UpperBound::Key(&key)).ends_with(
+                "$zdm$\nSELECT ($1, $2) OPERATOR(pg_catalog.>) ('10'::bigint, 'it''s'::pg_catalog.uuid)\n$zdm$"
+            ),
             "{}",
             beyond_upper_function(f, &types, UpperBound::Key(&key))
         );
