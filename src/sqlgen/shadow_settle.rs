@@ -26,7 +26,11 @@
 //!   them in later statements, whose snapshots see every write committed
 //!   before the locks: a row the original no longer has is deleted, the
 //!   others take the original's values (a writer that writes the row again
-//!   waits for the lock, then updates the refreshed row: its write wins);
+//!   waits for the lock, then updates the refreshed row: its write wins).
+//!   Only the rows it locked are judged, named by their ctid: a row a writer
+//!   made after the locks, and that another writer held, would make the
+//!   refresh wait for that writer and then write the values of its older
+//!   snapshot over the writer's;
 //! - a note whose key has no shadow row is dropped: only a batch that read
 //!   the row before the write committed can still copy it, and such a batch
 //!   has committed (or is this transaction) by the time the note is visible;
@@ -120,18 +124,14 @@ impl Settle<'_> {
        SET ({cols}) = (SELECT {vals}
                          FROM ONLY {source} AS zdm_s
                         WHERE {s_key} = {t_key})
-      FROM {notes} AS zdm_n
-     WHERE zdm_n.ctid = ANY (zdm_settled)
-       AND {t_key} = {n_key}
-       AND EXISTS (SELECT FROM ONLY {source} AS zdm_s WHERE {s_key} = {n_key});",
+     WHERE zdm_t.ctid = ANY (zdm_held_rows)
+       AND EXISTS (SELECT FROM ONLY {source} AS zdm_s WHERE {s_key} = {t_key});",
             target = self.target,
             source = self.source,
-            notes = self.notes,
             cols = cols.join(", "),
             vals = vals.join(", "),
             s_key = self.source_cols("zdm_s."),
             t_key = self.target_cols("zdm_t."),
-            n_key = self.source_cols("zdm_n."),
         )
     }
 
@@ -149,6 +149,9 @@ impl Settle<'_> {
 -- may have copied them as they were before a delete or an update.
 DECLARE
     zdm_noted tid[];
+    zdm_missing tid[];
+    zdm_held_rows tid[];
+    zdm_held_notes tid[];
     zdm_settled tid[];
     zdm_removed bigint;
 BEGIN
@@ -156,24 +159,32 @@ BEGIN
     IF zdm_noted IS NULL THEN
         RETURN 0;
     END IF;
-    -- The notes this call settles: keys without a row in the shadow, and keys
-    -- whose row it could lock. A row a writer holds is left for the next call.
-    SELECT array_agg(zdm_n.ctid) INTO zdm_settled
+    -- Notes whose key has no row in the shadow: settled as they are.
+    SELECT array_agg(zdm_n.ctid) INTO zdm_missing
       FROM {notes} AS zdm_n
      WHERE zdm_n.ctid = ANY (zdm_noted)
-       AND (NOT EXISTS (SELECT FROM {target} AS zdm_t WHERE {t_key} = {n_key})
-            OR EXISTS (SELECT FROM {target} AS zdm_t WHERE {t_key} = {n_key}
-                          FOR UPDATE OF zdm_t SKIP LOCKED));
-    IF zdm_settled IS NULL THEN
+       AND NOT EXISTS (SELECT FROM {target} AS zdm_t WHERE {t_key} = {n_key});
+    -- The shadow rows of the other notes that this call can lock, and their
+    -- notes. A row a writer holds is left, with its note, for the next call.
+    -- Only the rows locked here are judged below: a row a writer makes from
+    -- now on is written in the same transaction as {source}'s, so it is right.
+    SELECT array_agg(zdm_row), array_agg(zdm_note)
+      INTO zdm_held_rows, zdm_held_notes
+      FROM (SELECT zdm_t.ctid AS zdm_row, zdm_n.ctid AS zdm_note
+              FROM {notes} AS zdm_n
+              JOIN {target} AS zdm_t ON {t_key} = {n_key}
+             WHERE zdm_n.ctid = ANY (zdm_noted)
+               FOR UPDATE OF zdm_t SKIP LOCKED) AS zdm_held;
+    zdm_settled := coalesce(zdm_missing, '{{}}') || coalesce(zdm_held_notes, '{{}}');
+    IF zdm_held_rows IS NULL THEN
+        DELETE FROM {notes} WHERE ctid = ANY (zdm_settled);
         RETURN 0;
     END IF;
     -- A new statement, so a new snapshot: every write to these rows committed
     -- before the locks is seen. A key inserted again since is in {source}.
     DELETE FROM {target} AS zdm_t
-     USING {notes} AS zdm_n
-     WHERE zdm_n.ctid = ANY (zdm_settled)
-       AND {t_key} = {n_key}
-       AND NOT EXISTS (SELECT FROM ONLY {source} AS zdm_s WHERE {s_key} = {n_key});
+     WHERE zdm_t.ctid = ANY (zdm_held_rows)
+       AND NOT EXISTS (SELECT FROM ONLY {source} AS zdm_s WHERE {s_key} = {t_key});
     GET DIAGNOSTICS zdm_removed = ROW_COUNT;{refresh}
     DELETE FROM {notes} WHERE ctid = ANY (zdm_settled);
     RETURN zdm_removed;
@@ -306,9 +317,13 @@ mod tests {
             .find("DELETE FROM \"My Schema\".zdm_shadow_m AS zdm_t")
             .expect("deletes");
         assert!(lock < judge, "{f}");
-        assert!(f.contains("WHERE (zdm_t.a, zdm_t.b2) = (zdm_n.a, zdm_n.\"B\")"), "{f}");
         assert!(
-            f.contains("NOT EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_n.a, zdm_n.\"B\"))"),
+            f.contains("JOIN \"My Schema\".zdm_shadow_m AS zdm_t ON (zdm_t.a, zdm_t.b2) = (zdm_n.a, zdm_n.\"B\")"),
+            "{f}"
+        );
+        // Only the rows it locked are judged, by their key in the original.
+        assert!(
+            f.contains("     WHERE zdm_t.ctid = ANY (zdm_held_rows)\n       AND NOT EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_t.a, zdm_t.b2));"),
             "{f}"
         );
         // The rows kept take the original's values, read in the sub-select
@@ -317,7 +332,7 @@ mod tests {
             .find("UPDATE \"My Schema\".zdm_shadow_m AS zdm_t\n       SET (amount, \"Tax\") = (SELECT amount, (round(amount * 0.2, 2))\n                         FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s\n                        WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_t.a, zdm_t.b2))")
             .expect(&f);
         assert!(judge < refresh, "{f}");
-        assert!(f.contains("       AND EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_n.a, zdm_n.\"B\"));"), "{f}");
+        assert!(f.contains("     WHERE zdm_t.ctid = ANY (zdm_held_rows)\n       AND EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_t.a, zdm_t.b2));"), "{f}");
         // Only the notes it settled are dropped.
         assert!(f.contains("DELETE FROM \"My Schema\".zdm_stale_m WHERE ctid = ANY (zdm_settled);"));
     }
