@@ -216,7 +216,8 @@ fn cancel_blocking_autovacuum(locks: &[(String, LockMode)]) -> usize {
         for worker in done.unwrap_or_default() {
             cancelled += 1;
             pgrx::notice!(
-                "pg_zdm cancelled the autovacuum holding a lock on {relation} ({worker}), as PostgreSQL cancels                  an autovacuum that blocks a lock request; it will process the table again later"
+                "pg_zdm cancelled the autovacuum holding a lock on {relation} ({worker}), as PostgreSQL cancels \
+                 an autovacuum that blocks a lock request; it will process the table again later"
             );
         }
     }

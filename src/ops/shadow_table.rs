@@ -191,10 +191,10 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
     };
     // Keys after the backfill's upper bound need no probe of the notes; the
     // function saying so is re-created when the backfill begins.
-    let key_types: Vec<String> = key.columns.iter().map(|(_, ty)| ty.to_string()).collect();
-    let beyond_upper = beyond_upper_applies(&key_types).then(|| BeyondUpper {
+    let source_key_types: Vec<String> = key.columns.iter().map(|(_, ty)| ty.to_string()).collect();
+    let beyond_upper = beyond_upper_applies(&source_key_types).then(|| BeyondUpper {
         function: ctx.function_name("shadow_beyond").to_string(),
-        key_types: key_types.clone(),
+        key_types: source_key_types,
     });
     let note_sql = |every_delete| NoteSql {
         note_old: settle.note_key("OLD"),

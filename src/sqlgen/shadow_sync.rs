@@ -37,14 +37,15 @@
 //! The function is SECURITY DEFINER: the roles that write the table need no
 //! privilege on the target. Every name in the body is schema-qualified,
 //! operators included; a fixed search_path is set on the function only when
-//! the values hold user expressions (`set_search_path`).
+//! the values hold user expressions or a key type lives outside pg_catalog
+//! (`set_search_path`).
 
 use super::dollar_quote;
+use crate::ident::{Ident, QualifiedName};
 
 /// Equality, whatever the caller's search_path (the trigger is SECURITY
 /// DEFINER: an `=` of the caller's schemas must never run in it).
 pub const EQ: &str = "OPERATOR(pg_catalog.=)";
-use crate::ident::{Ident, QualifiedName};
 
 pub struct RowCopy<'a> {
     pub migration: &'a str,
