@@ -1335,6 +1335,59 @@ cv_pkey PRIMARY KEY (id) valid=true",
         assert_eq!(shadow_leftovers(), 0);
     }
 
+    /// The "key after the backfill's bound" function: every key of a table
+    /// empty when its backfill began; none before it begins; absent for keys
+    /// whose order depends on a collation (their inserts always probe).
+    #[pg_test]
+    fn shadow_inserts_after_the_backfill_bound() {
+        Spi::run(
+            "CREATE TABLE public.eb (id bigint PRIMARY KEY, v int);
+             CREATE TABLE public.tk (code text PRIMARY KEY, v int);
+             INSERT INTO public.tk VALUES ('a', 1), ('b', 2);
+             SELECT zdm.create_shadow_table('public.eb', '{}', NULL, 'eb1');
+             SELECT zdm.create_shadow_table('public.tk', '{}', NULL, 'tk1');",
+        )
+        .unwrap();
+        assert_eq!(one::<bool>("SELECT zdm.shadow_beyond_eb1(1)"), Some(false), "not begun");
+        assert_eq!(
+            one::<bool>("SELECT to_regproc('zdm.shadow_beyond_tk1') IS NULL"),
+            Some(true),
+            "text keys: no such function"
+        );
+        assert_eq!(one::<i64>("SELECT zdm.backfill_batch('eb1', 100)"), Some(0));
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'eb1'").unwrap(),
+            "backfilled"
+        );
+        assert_eq!(
+            one::<bool>("SELECT zdm.shadow_beyond_eb1(1)"),
+            Some(true),
+            "empty at begin"
+        );
+        Spi::run(
+            "INSERT INTO public.eb SELECT g, g FROM generate_series(1, 50) g;
+             DELETE FROM public.eb WHERE id = 7;
+             INSERT INTO public.eb VALUES (7, 70);
+             INSERT INTO public.tk VALUES ('c', 3);
+             UPDATE public.tk SET v = 20 WHERE code = 'b';",
+        )
+        .unwrap();
+        while one::<i64>("SELECT zdm.backfill_batch('tk1', 100)").unwrap() > 0 {}
+        for m in ["eb1", "tk1"] {
+            assert_eq!(
+                one::<pgrx::JsonB>(&format!("SELECT zdm.verify('{m}')")).unwrap().0["matched"],
+                true,
+                "{m}"
+            );
+        }
+        Spi::run("SELECT zdm.rollback('eb1'); SELECT zdm.rollback('tk1');").unwrap();
+        assert_eq!(
+            one::<bool>("SELECT to_regproc('zdm.shadow_beyond_eb1') IS NULL"),
+            Some(true),
+            "rollback drops it"
+        );
+    }
+
     /// The shadow trigger is SECURITY DEFINER and, for plain copies, runs
     /// without a fixed search_path: a writer whose search_path puts its own
     /// `=`, `>` and text `=` operators first must not get them run by it.
