@@ -120,6 +120,20 @@ impl RowCopy<'_> {
         let target = self.target;
         let cols: Vec<String> = self.values.iter().map(|(c, _)| c.to_string()).collect();
         let vals: Vec<String> = self.values.iter().map(|(_, v)| v.clone()).collect();
+        let overriding = if self.overriding {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
+        // `INSERT INTO target (...) VALUES (...)` of the row, its lines
+        // indented by `indent` (no terminator: callers add ON CONFLICT or `;`).
+        let insert_row = |indent: &str| {
+            format!(
+                "INSERT INTO {target} ({}){overriding}\n{indent}VALUES ({})",
+                cols.join(", "),
+                vals.join(&format!(",\n{indent}        "))
+            )
+        };
         let updatable = self.updatable();
         let set_new: Vec<String> = updatable.iter().map(|(c, v)| format!("{c} = {v}")).collect();
         let set_excluded: Vec<String> = updatable.iter().map(|(c, _)| format!("{c} = EXCLUDED.{c}")).collect();
@@ -171,15 +185,8 @@ impl RowCopy<'_> {
             None => format!(
                 "-- A new key: the target cannot hold it (its deletes follow the source's,
         -- and the backfill copies only rows that existed before).
-        INSERT INTO {target} ({cols}){overriding}
-        VALUES ({vals});",
-                cols = cols.join(", "),
-                vals = vals.join(",\n                "),
-                overriding = if self.overriding {
-                    " OVERRIDING SYSTEM VALUE"
-                } else {
-                    ""
-                },
+        {};",
+                insert_row("        ")
             ),
             Some(NoteSql {
                 new_is_noted,
@@ -189,38 +196,23 @@ impl RowCopy<'_> {
                 "{beyond}IF {new_is_noted} THEN
             -- A key deleted before: the target may still hold a batch's late copy
             -- of the deleted row (until the settle removes it); this row replaces it.
-            INSERT INTO {target} ({cols}){overriding}
-            VALUES ({vals})
+            {insert}
             ON CONFLICT {tkey} {on_conflict};
         ELSE
             -- A new key: the target cannot hold it (its deletes follow the source's,
             -- and the backfill copies only rows that existed before).
-            INSERT INTO {target} ({cols}){overriding}
-            VALUES ({vals});
+            {insert};
         END IF;",
-                cols = cols.join(", "),
-                vals = vals.join(",\n                    "),
-                overriding = if self.overriding {
-                    " OVERRIDING SYSTEM VALUE"
-                } else {
-                    ""
-                },
+                insert = insert_row("            "),
                 beyond = match new_is_beyond {
                     None => String::new(),
                     Some(beyond) => format!(
                         "IF {beyond} THEN
             -- A key after the last one the backfill copies: no batch copies it,
             -- so the target cannot hold it (and the notes need no probe).
-            INSERT INTO {target} ({cols}){overriding}
-            VALUES ({vals});
+            {};
         ELS",
-                        cols = cols.join(", "),
-                        vals = vals.join(",\n                    "),
-                        overriding = if self.overriding {
-                            " OVERRIDING SYSTEM VALUE"
-                        } else {
-                            ""
-                        },
+                        insert_row("            ")
                     ),
                 },
             ),
@@ -243,8 +235,7 @@ BEGIN
         END IF;
         -- ON CONFLICT: a batch copying this row may have inserted it meanwhile
         -- (we waited for it to commit); this newer version wins.
-        INSERT INTO {target} ({cols}){overriding}
-        VALUES ({vals})
+        {upsert}
         ON CONFLICT {tkey} {on_conflict};
         RETURN NULL;
     END IF;
@@ -276,13 +267,7 @@ END;
             delete_moved = delete("            "),
             delete_row = delete("    "),
             new_key = self.source_key("NEW"),
-            cols = cols.join(", "),
-            vals = vals.join(",\n                "),
-            overriding = if self.overriding {
-                " OVERRIDING SYSTEM VALUE"
-            } else {
-                ""
-            },
+            upsert = insert_row("        "),
         );
         format!(
             "CREATE FUNCTION {function}() RETURNS trigger
@@ -456,6 +441,17 @@ SELECT count(*) FILTER (WHERE zdm_differs) AS differing_rows,
 mod tests {
     use super::*;
 
+    /// The trigger's note statements for a migration "m" keyed on id.
+    fn notes(every_delete: bool, beyond: Option<&str>) -> Option<NoteSql> {
+        Some(NoteSql {
+            note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
+            note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
+            new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) OPERATOR(pg_catalog.=) (NEW.id))".into(),
+            new_is_beyond: beyond.map(str::to_string),
+            every_delete,
+        })
+    }
+
     fn names() -> (QualifiedName, QualifiedName) {
         (
             QualifiedName::new(Ident::test("public"), Ident::test("Order; DROP TABLE x")),
@@ -506,14 +502,7 @@ mod tests {
         // Racing a backfill: every delete notes the key, and an
         // insert replaces a late copy of a deleted row with the same key.
         let noting = RowCopy {
-            notes: Some(NoteSql {
-                note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
-                note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
-                new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) OPERATOR(pg_catalog.=) (NEW.id))"
-                    .into(),
-                new_is_beyond: None,
-                every_delete: true,
-            }),
+            notes: notes(true, None),
             ..rc
         };
         let sql = noting.create_function(&f);
@@ -567,14 +556,7 @@ mod tests {
         );
         // Keys after the backfill's upper bound are inserted without a probe.
         let beyond = RowCopy {
-            notes: Some(NoteSql {
-                note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
-                note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
-                new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) OPERATOR(pg_catalog.=) (NEW.id))"
-                    .into(),
-                new_is_beyond: Some("zdm.shadow_beyond_m(NEW.id)".into()),
-                every_delete: true,
-            }),
+            notes: notes(true, Some("zdm.shadow_beyond_m(NEW.id)")),
             ..noting
         };
         let sql = beyond.create_function(&f);
@@ -583,22 +565,12 @@ mod tests {
             "{sql}"
         );
         let noting = RowCopy {
-            notes: Some(NoteSql {
-                new_is_beyond: None,
-                ..beyond.notes.unwrap()
-            }),
+            notes: notes(true, None),
             ..beyond
         };
         // After the backfill only deletes that find nothing note their key.
         let after = RowCopy {
-            notes: Some(NoteSql {
-                note_old: "INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);".into(),
-                note_new: "INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);".into(),
-                new_is_noted: "EXISTS (SELECT FROM public.zdm_stale_m WHERE (id) OPERATOR(pg_catalog.=) (NEW.id))"
-                    .into(),
-                new_is_beyond: None,
-                every_delete: false,
-            }),
+            notes: notes(false, None),
             ..noting
         };
         let sql = after.create_function(&f);
