@@ -271,6 +271,10 @@ pub struct ShadowPlan {
     /// batch copied them (see `sqlgen::shadow_settle`); run by verify and the swap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_function: Option<String>,
+    /// The shadow had no indexes during the copy (built when the backfill
+    /// finished): before that, nothing may probe it by key (no settle).
+    #[serde(default)]
+    pub indexes_after_copy: bool,
 }
 
 impl Plan {

@@ -1335,11 +1335,136 @@ cv_pkey PRIMARY KEY (id) valid=true",
         assert_eq!(shadow_leftovers(), 0);
     }
 
+    /// The copy phase: the shadow has no index while the batches copy the
+    /// rows; writes made meanwhile are noted; the indexes (primary key,
+    /// unique and exclusion constraints, plain indexes, with their names and
+    /// comments) are built when the batches are done, then the noted keys
+    /// are settled. A self-referencing foreign key keeps the indexes from the
+    /// start; a unique index the new types break fails the build, and the
+    /// migration rolls back cleanly.
+    #[pg_test]
+    fn shadow_indexes_are_built_after_the_copy() {
+        Spi::run(
+            "CREATE TABLE public.ix (id int PRIMARY KEY, code text CONSTRAINT ix_code_key UNIQUE,
+                                     v numeric NOT NULL, r int4range,
+                                     CONSTRAINT ix_r_excl EXCLUDE USING gist (r WITH &&));
+             CREATE INDEX ix_v ON public.ix (v) WHERE v > 0;
+             COMMENT ON INDEX public.ix_v IS 'positive v';
+             INSERT INTO public.ix SELECT g, 'c' || g, g / 10.0, int4range(g * 10, g * 10 + 5) FROM generate_series(1, 300) g;
+             SELECT zdm.create_shadow_table('public.ix', ARRAY['ALTER COLUMN code TYPE varchar(20)'], NULL, 'ix1');",
+        )
+        .unwrap();
+        let shadow_indexes = || {
+            one::<String>(
+                "SELECT coalesce(string_agg(c.relname || coalesce(' ' || obj_description(i.indexrelid, 'pg_class'), ''), ',' ORDER BY c.relname), '')
+                   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                  WHERE i.indrelid = 'public.zdm_shadow_ix1'::regclass",
+            )
+            .unwrap()
+        };
+        assert_eq!(shadow_indexes(), "", "no index during the copy");
+        Spi::run(
+            "INSERT INTO public.ix VALUES (1000, 'new', 1, NULL);
+             UPDATE public.ix SET v = -1 WHERE id = 5;
+             DELETE FROM public.ix WHERE id = 6;
+             UPDATE public.ix SET id = 2000 WHERE id = 7;
+             DELETE FROM public.ix WHERE id = 8; INSERT INTO public.ix VALUES (8, 'again', 8, NULL);",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.zdm_stale_ix1"),
+            Some(7),
+            "every key written is noted"
+        );
+        assert_eq!(one::<i64>("SELECT zdm.backfill_batch('ix1', 120)"), Some(120));
+        assert_eq!(shadow_indexes(), "", "still copying");
+        while one::<i64>("SELECT zdm.backfill_batch('ix1', 120)").unwrap() > 0 {}
+        assert_eq!(
+            shadow_indexes(),
+            "zdm_shadow_ix1_code_key,zdm_shadow_ix1_pkey,zdm_shadow_ix1_r_excl,zdm_shadow_ix1_v_idx positive v"
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.zdm_stale_ix1"),
+            Some(0),
+            "all settled"
+        );
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT zdm.verify('ix1')").unwrap().0["matched"],
+            true
+        );
+        // The trigger now copies each write.
+        Spi::run("UPDATE public.ix SET v = 42 WHERE id = 9").unwrap();
+        assert_eq!(
+            one::<String>("SELECT v::text FROM public.zdm_shadow_ix1 WHERE id = 9").unwrap(),
+            "42"
+        );
+        Spi::run("SELECT zdm.swap_tables('ix1'); SELECT zdm.complete('ix1');").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(c.relname || coalesce(' ' || obj_description(i.indexrelid, 'pg_class'), ''), ',' ORDER BY c.relname)
+                   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'public.ix'::regclass"
+            )
+            .unwrap(),
+            "ix_code_key,ix_pkey,ix_r_excl,ix_v positive v"
+        );
+        assert_eq!(
+            one::<String>("SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM public.ix WHERE id IN (5, 6, 7, 8, 1000, 2000)").unwrap(),
+            "5:-1,8:8,1000:1,2000:0.70000000000000000000"
+        );
+        assert_eq!(
+            sqlstate("INSERT INTO public.ix VALUES (3000, 'c1', 1, NULL)").as_deref(),
+            Some("23505")
+        );
+        assert_eq!(
+            sqlstate("INSERT INTO public.ix VALUES (3000, 'z', 1, '[11,12)')").as_deref(),
+            Some("23P01")
+        );
+
+        // A foreign key to itself needs the key's index from the start.
+        Spi::run(
+            "CREATE TABLE public.tr (id int PRIMARY KEY, up int REFERENCES public.tr (id));
+             SELECT zdm.create_shadow_table('public.tr', '{}', NULL, 'tr1');",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_index WHERE indrelid = 'public.zdm_shadow_tr1'::regclass"),
+            Some(1)
+        );
+        Spi::run("SELECT zdm.rollback('tr1')").unwrap();
+
+        // New types that make two keys of a unique index equal: the build
+        // says so; the rows and the original are untouched; rollback is clean.
+        Spi::run(
+            "CREATE TABLE public.du (id int PRIMARY KEY, v numeric UNIQUE);
+             INSERT INTO public.du VALUES (1, 1.1), (2, 1.2);
+             SELECT zdm.create_shadow_table('public.du', ARRAY['ALTER COLUMN v TYPE integer'], NULL, 'du1');",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT zdm.backfill_batch('du1')"),
+            Some(2),
+            "copied without the index"
+        );
+        assert_eq!(sqlstate("SELECT zdm.backfill_batch('du1')").as_deref(), Some("23505"));
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'du1'").unwrap(),
+            "backfilling"
+        );
+        Spi::run("SELECT zdm.rollback('du1')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM public.du").unwrap(),
+            "1:1.1,2:1.2"
+        );
+        assert_eq!(shadow_leftovers(), 0);
+    }
+
     /// The "key after the backfill's bound" function: every key of a table
     /// empty when its backfill began; none before it begins; absent for keys
     /// whose order depends on a collation (their inserts always probe).
     #[pg_test]
     fn shadow_inserts_after_the_backfill_bound() {
+        // The function serves shadows whose indexes exist during the copy.
+        Spi::run("SET LOCAL zdm.shadow_indexes_after_copy = off").unwrap();
         Spi::run(
             "CREATE TABLE public.eb (id bigint PRIMARY KEY, v int);
              CREATE TABLE public.tk (code text PRIMARY KEY, v int);

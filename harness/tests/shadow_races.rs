@@ -15,12 +15,21 @@
 //!   the verify;
 //! - a write by a transaction that began before the trigger existed.
 //! After each, the shadow must equal the original, row for row.
+//!
+//! These are the races of a shadow whose indexes exist during the copy
+//! (`zdm.shadow_indexes_after_copy = off`), where writers' triggers write it;
+//! those of the default copy phase are in `shadow_copy_phase.rs`.
 
 mod common;
 
 use std::thread::JoinHandle;
 use std::time::Duration;
 use zdm_harness::cluster::Cluster;
+
+/// Shadows keep their indexes during the copy: the trigger writes them.
+fn indexed_shadow_cluster() -> Cluster {
+    common::cluster_with_zdm_settings(&["zdm.shadow_indexes_after_copy = off"])
+}
 
 fn table(c: &mut postgres::Client) {
     c.batch_execute(
@@ -126,7 +135,7 @@ fn noted(c: &mut postgres::Client) -> Vec<i64> {
 
 #[test]
 fn writes_to_rows_of_an_open_batch() {
-    let cluster = common::cluster_with_zdm();
+    let cluster = indexed_shadow_cluster();
     let mut admin = cluster.connect();
     table(&mut admin);
     admin
@@ -194,7 +203,7 @@ fn writes_to_rows_of_an_open_batch() {
 /// The delete noted the key anyway, and the batch's own settle removes the copy.
 #[test]
 fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
-    let cluster = common::cluster_with_zdm();
+    let cluster = indexed_shadow_cluster();
     let mut admin = cluster.connect();
     // While the batch waits, row 1700 is copied by a writer's trigger
     // (deleted and inserted again), then deleted (the delete finds that copy),
@@ -220,7 +229,7 @@ fn a_row_copied_by_a_writer_then_deleted_behind_a_batch() {
 /// later statement) refreshes the copy from the original.
 #[test]
 fn an_update_behind_a_batch_snapshot_is_refreshed_by_its_settle() {
-    let cluster = common::cluster_with_zdm();
+    let cluster = indexed_shadow_cluster();
     let mut admin = cluster.connect();
     with_a_batch_held_after_its_snapshot(&cluster, &mut admin, |admin| {
         // Keys after the upper bound (10000) are inserted without a probe of
@@ -248,7 +257,7 @@ fn an_update_behind_a_batch_snapshot_is_refreshed_by_its_settle() {
 /// which then keeps the writer's row. Without a writer the late copy goes.
 #[test]
 fn settle_skips_rows_a_writer_holds_and_keeps_keys_inserted_again() {
-    let cluster = common::cluster_with_zdm();
+    let cluster = indexed_shadow_cluster();
     let mut admin = cluster.connect();
     table(&mut admin);
     shadow_after_first_batch(&mut admin);
@@ -288,7 +297,7 @@ fn settle_skips_rows_a_writer_holds_and_keeps_keys_inserted_again() {
 
 #[test]
 fn repeatable_read_deletes_older_than_the_copy() {
-    let cluster = common::cluster_with_zdm();
+    let cluster = indexed_shadow_cluster();
     let mut admin = cluster.connect();
     table(&mut admin);
     admin
@@ -358,7 +367,7 @@ fn repeatable_read_deletes_older_than_the_copy() {
 
 #[test]
 fn writes_committed_after_the_batch_snapshot() {
-    let cluster = common::cluster_with_zdm();
+    let cluster = indexed_shadow_cluster();
     let mut admin = cluster.connect();
     table(&mut admin);
     shadow_after_first_batch(&mut admin);
@@ -412,7 +421,7 @@ fn writes_committed_after_the_batch_snapshot() {
 
 #[test]
 fn a_transaction_that_began_before_the_trigger() {
-    let cluster = common::cluster_with_zdm();
+    let cluster = indexed_shadow_cluster();
     let mut admin = cluster.connect();
     table(&mut admin);
     // An open writer: CREATE TRIGGER must wait for it (the executor retries

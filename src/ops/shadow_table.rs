@@ -72,7 +72,7 @@ impl Operation for ShadowTable {
             alterations: &self.alterations,
             column_map: &self.column_map,
         })?;
-        plan_from_shape(ctx, &shape, &old_name)
+        plan_from_shape(ctx, &shape, &old_name, crate::guc::SHADOW_INDEXES_AFTER_COPY.get())
     }
 }
 
@@ -80,8 +80,16 @@ fn refusal(code: PgSqlErrorCode, message: String, hint: &str) -> ZdmError {
     ZdmError::new(code, message).hint(hint.to_string())
 }
 
-/// Everything after the probe: pure.
-pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &QualifiedName) -> ZdmResult<Plan> {
+/// Everything after the probe: pure. `indexes_after_copy`: copy the rows
+/// into the shadow without its indexes and build them after the copy (see
+/// the module's documentation); not done for a shadow with a foreign key to
+/// itself, which needs the referenced key's index to exist.
+pub fn plan_from_shape(
+    ctx: &PlanContext,
+    shape: &ShadowShape,
+    old_name: &QualifiedName,
+    indexes_after_copy: bool,
+) -> ZdmResult<Plan> {
     let orig = &shape.original;
     let table = &orig.name;
     let shadow = shape.shadow_name();
@@ -150,6 +158,9 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         }
     }
 
+    let after_copy = indexes_after_copy
+        && !shape.indexes_to_build.is_empty()
+        && !shape.foreign_keys.iter().any(|fk| fk.referenced == shadow.to_string());
     let forward_fn = ctx.function_name("shadow_sync");
     let settle_fn = ctx.function_name("shadow_settle");
     let notes = QualifiedName::new(
@@ -188,11 +199,15 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .filter(|c| !c.identity_always && !key_pairs.iter().any(|(_, s)| *s == c.name))
             .map(|c| (c.name.clone(), copied_value(c)))
             .collect(),
+        inserted: written.iter().map(|c| (c.name.clone(), copied_value(c))).collect(),
+        overriding: written.iter().any(|c| c.identity_always),
     };
     // Keys after the backfill's upper bound need no probe of the notes; the
     // function saying so is re-created when the backfill begins.
     let source_key_types: Vec<String> = key.columns.iter().map(|(_, ty)| ty.to_string()).collect();
-    let beyond_upper = beyond_upper_applies(&source_key_types).then(|| BeyondUpper {
+    // Not after a copy phase: the settle at its end copies keys after the
+    // bound too (writes it noted), so the shadow may hold them.
+    let beyond_upper = (!after_copy && beyond_upper_applies(&source_key_types)).then(|| BeyondUpper {
         function: ctx.function_name("shadow_beyond").to_string(),
         key_types: source_key_types,
     });
@@ -284,7 +299,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             values: written.iter().map(copied_value).collect(),
             conflict_key: key_pairs.iter().map(|(_, s)| s.to_string()).collect(),
             overriding: written.iter().any(|c| c.identity_always),
-            settle: settle_fn.to_string(),
+            settle: (!after_copy).then(|| settle_fn.to_string()),
         },
     };
     let (create_batch, drop_batch, mut backfill) = super::shared::batch_function(
@@ -311,6 +326,14 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             format!("ALTER TABLE {shadow} {a}"),
         ));
     }
+    if after_copy {
+        for i in &shape.indexes_to_build {
+            start.push(Step::unlocked(
+                format!("no index {} on the shadow until the rows are copied", i.name.raw()),
+                i.drop.clone(),
+            ));
+        }
+    }
     let forward_sql = forward.create_function(&forward_fn);
     // Once the last batch has committed no batch can copy a deleted row any
     // more: from then on only deletes that find no copy are noted.
@@ -319,10 +342,41 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         ..forward
     }
     .create_or_replace_function(&forward_fn);
-    let mut validate = vec![Step::unlocked(
-        "the sync trigger notes only the deletes that find no copy (no batch copies rows any more)",
+    let mut validate = Vec::new();
+    if after_copy {
+        for i in &shape.indexes_to_build {
+            let (what, mode) = if i.constraint {
+                ("constraint", LockMode::AccessExclusive)
+            } else {
+                ("index", LockMode::Share)
+            };
+            for sql in &i.build {
+                validate.push(Step::locked(
+                    format!(
+                        "build {what} {} of the shadow (no writer uses the shadow yet)",
+                        i.name.raw()
+                    ),
+                    sql.clone(),
+                    &shadow.to_string(),
+                    mode,
+                ));
+            }
+        }
+    }
+    validate.push(Step::unlocked(
+        if after_copy {
+            "the sync trigger copies every write into the shadow (it only noted keys during the copy)"
+        } else {
+            "the sync trigger notes only the deletes that find no copy (no batch copies rows any more)"
+        },
         forward_after_backfill,
-    )];
+    ));
+    if after_copy {
+        validate.push(Step::unlocked(
+            "settle the keys written during the copy: the shadow's rows become the original's",
+            format!("SELECT {settle_fn}(true)"),
+        ));
+    }
     for fk in &shape.foreign_keys {
         let cols: Vec<String> = fk.columns.iter().map(|c| c.to_string()).collect();
         let rcols: Vec<String> = fk.referenced_columns.iter().map(|c| c.to_string()).collect();
@@ -376,10 +430,17 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         ));
     }
     start.push(create_batch);
-    start.push(Step::unlocked(
-        "function copying each row change of the original into the shadow",
-        forward_sql,
-    ));
+    start.push(if after_copy {
+        Step::unlocked(
+            "function noting the key of each row change of the original (the shadow has no index to copy it through yet)",
+            settle.create_note_every_write_function(&forward_fn),
+        )
+    } else {
+        Step::unlocked(
+            "function copying each row change of the original into the shadow",
+            forward_sql,
+        )
+    });
     start.push(Step::unlocked(
         "function copying each row change back into the old table after the swap",
         reverse.create_function(&reverse_fn),
@@ -399,7 +460,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
         drop_batch,
         Step::unlocked(
             "drop the settle function",
-            format!("DROP FUNCTION IF EXISTS {settle_fn}()"),
+            format!("DROP FUNCTION IF EXISTS {settle_fn}(boolean)"),
         ),
         Step::unlocked("drop the table of noted keys", format!("DROP TABLE IF EXISTS {notes}")),
     ];
@@ -510,6 +571,7 @@ pub fn plan_from_shape(ctx: &PlanContext, shape: &ShadowShape, old_name: &Qualif
             .collect(),
         not_valid_checks: shape.not_valid_checks.clone(),
         settle_function: Some(settle_fn.to_string()),
+        indexes_after_copy: after_copy,
     };
     Ok(Plan {
         start,

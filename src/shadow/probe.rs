@@ -8,7 +8,7 @@
 //! Also here: the refusals of tables whose dependents cannot be re-pointed by
 //! the swap, checked before anything is created.
 
-use super::shape::{ReverseColumn, ShadowColumn, ShadowForeignKey, ShadowShape, Source};
+use super::shape::{IndexBuild, ReverseColumn, ShadowColumn, ShadowForeignKey, ShadowShape, Source};
 use crate::catalog::introspect::{load_table, spi_err};
 use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
@@ -39,6 +39,7 @@ struct Built {
     identity_always: Vec<i16>,
     create: Vec<String>,
     unlogged: bool,
+    indexes_to_build: Vec<IndexBuild>,
 }
 
 /// The shadow's shape, or the reason it cannot be built.
@@ -149,7 +150,9 @@ fn build(req: &ProbeRequest) -> ZdmResult<Built> {
         .filter(|(s, _)| shadow.indexes.iter().any(|i| i.name.raw() == s))
         .collect();
     let identity_always = identity_always_columns(shadow.oid)?;
+    let indexes_to_build = index_builds(&req.shadow.to_string(), shadow.oid)?;
     Ok(Built {
+        indexes_to_build,
         shadow,
         origin,
         index_pairs,
@@ -157,6 +160,55 @@ fn build(req: &ProbeRequest) -> ZdmResult<Built> {
         create,
         unlogged,
     })
+}
+
+/// How to drop each index of the shadow and build it again as it is now
+/// (definitions read under search_path = pg_catalog: every name qualified).
+fn index_builds(shadow: &str, oid: u32) -> ZdmResult<Vec<IndexBuild>> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT ic.relname::text,
+                    con.oid IS NOT NULL,
+                    CASE WHEN con.oid IS NOT NULL
+                         THEN pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', $2, con.conname)
+                         ELSE pg_catalog.format('DROP INDEX %I.%I', n.nspname, ic.relname) END,
+                    CASE WHEN con.oid IS NOT NULL
+                         THEN pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s', $2, con.conname,
+                                                pg_catalog.pg_get_constraintdef(con.oid))
+                         ELSE pg_catalog.pg_get_indexdef(i.indexrelid) END,
+                    CASE WHEN con.oid IS NOT NULL
+                         THEN pg_catalog.format('COMMENT ON CONSTRAINT %I ON %s IS %L', con.conname, $2,
+                                                pg_catalog.obj_description(con.oid, 'pg_constraint'))
+                         ELSE pg_catalog.format('COMMENT ON INDEX %I.%I IS %L', n.nspname, ic.relname,
+                                                pg_catalog.obj_description(i.indexrelid, 'pg_class')) END,
+                    coalesce(pg_catalog.obj_description(con.oid, 'pg_constraint'),
+                             pg_catalog.obj_description(i.indexrelid, 'pg_class')) IS NOT NULL
+               FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace
+               LEFT JOIN pg_catalog.pg_constraint con
+                      ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                     AND con.contype IN ('p', 'u', 'x')
+              WHERE i.indrelid = $1::int8::oid
+              ORDER BY i.indexrelid",
+            None,
+            &[(oid as i64).into(), shadow.into()],
+        )?
+        .map(|r| {
+            let mut build = vec![r.get::<String>(4)?.unwrap_or_default()];
+            if r.get::<bool>(6)?.unwrap_or(false) {
+                build.push(r.get::<String>(5)?.unwrap_or_default());
+            }
+            Ok(IndexBuild {
+                name: Ident::new(r.get::<String>(1)?.unwrap_or_default().as_str()),
+                constraint: r.get::<bool>(2)?.unwrap_or(false),
+                drop: r.get::<String>(3)?.unwrap_or_default(),
+                build,
+            })
+        })
+        .collect::<Result<_, pgrx::spi::Error>>()
+    })
+    .map_err(spi_err)
 }
 
 /// LIKE ... INCLUDING INDEXES builds the copies in the order of the original's
@@ -349,6 +401,7 @@ fn shape_of(req: &ProbeRequest, built: Built) -> ZdmResult<ShadowShape> {
         create: built.create,
         alterations: req.alterations.to_vec(),
         unlogged: built.unlogged,
+        indexes_to_build: built.indexes_to_build,
     };
     shape.foreign_keys = outgoing_foreign_keys(&shape)?;
     // NOT VALID checks come back at the swap, when they read only columns the

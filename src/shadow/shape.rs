@@ -63,6 +63,23 @@ pub struct ShadowShape {
     /// The user's alterations, checked, in order.
     pub alterations: Vec<String>,
     pub unlogged: bool,
+    /// The shadow's indexes (and the constraints they back) as PostgreSQL
+    /// built them, in creation order: the statements that drop each one and
+    /// build it again with the same name, so the rows can be copied into a
+    /// table without indexes and the indexes built once, after the copy.
+    pub indexes_to_build: Vec<IndexBuild>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexBuild {
+    pub name: Ident,
+    /// `ALTER TABLE ... DROP CONSTRAINT` or `DROP INDEX`.
+    pub drop: String,
+    /// `ALTER TABLE ... ADD CONSTRAINT` or `CREATE INDEX`, then its comment if any.
+    pub build: Vec<String>,
+    /// Backs a constraint (primary key, unique, exclusion): ALTER TABLE takes
+    /// ACCESS EXCLUSIVE, CREATE INDEX only SHARE.
+    pub constraint: bool,
 }
 
 #[derive(Debug, Clone)]

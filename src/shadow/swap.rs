@@ -591,7 +591,7 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
     // No writer is in flight under the lock, so every delete is committed and
     // its note visible: the last copies of deleted rows go now.
     if let Some(settle) = &sp.settle_function {
-        script.pre.push(format!("SELECT {settle}()"));
+        script.pre.push(format!("SELECT {settle}(true)"));
     }
     // From here on only rows the original accepted reach the shadow.
     for check in &sp.not_valid_checks {

@@ -34,6 +34,20 @@ pub fn shadow_plan(m: &MigrationRow) -> ZdmResult<ShadowPlan> {
     })
 }
 
+/// The settle to run before a comparison, if any. Once the backfill is done
+/// it also copies the rows of noted keys the shadow lacks; before, batches
+/// still copy those, and a shadow filled without indexes cannot be settled
+/// at all (every note would scan it): the comparison then only tells how far
+/// the copy is.
+fn settle_call(sp: &ShadowPlan, backfill_done: bool) -> Option<String> {
+    let settle = sp.settle_function.as_ref()?;
+    match (backfill_done, sp.indexes_after_copy) {
+        (true, _) => Some(format!("SELECT {settle}(true)")),
+        (false, false) => Some(format!("SELECT {settle}(false)")),
+        (false, true) => None,
+    }
+}
+
 /// Comparisons before a mismatch is reported (see `verify`).
 const VERIFY_PASSES: u32 = 3;
 
@@ -57,8 +71,8 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
     let mut passes = 0;
     let (source_rows, shadow_rows, source_sums, shadow_sums) = loop {
         passes += 1;
-        if let Some(settle) = &sp.settle_function {
-            Spi::run(&format!("SELECT {settle}()")).map_err(spi_err)?;
+        if let Some(settle) = settle_call(&sp, m.phase.backfill_done()) {
+            Spi::run(&settle).map_err(spi_err)?;
         }
         let sums = Spi::connect(|c| {
             // No row limit: a limit would keep the executor from a parallel plan.

@@ -54,8 +54,11 @@ pub enum BatchWork {
         conflict_key: Vec<String>,
         /// `OVERRIDING SYSTEM VALUE`, for GENERATED ALWAYS identity columns.
         overriding: bool,
-        /// The migration's settle function, called after the copy.
-        settle: String,
+        /// The migration's settle function, called after the copy. None while
+        /// the shadow has no indexes yet (its copy phase): writers do not
+        /// write it then, so a batch is a plain insert, and the settle waits
+        /// for the indexes.
+        settle: Option<String>,
     },
 }
 
@@ -138,7 +141,16 @@ impl KeysetBatch<'_> {
         };
         let work = match &self.work {
             BatchWork::Update { .. } => format!("{}\n    GET DIAGNOSTICS zdm_changed = ROW_COUNT;\n", work(false)),
-            BatchWork::CopyInto { settle, .. } => format!(
+            BatchWork::CopyInto { settle: None, .. } => format!(
+                "{}\n    GET DIAGNOSTICS zdm_changed = ROW_COUNT;\n",
+                either(
+                    format!("{};", self.copy_sql(false, CopyMode::Plain, &end)),
+                    format!("{};", self.copy_sql(true, CopyMode::Plain, &end)),
+                )
+            ),
+            BatchWork::CopyInto {
+                settle: Some(settle), ..
+            } => format!(
                 "    BEGIN
 {fast}
         GET DIAGNOSTICS zdm_changed = ROW_COUNT;
@@ -151,7 +163,7 @@ impl KeysetBatch<'_> {
     END;
     -- Rows deleted or updated after this batch's snapshot may have been
     -- copied as they were; those writes noted the keys. Settle them now.
-    PERFORM {settle}();
+    PERFORM {settle}(false);
 ",
                 fast = indent(&work(false), 4),
                 safe = indent(&work(true), 4),
@@ -277,7 +289,10 @@ OFFSET $2 - 1 LIMIT 1",
         match (&self.work, safe) {
             (
                 BatchWork::CopyInto {
-                    target, conflict_key, ..
+                    target,
+                    conflict_key,
+                    settle: Some(_),
+                    ..
                 },
                 false,
             ) => {
@@ -315,6 +330,7 @@ END IF;",
                 assignments = assignments.join(",\n       "),
                 range = self.range(&self.key_cols("zdm_row"), after_last, end),
             ),
+            BatchWork::CopyInto { settle: None, .. } => self.copy_sql(after_last, CopyMode::Plain, end),
             BatchWork::CopyInto { .. } => self.copy_sql(
                 after_last,
                 if safe {
@@ -488,6 +504,35 @@ mod tests {
     }
 
     #[test]
+    fn copy_phase_batches_are_plain_inserts() {
+        let t = QualifiedName::new(Ident::test("public"), Ident::test("orders"));
+        let key = vec![(Ident::test("id"), SqlFragment("bigint".into()))];
+        let k = KeysetBatch {
+            table: &t,
+            key: &key,
+            work: BatchWork::CopyInto {
+                target: "public.zdm_shadow_m".into(),
+                columns: vec!["id".into(), "amount".into()],
+                values: vec!["id".into(), "amount".into()],
+                conflict_key: vec!["id".into()],
+                overriding: false,
+                settle: None,
+            },
+        };
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("backfill_m"));
+        let func = k.create_batch_function(&f, "m", "copy");
+        // The shadow has no index yet: nothing probes it, nothing settles.
+        for absent in ["zdm_t", "ON CONFLICT", "EXCEPTION", "settle", "NOT EXISTS"] {
+            assert!(!func.contains(absent), "{absent}: {func}");
+        }
+        assert!(
+            func.contains("        INSERT INTO public.zdm_shadow_m (id, amount)\n        SELECT id,\n               amount\n          FROM ONLY public.orders AS zdm_src\n         WHERE (zdm_src.id) > ($3[1]::bigint)\n           AND (zdm_src.id) <= (zdm_batch.zdm_end1);\n"),
+            "{func}"
+        );
+        assert!(!k.explain_statements()[1].contains("zdm_t"));
+    }
+
+    #[test]
     fn copy_batches_skip_copied_keys_and_fall_back_on_a_race() {
         let t = QualifiedName::new(Ident::test("public"), Ident::test("orders"));
         let key = vec![(Ident::test("id"), SqlFragment("bigint".into()))];
@@ -500,7 +545,7 @@ mod tests {
                 values: vec!["id".into(), "amount".into()],
                 conflict_key: vec!["id".into()],
                 overriding: false,
-                settle: "zdm.shadow_settle_m".into(),
+                settle: Some("zdm.shadow_settle_m".into()),
             },
         };
         // The shadow side of the anti-join is bounded by the batch's range too.
@@ -540,6 +585,6 @@ mod tests {
         );
         assert!(!fallback.contains("NOT EXISTS"), "{func}");
         // The settle runs after the copy, whichever way it went.
-        assert!(after.starts_with("    -- Rows deleted or updated after this batch's snapshot may have been\n    -- copied as they were; those writes noted the keys. Settle them now.\n    PERFORM zdm.shadow_settle_m();"), "{func}");
+        assert!(after.starts_with("    -- Rows deleted or updated after this batch's snapshot may have been\n    -- copied as they were; those writes noted the keys. Settle them now.\n    PERFORM zdm.shadow_settle_m(false);"), "{func}");
     }
 }

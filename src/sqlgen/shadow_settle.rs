@@ -52,6 +52,11 @@ pub struct Settle<'a> {
     /// (target column, its value over the source row's bare column names):
     /// the columns a refresh sets (not the key, not GENERATED ALWAYS).
     pub refreshed: Vec<(Ident, String)>,
+    /// (target column, its value over the source row's bare column names):
+    /// every column a copy of a missing row writes (the key included).
+    pub inserted: Vec<(Ident, String)>,
+    /// `OVERRIDING SYSTEM VALUE` on that copy (GENERATED ALWAYS identity).
+    pub overriding: bool,
 }
 
 impl Settle<'_> {
@@ -135,7 +140,85 @@ impl Settle<'_> {
         )
     }
 
-    /// `zdm.shadow_settle_<migration>()`: rows removed.
+    /// The statement copying, when the batches are over, the rows of noted
+    /// keys that the shadow lacks (`zdm_missing`) from the original.
+    fn copy_missing(&self) -> String {
+        let cols: Vec<String> = self.inserted.iter().map(|(c, _)| c.to_string()).collect();
+        let vals: Vec<String> = self.inserted.iter().map(|(_, v)| v.clone()).collect();
+        format!(
+            "
+    IF zdm_copy_missing AND zdm_missing IS NOT NULL THEN
+        -- No batch will copy them any more (rows the original gained, or
+        -- changed, while the shadow was written only by the batches): they
+        -- come from the original as it is now. A writer's copy made meanwhile
+        -- is newer and stays.
+        INSERT INTO {target} ({cols}){overriding}
+        SELECT {vals}
+          FROM ONLY {source} AS zdm_s
+         WHERE {s_key} IN (SELECT {n_key} FROM {notes} AS zdm_n
+                            WHERE zdm_n.ctid = ANY (zdm_missing))
+        ON CONFLICT {t_cols} DO NOTHING;
+    END IF;",
+            target = self.target,
+            source = self.source,
+            notes = self.notes,
+            cols = cols.join(", "),
+            overriding = if self.overriding {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            },
+            vals = vals.join(", "),
+            s_key = self.source_cols("zdm_s."),
+            n_key = self.source_cols("zdm_n.").trim_start_matches('(').trim_end_matches(')'),
+            t_cols = self.target_cols(""),
+        )
+    }
+
+    /// The sync function of the copy phase, while the shadow has no indexes:
+    /// it only notes the key of every row written (the old and the new key
+    /// of an update that moves a row); the settle run once the indexes are
+    /// built makes those rows right. SECURITY DEFINER like the row-copy
+    /// function it is replaced by, every name and operator qualified.
+    pub fn create_note_every_write_function(&self, function: &QualifiedName) -> String {
+        let key = |row: &str| {
+            let c: Vec<String> = self.key.iter().map(|(s, _, _)| format!("{row}.{s}")).collect();
+            format!("({})", c.join(", "))
+        };
+        let body = format!(
+            "-- pg_zdm migration {migration} (shadow sync, copy phase): notes the key
+-- of every row written in {source}. The batches copy rows into {target},
+-- which has no index yet; once its indexes are built this function is
+-- replaced by the one that copies each write, and the settle makes the rows
+-- of the noted keys equal to the original's.
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        {note_new}
+    ELSE
+        {note_old}
+        IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND {old} OPERATOR(pg_catalog.<>) {new} THEN
+            {note_new}
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+",
+            migration = self.migration.replace('\n', " "),
+            source = self.source,
+            target = self.target,
+            note_new = self.note_key("NEW"),
+            note_old = self.note_key("OLD"),
+            old = key("OLD"),
+            new = key("NEW"),
+        );
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS {}",
+            dollar_quote(&body)
+        )
+    }
+
+    /// `zdm.shadow_settle_<migration>(copy_missing)`: rows removed.
     pub fn create_function(&self, function: &QualifiedName) -> String {
         let notes = self.notes;
         let target = self.target;
@@ -147,6 +230,8 @@ impl Settle<'_> {
             "-- pg_zdm migration {migration}: makes the rows of {target} whose keys
 -- are noted in {notes} equal to the rows of {source} again: a backfill batch
 -- may have copied them as they were before a delete or an update.
+-- zdm_copy_missing: the batches are over, so the shadow must also gain the
+-- rows of noted keys it lacks (false while batches still copy them).
 DECLARE
     zdm_noted tid[];
     zdm_missing tid[];
@@ -159,11 +244,13 @@ BEGIN
     IF zdm_noted IS NULL THEN
         RETURN 0;
     END IF;
-    -- Notes whose key has no row in the shadow: settled as they are.
+    -- Notes whose key has no row in the shadow: settled as they are (a
+    -- batch copies the row later), or by a copy when the batches are over.
     SELECT array_agg(zdm_n.ctid) INTO zdm_missing
       FROM {notes} AS zdm_n
      WHERE zdm_n.ctid = ANY (zdm_noted)
        AND NOT EXISTS (SELECT FROM {target} AS zdm_t WHERE {t_key} = {n_key});
+{copy_missing}
     -- The shadow rows of the other notes that this call can lock, and their
     -- notes. A row a writer holds is left, with its note, for the next call.
     -- Only the rows locked here are judged below: a row a writer makes from
@@ -192,9 +279,10 @@ END;
 ",
             migration = self.migration.replace('\n', " "),
             refresh = self.refresh(),
+            copy_missing = self.copy_missing(),
         );
         format!(
-            "CREATE FUNCTION {function}() RETURNS bigint
+            "CREATE FUNCTION {function}(zdm_copy_missing boolean DEFAULT true) RETURNS bigint
 LANGUAGE plpgsql AS {}",
             dollar_quote(&body)
         )
@@ -289,6 +377,12 @@ mod tests {
                 (Ident::test("amount"), "amount".into()),
                 (Ident::test("Tax"), "(round(amount * 0.2, 2))".into()),
             ],
+            inserted: vec![
+                (Ident::test("a"), "a".into()),
+                (Ident::test("b2"), "\"B\"".into()),
+                (Ident::test("amount"), "amount".into()),
+            ],
+            overriding: true,
         };
         assert_eq!(
             s.create_notes_table(),
@@ -309,7 +403,7 @@ mod tests {
         );
         let f = s.create_function(&QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_settle_m")));
         assert!(
-            f.starts_with("CREATE FUNCTION zdm.shadow_settle_m() RETURNS bigint"),
+            f.starts_with("CREATE FUNCTION zdm.shadow_settle_m(zdm_copy_missing boolean DEFAULT true) RETURNS bigint"),
             "{f}"
         );
         let lock = f.find("FOR UPDATE OF zdm_t SKIP LOCKED").expect("locks");
@@ -335,6 +429,42 @@ mod tests {
         assert!(f.contains("     WHERE zdm_t.ctid = ANY (zdm_held_rows)\n       AND EXISTS (SELECT FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s WHERE (zdm_s.a, zdm_s.\"B\") = (zdm_t.a, zdm_t.b2));"), "{f}");
         // Only the notes it settled are dropped.
         assert!(f.contains("DELETE FROM \"My Schema\".zdm_stale_m WHERE ctid = ANY (zdm_settled);"));
+
+        // Once the batches are over, the rows of noted keys the shadow lacks
+        // are copied (before the rows are locked and judged).
+        let copy = f
+            .find("    IF zdm_copy_missing AND zdm_missing IS NOT NULL THEN")
+            .expect(&f);
+        assert!(copy < lock, "{f}");
+        assert!(f.contains("        INSERT INTO \"My Schema\".zdm_shadow_m (a, b2, amount) OVERRIDING SYSTEM VALUE\n        SELECT a, \"B\", amount\n          FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s\n         WHERE (zdm_s.a, zdm_s.\"B\") IN (SELECT zdm_n.a, zdm_n.\"B\" FROM \"My Schema\".zdm_stale_m AS zdm_n\n                            WHERE zdm_n.ctid = ANY (zdm_missing))\n        ON CONFLICT (a, b2) DO NOTHING;"), "{f}");
+    }
+
+    #[test]
+    fn the_copy_phase_trigger_notes_every_key_written() {
+        let src = QualifiedName::new(Ident::test("public"), Ident::test("Order; DROP TABLE x"));
+        let dst = QualifiedName::new(Ident::test("public"), Ident::test("zdm_shadow_m"));
+        let notes = QualifiedName::new(Ident::test("public"), Ident::test("zdm_stale_m"));
+        let s = Settle {
+            migration: "m",
+            source: &src,
+            target: &dst,
+            notes: &notes,
+            key: vec![(Ident::test("id"), SqlFragment("bigint".into()), Ident::test("id"))],
+            refreshed: vec![],
+            inserted: vec![(Ident::test("id"), "id".into())],
+            overriding: false,
+        };
+        let f =
+            s.create_note_every_write_function(&QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_sync_m")));
+        assert!(
+            f.starts_with(
+                "CREATE FUNCTION zdm.shadow_sync_m() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS $zdm$"
+            ),
+            "{f}"
+        );
+        assert!(f.contains("    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN\n        INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);\n    ELSE\n        INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);\n        IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND (OLD.id) OPERATOR(pg_catalog.<>) (NEW.id) THEN\n            INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);\n        END IF;\n    END IF;\n    RETURN NULL;"), "{f}");
+        // Nothing in it touches the shadow, which has no index yet.
+        assert!(!f.split("BEGIN").nth(1).unwrap().contains("zdm_shadow_m"), "{f}");
     }
 
     #[test]

@@ -5,7 +5,15 @@ use zdm_harness::cluster::{Cluster, ClusterOptions};
 
 /// A fresh cluster with pg_zdm created in database `postgres`.
 pub fn cluster_with_zdm() -> Cluster {
-    let c = Cluster::start(&ClusterOptions::default());
+    cluster_with_zdm_settings(&[])
+}
+
+/// The same, with these postgresql.conf lines.
+pub fn cluster_with_zdm_settings(lines: &[&str]) -> Cluster {
+    let c = Cluster::start(&ClusterOptions {
+        extra_conf: lines.iter().map(|l| l.to_string()).collect(),
+        ..ClusterOptions::default()
+    });
     c.connect()
         .batch_execute("CREATE EXTENSION pg_zdm")
         .expect("CREATE EXTENSION pg_zdm");
