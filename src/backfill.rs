@@ -16,7 +16,8 @@ use crate::ident::Literal;
 use crate::migrations::store::{self, BatchCheckpoint, MigrationRow};
 use crate::migrations::Phase;
 use crate::plan::{BackfillPlan, LockMode};
-use crate::session::{get_optional, in_subtransaction, with_local_settings};
+use crate::session::{caught_detail, caught_message, caught_sqlstate, get_optional, in_subtransaction, with_local_settings};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use crate::sqlgen::shadow_settle::{beyond_upper_function, UpperBound};
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -329,7 +330,24 @@ fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>
 
 /// Every row is done: run the validation steps and mark the migration backfilled.
 fn finish(m: &MigrationRow) -> ZdmResult<()> {
-    let report = run_steps(&m.plan.validate, &RetryPolicy::from_settings())?;
+    // A statement that fails here (an index the new structure cannot build,
+    // a foreign key the rows break) is named with its migration and what to
+    // do next; the whole step is rolled back, the copied rows stay.
+    let report = in_subtransaction(|| run_steps(&m.plan.validate, &RetryPolicy::from_settings())).map_err(|e| {
+        let mut error = ZdmError::new(
+            caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR),
+            format!("pg_zdm {}: the end of the backfill failed: {}", m.name, caught_message(&e)),
+        )
+        .hint(format!(
+            "Nothing of this step was kept; the rows copied so far stay. Fix the rows (or the migration's \
+             alterations, after SELECT zdm.rollback({})) and CALL zdm.backfill() again.",
+            Literal::new(&m.name)
+        ));
+        if let Some(d) = caught_detail(&e) {
+            error = error.detail(d);
+        }
+        error
+    })??;
     let m = store::get_for_update(&m.name)?;
     store::set_waiting(&m.name, None)?;
     store::move_phase(

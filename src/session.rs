@@ -67,6 +67,15 @@ pub fn caught_message(e: &CaughtError) -> String {
     }
 }
 
+/// The DETAIL of a caught error, if it has one.
+pub fn caught_detail(e: &CaughtError) -> Option<String> {
+    match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
+            r.detail().map(|d| d.to_string())
+        }
+    }
+}
+
 /// Set transaction-local settings for the duration of `f`, then put the previous
 /// values back (so nothing leaks into the caller's transaction). If `f` errors
 /// inside a subtransaction, PostgreSQL's own rollback restores them.

@@ -31,10 +31,16 @@
 //!   made after the locks, and that another writer held, would make the
 //!   refresh wait for that writer and then write the values of its older
 //!   snapshot over the writer's;
-//! - a note whose key has no shadow row is dropped: only a batch that read
-//!   the row before the write committed can still copy it, and such a batch
-//!   has committed (or is this transaction) by the time the note is visible;
-//!   later batches copy the row as the write left it.
+//! - a note whose key has no shadow row is dropped while batches run: only a
+//!   batch that read the row before the write committed can still copy it,
+//!   and such a batch has committed (or is this transaction) by the time the
+//!   note is visible; later batches copy the row as the write left it. Once
+//!   the batches are over (`copy_missing`) no batch will copy it: the row is
+//!   copied from the original, if the original has it.
+//!
+//! The copy phase (a shadow without indexes, see `ops::shadow_table`) uses
+//! the same notes: its trigger notes every key written and nothing else, and
+//! the one settle that ends it makes all those rows right at once.
 //!
 //! Notes live in a logged table: after a crash they are still there.
 
