@@ -16,9 +16,11 @@ use crate::ident::Literal;
 use crate::migrations::store::{self, BatchCheckpoint, MigrationRow};
 use crate::migrations::Phase;
 use crate::plan::{BackfillPlan, LockMode};
-use crate::session::{caught_detail, caught_message, caught_sqlstate, get_optional, in_subtransaction, with_local_settings};
-use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use crate::session::{
+    caught_detail, caught_message, caught_sqlstate, get_optional, in_subtransaction, with_local_settings,
+};
 use crate::sqlgen::shadow_settle::{beyond_upper_function, UpperBound};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -336,7 +338,11 @@ fn finish(m: &MigrationRow) -> ZdmResult<()> {
     let report = in_subtransaction(|| run_steps(&m.plan.validate, &RetryPolicy::from_settings())).map_err(|e| {
         let mut error = ZdmError::new(
             caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR),
-            format!("pg_zdm {}: the end of the backfill failed: {}", m.name, caught_message(&e)),
+            format!(
+                "pg_zdm {}: the end of the backfill failed: {}",
+                m.name,
+                caught_message(&e)
+            ),
         )
         .hint(format!(
             "Nothing of this step was kept; the rows copied so far stay. Fix the rows (or the migration's \
