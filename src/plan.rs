@@ -252,6 +252,10 @@ pub struct ShadowPlan {
     /// Trigger of the new table that feeds the old one after the swap, and its function.
     pub reverse_trigger: String,
     pub reverse_function: String,
+    /// The AFTER TRUNCATE trigger feeding the shadow (dropped at the swap) and
+    /// the one created on the new table at the swap, with its function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_triggers: Option<TruncateTriggers>,
     /// The verify queries (see `sqlgen::shadow_sync`): checksums, and the
     /// differing keys when they do not match; and what they compare.
     pub verify_sql: String,
@@ -275,6 +279,13 @@ pub struct ShadowPlan {
     /// finished): before that, nothing may probe it by key (no settle).
     #[serde(default)]
     pub indexes_after_copy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruncateTriggers {
+    pub forward: String,
+    pub reverse: String,
+    pub reverse_function: String,
 }
 
 impl Plan {

@@ -1458,6 +1458,70 @@ cv_pkey PRIMARY KEY (id) valid=true",
         assert_eq!(shadow_leftovers(), 0);
     }
 
+    /// TRUNCATE fires no row trigger: the shadow (and the notes) follow it
+    /// before the swap, the old table after it, so neither the swap nor a
+    /// rollback brings truncated rows back. After the swap, an old table that
+    /// other tables still reference cannot follow: the TRUNCATE fails and
+    /// nothing changes.
+    #[pg_test]
+    fn shadow_follows_a_truncate() {
+        let rows = |t: &str| {
+            one::<String>(&format!(
+                "SELECT coalesce(string_agg(id || ':' || v, ',' ORDER BY id), '') FROM {t}"
+            ))
+            .unwrap()
+        };
+        for (m, indexes_after_copy) in [("tt1", "on"), ("tt2", "off")] {
+            Spi::run(&format!(
+                "SET LOCAL zdm.shadow_indexes_after_copy = {indexes_after_copy};
+                 DROP TABLE IF EXISTS public.tt;
+                 CREATE TABLE public.tt (id int PRIMARY KEY, v int);
+                 INSERT INTO public.tt SELECT g, g FROM generate_series(1, 100) g;
+                 SELECT zdm.create_shadow_table('public.tt', '{{}}', NULL, '{m}');
+                 SELECT zdm.backfill_batch('{m}', 50);
+                 DELETE FROM public.tt WHERE id = 3;
+                 TRUNCATE public.tt;"
+            ))
+            .unwrap();
+            assert_eq!(rows(&format!("public.zdm_shadow_{m}")), "", "{m}");
+            assert_eq!(
+                one::<i64>(&format!("SELECT count(*) FROM public.zdm_stale_{m}")),
+                Some(0),
+                "{m}"
+            );
+            Spi::run("INSERT INTO public.tt VALUES (5, 50), (80, 800), (1000, 1)").unwrap();
+            while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 50)")).unwrap() > 0 {}
+            assert_eq!(
+                one::<pgrx::JsonB>(&format!("SELECT zdm.verify('{m}')")).unwrap().0["matched"],
+                true,
+                "{m}"
+            );
+            Spi::run(&format!("SELECT zdm.swap_tables('{m}')")).unwrap();
+            Spi::run("INSERT INTO public.tt VALUES (2000, 2); TRUNCATE public.tt;").unwrap();
+            assert_eq!(rows(&format!("public.zdm_old_{m}")), "", "{m}: the old table follows");
+            Spi::run("INSERT INTO public.tt VALUES (3000, 3)").unwrap();
+            Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
+            assert_eq!(rows("public.tt"), "3000:3", "{m}: nothing truncated comes back");
+        }
+
+        Spi::run(
+            "CREATE TABLE public.tp (id int PRIMARY KEY);
+             CREATE TABLE public.tc (id int PRIMARY KEY, p int REFERENCES public.tp);
+             INSERT INTO public.tp SELECT generate_series(1, 10);
+             INSERT INTO public.tc VALUES (1, 1);
+             SELECT zdm.create_shadow_table('public.tp', '{}', NULL, 'tp1');",
+        )
+        .unwrap();
+        while one::<i64>("SELECT zdm.backfill_batch('tp1')").unwrap() > 0 {}
+        Spi::run("SELECT zdm.swap_tables('tp1')").unwrap();
+        assert_eq!(sqlstate("TRUNCATE public.tp, public.tc").as_deref(), Some("0A000"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM public.tp"), Some(10));
+        assert_eq!(one::<i64>("SELECT count(*) FROM public.tc"), Some(1));
+        Spi::run("SELECT zdm.complete('tp1'); TRUNCATE public.tp, public.tc;").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM public.tp"), Some(0));
+        assert_eq!(shadow_leftovers(), 0);
+    }
+
     /// The "key after the backfill's bound" function: every key of a table
     /// empty when its backfill began; none before it begins; absent for keys
     /// whose order depends on a collation (their inserts always probe).

@@ -31,13 +31,16 @@ use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::BeyondUpper;
-use crate::plan::{LockMode, Plan, ShadowPlan, Step};
+use crate::plan::{LockMode, Plan, ShadowPlan, Step, TruncateTriggers};
 use crate::shadow::probe::ProbeRequest;
 use crate::shadow::shape::{ShadowColumn, ShadowShape, Source};
 use crate::spec::ShadowTableSpec;
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::shadow_settle::{beyond_upper_applies, beyond_upper_function, Settle, UpperBound};
-use crate::sqlgen::shadow_sync::{create_trigger, verify_diff_sql, verify_sums_sql, Compared, NoteSql, RowCopy};
+use crate::sqlgen::shadow_sync::{
+    create_trigger, create_truncate_trigger, truncate_function, verify_diff_sql, verify_sums_sql, Compared, NoteSql,
+    RowCopy,
+};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use std::collections::BTreeMap;
 
@@ -184,6 +187,10 @@ pub fn plan_from_shape(
     let reverse_fn = ctx.function_name("shadow_reverse");
     let forward_trigger = ctx.object_name("sync");
     let reverse_trigger = ctx.object_name("reverse");
+    let truncate_fn = ctx.function_name("shadow_truncate");
+    let reverse_truncate_fn = ctx.function_name("shadow_reverse_truncate");
+    let truncate_trigger = ctx.object_name("truncate");
+    let reverse_truncate_trigger = ctx.object_name("reverse_truncate");
     let srce = SqlRel::new(table);
     // The shadow columns the copy, the trigger and the settle write.
     let written: Vec<_> = shape
@@ -459,9 +466,22 @@ pub fn plan_from_shape(
         "function copying each row change back into the old table after the swap",
         reverse.create_function(&reverse_fn),
     ));
+    start.push(Step::unlocked(
+        "function emptying the shadow (and the notes) when the original is truncated",
+        truncate_function(&truncate_fn, &ctx.migration, table, &[shadow, &notes], "shadow sync"),
+    ));
+    start.push(Step::unlocked(
+        "function emptying the old table when the new one is truncated after the swap",
+        truncate_function(&reverse_truncate_fn, &ctx.migration, table, &[old_name], "reverse sync"),
+    ));
     start.push(srce.step(
         "trigger feeding the shadow from the original (waits for writers in flight, then every write is copied)",
         create_trigger(&forward_trigger, table, &forward_fn),
+        LockMode::ShareRowExclusive,
+    ));
+    start.push(srce.step(
+        "trigger following a TRUNCATE of the original (TRUNCATE fires no row trigger)",
+        create_truncate_trigger(&truncate_trigger, table, &truncate_fn),
         LockMode::ShareRowExclusive,
     ));
 
@@ -469,7 +489,7 @@ pub fn plan_from_shape(
     let mut drop_generated = vec![
         Step::unlocked(
             "drop the sync functions",
-            format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}()"),
+            format!("DROP FUNCTION IF EXISTS {forward_fn}(), {reverse_fn}(), {truncate_fn}(), {reverse_truncate_fn}()"),
         ),
         drop_batch,
         Step::unlocked(
@@ -488,6 +508,11 @@ pub fn plan_from_shape(
         srce.step(
             "drop the reverse sync trigger",
             format!("DROP TRIGGER IF EXISTS {reverse_trigger} ON {table}"),
+            LockMode::AccessExclusive,
+        ),
+        srce.step(
+            "drop the reverse truncate trigger",
+            format!("DROP TRIGGER IF EXISTS {reverse_truncate_trigger} ON {table}"),
             LockMode::AccessExclusive,
         ),
         Step::locked(
@@ -516,6 +541,11 @@ pub fn plan_from_shape(
         srce.step(
             "drop the trigger feeding the shadow",
             format!("DROP TRIGGER IF EXISTS {forward_trigger} ON {table}"),
+            LockMode::AccessExclusive,
+        ),
+        srce.step(
+            "drop the trigger following a TRUNCATE of the original",
+            format!("DROP TRIGGER IF EXISTS {truncate_trigger} ON {table}"),
             LockMode::AccessExclusive,
         ),
         Step::locked(
@@ -561,6 +591,11 @@ pub fn plan_from_shape(
         forward_trigger: forward_trigger.to_string(),
         reverse_trigger: reverse_trigger.to_string(),
         reverse_function: reverse_fn.to_string(),
+        truncate_triggers: Some(TruncateTriggers {
+            forward: truncate_trigger.to_string(),
+            reverse: reverse_truncate_trigger.to_string(),
+            reverse_function: reverse_truncate_fn.to_string(),
+        }),
         verify_sql: verify_sums_sql(table, shadow, &key_types, &compared),
         verify_diff_sql: verify_diff_sql(table, shadow, &key_types, &compared),
         compared_columns: compared.iter().map(|c| c.column.raw().to_string()).collect(),

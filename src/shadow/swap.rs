@@ -323,9 +323,9 @@ impl<'a> Script<'a> {
         let t = self.t;
         let triggers = rows(
             "SELECT pg_catalog.quote_ident(tgname), pg_catalog.pg_get_triggerdef(oid), tgenabled::text
-               FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal AND tgname <> $2
+               FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal AND tgname <> ALL ($2)
               ORDER BY tgname",
-            &[t.into(), unquoted(&self.sp.forward_trigger).into()],
+            &[t.into(), own_triggers(self.sp).into()],
             |r| Ok((text(r, 1)?, text(r, 2)?, text(r, 3)?)),
         )?;
         for (name, def, enabled) in triggers {
@@ -588,6 +588,11 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
     script
         .pre
         .push(format!("DROP TRIGGER IF EXISTS {} ON {}", sp.forward_trigger, sp.table));
+    if let Some(tt) = &sp.truncate_triggers {
+        script
+            .pre
+            .push(format!("DROP TRIGGER IF EXISTS {} ON {}", tt.forward, sp.table));
+    }
     // No writer is in flight under the lock, so every delete is committed and
     // its note visible: the last copies of deleted rows go now.
     if let Some(settle) = &sp.settle_function {
@@ -607,6 +612,12 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
         "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
         sp.reverse_trigger, sp.table, sp.reverse_function
     ));
+    if let Some(tt) = &sp.truncate_triggers {
+        script.post.push(format!(
+            "CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
+            tt.reverse, sp.table, tt.reverse_function
+        ));
+    }
     Ok(script.finish())
 }
 
@@ -619,6 +630,16 @@ fn setval_from(target: &str, source: &str) -> String {
 }
 
 /// A quoted identifier's raw spelling, for comparing with pg_catalog names.
+/// pg_zdm's own triggers on the original (raw names): the swap does not
+/// carry them to the new table as it does the user's.
+fn own_triggers(sp: &ShadowPlan) -> Vec<String> {
+    let mut names = vec![unquoted(&sp.forward_trigger)];
+    if let Some(tt) = &sp.truncate_triggers {
+        names.push(unquoted(&tt.forward));
+    }
+    names
+}
+
 fn unquoted(quoted: &str) -> String {
     if let Some(inner) = quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
         inner.replace("\"\"", "\"")
@@ -656,6 +677,9 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
                 ));
             }
             sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", sp.reverse_trigger));
+            if let Some(tt) = &sp.truncate_triggers {
+                sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", tt.reverse));
+            }
             sql.push(format!(
                 "ALTER TABLE {t} RENAME TO {}",
                 Ident::new(sp.shadow_relname.as_str())

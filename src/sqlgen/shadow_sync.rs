@@ -289,6 +289,50 @@ pub fn create_trigger(trigger: &Ident, table: &QualifiedName, function: &Qualifi
     )
 }
 
+/// The function of a TRUNCATE trigger: TRUNCATE fires no row trigger, so
+/// without it the target would keep the rows (and bring them back at the
+/// swap, or at a rollback after it). It truncates `targets` in the same
+/// transaction. A target other tables reference (the old table after the
+/// swap keeps its incoming foreign keys until complete) cannot be truncated
+/// on its own: the writer's TRUNCATE then fails, saying what to do (the
+/// function's name, in the error's context, names the migration).
+pub fn truncate_function(
+    function: &QualifiedName,
+    migration: &str,
+    source: &QualifiedName,
+    targets: &[&QualifiedName],
+    purpose: &str,
+) -> String {
+    let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+    let body = format!(
+        "-- pg_zdm migration {migration} ({purpose}): a TRUNCATE of {source} fires no
+-- row trigger; the rows go from {targets} too, in the same transaction.
+BEGIN
+    TRUNCATE {targets};
+    RETURN NULL;
+EXCEPTION WHEN feature_not_supported THEN
+    RAISE EXCEPTION 'pg_zdm: % (a TRUNCATE of %.% must also empty the table pg_zdm keeps for a rollback)',
+        SQLERRM, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'Other tables still reference that table: finish the migration first '
+                     '(zdm.complete or zdm.rollback), or DELETE the rows.';
+END;
+",
+        migration = migration.replace('\n', " "),
+        targets = names.join(", "),
+    );
+    format!(
+        "CREATE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
+        dollar_quote(&body)
+    )
+}
+
+/// `CREATE TRIGGER` for a truncate function: AFTER TRUNCATE, per statement.
+pub fn create_truncate_trigger(trigger: &Ident, table: &QualifiedName, function: &QualifiedName) -> String {
+    format!("CREATE TRIGGER {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {function}()")
+}
+
 /// One compared column of `verify`: its name in the shadow, the value the
 /// original row gives for it (over bare column names), and the shadow's type.
 pub struct Compared {
