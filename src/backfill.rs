@@ -15,7 +15,7 @@ use crate::guc;
 use crate::ident::Literal;
 use crate::migrations::store::{self, BatchCheckpoint, MigrationRow};
 use crate::migrations::Phase;
-use crate::plan::{BackfillPlan, LockMode};
+use crate::plan::{BackfillPlan, BeyondUpper, LockMode};
 use crate::session::{
     caught_detail, caught_message, caught_sqlstate, get_optional, in_subtransaction, with_local_settings,
 };
@@ -289,28 +289,34 @@ fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, runn
     )
 }
 
+/// Re-create the "key after the bound" function of a shadow with `bound`
+/// (None: the table was empty, every key is after it).
+pub fn set_beyond_bound(migration: &str, b: &BeyondUpper, bound: Option<&[String]>) {
+    let literals: Vec<Literal> = bound.iter().copied().flatten().map(|v| Literal::new(v)).collect();
+    let bound = match bound {
+        None => UpperBound::Empty,
+        Some(_) => UpperBound::Key(&literals),
+    };
+    let sql = beyond_upper_function(&b.function, &b.key_types, bound);
+    // Only its owner (who started the migration) may replace it; for
+    // another role the trigger keeps probing, which is only slower.
+    if in_subtransaction(|| Spi::run(&sql).expect("replace the function")).is_err() {
+        pgrx::notice!(
+            "pg_zdm {migration}: {} was left as it is (owned by another role); inserts keep probing the notes",
+            b.function
+        );
+    }
+}
+
 /// First batch: fix the upper bound (the last row that exists now; later rows
 /// are kept right by the sync trigger) and the estimate. None: empty table.
 fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>> {
     let upper: Option<Vec<String>> = get_optional(&plan.upper_bound_sql, &[]).map_err(spi_err)?;
     // A shadow's trigger inserts keys after the bound without probing its
     // notes, from the commit of this transaction on (until then it probes).
-    if let Some(b) = &plan.beyond_upper {
-        let literals: Vec<Literal> = upper.iter().flatten().map(|v| Literal::new(v)).collect();
-        let bound = match &upper {
-            None => UpperBound::Empty,
-            Some(_) => UpperBound::Key(&literals),
-        };
-        let sql = beyond_upper_function(&b.function, &b.key_types, bound);
-        // Only its owner (who started the migration) may replace it; for
-        // another role the trigger keeps probing, which is only slower.
-        if in_subtransaction(|| Spi::run(&sql).expect("replace the function")).is_err() {
-            pgrx::notice!(
-                "pg_zdm {}: {} was left as it is (owned by another role); inserts keep probing the notes",
-                m.name,
-                b.function
-            );
-        }
+    // (After a copy phase, verify sets it: see `shadow::beyond`.)
+    if let Some(b) = plan.beyond_upper.as_ref().filter(|b| b.set_after_copy_sql.is_none()) {
+        set_beyond_bound(&m.name, b, upper.as_deref());
     }
     let Some(upper) = upper else { return Ok(None) };
     let estimate: i64 = Spi::get_one_with_args::<f32>(

@@ -211,6 +211,11 @@ pub struct BackfillPlan {
 pub struct BeyondUpper {
     pub function: String,
     pub key_types: Vec<String>,
+    /// After a copy phase the bound is not set when the backfill begins but
+    /// by `zdm.verify` (see `shadow::beyond`), from this query: the greatest
+    /// key in the table or the shadow, as text[].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_after_copy_sql: Option<String>,
 }
 
 /// Every phase of one migration.

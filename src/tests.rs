@@ -1389,9 +1389,16 @@ cv_pkey PRIMARY KEY (id) valid=true",
             "all settled"
         );
         assert_eq!(
+            one::<bool>("SELECT zdm.shadow_beyond_ix1(1000000)"),
+            Some(false),
+            "inserts probe the notes until verify"
+        );
+        assert_eq!(
             one::<pgrx::JsonB>("SELECT zdm.verify('ix1')").unwrap().0["matched"],
             true
         );
+        // (When verify lets inserts skip the probe: harness/tests/shadow_copy_phase.rs,
+        // on a cluster where no other test's transactions run.)
         // The trigger now copies each write.
         Spi::run("UPDATE public.ix SET v = 42 WHERE id = 9").unwrap();
         assert_eq!(

@@ -183,3 +183,38 @@ fn writers_do_not_wait_for_the_index_build() {
     assert_eq!(differences(&mut admin), Vec::<String>::new());
     verify_matches(&mut admin);
 }
+
+/// After a copy phase, inserts of keys after the greatest one skip the probe
+/// of the notes only once verify has seen every transaction older than
+/// itself end (any of them may still write with the copy phase's trigger).
+#[test]
+fn inserts_skip_the_probe_once_no_copy_phase_writer_is_left() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    table(&mut admin);
+    admin.batch_execute(WRITES).unwrap();
+    admin.batch_execute("CALL zdm.backfill('m')").unwrap();
+    let beyond = |c: &mut postgres::Client, key: i64| -> bool {
+        c.query_one("SELECT zdm.shadow_beyond_m($1)", &[&key]).unwrap().get(0)
+    };
+    assert!(!beyond(&mut admin, 1_000_000), "inserts probe after the copy");
+    let mut old = cluster.connect();
+    old.batch_execute("BEGIN; SELECT 1;").unwrap();
+    let started = Instant::now();
+    verify_matches(&mut admin);
+    assert!(started.elapsed() >= Duration::from_secs(2), "verify waited for it");
+    assert!(
+        !beyond(&mut admin, 1_000_000),
+        "a transaction older than verify was open"
+    );
+    old.batch_execute("COMMIT").unwrap();
+    verify_matches(&mut admin);
+    // 30000, inserted during the copy, is the greatest key.
+    assert!(!beyond(&mut admin, 30000));
+    assert!(beyond(&mut admin, 30001));
+    admin
+        .batch_execute("INSERT INTO public.t VALUES (30001, 1, 'a'), (40000, 2, 'b'), (1600, 3, 'c')")
+        .unwrap();
+    assert_eq!(differences(&mut admin), Vec::<String>::new());
+    verify_matches(&mut admin);
+}

@@ -226,11 +226,12 @@ pub fn plan_from_shape(
     // Keys after the backfill's upper bound need no probe of the notes; the
     // function saying so is re-created when the backfill begins.
     let source_key_types: Vec<String> = key.columns.iter().map(|(_, ty)| ty.to_string()).collect();
-    // Not after a copy phase: the settle at its end copies keys after the
-    // bound too (writes it noted), so the shadow may hold them.
-    let beyond_upper = (!after_copy && beyond_upper_applies(&source_key_types)).then(|| BeyondUpper {
+    // After a copy phase the settle at its end copies keys after the
+    // backfill's bound too: verify sets the bound later (`shadow::beyond`).
+    let beyond_upper = beyond_upper_applies(&source_key_types).then(|| BeyondUpper {
         function: ctx.function_name("shadow_beyond").to_string(),
         key_types: source_key_types,
+        set_after_copy_sql: after_copy.then(|| settle.greatest_key_sql()),
     });
     let note_sql = |every_delete| NoteSql {
         note_old: settle.note_key("OLD"),

@@ -13,6 +13,7 @@
 //! - `swap`: the swap, the swap back (rollback), and the clean-up of complete.
 
 pub mod alterations;
+pub mod beyond;
 pub mod probe;
 pub mod shape;
 pub mod swap;

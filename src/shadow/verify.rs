@@ -68,6 +68,16 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
     // that was in flight during the settle and commits before the comparison
     // leaves one such copy to be seen: a mismatch is settled and compared
     // again, a few times, before it is reported.
+    // After a copy phase, inserts skip the probe of the notes only once no
+    // writer of the copy phase is left and its notes are settled (`beyond`).
+    let beyond = (m.phase == Phase::Backfilled)
+        .then(|| m.plan.backfill.as_ref().and_then(|p| p.beyond_upper.as_ref()))
+        .flatten()
+        .filter(|b| b.set_after_copy_sql.is_some());
+    let copy_writers_gone = match beyond {
+        Some(_) => super::beyond::older_transactions_ended()?,
+        None => false,
+    };
     let mut passes = 0;
     let (source_rows, shadow_rows, source_sums, shadow_sums) = loop {
         passes += 1;
@@ -92,6 +102,16 @@ pub fn verify(name: &str) -> ZdmResult<Value> {
         crate::session::sleep_ms(200);
     };
     let sums_match = source_rows == shadow_rows && source_sums == shadow_sums;
+    if let Some(b) = beyond.filter(|_| sums_match) {
+        if copy_writers_gone {
+            super::beyond::set_bound_after_copy(name, b)?;
+        } else {
+            pgrx::notice!(
+                "pg_zdm {name}: transactions older than this verify are still running; \
+                 inserts keep probing the notes until a verify finds none"
+            );
+        }
+    }
     // Only on a mismatch: which rows (a join of both tables, in a second look).
     let (differing, sample) = if sums_match {
         (0, Vec::new())

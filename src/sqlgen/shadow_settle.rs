@@ -181,6 +181,35 @@ impl Settle<'_> {
         )
     }
 
+    /// The greatest key in the original or the shadow (text[], NULL when
+    /// both are empty): the bound after which, once a copy phase is over and
+    /// settled, no shadow row can exist that the original does not have.
+    /// Each side is one backward index scan.
+    pub fn greatest_key_sql(&self) -> String {
+        let side = |table: String, cols: Vec<String>| {
+            let texts: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
+            let desc: Vec<String> = cols.iter().map(|c| format!("{c} DESC")).collect();
+            let typed: Vec<String> = cols
+                .iter()
+                .zip(&self.key)
+                .map(|(c, (_, ty, _))| format!("{c}::{ty}"))
+                .collect();
+            format!(
+                "(SELECT ARRAY[{}] AS zdm_k, ROW({}) AS zdm_r FROM {table} ORDER BY {} LIMIT 1)",
+                texts.join(", "),
+                typed.join(", "),
+                desc.join(", ")
+            )
+        };
+        let source: Vec<String> = self.key.iter().map(|(s, _, _)| format!("zdm_s.{s}")).collect();
+        let target: Vec<String> = self.key.iter().map(|(_, _, t)| format!("zdm_t.{t}")).collect();
+        format!(
+            "SELECT zdm_k FROM ({}\n UNION ALL {}) AS zdm_b ORDER BY zdm_r DESC LIMIT 1",
+            side(format!("ONLY {} AS zdm_s", self.source), source),
+            side(format!("{} AS zdm_t", self.target), target),
+        )
+    }
+
     /// The sync function of the copy phase, while the shadow has no indexes:
     /// it only notes the key of every row written (the old and the new key
     /// of an update that moves a row); the settle run once the indexes are
@@ -443,6 +472,30 @@ mod tests {
             .expect(&f);
         assert!(copy < lock, "{f}");
         assert!(f.contains("        INSERT INTO \"My Schema\".zdm_shadow_m (a, b2, amount) OVERRIDING SYSTEM VALUE\n        SELECT a, \"B\", amount\n          FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s\n         WHERE (zdm_s.a, zdm_s.\"B\") IN (SELECT zdm_n.a, zdm_n.\"B\" FROM \"My Schema\".zdm_stale_m AS zdm_n\n                            WHERE zdm_n.ctid = ANY (zdm_missing))\n        ON CONFLICT (a, b2) DO NOTHING;"), "{f}");
+    }
+
+    #[test]
+    fn greatest_key_of_either_table() {
+        let src = QualifiedName::new(Ident::test("public"), Ident::test("t"));
+        let dst = QualifiedName::new(Ident::test("public"), Ident::test("zdm_shadow_m"));
+        let notes = QualifiedName::new(Ident::test("public"), Ident::test("zdm_stale_m"));
+        let s = Settle {
+            migration: "m",
+            source: &src,
+            target: &dst,
+            notes: &notes,
+            key: vec![
+                (Ident::test("a"), SqlFragment("integer".into()), Ident::test("a2")),
+                (Ident::test("b"), SqlFragment("date".into()), Ident::test("b")),
+            ],
+            refreshed: vec![],
+            inserted: vec![],
+            overriding: false,
+        };
+        assert_eq!(
+            s.greatest_key_sql(),
+            "SELECT zdm_k FROM ((SELECT ARRAY[zdm_s.a::text, zdm_s.b::text] AS zdm_k, ROW(zdm_s.a::integer, zdm_s.b::date) AS zdm_r FROM ONLY public.t AS zdm_s ORDER BY zdm_s.a DESC, zdm_s.b DESC LIMIT 1)\n UNION ALL (SELECT ARRAY[zdm_t.a2::text, zdm_t.b::text] AS zdm_k, ROW(zdm_t.a2::integer, zdm_t.b::date) AS zdm_r FROM public.zdm_shadow_m AS zdm_t ORDER BY zdm_t.a2 DESC, zdm_t.b DESC LIMIT 1)) AS zdm_b ORDER BY zdm_r DESC LIMIT 1"
+        );
     }
 
     #[test]
