@@ -503,22 +503,35 @@ mod tests {
         );
     }
 
-    #[test]
-    fn copy_phase_batches_are_plain_inserts() {
+    fn orders_key() -> (QualifiedName, Vec<(Ident, SqlFragment)>) {
         let t = QualifiedName::new(Ident::test("public"), Ident::test("orders"));
-        let key = vec![(Ident::test("id"), SqlFragment("bigint".into()))];
-        let k = KeysetBatch {
-            table: &t,
-            key: &key,
+        (t, vec![(Ident::test("id"), SqlFragment("bigint".into()))])
+    }
+
+    /// Copy batches of public.orders (id, amount) into its shadow.
+    fn copy_into_orders<'a>(
+        t: &'a QualifiedName,
+        key: &'a [(Ident, SqlFragment)],
+        settle: Option<String>,
+    ) -> KeysetBatch<'a> {
+        KeysetBatch {
+            table: t,
+            key,
             work: BatchWork::CopyInto {
                 target: "public.zdm_shadow_m".into(),
                 columns: vec!["id".into(), "amount".into()],
                 values: vec!["id".into(), "amount".into()],
                 conflict_key: vec!["id".into()],
                 overriding: false,
-                settle: None,
+                settle,
             },
-        };
+        }
+    }
+
+    #[test]
+    fn copy_phase_batches_are_plain_inserts() {
+        let (t, key) = orders_key();
+        let k = copy_into_orders(&t, &key, None);
         let f = QualifiedName::new(Ident::test("zdm"), Ident::test("backfill_m"));
         let func = k.create_batch_function(&f, "m", "copy");
         // The shadow has no index yet: nothing probes it, nothing settles.
@@ -534,20 +547,8 @@ mod tests {
 
     #[test]
     fn copy_batches_skip_copied_keys_and_fall_back_on_a_race() {
-        let t = QualifiedName::new(Ident::test("public"), Ident::test("orders"));
-        let key = vec![(Ident::test("id"), SqlFragment("bigint".into()))];
-        let k = KeysetBatch {
-            table: &t,
-            key: &key,
-            work: BatchWork::CopyInto {
-                target: "public.zdm_shadow_m".into(),
-                columns: vec!["id".into(), "amount".into()],
-                values: vec!["id".into(), "amount".into()],
-                conflict_key: vec!["id".into()],
-                overriding: false,
-                settle: Some("zdm.shadow_settle_m".into()),
-            },
-        };
+        let (t, key) = orders_key();
+        let k = copy_into_orders(&t, &key, Some("zdm.shadow_settle_m".into()));
         // The shadow side of the anti-join is bounded by the batch's range too.
         let work = &k.explain_statements()[1];
         assert!(

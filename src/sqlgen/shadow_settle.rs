@@ -394,20 +394,32 @@ LANGUAGE sql STABLE PARALLEL SAFE AS {}",
 mod tests {
     use super::*;
 
+    fn names(schema: &str, table: &str) -> [QualifiedName; 3] {
+        let n = |t: &str| QualifiedName::new(Ident::test(schema), Ident::test(t));
+        [n(table), n("zdm_shadow_m"), n("zdm_stale_m")]
+    }
+
+    /// A settle of migration m over `names`, with these key pairs.
+    fn settle<'a>(names: &'a [QualifiedName; 3], key: Vec<(&str, &str, &str)>) -> Settle<'a> {
+        Settle {
+            migration: "m",
+            source: &names[0],
+            target: &names[1],
+            notes: &names[2],
+            key: key
+                .into_iter()
+                .map(|(s, ty, t)| (Ident::test(s), SqlFragment(ty.into()), Ident::test(t)))
+                .collect(),
+            refreshed: vec![],
+            inserted: vec![],
+            overriding: false,
+        }
+    }
+
     #[test]
     fn settle_locks_then_judges_in_a_later_statement() {
-        let src = QualifiedName::new(Ident::test("My Schema"), Ident::test("Order; DROP TABLE x"));
-        let dst = QualifiedName::new(Ident::test("My Schema"), Ident::test("zdm_shadow_m"));
-        let notes = QualifiedName::new(Ident::test("My Schema"), Ident::test("zdm_stale_m"));
+        let names = names("My Schema", "Order; DROP TABLE x");
         let s = Settle {
-            migration: "m",
-            source: &src,
-            target: &dst,
-            notes: &notes,
-            key: vec![
-                (Ident::test("a"), SqlFragment("integer".into()), Ident::test("a")),
-                (Ident::test("B"), SqlFragment("text".into()), Ident::test("b2")),
-            ],
             refreshed: vec![
                 (Ident::test("amount"), "amount".into()),
                 (Ident::test("Tax"), "(round(amount * 0.2, 2))".into()),
@@ -418,6 +430,7 @@ mod tests {
                 (Ident::test("amount"), "amount".into()),
             ],
             overriding: true,
+            ..settle(&names, vec![("a", "integer", "a"), ("B", "text", "b2")])
         };
         assert_eq!(
             s.create_notes_table(),
@@ -476,22 +489,8 @@ mod tests {
 
     #[test]
     fn greatest_key_of_either_table() {
-        let src = QualifiedName::new(Ident::test("public"), Ident::test("t"));
-        let dst = QualifiedName::new(Ident::test("public"), Ident::test("zdm_shadow_m"));
-        let notes = QualifiedName::new(Ident::test("public"), Ident::test("zdm_stale_m"));
-        let s = Settle {
-            migration: "m",
-            source: &src,
-            target: &dst,
-            notes: &notes,
-            key: vec![
-                (Ident::test("a"), SqlFragment("integer".into()), Ident::test("a2")),
-                (Ident::test("b"), SqlFragment("date".into()), Ident::test("b")),
-            ],
-            refreshed: vec![],
-            inserted: vec![],
-            overriding: false,
-        };
+        let names = names("public", "t");
+        let s = settle(&names, vec![("a", "integer", "a2"), ("b", "date", "b")]);
         assert_eq!(
             s.greatest_key_sql(),
             "SELECT zdm_k FROM ((SELECT ARRAY[zdm_s.a::text, zdm_s.b::text] AS zdm_k, ROW(zdm_s.a::integer, zdm_s.b::date) AS zdm_r FROM ONLY public.t AS zdm_s ORDER BY zdm_s.a DESC, zdm_s.b DESC LIMIT 1)\n UNION ALL (SELECT ARRAY[zdm_t.a2::text, zdm_t.b::text] AS zdm_k, ROW(zdm_t.a2::integer, zdm_t.b::date) AS zdm_r FROM public.zdm_shadow_m AS zdm_t ORDER BY zdm_t.a2 DESC, zdm_t.b DESC LIMIT 1)) AS zdm_b ORDER BY zdm_r DESC LIMIT 1"
@@ -500,19 +499,8 @@ mod tests {
 
     #[test]
     fn the_copy_phase_trigger_notes_every_key_written() {
-        let src = QualifiedName::new(Ident::test("public"), Ident::test("Order; DROP TABLE x"));
-        let dst = QualifiedName::new(Ident::test("public"), Ident::test("zdm_shadow_m"));
-        let notes = QualifiedName::new(Ident::test("public"), Ident::test("zdm_stale_m"));
-        let s = Settle {
-            migration: "m",
-            source: &src,
-            target: &dst,
-            notes: &notes,
-            key: vec![(Ident::test("id"), SqlFragment("bigint".into()), Ident::test("id"))],
-            refreshed: vec![],
-            inserted: vec![(Ident::test("id"), "id".into())],
-            overriding: false,
-        };
+        let names = names("public", "Order; DROP TABLE x");
+        let s = settle(&names, vec![("id", "bigint", "id")]);
         let f =
             s.create_note_every_write_function(&QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_sync_m")));
         assert!(

@@ -285,7 +285,10 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
                     .query_one("SELECT zdm.create_shadow_table('bench_t')", &[])
                     .unwrap()
                     .get(0);
+                // verify, as before a swap: it also lets inserts of new keys
+                // skip the notes probe once the copy phase is settled.
                 c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+                c.batch_execute(&format!("SELECT zdm.verify('{m}')")).unwrap();
             }
             "seed document's shadow trigger" => {
                 c.batch_execute(
