@@ -396,7 +396,7 @@ pub fn plan_from_shape(
     if after_copy {
         validate.push(Step::unlocked(
             "settle the keys written during the copy: the shadow's rows become the original's",
-            format!("SELECT {settle_fn}(true)"),
+            format!("SELECT {settle_fn}(true, true)"),
         ));
     }
     for fk in &shape.foreign_keys {
@@ -495,7 +495,7 @@ pub fn plan_from_shape(
         drop_batch,
         Step::unlocked(
             "drop the settle function",
-            format!("DROP FUNCTION IF EXISTS {settle_fn}(boolean)"),
+            format!("DROP FUNCTION IF EXISTS {settle_fn}(boolean, boolean)"),
         ),
         Step::unlocked("drop the table of noted keys", format!("DROP TABLE IF EXISTS {notes}")),
     ];
