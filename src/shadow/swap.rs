@@ -629,7 +629,6 @@ fn setval_from(target: &str, source: &str) -> String {
     )
 }
 
-/// A quoted identifier's raw spelling, for comparing with pg_catalog names.
 /// pg_zdm's own triggers on the original (raw names): the swap does not
 /// carry them to the new table as it does the user's.
 fn own_triggers(sp: &ShadowPlan) -> Vec<String> {
@@ -640,6 +639,7 @@ fn own_triggers(sp: &ShadowPlan) -> Vec<String> {
     names
 }
 
+/// A quoted identifier's raw spelling, for comparing with pg_catalog names.
 fn unquoted(quoted: &str) -> String {
     if let Some(inner) = quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
         inner.replace("\"\"", "\"")

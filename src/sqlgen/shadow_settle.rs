@@ -150,25 +150,18 @@ impl Settle<'_> {
         )
     }
 
-    /// The statement copying, when the batches are over, the rows of noted
-    /// keys that the shadow lacks (`zdm_missing`) from the original.
-    fn copy_missing(&self) -> String {
+    /// `INSERT INTO target ... SELECT ... FROM source` of the rows whose keys
+    /// the notes at the ctids in `tids` (a tid[] variable) hold, each line
+    /// after the first indented by 8 (no terminator).
+    fn copy_noted_rows(&self, tids: &str) -> String {
         let cols: Vec<String> = self.inserted.iter().map(|(c, _)| c.to_string()).collect();
         let vals: Vec<String> = self.inserted.iter().map(|(_, v)| v.clone()).collect();
         format!(
-            "
-    IF zdm_copy_missing AND zdm_missing IS NOT NULL THEN
-        -- No batch will copy them any more (rows the original gained, or
-        -- changed, while the shadow was written only by the batches): they
-        -- come from the original as it is now. A writer's copy made meanwhile
-        -- is newer and stays.
-        INSERT INTO {target} ({cols}){overriding}
+            "INSERT INTO {target} ({cols}){overriding}
         SELECT {vals}
           FROM ONLY {source} AS zdm_s
          WHERE {s_key} IN (SELECT {n_key} FROM {notes} AS zdm_n
-                            WHERE zdm_n.ctid = ANY (zdm_missing))
-        ON CONFLICT {t_cols} DO NOTHING;
-    END IF;",
+                            WHERE zdm_n.ctid = ANY ({tids}))",
             target = self.target,
             source = self.source,
             notes = self.notes,
@@ -181,7 +174,24 @@ impl Settle<'_> {
             vals = vals.join(", "),
             s_key = self.source_cols("zdm_s."),
             n_key = self.source_cols("zdm_n.").trim_start_matches('(').trim_end_matches(')'),
-            t_cols = self.target_cols(""),
+        )
+    }
+
+    /// The statement copying, when the batches are over, the rows of noted
+    /// keys that the shadow lacks (`zdm_missing`) from the original.
+    fn copy_missing(&self) -> String {
+        format!(
+            "
+    IF zdm_copy_missing AND zdm_missing IS NOT NULL THEN
+        -- No batch will copy them any more (rows the original gained, or
+        -- changed, while the shadow was written only by the batches): they
+        -- come from the original as it is now. A writer's copy made meanwhile
+        -- is newer and stays.
+        {}
+        ON CONFLICT {} DO NOTHING;
+    END IF;",
+            self.copy_noted_rows("zdm_missing"),
+            self.target_cols(""),
         )
     }
 
@@ -292,11 +302,7 @@ BEGIN
         GET DIAGNOSTICS zdm_removed = ROW_COUNT;
         -- A new statement: writes committed since the notes were read are
         -- copied as they are now (their own notes stay for the next settle).
-        INSERT INTO {target} ({inserted_cols}){overriding}
-        SELECT {inserted_vals}
-          FROM ONLY {source} AS zdm_s
-         WHERE {s_key} IN (SELECT {n_key_list} FROM {notes} AS zdm_n
-                            WHERE zdm_n.ctid = ANY (zdm_noted));
+        {copy_noted};
         DELETE FROM {notes} WHERE ctid = ANY (zdm_noted);
         RETURN zdm_removed;
     END IF;
@@ -336,24 +342,7 @@ END;
             migration = self.migration.replace('\n', " "),
             refresh = self.refresh(),
             copy_missing = self.copy_missing(),
-            inserted_cols = self
-                .inserted
-                .iter()
-                .map(|(c, _)| c.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            inserted_vals = self
-                .inserted
-                .iter()
-                .map(|(_, v)| v.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-            overriding = if self.overriding {
-                " OVERRIDING SYSTEM VALUE"
-            } else {
-                ""
-            },
-            n_key_list = n_key.trim_start_matches('(').trim_end_matches(')'),
+            copy_noted = self.copy_noted_rows("zdm_noted"),
         );
         format!(
             "CREATE FUNCTION {function}(zdm_copy_missing boolean DEFAULT true, zdm_no_other_writer boolean DEFAULT false)
