@@ -218,3 +218,48 @@ fn inserts_skip_the_probe_once_no_copy_phase_writer_is_left() {
     assert_eq!(differences(&mut admin), Vec::<String>::new());
     verify_matches(&mut admin);
 }
+
+/// A unique value that moves from one row to another during the copy: a
+/// batch copied the first row before the move, a later batch the second
+/// after it. The shadow holds the value twice until the settle; its unique
+/// index is built after the settle, so the copy phase ends without a 23505.
+#[test]
+fn a_unique_value_moved_between_rows_during_the_copy() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE TABLE public.u (id bigint PRIMARY KEY, code text NOT NULL UNIQUE);
+             INSERT INTO public.u SELECT g, 'c' || g FROM generate_series(1, 10000) g;
+             SELECT zdm.create_shadow_table('public.u', '{}', NULL, 'm');",
+        )
+        .unwrap();
+    let mut batch = cluster.connect();
+    batch
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.u;")
+        .unwrap();
+    admin
+        .batch_execute(
+            "UPDATE public.u SET code = 'moved' WHERE id = 1500;
+             UPDATE public.u SET code = 'c1500' WHERE id = 4000;",
+        )
+        .unwrap();
+    batch
+        .batch_execute("SELECT zdm.backfill_batch('m', 2000); COMMIT;")
+        .unwrap();
+    admin
+        .batch_execute("CALL zdm.backfill('m')")
+        .expect("the copy phase ends");
+    let v: String = admin.query_one("SELECT zdm.verify('m')::text", &[]).unwrap().get(0);
+    assert!(v.contains("\"matched\": true"), "{v}");
+    let codes: Vec<(i64, String)> = admin
+        .query(
+            "SELECT id, code FROM public.zdm_shadow_m WHERE id IN (1500, 4000) ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(codes, vec![(1500, "moved".to_string()), (4000, "c1500".to_string())]);
+}

@@ -12,10 +12,13 @@
 //! itself (`zdm-bench rebuild`: 1.2 s for 900k rows with the key's index,
 //! 0.84 s without, the index build included). During it the trigger only notes
 //! the keys written (`Settle::create_note_every_write_function`) and batches
-//! are plain inserts; when the batches are done the validate steps build the
-//! indexes under their own names, replace the trigger's function by the one
-//! that copies each write, and settle the noted keys (copying the rows the
-//! shadow lacks), all in one transaction. A writer still open then has noted
+//! are plain inserts; when the batches are done the validate steps settle
+//! the noted keys (replace their rows by the original's), build the indexes
+//! under their own names (after the settle: batches copy rows from different
+//! snapshots, so a unique value that moved between two rows may be in the
+//! shadow twice until then), settle the keys noted meanwhile, and replace the
+//! trigger's function by the one that copies each write, all in one
+//! transaction. A writer still open then has noted
 //! its keys with the old function: its notes are settled by verify and, at
 //! the latest, under the swap's lock. A shadow with a foreign key to itself
 //! keeps its indexes (the key's index must exist for the constraint).
@@ -365,7 +368,17 @@ pub fn plan_from_shape(
     }
     .create_or_replace_function(&forward_fn);
     let mut validate = Vec::new();
+    // At the end of a copy phase nobody else writes the shadow (writers note
+    // keys until this transaction commits): the noted rows are replaced
+    // before the indexes are built, since a batch may have copied a row as
+    // it was before a unique value moved to another row that a later batch
+    // copied; and again after the builds, for the notes made meanwhile.
+    let settle_alone = Step::unlocked(
+        "settle the keys written during the copy: the shadow's rows become the original's",
+        format!("SELECT {settle_fn}(true, true)"),
+    );
     if after_copy {
+        validate.push(settle_alone.clone());
         for i in &shape.indexes_to_build {
             let (what, mode) = if i.constraint {
                 ("constraint", LockMode::AccessExclusive)
@@ -384,6 +397,7 @@ pub fn plan_from_shape(
                 ));
             }
         }
+        validate.push(settle_alone);
     }
     validate.push(Step::unlocked(
         if after_copy {
@@ -393,12 +407,6 @@ pub fn plan_from_shape(
         },
         forward_after_backfill,
     ));
-    if after_copy {
-        validate.push(Step::unlocked(
-            "settle the keys written during the copy: the shadow's rows become the original's",
-            format!("SELECT {settle_fn}(true, true)"),
-        ));
-    }
     for fk in &shape.foreign_keys {
         let cols: Vec<String> = fk.columns.iter().map(|c| c.to_string()).collect();
         let rcols: Vec<String> = fk.referenced_columns.iter().map(|c| c.to_string()).collect();
