@@ -133,7 +133,8 @@ pub fn plan_from_shape(
         .iter()
         .filter_map(|(_, s)| shape.shadow.column(s.raw()).map(|c| c.attnum))
         .collect();
-    let has_unique = shape.shadow.indexes.iter().any(|i| {
+    // The shadow's unique index on the key (built first after a copy phase).
+    let key_index = shape.shadow.indexes.iter().find(|i| {
         i.unique
             && i.predicate.is_none()
             && i.key_count == shadow_attnums.len()
@@ -141,7 +142,7 @@ pub fn plan_from_shape(
                 .iter()
                 .all(|(a, _, _)| *a != 0 && shadow_attnums.contains(a))
     });
-    if !has_unique {
+    let Some(key_index) = key_index else {
         return Err(refusal(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!(
@@ -150,7 +151,7 @@ pub fn plan_from_shape(
             ),
             "Do not drop the primary key (or the unique index pg_zdm walks) in the alterations.",
         ));
-    }
+    };
     for c in &shape.columns {
         if matches!(c.source, Source::Default) && c.not_null && !c.has_default && !c.generated {
             return Err(refusal(
@@ -369,17 +370,21 @@ pub fn plan_from_shape(
     .create_or_replace_function(&forward_fn);
     let mut validate = Vec::new();
     // At the end of a copy phase nobody else writes the shadow (writers note
-    // keys until this transaction commits): the noted rows are replaced
-    // before the indexes are built, since a batch may have copied a row as
-    // it was before a unique value moved to another row that a later batch
-    // copied; and again after the builds, for the notes made meanwhile.
+    // keys until this transaction commits). The key's index comes first (the
+    // batches copied each key once), then the noted rows are replaced, using
+    // it, before the other indexes are built: a batch may have copied a row
+    // as it was before a unique value moved to another row that a later batch
+    // copied. Then again, for the notes made during the builds.
     let settle_alone = Step::unlocked(
         "settle the keys written during the copy: the shadow's rows become the original's",
         format!("SELECT {settle_fn}(true, true)"),
     );
     if after_copy {
-        validate.push(settle_alone.clone());
-        for i in &shape.indexes_to_build {
+        let (first, others): (Vec<_>, Vec<_>) = shape.indexes_to_build.iter().partition(|i| i.name == key_index.name);
+        for (n, i) in first.into_iter().chain(others).enumerate() {
+            if n == 1 {
+                validate.push(settle_alone.clone());
+            }
             let (what, mode) = if i.constraint {
                 ("constraint", LockMode::AccessExclusive)
             } else {
