@@ -12,9 +12,9 @@
 //! itself (`zdm-bench rebuild`: 1.2 s for 900k rows with the key's index,
 //! 0.84 s without, the index build included). During it the trigger only notes
 //! the keys written (`Settle::create_note_every_write_function`) and batches
-//! are plain inserts; when the batches are done the validate steps settle
-//! the noted keys (replace their rows by the original's), build the indexes
-//! under their own names (after the settle: batches copy rows from different
+//! are plain inserts; when the batches are done the validate steps build the
+//! key's index, settle the noted keys (replace their rows by the original's),
+//! build the other indexes under their own names (after the settle: batches copy rows from different
 //! snapshots, so a unique value that moved between two rows may be in the
 //! shadow twice until then), settle the keys noted meanwhile, and replace the
 //! trigger's function by the one that copies each write, all in one
