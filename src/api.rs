@@ -538,7 +538,7 @@ pub mod zdm {
     /// per-column checksums, up to five differing keys. Recorded for swap_tables.
     #[pg_extern]
     fn verify(migration: &str) -> JsonB {
-        JsonB(crate::shadow::verify::verify(migration).or_raise())
+        JsonB(crate::shadow::verify::verify(migration, false).or_raise())
     }
 
     /// Swap a verified shadow table in: one short transaction under ACCESS

@@ -131,7 +131,7 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     let state = store::shadow_state(name)?;
     let verify = match state.get("verify") {
         Some(v) if v.get("backfilled") == Some(&json!(true)) => v.clone(),
-        _ => super::verify::verify(name)?,
+        _ => super::verify::verify(name, true)?,
     };
     if verify.get("matched") != Some(&json!(true)) {
         return Err(ZdmError::wrong_state(format!(
