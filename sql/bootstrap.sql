@@ -66,13 +66,16 @@ CREATE TABLE zdm.events (
 );
 COMMENT ON TABLE zdm.events IS 'Append-only log of what pg_zdm did to each migration.';
 
--- Guard: the catalog is written by pg_zdm only. Its functions switch
--- zdm.catalog_write on for the span of one write; COPY is let through so that
--- pg_restore can bring the catalog back (see pg_extension_config_dump below).
+-- Who may write the catalog: its owner only (the role that created the
+-- extension; pg_zdm's functions switch to it for the span of one write).
+-- PUBLIC may read it. The guard below also refuses the owner's own writes
+-- unless they come from pg_zdm: a flag kept in the server process, which no
+-- session can set. COPY is let through for pg_restore (a superuser's, as only
+-- the owner may write at all: see pg_extension_config_dump below).
 CREATE FUNCTION zdm._catalog_guard() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF coalesce(current_setting('zdm.catalog_write', true), 'off') <> 'on'
+    IF NOT zdm._catalog_write_in_progress()
        AND current_query() !~* '^\s*copy\s' THEN
         RAISE EXCEPTION 'pg_zdm catalog table %.% is written by zdm.* functions only', TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE = 'insufficient_privilege',
@@ -95,6 +98,13 @@ CREATE TRIGGER catalog_guard_truncate BEFORE TRUNCATE ON zdm.migrations
     FOR EACH STATEMENT EXECUTE FUNCTION zdm._catalog_guard();
 CREATE TRIGGER catalog_guard_truncate BEFORE TRUNCATE ON zdm.events
     FOR EACH STATEMENT EXECUTE FUNCTION zdm._catalog_guard();
+
+-- Table owners use pg_zdm on their own tables (each call checks that the
+-- caller may act for the table's owner): the schema is open, the catalog
+-- readable by all and writable by its owner only.
+GRANT USAGE ON SCHEMA zdm TO PUBLIC;
+REVOKE ALL ON zdm.migrations, zdm.events, zdm.events_id_seq FROM PUBLIC;
+GRANT SELECT ON zdm.migrations, zdm.events TO PUBLIC;
 
 -- pg_dump keeps the catalog's rows (the tables themselves come with CREATE EXTENSION).
 SELECT pg_catalog.pg_extension_config_dump('zdm.migrations', '');
@@ -145,5 +155,6 @@ SELECT m.name AS migration,
        m.backfill_started_at,
        m.updated_at
   FROM zdm.migrations m;
+GRANT SELECT ON zdm.progress TO PUBLIC;
 COMMENT ON VIEW zdm.progress IS
     'One line per migration: phase, state, rows done, rates, ETA, last batch, who runs it, last error.';

@@ -69,3 +69,5 @@ SELECT r.pid,
   FROM pg_catalog.pg_stat_replication r;
 COMMENT ON VIEW zdm.replication_lag IS
     'Standbys and their lag; the backfill waits while replay_lag exceeds zdm.max_replication_lag.';
+
+GRANT SELECT ON zdm.blocking_locks, zdm.long_transactions, zdm.replication_lag TO PUBLIC;

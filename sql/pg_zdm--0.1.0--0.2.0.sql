@@ -75,7 +75,7 @@ AS 'MODULE_PATHNAME', 'swap_tables_wrapper';
 
 CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
                                         migration text DEFAULT NULL)
-RETURNS text LANGUAGE sql AS $$
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
         'op', 'create_shadow_table', 'table', zdm._table_name(tbl),
         'alterations', pg_catalog.to_jsonb(coalesce(alterations, '{}'::text[])),
@@ -83,3 +83,139 @@ RETURNS text LANGUAGE sql AS $$
 $$;
 COMMENT ON FUNCTION zdm.create_shadow_table(regclass, text[], jsonb, text) IS
     'Start restructuring a table through a shadow copy (alterations applied to it, columns filled by name or column_map), kept in sync by a trigger; returns the migration name. Then CALL zdm.backfill, zdm.verify, zdm.swap_tables, zdm.complete.';
+
+-- Least privilege (see README, Security).
+-- The catalog: writable by its owner only, and only through pg_zdm (a flag
+-- inside the server process, no longer a setting any session could change).
+CREATE FUNCTION zdm."_catalog_write_in_progress"() RETURNS bool /* bool */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_catalog_write_in_progress_wrapper';
+
+CREATE OR REPLACE FUNCTION zdm._catalog_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT zdm._catalog_write_in_progress()
+       AND current_query() !~* '^\s*copy\s' THEN
+        RAISE EXCEPTION 'pg_zdm catalog table %.% is written by zdm.* functions only', TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Use zdm.start(), zdm.complete(), zdm.rollback() and friends; read the table freely.';
+    END IF;
+    IF TG_TABLE_NAME = 'events' AND TG_OP = 'UPDATE' THEN
+        RAISE EXCEPTION 'zdm.events is append-only'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Events are never changed; they go away with their migration only.';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+GRANT USAGE ON SCHEMA zdm TO PUBLIC;
+REVOKE ALL ON zdm.migrations, zdm.events, zdm.events_id_seq FROM PUBLIC;
+GRANT SELECT ON zdm.migrations, zdm.events, zdm.progress TO PUBLIC;
+GRANT SELECT ON zdm.blocking_locks, zdm.long_transactions, zdm.replication_lag TO PUBLIC;
+
+-- The SQL wrappers mean the same whatever the caller's search_path holds.
+ALTER FUNCTION zdm._table_name(regclass) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.rename_column(regclass, name, name, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.alter_column_type(regclass, name, text, text, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm._start_one(text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.add_column(regclass, name, text, text, boolean, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.set_not_null(regclass, name, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.drop_column(regclass, name, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.add_check(regclass, name, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.add_foreign_key(regclass, name, name[], regclass, name[], text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.add_unique(regclass, name, name[], text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION zdm.create_index(regclass, name, text, text) SET search_path = pg_catalog, pg_temp;
+
+-- The committing procedure, every name qualified (it may not fix its path).
+-- The committing backfill loop. PL/pgSQL on purpose: pgrx code cannot COMMIT.
+-- No SET clause and not SECURITY DEFINER (either would forbid COMMIT), so every
+-- name is schema-qualified instead, types and operators included: the
+-- procedure means the same whatever the caller's search_path holds. Each step (zdm._backfill_step) decides
+-- whether a batch runs (pause, replication lag, phase changes by other
+-- sessions); this loop commits, sleeps when told to, and reports.
+CREATE OR REPLACE PROCEDURE zdm.backfill(
+    migration   text,
+    batch_size  integer DEFAULT NULL,
+    max_seconds integer DEFAULT NULL,
+    via         text    DEFAULT 'CALL')       -- who runs it, for zdm.progress.runner ('cron' from pg_cron)
+LANGUAGE plpgsql AS $$
+DECLARE
+    began       pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    last_notice pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    total       bigint := 0;
+    delay       pg_catalog.interval;
+    every       pg_catalog.interval;
+    step        record;
+    p           record;
+    failed      boolean;
+    err_state   pg_catalog.text;
+    err_message pg_catalog.text;
+    err_detail  pg_catalog.text;
+    err_hint    pg_catalog.text;
+BEGIN
+    -- First call into the library: it also defines the zdm.* settings read below.
+    PERFORM zdm._backfill_precheck(migration, batch_size);
+    every := pg_catalog.current_setting('zdm.progress_interval')::pg_catalog.interval;
+    LOOP
+        failed := false;
+        BEGIN
+            SELECT * INTO step FROM zdm._backfill_step(migration, batch_size, via);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+                                    err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+            failed := true;
+        END;
+        IF failed THEN
+            -- The batch was rolled back; keep the error visible in zdm.progress, then fail.
+            PERFORM zdm._backfill_failed(migration, err_state, err_message);
+            COMMIT;
+            RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message,
+                                  DETAIL = coalesce(err_detail, ''), HINT = coalesce(err_hint, '');
+        END IF;
+        COMMIT;
+        EXIT WHEN NOT (step.state OPERATOR(pg_catalog.=) ANY (ARRAY['batch', 'wait']::pg_catalog.text[]));
+        total := total OPERATOR(pg_catalog.+) step.rows;
+        IF (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_notice) OPERATOR(pg_catalog.>=) every THEN
+            SELECT * INTO p FROM zdm.progress WHERE progress.migration OPERATOR(pg_catalog.=) backfill.migration;
+            RAISE NOTICE 'pg_zdm %: % of ~% rows (% %%), % rows/s, eta %, batch of % rows%',
+                migration, p.rows_done, p.rows_estimated, coalesce(p.percent::pg_catalog.text, '?'),
+                coalesce(p.current_rows_per_second::pg_catalog.text, '?'),
+                coalesce(pg_catalog.date_trunc('second', p.eta)::pg_catalog.text, '?'),
+                coalesce(p.last_batch_size::pg_catalog.text, '?'),
+                coalesce(' -- waiting: ' OPERATOR(pg_catalog.||) step.reason, '');
+            last_notice := pg_catalog.clock_timestamp();
+        END IF;
+        EXIT WHEN max_seconds IS NOT NULL
+              AND (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) began)
+                  OPERATOR(pg_catalog.>=) pg_catalog.make_interval(secs => max_seconds);
+        IF step.state OPERATOR(pg_catalog.=) 'wait' THEN
+            PERFORM pg_catalog.pg_sleep(step.wait_ms::pg_catalog.float8 OPERATOR(pg_catalog./) 1000.0::pg_catalog.float8);
+        ELSE
+            delay := coalesce((SELECT pg_catalog.make_interval(secs => (m.settings OPERATOR(pg_catalog.->>) 'batch_delay_ms')::pg_catalog.float8
+                                                                      OPERATOR(pg_catalog./) 1000::pg_catalog.float8)
+                                 FROM zdm.migrations m WHERE m.name OPERATOR(pg_catalog.=) backfill.migration
+                                  AND m.settings OPERATOR(pg_catalog.?) 'batch_delay_ms'),
+                              pg_catalog.current_setting('zdm.batch_delay')::pg_catalog.interval);
+            IF delay OPERATOR(pg_catalog.>) '0'::pg_catalog.interval THEN
+                PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', delay));
+            END IF;
+        END IF;
+    END LOOP;
+    IF step.state OPERATOR(pg_catalog.=) ANY (ARRAY['done', 'gone']::pg_catalog.text[]) THEN
+        PERFORM zdm._backfill_ended(migration);
+        COMMIT;
+    END IF;
+    SELECT * INTO p FROM zdm.progress WHERE progress.migration OPERATOR(pg_catalog.=) backfill.migration;
+    RAISE NOTICE 'pg_zdm %: % rows in this call; % (%)%', migration, total, p.phase, p.state,
+        CASE WHEN step.state OPERATOR(pg_catalog.=) 'paused' THEN ' -- paused: SELECT zdm.resume(...) then CALL again'
+             WHEN step.state OPERATOR(pg_catalog.=) 'gone' THEN ' -- ' OPERATOR(pg_catalog.||) step.reason
+             WHEN step.state OPERATOR(pg_catalog.=) 'batch' THEN ' -- stopped after max_seconds; CALL again to go on'
+             WHEN step.state OPERATOR(pg_catalog.=) 'wait'
+                 THEN ' -- stopped after max_seconds while waiting: ' OPERATOR(pg_catalog.||) step.reason
+             ELSE '' END;
+END
+$$;
+COMMENT ON PROCEDURE zdm.backfill(text, integer, integer, text) IS
+    'Backfill a migration in committed batches. CALL it at top level (not inside BEGIN ... COMMIT).';

@@ -11,6 +11,7 @@ use crate::ident::Ident;
 use crate::migrations::{store, Phase};
 use crate::ops::{self, check_migration_name, PlanContext};
 use crate::plan::Plan;
+use crate::privilege::{api_call, as_table_owner, require_table_owner};
 use crate::session::in_transaction_block;
 use crate::spec::{parse_spec, MigrationSpec};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
@@ -48,6 +49,8 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
     let mut built = Vec::new();
     for op in &spec.operations {
         let t = load_table(op.table())?;
+        let table_name = t.name.to_string();
+        require_table_owner(&table_name, None)?;
         // A column another migration is changing carries that migration's
         // triggers: say so first, rather than refusing because of them.
         conflict_check(&t.name.to_string(), &op.named_columns())?;
@@ -62,7 +65,10 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
                 .hint("Write one migration per table."));
             }
         }
-        built.push(ops::build(op, &t, &crate::catalog::introspect::ServerLookup, quote)?);
+        // The shadow's probe creates (and rolls back) tables: as the owner would.
+        built.push(as_table_owner(&table_name, || {
+            ops::build(op, &t, &crate::catalog::introspect::ServerLookup, quote)
+        })??);
         table = Some(t);
     }
     let table = table.expect("at least one operation");
@@ -174,6 +180,20 @@ fn conflict_check(table_name: &str, columns: &[String]) -> ZdmResult<()> {
     Ok(())
 }
 
+/// Load a migration for a call that acts on it: 42704 when unknown, 42501
+/// unless the caller may act for its table's owner (see `privilege`).
+fn authorized(name: &str) -> ZdmResult<store::MigrationRow> {
+    let m = store::get(name)?;
+    require_table_owner(&m.table_name, Some(&m.created_by))?;
+    Ok(m)
+}
+
+/// Run `f` for an authorized migration, with the rights of its table's owner.
+fn as_owner_of<R>(name: &str, f: impl FnOnce() -> ZdmResult<R>) -> ZdmResult<R> {
+    let m = authorized(name)?;
+    as_table_owner(&m.table_name, f)?
+}
+
 fn plan_json(p: &Prepared) -> Value {
     let steps = |steps: &[crate::plan::Step]| -> Value {
         Value::Array(
@@ -222,15 +242,17 @@ pub mod zdm {
     /// Dry run: the ordered steps of every phase with their SQL and locks. Changes nothing.
     #[pg_extern]
     fn plan(spec: JsonB) -> JsonB {
-        let spec = parse_spec(&spec.0).or_raise();
-        let prepared = prepare(&spec).or_raise();
-        JsonB(plan_json(&prepared))
+        api_call(|| {
+            let spec = parse_spec(&spec.0).or_raise();
+            let prepared = prepare(&spec).or_raise();
+            JsonB(plan_json(&prepared))
+        })
     }
 
     /// Expand: create the new objects and sync triggers in one short transaction.
     #[pg_extern]
     fn start(spec: JsonB) -> String {
-        start_impl(spec.0).or_raise()
+        api_call(|| start_impl(spec.0)).or_raise()
     }
 
     fn start_impl(raw: Value) -> ZdmResult<String> {
@@ -238,7 +260,7 @@ pub mod zdm {
         let p = prepare(&spec)?;
         // Serialize starts on one table, so two sessions cannot both pass the conflict check.
         Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('zdm:' || to_regclass($1)::oid::text))",
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('zdm:' || pg_catalog.to_regclass($1)::oid::text))",
             &[p.table_name.as_str().into()],
         )
         .map_err(crate::catalog::introspect::spi_err)?;
@@ -250,7 +272,9 @@ pub mod zdm {
             .hint("Give the migration another name, or look at it with zdm.status()."));
         }
         conflict_check(&p.table_name, &p.columns)?;
-        let report = run_steps(&p.plan.start, &RetryPolicy::from_settings())?;
+        let report = as_table_owner(&p.table_name, || {
+            run_steps(&p.plan.start, &RetryPolicy::from_settings())
+        })??;
         store::insert(store::NewMigration {
             name: &p.name,
             table_name: &p.table_name,
@@ -278,7 +302,7 @@ pub mod zdm {
     /// Contract: drop what the old application needed, in one short transaction.
     #[pg_extern]
     fn complete(migration: &str) {
-        complete_impl(migration).or_raise()
+        api_call(|| as_owner_of(migration, || complete_impl(migration))).or_raise()
     }
 
     fn complete_impl(name: &str) -> ZdmResult<()> {
@@ -327,7 +351,7 @@ pub mod zdm {
     /// Undo start, from any phase before complete: the table is as before start.
     #[pg_extern]
     fn rollback(migration: &str) {
-        rollback_impl(migration).or_raise()
+        api_call(|| as_owner_of(migration, || rollback_impl(migration))).or_raise()
     }
 
     fn rollback_impl(name: &str) -> ZdmResult<()> {
@@ -351,18 +375,20 @@ pub mod zdm {
     /// Everything about one migration: phase, spec, progress, events.
     #[pg_extern]
     fn status(migration: &str) -> JsonB {
-        let mut v = store::status_json(migration).or_raise();
-        v["next"] = next_step(migration)
-            .or_raise()
-            .map(Value::String)
-            .unwrap_or(Value::Null);
-        JsonB(v)
+        api_call(|| {
+            let mut v = store::status_json(migration).or_raise();
+            v["next"] = next_step(migration)
+                .or_raise()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
+            JsonB(v)
+        })
     }
 
     /// Exactly one backfill batch in the caller's transaction: rows covered, 0 when finished.
     #[pg_extern]
     fn backfill_batch(migration: &str, batch_size: default!(Option<i32>, "NULL")) -> i64 {
-        backfill::run_one_batch(migration, batch_size).or_raise()
+        api_call(|| as_owner_of(migration, || backfill::run_one_batch(migration, batch_size))).or_raise()
     }
 
     /// One step of `CALL zdm.backfill()`'s loop: a batch, or why there is none.
@@ -380,7 +406,7 @@ pub mod zdm {
             name!(reason, Option<String>),
         ),
     > {
-        let step = backfill::loop_step(migration, batch_size, via).or_raise();
+        let step = api_call(|| as_owner_of(migration, || backfill::loop_step(migration, batch_size, via))).or_raise();
         let state = step.state().to_string();
         let row = match step {
             backfill::Step::Batch(n) => (n, state, 0, None),
@@ -395,20 +421,32 @@ pub mod zdm {
     /// error in zdm.migrations (the procedure commits it, then re-raises).
     #[pg_extern]
     fn _backfill_failed(migration: &str, sqlstate: &str, message: &str) {
-        store::record_error(migration, &format!("{sqlstate}: {message}")).or_raise()
+        api_call(|| {
+            authorized(migration)?;
+            store::record_error(migration, &format!("{sqlstate}: {message}"))
+        })
+        .or_raise()
     }
 
     /// Called by `zdm.backfill` when the loop ends on a finished or abandoned
     /// migration: its pg_cron job, if any, is not needed any more.
     #[pg_extern]
     fn _backfill_ended(migration: &str) {
-        crate::scheduler::after_run(migration).or_raise();
+        api_call(|| {
+            authorized(migration)?;
+            crate::scheduler::after_run(migration)
+        })
+        .or_raise();
     }
 
     /// Called first by the `zdm.backfill` procedure: it commits between batches,
     /// which PostgreSQL only allows for a CALL outside a transaction block.
     #[pg_extern]
     fn _backfill_precheck(migration: &str, batch_size: Option<i32>) {
+        api_call(|| backfill_precheck(migration, batch_size))
+    }
+
+    fn backfill_precheck(migration: &str, batch_size: Option<i32>) {
         if in_transaction_block() {
             ZdmError::new(
                 PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
@@ -429,6 +467,7 @@ pub mod zdm {
             }
         }
         // Refuses unknown and finished migrations with their own messages.
+        authorized(migration).or_raise();
         let m = store::get_for_update(migration).or_raise();
         if m.plan.backfill.is_none() && !m.plan.start.iter().any(|s| s.top_level) {
             ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
@@ -448,6 +487,11 @@ pub mod zdm {
     /// Stop the backfill: a running CALL or cron run stops after its current batch.
     #[pg_extern]
     fn pause(migration: &str) {
+        api_call(|| pause_impl(migration))
+    }
+
+    fn pause_impl(migration: &str) {
+        authorized(migration).or_raise();
         let m = store::get_for_update(migration).or_raise();
         if m.phase.is_final() || m.phase.backfill_done() {
             ZdmError::wrong_state(format!(
@@ -466,6 +510,11 @@ pub mod zdm {
     /// Let the backfill go on: the next CALL (or cron run) continues where it stopped.
     #[pg_extern]
     fn resume(migration: &str) {
+        api_call(|| resume_impl(migration))
+    }
+
+    fn resume_impl(migration: &str) {
+        authorized(migration).or_raise();
         let m = store::get_for_update(migration).or_raise();
         if m.phase.is_final() || m.phase.backfill_done() {
             ZdmError::wrong_state(format!(
@@ -486,6 +535,11 @@ pub mod zdm {
     /// max_replication_lag_ms; a null value goes back to the GUC.
     #[pg_extern]
     fn set_backfill_settings(migration: &str, settings: JsonB) -> JsonB {
+        api_call(|| set_backfill_settings_impl(migration, settings))
+    }
+
+    fn set_backfill_settings_impl(migration: &str, settings: JsonB) -> JsonB {
+        authorized(migration).or_raise();
         let m = store::get_for_update(migration).or_raise();
         let given = backfill::BackfillSettings::parse(&settings.0).or_raise();
         let mut merged = m.settings.clone();
@@ -522,7 +576,11 @@ pub mod zdm {
         schedule: default!(&str, "'* * * * *'"),
         max_seconds: default!(i32, 50),
     ) -> i64 {
-        crate::scheduler::schedule(migration, schedule, max_seconds).or_raise()
+        api_call(|| {
+            authorized(migration)?;
+            crate::scheduler::schedule(migration, schedule, max_seconds)
+        })
+        .or_raise()
     }
 
     /// Statements a migration still needs run at top level (CREATE INDEX
@@ -531,14 +589,14 @@ pub mod zdm {
     fn pending_statements(
         migration: default!(Option<&str>, "NULL"),
     ) -> TableIterator<'static, (name!(migration, String), name!(statement, String))> {
-        TableIterator::new(crate::toplevel::pending(migration).or_raise())
+        TableIterator::new(api_call(|| crate::toplevel::pending(migration)).or_raise())
     }
 
     /// Compare a shadow table with its original in one snapshot: row counts,
     /// per-column checksums, up to five differing keys. Recorded for swap_tables.
     #[pg_extern]
     fn verify(migration: &str) -> JsonB {
-        JsonB(crate::shadow::verify::verify(migration, false).or_raise())
+        JsonB(api_call(|| as_owner_of(migration, || crate::shadow::verify::verify(migration, false))).or_raise())
     }
 
     /// Swap a verified shadow table in: one short transaction under ACCESS
@@ -550,14 +608,30 @@ pub mod zdm {
         lock_timeout: default!(Option<&str>, "NULL"),
         max_attempts: default!(Option<i32>, "NULL"),
     ) -> JsonB {
-        let policy = crate::shadow::swap::policy(lock_timeout, max_attempts).or_raise();
-        JsonB(crate::shadow::swap::swap(migration, &policy).or_raise())
+        api_call(|| {
+            let policy = crate::shadow::swap::policy(lock_timeout, max_attempts)?;
+            authorized(migration)?;
+            crate::shadow::swap::swap(migration, &policy)
+        })
+        .map(JsonB)
+        .or_raise()
     }
 
     /// Remove the migration's pg_cron job; false when it had none.
     #[pg_extern]
     fn unschedule_backfill(migration: &str) -> bool {
-        store::get_for_update(migration).or_raise();
-        crate::scheduler::unschedule(migration).or_raise()
+        api_call(|| {
+            authorized(migration)?;
+            store::get_for_update(migration)?;
+            crate::scheduler::unschedule(migration)
+        })
+        .or_raise()
+    }
+
+    /// Read by the catalog's guard trigger: true only while pg_zdm itself
+    /// writes its catalog (a session cannot set it).
+    #[pg_extern]
+    fn _catalog_write_in_progress() -> bool {
+        crate::privilege::catalog_write_in_progress()
     }
 }

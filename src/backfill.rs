@@ -298,11 +298,10 @@ pub fn set_beyond_bound(migration: &str, b: &BeyondUpper, bound: Option<&[String
         Some(_) => UpperBound::Key(&literals),
     };
     let sql = beyond_upper_function(&b.function, &b.key_types, bound);
-    // Only its owner (who started the migration) may replace it; for
-    // another role the trigger keeps probing, which is only slower.
-    if in_subtransaction(|| Spi::run(&sql).expect("replace the function")).is_err() {
+    // If it cannot be replaced the trigger keeps probing, which is only slower.
+    if in_subtransaction(|| crate::executor::run_statement(&sql)).is_err() {
         pgrx::notice!(
-            "pg_zdm {migration}: {} was left as it is (owned by another role); inserts keep probing the notes",
+            "pg_zdm {migration}: {} could not be replaced; inserts keep probing the notes",
             b.function
         );
     }

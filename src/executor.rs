@@ -25,6 +25,7 @@ use crate::error::{ZdmError, ZdmResult};
 use crate::guc;
 use crate::plan::{LockMode, Step};
 use crate::session::{caught_sqlstate, in_subtransaction, sleep_ms, with_local_settings};
+use pgrx::pg_sys;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 use serde::Serialize;
@@ -86,11 +87,66 @@ pub fn run_steps(steps: &[Step], policy: &RetryPolicy) -> ZdmResult<ExecReport> 
             Spi::run(&format!("LOCK TABLE {relation} IN {} MODE", mode.as_sql())).expect("LOCK TABLE");
         }
         for step in steps {
-            Spi::run(&step.sql).expect("pg_zdm step");
+            if step.caller_rights {
+                crate::privilege::as_role(crate::privilege::caller(), || run_statement(&step.sql));
+            } else {
+                run_statement(&step.sql);
+            }
         }
     })?;
     report.statements = steps.len();
     Ok(report)
+}
+
+/// Run one statement of pg_zdm's. A function pg_zdm generates lives in schema
+/// `zdm`, where only the catalog's owner may create: it is created as that
+/// owner, then handed to the current user (the table's owner, see
+/// `privilege`) with EXECUTE revoked from PUBLIC, so that nobody may attach
+/// it elsewhere and its SECURITY DEFINER rights are its table owner's.
+pub fn run_statement(sql: &str) {
+    let Some(function) = generated_function(sql) else {
+        Spi::run(sql).expect("pg_zdm step");
+        return;
+    };
+    let owner = unsafe { pg_sys::GetUserId() };
+    crate::privilege::as_catalog_owner(|| {
+        Spi::run(sql).expect("pg_zdm generated function");
+        let signature: String = Spi::get_one_with_args(
+            "SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text
+               FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+              WHERE n.nspname OPERATOR(pg_catalog.=) (pg_catalog.parse_ident($1))[1]
+                AND p.proname OPERATOR(pg_catalog.=) (pg_catalog.parse_ident($1))[2]",
+            &[function.into()],
+        )
+        .expect("the generated function")
+        .expect("the generated function exists");
+        let role: String = Spi::get_one_with_args("SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid($1))", &[owner.into()])
+            .expect("role name")
+            .expect("role exists");
+        Spi::run(&format!("REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")).expect("revoke");
+        Spi::run(&format!("ALTER FUNCTION {signature} OWNER TO {role}")).expect("owner");
+    });
+}
+
+/// The name of the function a `CREATE [OR REPLACE] FUNCTION zdm.…` statement
+/// creates (as written, quoted), or None for any other statement.
+fn generated_function(sql: &str) -> Option<&str> {
+    let rest = sql
+        .strip_prefix("CREATE FUNCTION ")
+        .or_else(|| sql.strip_prefix("CREATE OR REPLACE FUNCTION "))?;
+    if !rest.starts_with("zdm.") {
+        return None;
+    }
+    // The name ends at the first parenthesis outside double quotes.
+    let mut quoted = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => return Some(&rest[..i]),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Run `body` in a subtransaction with `lock_timeout` set; on 55P03 roll it back,
@@ -291,6 +347,18 @@ mod tests {
         assert_eq!(p.pause_after(3, 0.5), 350);
         assert_eq!(p.pause_after(3, 0.0), 175);
         assert_eq!(p.pause_after(40, 0.999), 525);
+    }
+
+    #[test]
+    fn generated_function_names() {
+        assert_eq!(generated_function("CREATE FUNCTION zdm.sync_m() RETURNS trigger"), Some("zdm.sync_m"));
+        assert_eq!(
+            generated_function("CREATE OR REPLACE FUNCTION zdm.\"shadow_beyond_a(b\"(integer) RETURNS boolean"),
+            Some("zdm.\"shadow_beyond_a(b\"")
+        );
+        assert_eq!(generated_function("CREATE FUNCTION public.f() RETURNS int"), None);
+        assert_eq!(generated_function("CREATE TRIGGER t AFTER INSERT ON zdm.x"), None);
+        assert_eq!(generated_function("SELECT 1"), None);
     }
 
     #[test]

@@ -146,7 +146,8 @@ fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, ru
 }
 
 /// A type name as the user wrote it (`numeric(10,2)`), resolved by the
-/// server: (type oid, typmod, canonical name from format_type).
+/// server: (type oid, typmod, canonical name, schema-qualified: see
+/// `introspect::type_name`).
 pub fn analyze_type(type_text: &str, what: &str) -> ZdmResult<(u32, i32, SqlFragment)> {
     with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
         analyze_type_here(type_text, what)
@@ -176,13 +177,7 @@ fn analyze_type_here(type_text: &str, what: &str) -> ZdmResult<(u32, i32, SqlFra
         )
         .hint("Give a type as in CREATE TABLE, e.g. numeric(10,2), varchar(320), bigint; types outside pg_catalog with their schema.")
     })?;
-    let name: String = pgrx::Spi::get_one_with_args(
-        "SELECT pg_catalog.format_type($1::int8::oid, $2)",
-        &[(oid as i64).into(), typmod.into()],
-    )
-    .map_err(crate::catalog::introspect::spi_err)?
-    .unwrap_or_default();
-    Ok((oid, typmod, SqlFragment(name)))
+    Ok((oid, typmod, crate::catalog::introspect::type_name(oid, typmod)))
 }
 
 /// The same expression with references to column `attnum` of `row` renamed

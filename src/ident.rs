@@ -97,13 +97,22 @@ impl Literal {
 
     #[cfg(any(test, feature = "pg_test"))]
     pub fn test(value: &str) -> Self {
-        let body = value.replace('\'', "''");
-        let quoted = if value.contains('\\') {
-            format!("E'{}'", body.replace('\\', "\\\\"))
-        } else {
-            format!("'{body}'")
-        };
-        Literal { quoted }
+        Literal {
+            quoted: quote_literal(value),
+        }
+    }
+}
+
+/// PostgreSQL's `quote_literal` (src/backend/utils/adt/quote.c), for pure
+/// code: quotes and backslashes doubled, and `E'...'` when there is a
+/// backslash, so the literal reads back the same whatever
+/// `standard_conforming_strings` says.
+pub fn quote_literal(value: &str) -> String {
+    let body = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
     }
 }
 

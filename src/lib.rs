@@ -10,6 +10,7 @@
 //! - `backfill`    one keyset batch at a time, checkpointed
 //! - `migrations`  the catalog tables and the phase state machine
 //! - `shadow`      shadow tables: probe, verify, swap
+//! - `privilege`   who may act on a migration, and with whose rights statements run
 //! - `api`         the `zdm.*` SQL functions
 //! - `session`     subtransactions, local settings, sleeps (server plumbing)
 //! - sql/          hand-written SQL: catalog tables, views, the committing procedure
@@ -27,6 +28,7 @@ pub mod ident;
 pub mod migrations;
 pub mod ops;
 pub mod plan;
+pub mod privilege;
 pub mod scheduler;
 pub mod session;
 pub mod shadow;
@@ -34,6 +36,7 @@ pub mod spec;
 pub mod sqlgen;
 pub mod toplevel;
 
+mod security_tests;
 mod tests;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -139,6 +139,10 @@ pub struct Step {
     /// The index a top-level step builds (schema-qualified, quoted): done once it is valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builds_index: Option<String>,
+    /// Changes another role's object (a referencing table's foreign key): run
+    /// with the caller's rights, not the table owner's (see `privilege`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caller_rights: bool,
 }
 
 impl Step {
@@ -152,6 +156,7 @@ impl Step {
             }),
             top_level: false,
             builds_index: None,
+            caller_rights: false,
         }
     }
 
@@ -163,7 +168,14 @@ impl Step {
             lock: None,
             top_level: false,
             builds_index: None,
+            caller_rights: false,
         }
+    }
+
+    /// The same step, run with the caller's rights (see `caller_rights`).
+    pub fn with_caller_rights(mut self) -> Step {
+        self.caller_rights = true;
+        self
     }
 
     /// `CREATE INDEX CONCURRENTLY`: cannot run in a function or a transaction
@@ -178,6 +190,7 @@ impl Step {
             }),
             top_level: true,
             builds_index: Some(index.to_string()),
+            caller_rights: false,
         }
     }
 }

@@ -173,9 +173,13 @@ pub fn after_run(migration: &str) -> ZdmResult<()> {
 /// A schedule that never fires (February 31st).
 pub const NEVER: &str = "0 0 31 2 *";
 
+/// Park a job of the current user: `cron.schedule` under an existing name
+/// updates that job (pg_cron revokes `cron.alter_job` from PUBLIC, so a
+/// table owner who is not a superuser could not use it).
 fn park(job: &str) -> ZdmResult<()> {
     Spi::run_with_args(
-        "SELECT cron.alter_job(jobid, schedule := $2) FROM cron.job WHERE jobname = $1 AND schedule <> $2",
+        "SELECT cron.schedule(jobname, $2, command) FROM cron.job
+          WHERE jobname = $1 AND username = current_user AND schedule <> $2",
         &[job.into(), NEVER.into()],
     )
     .map_err(spi_err)

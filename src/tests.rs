@@ -3,13 +3,13 @@
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
-mod tests {
+pub(crate) mod tests {
     use crate::error::sqlstate_of;
     use crate::session::{caught_sqlstate, in_subtransaction};
     use pgrx::prelude::*;
 
     /// Run `sql`; return the SQLSTATE it failed with (None when it succeeded).
-    fn sqlstate(sql: &str) -> Option<String> {
+    pub(crate) fn sqlstate(sql: &str) -> Option<String> {
         match in_subtransaction(|| Spi::run(sql).expect("spi")) {
             Ok(()) => None,
             Err(e) => Some(
@@ -22,7 +22,7 @@ mod tests {
 
     /// Run `sql` (a statement PL/pgSQL can EXECUTE); return its error's
     /// "SQLSTATE: message / hint", or "" when it succeeded.
-    fn error_text(sql: &str) -> String {
+    pub(crate) fn error_text(sql: &str) -> String {
         Spi::run(
             "CREATE OR REPLACE FUNCTION pg_temp.zdm_error_text(stmt text) RETURNS text LANGUAGE plpgsql AS $$
              DECLARE code text; msg text; hint text;
@@ -39,11 +39,11 @@ mod tests {
         one::<String>(&format!("SELECT pg_temp.zdm_error_text({lit})")).unwrap_or_default()
     }
 
-    fn one<T: IntoDatum + FromDatum>(sql: &str) -> Option<T> {
+    pub(crate) fn one<T: IntoDatum + FromDatum>(sql: &str) -> Option<T> {
         Spi::get_one::<T>(sql).expect("query")
     }
 
-    fn users_table(name: &str) {
+    pub(crate) fn users_table(name: &str) {
         Spi::run(&format!(
             "CREATE TABLE {name} (id bigint PRIMARY KEY, name varchar(255) NOT NULL, email text);
              INSERT INTO {name} SELECT g, 'user ' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'u' || g || '@x' END
@@ -53,7 +53,7 @@ mod tests {
     }
 
     /// Every column of every row, as one text, to compare before/after.
-    fn fingerprint(table: &str, cols: &str) -> String {
+    pub(crate) fn fingerprint(table: &str, cols: &str) -> String {
         one::<String>(&format!(
             "SELECT string_agg(concat_ws('|', {cols}), ',' ORDER BY id) FROM {table}"
         ))
@@ -522,7 +522,7 @@ mod tests {
         );
     }
 
-    fn orders_table(name: &str) {
+    pub(crate) fn orders_table(name: &str) {
         Spi::run(&format!(
             "CREATE TABLE {name} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, note text);
              INSERT INTO {name} SELECT g, g * 10, 'n' FROM generate_series(1, 500) g;"

@@ -102,6 +102,14 @@ pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
     }
     let mut out = Vec::new();
     for name in names {
+        // Every migration the caller may act on (one named: or 42501).
+        let row = store::get(&name)?;
+        if let Err(e) = crate::privilege::require_table_owner(&row.table_name, Some(&row.created_by)) {
+            if migration.is_some() {
+                return Err(e);
+            }
+            continue;
+        }
         let m = store::get_for_update(&name)?;
         for step in m.plan.start.iter().filter(|s| s.top_level) {
             let Some(index) = &step.builds_index else { continue };

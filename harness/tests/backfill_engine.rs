@@ -285,16 +285,31 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
     assert_eq!(reason, None);
 }
 
+/// Run by the table's owner, who is not a superuser: the job is theirs, and
+/// so are its runs (pg_cron runs a job as the role that scheduled it).
 #[test]
 fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     let cluster = Cluster::start(&ClusterOptions {
         pg_cron: true,
         ..Default::default()
     });
-    let mut c = cluster.connect();
-    c.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;")
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;")
         .unwrap();
-    common::users_with_oracle(&mut c, 50_000);
+    common::users_with_oracle(&mut admin, 50_000);
+    // What the owner needs from a DBA: its table, and the use of pg_cron's schema.
+    admin
+        .batch_execute(
+            "CREATE ROLE app_owner LOGIN; ALTER TABLE public.users OWNER TO app_owner;
+             GRANT USAGE ON SCHEMA cron TO app_owner;",
+        )
+        .unwrap();
+    let mut c = postgres::Client::connect(
+        &format!("host=127.0.0.1 port={} user=app_owner dbname=postgres", cluster.port),
+        postgres::NoTls,
+    )
+    .unwrap();
     c.execute(
         "SELECT zdm.rename_column('public.users', 'name', 'full_name', 'm')",
         &[],
@@ -305,6 +320,8 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     assert_eq!(command, "CALL zdm.backfill('m', NULL, 50, 'cron')");
     let name: String = one(&mut c, &format!("SELECT jobname FROM cron.job WHERE jobid = {job}"));
     assert_eq!(name, "zdm_backfill_m");
+    let username: String = one(&mut c, &format!("SELECT username::text FROM cron.job WHERE jobid = {job}"));
+    assert_eq!(username, "app_owner");
     // pg_cron 1.4 fires at the top of each minute.
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {

@@ -5,6 +5,7 @@ use super::model::{CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, 
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
 use crate::session::with_local_settings;
+use pgrx::pg_sys;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
@@ -20,10 +21,29 @@ pub fn load_table(name: &str) -> ZdmResult<TableInfo> {
     })
 }
 
+/// A type as generated SQL writes it: schema-qualified (`pg_catalog.date`,
+/// `public.mood`) unless SQL spells it with keywords (`integer`,
+/// `character varying(20)`), which always mean pg_catalog's. An unqualified
+/// `date` would resolve in the session running the SQL, whose pg_temp may
+/// hold a domain of that name (`format_type` qualifies only what the current
+/// search_path does not show).
+pub fn type_name(oid: u32, typmod: i32) -> SqlFragment {
+    let flags = (pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN | pg_sys::FORMAT_TYPE_FORCE_QUALIFY) as u16;
+    unsafe {
+        let text = pg_sys::format_type_extended(pg_sys::Oid::from(oid), typmod, flags);
+        let name = std::ffi::CStr::from_ptr(text).to_string_lossy().into_owned();
+        pg_sys::pfree(text.cast());
+        SqlFragment(name)
+    }
+}
+
 /// The table's oid, or 42P01 naming it.
 pub fn resolve_oid(name: &str) -> ZdmResult<u32> {
-    let oid: Option<i64> =
-        Spi::get_one_with_args("SELECT to_regclass($1)::oid::int8", &[name.into()]).map_err(spi_err)?;
+    // As the caller would resolve it: with their search_path.
+    let oid: Option<i64> = crate::privilege::with_caller_search_path(|| {
+        Spi::get_one_with_args("SELECT pg_catalog.to_regclass($1)::oid::int8", &[name.into()])
+    })
+    .map_err(spi_err)?;
     oid.map(|o| o as u32).ok_or_else(|| {
         ZdmError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -52,7 +72,7 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
 
         let mut columns = Vec::new();
         let rows = client.select(
-            "SELECT a.attname::text, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
+            "SELECT a.attname::text, a.attnum, NULL::text,
                     CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
                          THEN pg_catalog.format('COLLATE %I.%I', cn.nspname, co.collname) END,
                     a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid),
@@ -81,7 +101,10 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
             columns.push(ColumnInfo {
                 name: Ident::new(r.get::<String>(1)?.unwrap_or_default()),
                 attnum: r.get::<i16>(2)?.unwrap_or_default(),
-                type_sql: SqlFragment(r.get::<String>(3)?.unwrap_or_default()),
+                type_sql: type_name(
+                    r.get::<i64>(11)?.unwrap_or_default() as u32,
+                    r.get::<i32>(12)?.unwrap_or(-1),
+                ),
                 collation_sql: r.get::<String>(4)?.map(SqlFragment),
                 not_null: r.get::<bool>(5)?.unwrap_or(false),
                 default_sql: r.get::<String>(6)?.map(SqlFragment),
@@ -99,7 +122,7 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
         let key_rows = client.select(
             "SELECT ic.relname::text, i.indisprimary,
                     array_agg(a.attname::text ORDER BY k.ord),
-                    array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+                    array_agg(a.atttypid::int8 ORDER BY k.ord), array_agg(a.atttypmod ORDER BY k.ord)
                FROM pg_catalog.pg_index i
                JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
                JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
@@ -117,11 +140,13 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
         let mut key = None;
         for r in key_rows {
             let names: Vec<String> = r.get(3)?.unwrap_or_default();
-            let types: Vec<String> = r.get(4)?.unwrap_or_default();
+            let type_oids: Vec<i64> = r.get(4)?.unwrap_or_default();
+            let typmods: Vec<i32> = r.get(5)?.unwrap_or_default();
+            let types = type_oids.iter().zip(&typmods).map(|(o, m)| type_name(*o as u32, *m));
             key = Some(KeyInfo {
                 index_name: r.get::<String>(1)?.unwrap_or_default(),
                 is_primary: r.get::<bool>(2)?.unwrap_or(false),
-                columns: names.into_iter().map(Ident::new).zip(types.into_iter().map(SqlFragment)).collect(),
+                columns: names.into_iter().map(Ident::new).zip(types).collect(),
             });
         }
 

@@ -78,7 +78,7 @@ pub trait Lookup {
 pub struct ColumnInfo {
     pub name: Ident,
     pub attnum: i16,
-    /// `format_type(atttypid, atttypmod)`: `character varying(255)`, `numeric(10,2)`.
+    /// `introspect::type_name`: `character varying(255)`, `numeric(10,2)`, `pg_catalog.date`.
     pub type_sql: SqlFragment,
     pub type_oid: u32,
     pub typmod: i32,

@@ -1,16 +1,16 @@
 //! Reads and writes of `zdm.migrations` and `zdm.events`.
 //!
-//! Direct writes to those tables are refused by a guard trigger (see
-//! sql/bootstrap.sql) unless `zdm.catalog_write` is on, which only this module
-//! sets, for the duration of one write. Every phase change goes through
-//! [`move_phase`], which checks the state machine and logs an event.
+//! Only the catalog's owner may write those tables (PUBLIC may read them), and
+//! a guard trigger refuses even its writes unless they come from here
+//! ([`crate::privilege::as_catalog_owner`], see sql/bootstrap.sql). Every
+//! phase change goes through [`move_phase`], which checks the state machine
+//! and logs an event.
 
 use super::phase::Phase;
 use crate::backfill::BackfillSettings;
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
 use crate::plan::Plan;
-use crate::session::with_local_settings;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
@@ -29,11 +29,13 @@ pub struct MigrationRow {
     pub current_batch_size: Option<i32>,
     pub settings: BackfillSettings,
     pub cron_job_id: Option<i64>,
+    /// The role that started it: the one to check once its table is gone.
+    pub created_by: String,
 }
 
-/// Run catalog writes with the guard trigger's permission.
+/// Run catalog writes as the catalog's owner, with the guard trigger's permission.
 fn writing<R>(f: impl FnOnce() -> R) -> R {
-    with_local_settings(&[("zdm.catalog_write", "on".to_string())], f)
+    crate::privilege::as_catalog_owner(f)
 }
 
 /// Load a migration and lock its row until the end of the transaction, so two
@@ -50,12 +52,13 @@ pub fn get(name: &str) -> ZdmResult<MigrationRow> {
 fn load(name: &str, lock: bool) -> ZdmResult<MigrationRow> {
     let sql = format!(
         "SELECT name, table_name, kind, phase, plan, backfill_upper, backfill_last,
-                paused, waiting_reason, current_batch_size, settings, cron_job_id
+                paused, waiting_reason, current_batch_size, settings, cron_job_id, created_by::text
            FROM zdm.migrations WHERE name = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    // connect_mut: a row lock is a write as far as SPI's read-only mode goes.
-    let row = Spi::connect_mut(|client| {
+    // connect_mut: a row lock is a write as far as SPI's read-only mode goes;
+    // and only the catalog's owner may lock its rows.
+    let row = writing(|| Spi::connect_mut(|client| {
         let rows = client.update(&sql, None, &[name.into()])?;
         let mut out = None;
         for r in rows {
@@ -75,15 +78,16 @@ fn load(name: &str, lock: bool) -> ZdmResult<MigrationRow> {
                     r.get::<i32>(10)?,
                     r.get::<JsonB>(11)?.map(|j| j.0).unwrap_or(Value::Null),
                     r.get::<i64>(12)?,
+                    r.get::<String>(13)?.unwrap_or_default(),
                 ),
             ));
         }
         Ok::<_, pgrx::spi::Error>(out)
-    })
+    }))
     .map_err(spi_err)?;
     let (
         (name, table_name, kind, phase, plan, upper, last),
-        (paused, waiting_reason, current_batch_size, settings, cron_job_id),
+        (paused, waiting_reason, current_batch_size, settings, cron_job_id, created_by),
     ) = row.ok_or_else(|| ZdmError::unknown_migration(name))?;
     let settings = if settings.is_null() {
         BackfillSettings::default()
@@ -105,6 +109,7 @@ fn load(name: &str, lock: bool) -> ZdmResult<MigrationRow> {
         current_batch_size,
         settings,
         cron_job_id,
+        created_by,
     })
 }
 
@@ -121,8 +126,8 @@ pub fn insert(m: NewMigration) -> ZdmResult<()> {
     let plan = serde_json::to_value(m.plan).expect("plans serialize");
     writing(|| {
         Spi::run_with_args(
-            "INSERT INTO zdm.migrations (name, table_name, kind, phase, columns, spec, plan)
-             VALUES ($1, $2, $3, 'started', $4, $5, $6)",
+            "INSERT INTO zdm.migrations (name, table_name, kind, phase, columns, spec, plan, created_by)
+             VALUES ($1, $2, $3, 'started', $4, $5, $6, $7)",
             &[
                 m.name.into(),
                 m.table_name.into(),
@@ -130,6 +135,7 @@ pub fn insert(m: NewMigration) -> ZdmResult<()> {
                 m.columns.into(),
                 JsonB(m.spec).into(),
                 JsonB(plan).into(),
+                crate::privilege::caller_name().into(),
             ],
         )
     })
@@ -198,13 +204,15 @@ pub fn log_event(
 ) -> ZdmResult<()> {
     writing(|| {
         Spi::run_with_args(
-            "INSERT INTO zdm.events (migration, event, from_phase, to_phase, detail) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO zdm.events (migration, event, from_phase, to_phase, detail, by_user)
+             VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 name.into(),
                 event.into(),
                 from.map(|p| p.as_str()).into(),
                 to.map(|p| p.as_str()).into(),
                 detail.map(JsonB).into(),
+                crate::privilege::caller_name().into(),
             ],
         )
     })

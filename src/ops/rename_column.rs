@@ -143,7 +143,8 @@ mod tests {
         );
         assert_eq!(
             p.start[3].sql,
-            "CREATE TRIGGER zdm_sync_ins_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.sync_m()"
+            "CREATE TRIGGER zdm_sync_ins_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.sync_m();\n\
+             ALTER TABLE public.users ENABLE ALWAYS TRIGGER zdm_sync_ins_m"
         );
         assert!(
             p.start[4]

@@ -250,9 +250,9 @@ pub fn plan_from_shape(
 
     // The sync functions run under a fixed search_path only when they must:
     // with user expressions in the values, or a key type whose equality is
-    // not PostgreSQL's own (format_type, run under search_path = pg_catalog,
-    // qualifies every type outside pg_catalog).
-    let builtin = |t: &str| !t.contains('.') && !t.contains('"');
+    // not PostgreSQL's own (type names come schema-qualified, but for the
+    // keyword-spelled ones such as `integer`: see `introspect::type_name`).
+    let builtin = |t: &str| t.starts_with("pg_catalog.") || (!t.contains('.') && !t.contains('"'));
     let keys_builtin = key.columns.iter().all(|(_, ty)| builtin(&ty.to_string()))
         && key_pairs.iter().all(|(_, s)| {
             shape

@@ -127,11 +127,12 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
         ))
         .hint(hint));
     }
+    require_feeding_trigger(&sp)?;
     // The last verify must have matched; without one, verify now (before any lock).
     let state = store::shadow_state(name)?;
     let verify = match state.get("verify") {
         Some(v) if v.get("backfilled") == Some(&json!(true)) => v.clone(),
-        _ => super::verify::verify(name, true)?,
+        _ => crate::privilege::as_table_owner(&m.table_name, || super::verify::verify(name, true))??,
     };
     if verify.get("matched") != Some(&json!(true)) {
         return Err(ZdmError::wrong_state(format!(
@@ -152,6 +153,16 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
             ))
             .expect("LOCK");
             let locked_at = Instant::now();
+            // No writer is in flight under the lock, so every delete is committed and
+            // its note visible: the last copies of deleted rows go now. The settle
+            // writes the shadow (and fires its triggers): as the table's owner.
+            // The statements after it change catalog entries only, some of other
+            // roles' objects (views, foreign keys): with the caller's rights.
+            if let Some(settle) = &sp.settle_function {
+                crate::privilege::as_table_owner(&sp.table, || Spi::run(&format!("SELECT {settle}(true)")))
+                    .unwrap_or_else(|e| e.raise())
+                    .expect("settle");
+            }
             let (statements, record, repointed) = forward_statements(&m, &sp).unwrap_or_else(|e| e.raise());
             for sql in &statements {
                 Spi::run(sql).expect("swap statement");
@@ -171,6 +182,35 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     store::set_shadow_state(name, "swap", serde_json::to_value(&record).expect("record serializes"))?;
     store::move_phase(&m, Phase::Swapped, "swap", Some(result.clone()))?;
     Ok(result)
+}
+
+/// 55000 unless the trigger feeding the shadow is there and fires for every
+/// write (`ENABLE ALWAYS`): writes it missed never reached the shadow, and a
+/// swap would lose them.
+fn require_feeding_trigger(sp: &ShadowPlan) -> ZdmResult<()> {
+    let enabled: Option<String> = crate::session::get_optional(
+        "SELECT t.tgenabled::text FROM pg_catalog.pg_trigger t
+          WHERE t.tgrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+            AND t.tgname OPERATOR(pg_catalog.=) $2",
+        &[sp.table.as_str().into(), unquoted(&sp.forward_trigger).into()],
+    )
+    .map_err(spi_err)?;
+    let problem = match enabled.as_deref() {
+        Some("A") => return Ok(()),
+        None => "is missing",
+        Some("D") => "is disabled",
+        Some(_) => "does not fire for every write (it is not ENABLE ALWAYS)",
+    };
+    Err(ZdmError::wrong_state(format!(
+        "the trigger {} feeding the shadow {} of {} {problem}",
+        sp.forward_trigger, sp.shadow, sp.table
+    ))
+    .detail("Writes it did not see never reached the shadow; swapping it in would lose them.")
+    .hint(format!(
+        "Nothing was swapped. Roll the migration back and start it again, or, if the trigger is there: \
+         ALTER TABLE {} ENABLE ALWAYS TRIGGER {}; then run zdm.verify() again before the swap.",
+        sp.table, sp.forward_trigger
+    )))
 }
 
 fn rows<T>(
@@ -593,11 +633,6 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
             .pre
             .push(format!("DROP TRIGGER IF EXISTS {} ON {}", tt.forward, sp.table));
     }
-    // No writer is in flight under the lock, so every delete is committed and
-    // its note visible: the last copies of deleted rows go now.
-    if let Some(settle) = &sp.settle_function {
-        script.pre.push(format!("SELECT {settle}(true)"));
-    }
     // From here on only rows the original accepted reach the shadow.
     for check in &sp.not_valid_checks {
         script.pre.push(format!("ALTER TABLE {} {check}", sp.shadow));
@@ -612,11 +647,14 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
         "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
         sp.reverse_trigger, sp.table, sp.reverse_function
     ));
+    // Also for writes under session_replication_role = replica (see `sqlgen::fire_always`).
+    script.post.push(format!("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}", sp.table, sp.reverse_trigger));
     if let Some(tt) = &sp.truncate_triggers {
         script.post.push(format!(
             "CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
             tt.reverse, sp.table, tt.reverse_function
         ));
+        script.post.push(format!("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}", sp.table, tt.reverse));
     }
     Ok(script.finish())
 }
@@ -659,7 +697,8 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
         (t.clone(), LockMode::AccessExclusive),
         (sp.old.clone(), LockMode::AccessExclusive),
     ];
-    let (held_ms, report) = with_lock_retry(policy, &locks, "swap back", || {
+    // Catalog changes only, some of other roles' objects: with the caller's rights.
+    let (held_ms, report) = crate::privilege::as_role(crate::privilege::caller(), || with_lock_retry(policy, &locks, "swap back", || {
         with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
             Spi::run(&format!("LOCK TABLE {t}, {} IN ACCESS EXCLUSIVE MODE", sp.old)).expect("LOCK");
             let locked_at = Instant::now();
@@ -720,7 +759,7 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
             }
             locked_at.elapsed().as_secs_f64() * 1000.0
         })
-    })?;
+    }))?;
     Ok(json!({"attempts": report.attempts, "lock_held_ms": (held_ms * 10.0).round() / 10.0}))
 }
 
@@ -736,7 +775,8 @@ pub fn complete_foreign_keys(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResul
                 format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", f.table, f.temporary),
                 &f.table,
                 LockMode::ShareUpdateExclusive,
-            )],
+            )
+            .with_caller_rights()],
             policy,
         )?;
     }
@@ -750,7 +790,8 @@ pub fn complete_foreign_keys(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResul
             format!("ALTER TABLE {} DROP CONSTRAINT {}", f.table, f.name),
             &f.table,
             LockMode::AccessExclusive,
-        ));
+        )
+        .with_caller_rights());
         steps.push(Step::locked(
             format!("give foreign key {} its name {}", f.temporary, f.name),
             format!(
@@ -759,7 +800,8 @@ pub fn complete_foreign_keys(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResul
             ),
             &f.table,
             LockMode::AccessExclusive,
-        ));
+        )
+        .with_caller_rights());
     }
     Ok(steps)
 }

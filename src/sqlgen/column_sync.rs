@@ -56,6 +56,7 @@ impl ColumnSync<'_> {
             "-- pg_zdm migration {migration}: keeps {table}.{old} (old application)
 -- and {table}.{new} (new application) consistent until the migration completes.
 BEGIN
+    {own_table_only}
     IF TG_OP = 'INSERT' THEN
         IF NEW.{new} IS NOT NULL THEN
             NEW.{old} := {down};
@@ -84,6 +85,7 @@ END;
 ",
             migration = self.migration.replace('\n', " "),
             table = self.table,
+            own_table_only = super::own_table_only(self.table),
             up = self.up_expr(),
             down = self.down_expr(),
         );
@@ -103,15 +105,23 @@ END;
     pub fn create_triggers(&self) -> Vec<String> {
         let (t, f, old, new) = (self.table, self.function, self.old, self.new);
         vec![
-            format!(
-                "CREATE TRIGGER {} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {f}()",
-                self.insert_trigger
+            super::fire_always(
+                format!(
+                    "CREATE TRIGGER {} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {f}()",
+                    self.insert_trigger
+                ),
+                self.insert_trigger,
+                t,
             ),
-            format!(
-                "CREATE TRIGGER {} BEFORE UPDATE ON {t} FOR EACH ROW \
-                 WHEN (NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{old} IS DISTINCT FROM OLD.{old} \
-                 OR (NEW.{new} IS NULL AND NEW.{old} IS NOT NULL)) EXECUTE FUNCTION {f}()",
-                self.trigger
+            super::fire_always(
+                format!(
+                    "CREATE TRIGGER {} BEFORE UPDATE ON {t} FOR EACH ROW \
+                     WHEN (NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{old} IS DISTINCT FROM OLD.{old} \
+                     OR (NEW.{new} IS NULL AND NEW.{old} IS NOT NULL)) EXECUTE FUNCTION {f}()",
+                    self.trigger
+                ),
+                self.trigger,
+                t,
             ),
         ]
     }
@@ -192,7 +202,8 @@ mod tests {
         let triggers = s.create_triggers();
         assert_eq!(
             triggers[0],
-            "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1()"
+            "CREATE TRIGGER zdm_sync_m1 BEFORE INSERT ON public.\"Users\" FOR EACH ROW EXECUTE FUNCTION zdm.sync_m1();\n\
+             ALTER TABLE public.\"Users\" ENABLE ALWAYS TRIGGER zdm_sync_m1"
         );
         assert!(triggers[1].starts_with("CREATE TRIGGER zdm_sync_m1 BEFORE UPDATE ON public.\"Users\" FOR EACH ROW WHEN (NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" OR NEW.name IS DISTINCT FROM OLD.name OR (NEW.\"full name\" IS NULL AND NEW.name IS NOT NULL))"), "{}", triggers[1]);
     }

@@ -26,6 +26,7 @@ impl FillTrigger<'_> {
         let body = format!(
             "-- pg_zdm migration {migration}: {why}.
 BEGIN
+    {own_table_only}
     IF NEW.{col} IS NULL THEN
         NEW.{col} := {value};
     END IF;
@@ -35,6 +36,7 @@ END;
             migration = self.migration.replace('\n', " "),
             why = self.why.replace('\n', " "),
             col = self.column,
+            own_table_only = super::own_table_only(self.table),
             value = self.value_over_new,
         );
         format!(
@@ -80,6 +82,7 @@ mod tests {
             ),
             "{sql}"
         );
-        assert_eq!(ft.trigger().create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m()");
+        assert_eq!(ft.trigger().create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m();\n\
+             ALTER TABLE public.users ENABLE ALWAYS TRIGGER zdm_fill_m");
     }
 }

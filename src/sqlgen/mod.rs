@@ -34,9 +34,13 @@ impl RowTrigger<'_> {
     /// triggers are named `zdm_...` so they fire after the user's own BEFORE
     /// triggers (PostgreSQL fires them in name order) and see their changes.
     pub fn create_trigger(&self) -> String {
-        format!(
-            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
-            self.trigger, self.table, self.function
+        fire_always(
+            format!(
+                "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
+                self.trigger, self.table, self.function
+            ),
+            self.trigger,
+            self.table,
         )
     }
 
@@ -47,6 +51,30 @@ impl RowTrigger<'_> {
     pub fn drop_function(&self) -> String {
         format!("DROP FUNCTION IF EXISTS {}()", self.function)
     }
+}
+
+/// The first statement of every trigger function pg_zdm generates: it acts
+/// for its own table only. EXECUTE on it is revoked from PUBLIC (see
+/// `executor::run_statement`), so only its owner could attach it elsewhere;
+/// there it fails instead of acting. The regclass constant is resolved when
+/// the statement is planned, and planned again when that table changes (the
+/// swap gives the name to the new table, whose reverse trigger uses it).
+pub fn own_table_only(table: &crate::ident::QualifiedName) -> String {
+    format!(
+        "IF TG_RELID OPERATOR(pg_catalog.<>) {}::pg_catalog.regclass::pg_catalog.oid THEN
+        RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE := 'insufficient_privilege';
+    END IF;",
+        crate::ident::quote_literal(&table.to_string())
+    )
+}
+
+/// `CREATE TRIGGER`, then `ENABLE ALWAYS`: the trigger also fires for
+/// writes made under `session_replication_role = replica` (a logical
+/// replication subscriber's apply worker, some restore tools), which would
+/// otherwise never reach the new column or the shadow.
+pub fn fire_always(create_trigger: String, trigger: &crate::ident::Ident, table: &crate::ident::QualifiedName) -> String {
+    format!("{create_trigger};\nALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
 }
 
 /// Row-constructor text for a list of already-quoted expressions: `(a, b)`.

@@ -243,6 +243,7 @@ impl Settle<'_> {
 -- replaced by the one that copies each write, and the settle makes the rows
 -- of the noted keys equal to the original's.
 BEGIN
+    {own_table_only}
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         {note_new}
     ELSE
@@ -257,6 +258,7 @@ END;
             migration = self.migration.replace('\n', " "),
             source = self.source,
             target = self.target,
+            own_table_only = super::own_table_only(self.source),
             note_new = self.note_key("NEW"),
             note_old = self.note_key("OLD"),
             old = key("OLD"),
@@ -366,15 +368,16 @@ pub enum UpperBound<'a> {
 }
 
 /// Key types whose order does not depend on a collation: the function below
-/// compares them exactly as the batch function does, inlined or not.
+/// compares them exactly as the batch function does, inlined or not. (Type
+/// names as `introspect::type_name` writes them.)
 pub fn beyond_upper_applies(key_types: &[String]) -> bool {
     const ORDERED: [&str; 8] = [
         "smallint",
         "integer",
         "bigint",
         "numeric",
-        "uuid",
-        "date",
+        "pg_catalog.uuid",
+        "pg_catalog.date",
         "timestamp without time zone",
         "timestamp with time zone",
     ];
@@ -396,16 +399,9 @@ pub fn beyond_upper_function(function: &str, key_types: &[String], upper: UpperB
         UpperBound::Key(values) => {
             let params: Vec<String> = (1..=key_types.len()).map(|i| format!("${i}")).collect();
             // Inlined into a SECURITY DEFINER trigger that may run under the
-            // caller's search_path: the operator and the one type name that
-            // is not an SQL keyword are qualified.
-            let bound: Vec<String> = values
-                .iter()
-                .zip(key_types)
-                .map(|(v, t)| match t.as_str() {
-                    "uuid" => format!("{v}::pg_catalog.uuid"),
-                    _ => format!("{v}::{t}"),
-                })
-                .collect();
+            // caller's search_path: the operator is qualified, and so are the
+            // type names (but for SQL keywords, which always mean pg_catalog's).
+            let bound: Vec<String> = values.iter().zip(key_types).map(|(v, t)| format!("{v}::{t}")).collect();
             format!(
                 "SELECT ({}) OPERATOR(pg_catalog.>) ({})",
                 params.join(", "),
@@ -552,14 +548,15 @@ mod tests {
 
     #[test]
     fn keys_beyond_the_upper_bound() {
-        let types = vec!["bigint".to_string(), "uuid".to_string()];
+        let types = vec!["bigint".to_string(), "pg_catalog.uuid".to_string()];
         assert!(beyond_upper_applies(&types));
-        assert!(!beyond_upper_applies(&["text".to_string()]), "collations order text");
+        assert!(!beyond_upper_applies(&["pg_catalog.text".to_string()]), "collations order text");
+        assert!(!beyond_upper_applies(&["uuid".to_string()]), "an unqualified name may be the caller's type");
         assert!(!beyond_upper_applies(&[]));
         let f = "zdm.shadow_beyond_m";
         assert_eq!(
             beyond_upper_function(f, &types, UpperBound::NotYet),
-            "CREATE OR REPLACE FUNCTION zdm.shadow_beyond_m(bigint, uuid) RETURNS boolean\nLANGUAGE sql STABLE PARALLEL SAFE AS $zdm$\nSELECT false\n$zdm$"
+            "CREATE OR REPLACE FUNCTION zdm.shadow_beyond_m(bigint, pg_catalog.uuid) RETURNS boolean\nLANGUAGE sql STABLE PARALLEL SAFE AS $zdm$\nSELECT false\n$zdm$"
         );
         assert!(beyond_upper_function(f, &types, UpperBound::Empty).ends_with("$zdm$\nSELECT true\n$zdm$"));
         let key = [Literal::test("10"), Literal::test("it's")];

@@ -222,6 +222,7 @@ impl RowCopy<'_> {
 -- with the same key equal to the row just written in {source}, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
+    {own_table_only}
     IF TG_OP {EQ} 'INSERT' THEN
         {insert}
         RETURN NULL;
@@ -246,6 +247,7 @@ END;
             migration = self.migration.replace('\n', " "),
             purpose = self.purpose,
             source = self.source,
+            own_table_only = super::own_table_only(self.source),
             not_found = match &self.notes {
                 None => "            IF FOUND THEN
                 RETURN NULL;
@@ -284,8 +286,10 @@ LANGUAGE plpgsql SECURITY DEFINER{} AS {}",
 
 /// `CREATE TRIGGER` for a row-copy function: AFTER, every row change.
 pub fn create_trigger(trigger: &Ident, table: &QualifiedName, function: &QualifiedName) -> String {
-    format!(
-        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()"
+    super::fire_always(
+        format!("CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()"),
+        trigger,
+        table,
     )
 }
 
@@ -308,6 +312,7 @@ pub fn truncate_function(
         "-- pg_zdm migration {migration} ({purpose}): a TRUNCATE of {source} fires no
 -- row trigger; the rows go from {targets} too, in the same transaction.
 BEGIN
+    {own_table_only}
     TRUNCATE {targets};
     RETURN NULL;
 EXCEPTION WHEN feature_not_supported THEN
@@ -320,6 +325,7 @@ END;
 ",
         migration = migration.replace('\n', " "),
         targets = names.join(", "),
+        own_table_only = super::own_table_only(source),
     );
     format!(
         "CREATE FUNCTION {function}() RETURNS trigger
@@ -330,7 +336,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
 
 /// `CREATE TRIGGER` for a truncate function: AFTER TRUNCATE, per statement.
 pub fn create_truncate_trigger(trigger: &Ident, table: &QualifiedName, function: &QualifiedName) -> String {
-    format!("CREATE TRIGGER {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {function}()")
+    super::fire_always(
+        format!("CREATE TRIGGER {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"),
+        trigger,
+        table,
+    )
 }
 
 /// One compared column of `verify`: its name in the shadow, the value the
@@ -350,7 +360,7 @@ fn value_hash(value: &str, type_sql: &str, seed: &str) -> String {
         "smallint" => Some("hashint2extended"),
         "integer" => Some("hashint4extended"),
         "bigint" => Some("hashint8extended"),
-        "uuid" => Some("uuid_hash_extended"),
+        "pg_catalog.uuid" => Some("uuid_hash_extended"),
         _ => None,
     };
     match typed {
@@ -625,7 +635,8 @@ mod tests {
         );
         assert_eq!(
             create_trigger(&Ident::test("zdm_shadow_m"), &s, &f),
-            "CREATE TRIGGER zdm_shadow_m AFTER INSERT OR UPDATE OR DELETE ON public.\"Order; DROP TABLE x\" FOR EACH ROW EXECUTE FUNCTION zdm.shadow_sync_m()"
+            "CREATE TRIGGER zdm_shadow_m AFTER INSERT OR UPDATE OR DELETE ON public.\"Order; DROP TABLE x\" FOR EACH ROW EXECUTE FUNCTION zdm.shadow_sync_m();\n\
+             ALTER TABLE public.\"Order; DROP TABLE x\" ENABLE ALWAYS TRIGGER zdm_shadow_m"
         );
     }
 
