@@ -120,9 +120,12 @@ pub fn run_statement(sql: &str) {
         )
         .expect("the generated function")
         .expect("the generated function exists");
-        let role: String = Spi::get_one_with_args("SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid($1))", &[owner.into()])
-            .expect("role name")
-            .expect("role exists");
+        let role: String = Spi::get_one_with_args(
+            "SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid($1))",
+            &[owner.into()],
+        )
+        .expect("role name")
+        .expect("role exists");
         Spi::run(&format!("REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")).expect("revoke");
         Spi::run(&format!("ALTER FUNCTION {signature} OWNER TO {role}")).expect("owner");
     });
@@ -351,7 +354,10 @@ mod tests {
 
     #[test]
     fn generated_function_names() {
-        assert_eq!(generated_function("CREATE FUNCTION zdm.sync_m() RETURNS trigger"), Some("zdm.sync_m"));
+        assert_eq!(
+            generated_function("CREATE FUNCTION zdm.sync_m() RETURNS trigger"),
+            Some("zdm.sync_m")
+        );
         assert_eq!(
             generated_function("CREATE OR REPLACE FUNCTION zdm.\"shadow_beyond_a(b\"(integer) RETURNS boolean"),
             Some("zdm.\"shadow_beyond_a(b\"")

@@ -77,13 +77,10 @@ pub fn caller_name() -> String {
 }
 
 fn role_name(role: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.pg_get_userbyid($1)::text",
-        &[role.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+    Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_userbyid($1)::text", &[role.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// Whether pg_zdm is writing its catalog right now (see sql/bootstrap.sql).
@@ -172,9 +169,16 @@ pub fn require_table_owner(table: &str, fallback: Option<&str>) -> ZdmResult<()>
     }
     Err(ZdmError::new(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        format!("must be owner of table {table} to migrate it (owner: {})", role_name(owner)),
+        format!(
+            "must be owner of table {table} to migrate it (owner: {})",
+            role_name(owner)
+        ),
     )
-    .detail(format!("Role {} is not a member of role {}.", caller_name(), role_name(owner)))
+    .detail(format!(
+        "Role {} is not a member of role {}.",
+        caller_name(),
+        role_name(owner)
+    ))
     .hint("Only the table's owner (a member of its owning role) or a superuser may start or act on its migrations."))
 }
 

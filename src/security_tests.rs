@@ -60,7 +60,10 @@ mod tests {
                  GRANT SELECT ON {app}.users, {app}.orders TO zdm_x1"
             ),
         );
-        ok_as("zdm_o1", &format!("SELECT zdm.rename_column('{app}.users', 'name', 'full_name', 'o1_rename')"));
+        ok_as(
+            "zdm_o1",
+            &format!("SELECT zdm.rename_column('{app}.users', 'name', 'full_name', 'o1_rename')"),
+        );
         ok_as(
             "zdm_o1",
             &format!("SELECT zdm.create_shadow_table('{app}.orders', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, 'o1_shadow')"),
@@ -100,11 +103,22 @@ mod tests {
             "the superuser sees the pending statements of every migration"
         );
         assert_eq!(
-            as_role("zdm_x1", "CREATE TEMP TABLE x1_pending AS SELECT * FROM zdm.pending_statements()"),
+            as_role(
+                "zdm_x1",
+                "CREATE TEMP TABLE x1_pending AS SELECT * FROM zdm.pending_statements()"
+            ),
             None
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM x1_pending"), Some(0), "none of them is the outsider's");
-        for (m, p) in [("o1_rename", "started"), ("o1_shadow", "started"), ("o1_add", "started")] {
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM x1_pending"),
+            Some(0),
+            "none of them is the outsider's"
+        );
+        for (m, p) in [
+            ("o1_rename", "started"),
+            ("o1_shadow", "started"),
+            ("o1_add", "started"),
+        ] {
             assert_eq!(phase(m), p, "{m} unchanged by the outsider");
         }
 
@@ -114,7 +128,10 @@ mod tests {
         backfill(Some("zdm_o1"), "o1_shadow");
         ok_as("zdm_o1", "SELECT zdm.verify('o1_shadow')");
         ok_as("zdm_o1", "SELECT zdm.swap_tables('o1_shadow')");
-        ok_as("zdm_o1", &format!("INSERT INTO {app}.orders VALUES (5000, 2000000000, 'big')"));
+        ok_as(
+            "zdm_o1",
+            &format!("INSERT INTO {app}.orders VALUES (5000, 2000000000, 'big')"),
+        );
         ok_as(
             "zdm_o1",
             "DO $$ DECLARE s text; BEGIN
@@ -141,12 +158,16 @@ mod tests {
             "the view follows the new table"
         );
         assert_eq!(
-            one::<String>(&format!("SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = '{app}.orders'::regclass"))
-                .unwrap(),
+            one::<String>(&format!(
+                "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = '{app}.orders'::regclass"
+            ))
+            .unwrap(),
             "zdm_o1"
         );
         assert_eq!(
-            one::<i64>(&format!("SELECT count(*) FROM {app}.users WHERE score IS NULL OR full_name IS NULL")),
+            one::<i64>(&format!(
+                "SELECT count(*) FROM {app}.users WHERE score IS NULL OR full_name IS NULL"
+            )),
             Some(0)
         );
         assert_eq!(
@@ -172,7 +193,10 @@ mod tests {
         )
         .unwrap();
         backfill(None, "ev2");
-        assert_eq!(one::<pgrx::JsonB>("SELECT zdm.verify('ev2')").unwrap().0["matched"], true);
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT zdm.verify('ev2')").unwrap().0["matched"],
+            true
+        );
         let hijack = "CREATE FUNCTION pg_temp.evil(pg_catalog.date) RETURNS boolean LANGUAGE sql
                           AS $$ INSERT INTO public.ev2_log VALUES (current_user) RETURNING true $$;
                       CREATE DOMAIN pg_temp.date AS pg_catalog.date CHECK (pg_temp.evil(VALUE));
@@ -183,7 +207,10 @@ mod tests {
             Some(0),
             "no code of the writer ran in the trigger"
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM public.zdm_shadow_ev2 WHERE day = '2031-01-01'"), Some(1));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.zdm_shadow_ev2 WHERE day = '2031-01-01'"),
+            Some(1)
+        );
     }
 
     /// The shadow belongs to the table's owner, who may put a trigger on it:
@@ -203,7 +230,10 @@ mod tests {
             ),
         );
         // A superuser starts it and runs the batches.
-        Spi::run(&format!("SELECT zdm.create_shadow_table('{app}.acct', '{{}}', NULL, 'acct3')")).unwrap();
+        Spi::run(&format!(
+            "SELECT zdm.create_shadow_table('{app}.acct', '{{}}', NULL, 'acct3')"
+        ))
+        .unwrap();
         ok_as(
             "zdm_o3",
             &format!(
@@ -216,7 +246,10 @@ mod tests {
         backfill(None, "acct3");
         ok_as("zdm_w3", &format!("INSERT INTO {app}.acct VALUES (1000, 1)"));
         Spi::run(&format!("SELECT zdm.verify('acct3')")).unwrap();
-        assert!(one::<i64>(&format!("SELECT count(*) FROM {app}.spy")).unwrap() > 0, "the spy ran");
+        assert!(
+            one::<i64>(&format!("SELECT count(*) FROM {app}.spy")).unwrap() > 0,
+            "the spy ran"
+        );
         assert_eq!(
             one::<i64>(&format!(
                 "SELECT count(*) FROM {app}.spy s JOIN pg_roles r ON r.rolname = s.who WHERE r.rolsuper OR s.who <> 'zdm_o3'"
@@ -282,7 +315,11 @@ mod tests {
             .as_deref(),
             Some("42501")
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM public.zdm_shadow_tt4"), rows, "the shadow is untouched");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.zdm_shadow_tt4"),
+            rows,
+            "the shadow is untouched"
+        );
     }
 
     /// The catalog is written by pg_zdm's functions only, whatever a session sets.
@@ -299,8 +336,17 @@ mod tests {
             assert_eq!(as_role("zdm_x5", sql).as_deref(), Some("42501"), "{sql}");
             assert_eq!(sqlstate(sql).as_deref(), Some("42501"), "superuser: {sql}");
         }
-        assert_eq!(as_role("zdm_x5", "SELECT count(*) FROM zdm.migrations, zdm.events, zdm.progress"), None);
-        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations WHERE name = 'cg5' AND plan ? 'start'"), Some(1));
+        assert_eq!(
+            as_role(
+                "zdm_x5",
+                "SELECT count(*) FROM zdm.migrations, zdm.events, zdm.progress"
+            ),
+            None
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM zdm.migrations WHERE name = 'cg5' AND plan ? 'start'"),
+            Some(1)
+        );
     }
 
     /// The API means the same whatever the caller's search_path holds, while
@@ -350,7 +396,10 @@ mod tests {
             one::<String>("SELECT full_name FROM public.rp7 WHERE id = 5001").as_deref(),
             Some("from a subscriber")
         );
-        assert_eq!(one::<String>("SELECT full_name FROM public.rp7 WHERE id = 1").as_deref(), Some("changed there"));
+        assert_eq!(
+            one::<String>("SELECT full_name FROM public.rp7 WHERE id = 1").as_deref(),
+            Some("changed there")
+        );
 
         crate::tests::tests::orders_table("public.sw7");
         Spi::run("SELECT zdm.create_shadow_table('public.sw7', '{}', NULL, 'sw7')").unwrap();
@@ -362,10 +411,16 @@ mod tests {
              SET LOCAL session_replication_role = origin;",
         )
         .unwrap();
-        assert_eq!(one::<String>("SELECT note FROM public.zdm_shadow_sw7 WHERE id = 3").as_deref(), Some("replica"));
+        assert_eq!(
+            one::<String>("SELECT note FROM public.zdm_shadow_sw7 WHERE id = 3").as_deref(),
+            Some("replica")
+        );
         Spi::run("ALTER TABLE public.sw7 DISABLE TRIGGER zdm_sync_sw7").unwrap();
         let err = crate::tests::tests::error_text("SELECT zdm.swap_tables('sw7')");
-        assert!(err.starts_with("55000: the trigger zdm_sync_sw7 feeding the shadow"), "{err}");
+        assert!(
+            err.starts_with("55000: the trigger zdm_sync_sw7 feeding the shadow"),
+            "{err}"
+        );
         assert!(err.contains("ENABLE ALWAYS TRIGGER zdm_sync_sw7"), "{err}");
         assert_eq!(phase("sw7"), "backfilled");
     }

@@ -320,7 +320,10 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     assert_eq!(command, "CALL zdm.backfill('m', NULL, 50, 'cron')");
     let name: String = one(&mut c, &format!("SELECT jobname FROM cron.job WHERE jobid = {job}"));
     assert_eq!(name, "zdm_backfill_m");
-    let username: String = one(&mut c, &format!("SELECT username::text FROM cron.job WHERE jobid = {job}"));
+    let username: String = one(
+        &mut c,
+        &format!("SELECT username::text FROM cron.job WHERE jobid = {job}"),
+    );
     assert_eq!(username, "app_owner");
     // pg_cron 1.4 fires at the top of each minute.
     let deadline = Instant::now() + Duration::from_secs(150);

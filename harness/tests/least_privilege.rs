@@ -109,8 +109,14 @@ fn a_table_owner_runs_the_case_study_and_an_intruder_gets_42501() {
     }
     let pending: i64 = one(&mut intruder, "SELECT count(*) FROM zdm.pending_statements()");
     assert_eq!(pending, 0, "the intruder sees no statement to run");
-    let phases: String = one(&mut admin, "SELECT string_agg(name || '=' || phase, ',' ORDER BY name) FROM zdm.migrations");
-    assert_eq!(phases, "orders_v2=started,users_email_idx=backfilled,users_full_name=started");
+    let phases: String = one(
+        &mut admin,
+        "SELECT string_agg(name || '=' || phase, ',' ORDER BY name) FROM zdm.migrations",
+    );
+    assert_eq!(
+        phases,
+        "orders_v2=started,users_email_idx=backfilled,users_full_name=started"
+    );
 
     // Migrate, as the owner, at top level.
     owner.batch_execute("CALL zdm.backfill('users_full_name')").unwrap();

@@ -58,32 +58,34 @@ fn load(name: &str, lock: bool) -> ZdmResult<MigrationRow> {
     );
     // connect_mut: a row lock is a write as far as SPI's read-only mode goes;
     // and only the catalog's owner may lock its rows.
-    let row = writing(|| Spi::connect_mut(|client| {
-        let rows = client.update(&sql, None, &[name.into()])?;
-        let mut out = None;
-        for r in rows {
-            out = Some((
-                (
-                    r.get::<String>(1)?.unwrap_or_default(),
-                    r.get::<String>(2)?.unwrap_or_default(),
-                    r.get::<String>(3)?.unwrap_or_default(),
-                    r.get::<String>(4)?.unwrap_or_default(),
-                    r.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null),
-                    r.get::<Vec<String>>(6)?,
-                    r.get::<Vec<String>>(7)?,
-                ),
-                (
-                    r.get::<bool>(8)?.unwrap_or(false),
-                    r.get::<String>(9)?,
-                    r.get::<i32>(10)?,
-                    r.get::<JsonB>(11)?.map(|j| j.0).unwrap_or(Value::Null),
-                    r.get::<i64>(12)?,
-                    r.get::<String>(13)?.unwrap_or_default(),
-                ),
-            ));
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    }))
+    let row = writing(|| {
+        Spi::connect_mut(|client| {
+            let rows = client.update(&sql, None, &[name.into()])?;
+            let mut out = None;
+            for r in rows {
+                out = Some((
+                    (
+                        r.get::<String>(1)?.unwrap_or_default(),
+                        r.get::<String>(2)?.unwrap_or_default(),
+                        r.get::<String>(3)?.unwrap_or_default(),
+                        r.get::<String>(4)?.unwrap_or_default(),
+                        r.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null),
+                        r.get::<Vec<String>>(6)?,
+                        r.get::<Vec<String>>(7)?,
+                    ),
+                    (
+                        r.get::<bool>(8)?.unwrap_or(false),
+                        r.get::<String>(9)?,
+                        r.get::<i32>(10)?,
+                        r.get::<JsonB>(11)?.map(|j| j.0).unwrap_or(Value::Null),
+                        r.get::<i64>(12)?,
+                        r.get::<String>(13)?.unwrap_or_default(),
+                    ),
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })
     .map_err(spi_err)?;
     let (
         (name, table_name, kind, phase, plan, upper, last),

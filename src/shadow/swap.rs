@@ -648,13 +648,18 @@ fn forward_statements(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Vec<Strin
         sp.reverse_trigger, sp.table, sp.reverse_function
     ));
     // Also for writes under session_replication_role = replica (see `sqlgen::fire_always`).
-    script.post.push(format!("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}", sp.table, sp.reverse_trigger));
+    script.post.push(format!(
+        "ALTER TABLE {} ENABLE ALWAYS TRIGGER {}",
+        sp.table, sp.reverse_trigger
+    ));
     if let Some(tt) = &sp.truncate_triggers {
         script.post.push(format!(
             "CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
             tt.reverse, sp.table, tt.reverse_function
         ));
-        script.post.push(format!("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}", sp.table, tt.reverse));
+        script
+            .post
+            .push(format!("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}", sp.table, tt.reverse));
     }
     Ok(script.finish())
 }
@@ -698,68 +703,70 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
         (sp.old.clone(), LockMode::AccessExclusive),
     ];
     // Catalog changes only, some of other roles' objects: with the caller's rights.
-    let (held_ms, report) = crate::privilege::as_role(crate::privilege::caller(), || with_lock_retry(policy, &locks, "swap back", || {
-        with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
-            Spi::run(&format!("LOCK TABLE {t}, {} IN ACCESS EXCLUSIVE MODE", sp.old)).expect("LOCK");
-            let locked_at = Instant::now();
-            let views = views_on(&t).unwrap_or_else(|e| e.raise());
-            let mut sql = Vec::new();
-            if !views.is_empty() {
-                let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
-                sql.push(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.join(", ")));
-                sql.push(format!("DROP VIEW {}", names.join(", ")));
-            }
-            for f in &record.foreign_keys {
+    let (held_ms, report) = crate::privilege::as_role(crate::privilege::caller(), || {
+        with_lock_retry(policy, &locks, "swap back", || {
+            with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
+                Spi::run(&format!("LOCK TABLE {t}, {} IN ACCESS EXCLUSIVE MODE", sp.old)).expect("LOCK");
+                let locked_at = Instant::now();
+                let views = views_on(&t).unwrap_or_else(|e| e.raise());
+                let mut sql = Vec::new();
+                if !views.is_empty() {
+                    let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
+                    sql.push(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.join(", ")));
+                    sql.push(format!("DROP VIEW {}", names.join(", ")));
+                }
+                for f in &record.foreign_keys {
+                    sql.push(format!(
+                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                        f.table, f.temporary
+                    ));
+                }
+                sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", sp.reverse_trigger));
+                if let Some(tt) = &sp.truncate_triggers {
+                    sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", tt.reverse));
+                }
                 sql.push(format!(
-                    "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                    f.table, f.temporary
+                    "ALTER TABLE {t} RENAME TO {}",
+                    Ident::new(sp.shadow_relname.as_str())
                 ));
-            }
-            sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", sp.reverse_trigger));
-            if let Some(tt) = &sp.truncate_triggers {
-                sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", tt.reverse));
-            }
-            sql.push(format!(
-                "ALTER TABLE {t} RENAME TO {}",
-                Ident::new(sp.shadow_relname.as_str())
-            ));
-            sql.push(format!(
-                "ALTER TABLE {} RENAME TO {}",
-                sp.old,
-                Ident::new(sp.table_relname.as_str())
-            ));
-            for (name, state) in &record.disabled_triggers {
-                let how = match state.as_str() {
-                    "R" => "ENABLE REPLICA",
-                    "A" => "ENABLE ALWAYS",
-                    _ => "ENABLE",
-                };
-                sql.push(format!("ALTER TABLE {t} {how} TRIGGER {name}"));
-            }
-            for (seq, old_col, _) in &record.serial_sequences {
-                sql.push(format!("ALTER SEQUENCE {seq} OWNED BY {t}.{old_col}"));
-            }
-            for (old_seq, new_seq) in &record.identity_sequences {
-                sql.push(setval_from(old_seq, new_seq));
-            }
-            for p in &record.publications {
-                sql.push(format!("ALTER PUBLICATION {p} DROP TABLE {}", sp.shadow));
-                sql.push(format!("ALTER PUBLICATION {p} ADD TABLE {t}"));
-            }
-            // The original definitions first (dependencies first, as recorded),
-            // then any view created on the new table since the swap.
-            for (_, create) in &record.views {
-                sql.extend(create.iter().cloned());
-            }
-            for v in views.iter().filter(|v| !record.views.iter().any(|(n, _)| *n == v.name)) {
-                sql.extend(v.create.iter().cloned());
-            }
-            for s in &sql {
-                Spi::run(s).expect("swap back statement");
-            }
-            locked_at.elapsed().as_secs_f64() * 1000.0
+                sql.push(format!(
+                    "ALTER TABLE {} RENAME TO {}",
+                    sp.old,
+                    Ident::new(sp.table_relname.as_str())
+                ));
+                for (name, state) in &record.disabled_triggers {
+                    let how = match state.as_str() {
+                        "R" => "ENABLE REPLICA",
+                        "A" => "ENABLE ALWAYS",
+                        _ => "ENABLE",
+                    };
+                    sql.push(format!("ALTER TABLE {t} {how} TRIGGER {name}"));
+                }
+                for (seq, old_col, _) in &record.serial_sequences {
+                    sql.push(format!("ALTER SEQUENCE {seq} OWNED BY {t}.{old_col}"));
+                }
+                for (old_seq, new_seq) in &record.identity_sequences {
+                    sql.push(setval_from(old_seq, new_seq));
+                }
+                for p in &record.publications {
+                    sql.push(format!("ALTER PUBLICATION {p} DROP TABLE {}", sp.shadow));
+                    sql.push(format!("ALTER PUBLICATION {p} ADD TABLE {t}"));
+                }
+                // The original definitions first (dependencies first, as recorded),
+                // then any view created on the new table since the swap.
+                for (_, create) in &record.views {
+                    sql.extend(create.iter().cloned());
+                }
+                for v in views.iter().filter(|v| !record.views.iter().any(|(n, _)| *n == v.name)) {
+                    sql.extend(v.create.iter().cloned());
+                }
+                for s in &sql {
+                    Spi::run(s).expect("swap back statement");
+                }
+                locked_at.elapsed().as_secs_f64() * 1000.0
+            })
         })
-    }))?;
+    })?;
     Ok(json!({"attempts": report.attempts, "lock_held_ms": (held_ms * 10.0).round() / 10.0}))
 }
 
@@ -782,26 +789,30 @@ pub fn complete_foreign_keys(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResul
     }
     let mut steps = Vec::new();
     for f in &record.foreign_keys {
-        steps.push(Step::locked(
-            format!(
-                "drop foreign key {} of {} (it references the old table)",
-                f.name, f.table
-            ),
-            format!("ALTER TABLE {} DROP CONSTRAINT {}", f.table, f.name),
-            &f.table,
-            LockMode::AccessExclusive,
-        )
-        .with_caller_rights());
-        steps.push(Step::locked(
-            format!("give foreign key {} its name {}", f.temporary, f.name),
-            format!(
-                "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
-                f.table, f.temporary, f.name
-            ),
-            &f.table,
-            LockMode::AccessExclusive,
-        )
-        .with_caller_rights());
+        steps.push(
+            Step::locked(
+                format!(
+                    "drop foreign key {} of {} (it references the old table)",
+                    f.name, f.table
+                ),
+                format!("ALTER TABLE {} DROP CONSTRAINT {}", f.table, f.name),
+                &f.table,
+                LockMode::AccessExclusive,
+            )
+            .with_caller_rights(),
+        );
+        steps.push(
+            Step::locked(
+                format!("give foreign key {} its name {}", f.temporary, f.name),
+                format!(
+                    "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                    f.table, f.temporary, f.name
+                ),
+                &f.table,
+                LockMode::AccessExclusive,
+            )
+            .with_caller_rights(),
+        );
     }
     Ok(steps)
 }

@@ -73,7 +73,11 @@ pub fn own_table_only(table: &crate::ident::QualifiedName) -> String {
 /// writes made under `session_replication_role = replica` (a logical
 /// replication subscriber's apply worker, some restore tools), which would
 /// otherwise never reach the new column or the shadow.
-pub fn fire_always(create_trigger: String, trigger: &crate::ident::Ident, table: &crate::ident::QualifiedName) -> String {
+pub fn fire_always(
+    create_trigger: String,
+    trigger: &crate::ident::Ident,
+    table: &crate::ident::QualifiedName,
+) -> String {
     format!("{create_trigger};\nALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
 }
 

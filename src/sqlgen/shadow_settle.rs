@@ -550,8 +550,14 @@ mod tests {
     fn keys_beyond_the_upper_bound() {
         let types = vec!["bigint".to_string(), "pg_catalog.uuid".to_string()];
         assert!(beyond_upper_applies(&types));
-        assert!(!beyond_upper_applies(&["pg_catalog.text".to_string()]), "collations order text");
-        assert!(!beyond_upper_applies(&["uuid".to_string()]), "an unqualified name may be the caller's type");
+        assert!(
+            !beyond_upper_applies(&["pg_catalog.text".to_string()]),
+            "collations order text"
+        );
+        assert!(
+            !beyond_upper_applies(&["uuid".to_string()]),
+            "an unqualified name may be the caller's type"
+        );
         assert!(!beyond_upper_applies(&[]));
         let f = "zdm.shadow_beyond_m";
         assert_eq!(
