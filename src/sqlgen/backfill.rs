@@ -14,7 +14,7 @@
 //!   in variables)
 
 use super::dollar_quote;
-use crate::ident::{Ident, QualifiedName, SqlFragment};
+use crate::ident::{comment_text, Ident, QualifiedName, SqlFragment};
 
 pub struct KeysetBatch<'a> {
     pub table: &'a QualifiedName,
@@ -171,7 +171,7 @@ impl KeysetBatch<'_> {
         };
         let body = format!(
             "#variable_conflict use_column
--- pg_zdm migration {migration}: one keyset batch of the backfill of {table}
+-- pg_zdm migration {migration}: one keyset batch of the backfill of {table_comment}
 -- ({description}).
 -- $1: key of the last row that existed when the backfill began (upper bound)
 -- $2: batch size
@@ -199,9 +199,9 @@ BEGIN
                         ARRAY[{end_text}];
 END;
 ",
-            migration = migration.replace('\n', " "),
-            table = self.table,
-            description = description.replace('\n', " "),
+            migration = comment_text(migration),
+            table_comment = comment_text(&self.table.to_string()),
+            description = comment_text(description),
             declare = declare.join("\n"),
             end_key = either(
                 format!("{};", self.end_key_sql(false, Some(&into))),
