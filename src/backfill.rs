@@ -157,8 +157,8 @@ pub fn run_one_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
     if m.paused {
         return Err(
             ZdmError::wrong_state(format!("migration \"{name}\" is paused")).hint(format!(
-                "Resume it first: SELECT zdm.resume('{}');",
-                name.replace('\'', "''")
+                "Resume it first: SELECT zdm.resume({});",
+                Literal::new(name)
             )),
         );
     }

@@ -94,18 +94,25 @@ pub fn build(
 
 /// Check a user-chosen migration name.
 pub fn check_migration_name(name: &str) -> ZdmResult<()> {
+    // The name is shown in hints, messages and generated code: a newline in
+    // it would forge lines there (NUL included: the server cannot store it).
+    if let Some(c) = name.chars().find(|&c| crate::ident::is_control(c)) {
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!(
+                "migration name \"{}\" contains a control character ({})",
+                crate::ident::comment_text(name),
+                crate::ident::comment_text(&c.to_string())
+            ),
+        )
+        .hint("Use printable characters only: no newline, tab or other control character."));
+    }
     if name.is_empty() || name.len() > MAX_MIGRATION_NAME {
         return Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_INVALID_NAME,
             format!("migration name \"{name}\" must be 1 to {MAX_MIGRATION_NAME} bytes long"),
         )
         .hint("Objects pg_zdm creates are named after the migration and must fit in 63 bytes."));
-    }
-    if name.contains('\0') {
-        return Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_NAME,
-            "migration name contains a NUL byte",
-        ));
     }
     Ok(())
 }
@@ -213,5 +220,17 @@ mod tests {
         assert!(check_migration_name("ok").is_ok());
         assert_eq!(check_migration_name("").unwrap_err().sqlstate(), "42602");
         assert_eq!(check_migration_name(&"x".repeat(49)).unwrap_err().sqlstate(), "42602");
+    }
+
+    #[test]
+    fn migration_names_have_no_control_characters() {
+        assert!(check_migration_name("it's a \\ name é").is_ok());
+        for bad in ["a\nb", "a\rb", "a\tb", "a\0b", "a\u{7f}b", "a\u{85}b", "a\u{2028}b"] {
+            let e = check_migration_name(bad).unwrap_err();
+            assert_eq!(e.sqlstate(), "42602", "{bad:?}");
+            assert!(e.hint.is_some());
+        }
+        let e = check_migration_name("x\nDECLARE").unwrap_err();
+        assert_eq!(e.message, "migration name \"x\\nDECLARE\" contains a control character (\\n)");
     }
 }

@@ -113,8 +113,8 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     if m.phase != Phase::Backfilled {
         let hint = match m.phase {
             Phase::Started | Phase::Backfilling => format!(
-                "Finish the backfill first: CALL zdm.backfill('{}');",
-                name.replace('\'', "''")
+                "Finish the backfill first: CALL zdm.backfill({});",
+                Literal::new(name)
             ),
             Phase::Swapped => {
                 "It is already swapped: complete it with zdm.complete(), or undo the swap with zdm.rollback().".into()
@@ -166,7 +166,7 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
         "lock_held_ms": (held_ms * 10.0).round() / 10.0,
         "repointed": repointed,
         "foreign_keys_to_validate": record.foreign_keys.iter().map(|f| format!("{}.{}", f.table, f.temporary)).collect::<Vec<_>>(),
-        "next": format!("SELECT zdm.complete('{}'); once the new table has proved itself (zdm.rollback() swaps back)", name.replace('\'', "''")),
+        "next": format!("SELECT zdm.complete({}); once the new table has proved itself (zdm.rollback() swaps back)", Literal::new(name)),
     });
     store::set_shadow_state(name, "swap", serde_json::to_value(&record).expect("record serializes"))?;
     store::move_phase(&m, Phase::Swapped, "swap", Some(result.clone()))?;
