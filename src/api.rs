@@ -134,9 +134,7 @@ fn next_step(name: &str) -> ZdmResult<Option<String>> {
         return Ok(None);
     }
     if m.paused {
-        return Ok(Some(format!(
-            "SELECT zdm.resume({q}); then CALL zdm.backfill({q});"
-        )));
+        return Ok(Some(format!("SELECT zdm.resume({q}); then CALL zdm.backfill({q});")));
     }
     if m.plan.backfill.is_some() && matches!(m.phase, Phase::Started | Phase::Backfilling) {
         return Ok(Some(format!(
@@ -146,9 +144,9 @@ fn next_step(name: &str) -> ZdmResult<Option<String>> {
     if m.plan.shadow.is_some() {
         return Ok(Some(match m.phase {
             Phase::Backfilled => format!("SELECT zdm.verify({q}); then SELECT zdm.swap_tables({q});"),
-            _ => format!(
-                "SELECT zdm.complete({q}); once the new table has proved itself (zdm.rollback({q}) swaps back)"
-            ),
+            _ => {
+                format!("SELECT zdm.complete({q}); once the new table has proved itself (zdm.rollback({q}) swaps back)")
+            }
         }));
     }
     if crate::toplevel::require_built(&m).is_err() {

@@ -165,9 +165,7 @@ pub fn comment_text(text: &str) -> String {
             '\t' => out.push_str("\\t"),
             '/' if prev == Some('*') => out.push_str("\\/"),
             '*' if prev == Some('/') => out.push_str("\\*"),
-            c if is_control(c) => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32))
-            }
+            c if is_control(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
         prev = Some(c);
@@ -209,8 +207,14 @@ mod tests {
             comment_text("\"x\nDECLARE z int := 1; --\""),
             "\"x\\nDECLARE z int := 1; --\""
         );
-        assert_eq!(comment_text("a\r\tb\u{0}c\u{7f}d\u{1b}"), "a\\r\\tb\\u{0}c\\u{7f}d\\u{1b}");
-        assert_eq!(comment_text("a\u{2028}b\u{2029}c\u{85}"), "a\\u{2028}b\\u{2029}c\\u{85}");
+        assert_eq!(
+            comment_text("a\r\tb\u{0}c\u{7f}d\u{1b}"),
+            "a\\r\\tb\\u{0}c\\u{7f}d\\u{1b}"
+        );
+        assert_eq!(
+            comment_text("a\u{2028}b\u{2029}c\u{85}"),
+            "a\\u{2028}b\\u{2029}c\\u{85}"
+        );
         // A backslash is doubled, so `\n` in the output always means a newline.
         assert_eq!(comment_text("a\\nb"), "a\\\\nb");
         assert_eq!(comment_text("*/ x /* y /**/"), "*\\/ x /\\* y /\\**\\/");
@@ -223,7 +227,10 @@ mod tests {
         for n in nasty {
             let out = comment_text(n);
             assert!(!out.contains("*/") && !out.contains("/*"), "{n:?} -> {out}");
-            assert!(!out.chars().any(|c| c.is_control() || c == '\u{2028}'), "{n:?} -> {out}");
+            assert!(
+                !out.chars().any(|c| c.is_control() || c == '\u{2028}'),
+                "{n:?} -> {out}"
+            );
         }
     }
 }

@@ -112,10 +112,9 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     let sp = shadow_plan(&m)?;
     if m.phase != Phase::Backfilled {
         let hint = match m.phase {
-            Phase::Started | Phase::Backfilling => format!(
-                "Finish the backfill first: CALL zdm.backfill({});",
-                Literal::new(name)
-            ),
+            Phase::Started | Phase::Backfilling => {
+                format!("Finish the backfill first: CALL zdm.backfill({});", Literal::new(name))
+            }
             Phase::Swapped => {
                 "It is already swapped: complete it with zdm.complete(), or undo the swap with zdm.rollback().".into()
             }
@@ -541,11 +540,7 @@ impl<'a> Script<'a> {
             |r| Ok((text(r, 1)?, text(r, 2)?, text(r, 3)?, r.get::<bool>(4)?.unwrap_or(true))),
         )?;
         for (i, (table, name, def, validated)) in fks.into_iter().enumerate() {
-            let temporary = Ident::new(format!(
-                "zdm_fk{}_{}",
-                i + 1,
-                crate::ops::fit_name_with_room(migration, 12)
-            ));
+            let temporary = Ident::new(crate::ops::generated_name(&format!("zdm_fk{}", i + 1), migration));
             let def = def.trim_end_matches(" NOT VALID");
             self.post.push(format!(
                 "ALTER TABLE {table} ADD CONSTRAINT {temporary} {def} NOT VALID"
