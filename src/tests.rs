@@ -1893,6 +1893,19 @@ cv_pkey PRIMARY KEY (id) valid=true",
     }
 
     #[pg_test]
+    fn literal_matches_the_server() {
+        for v in ["", "plain", "it's", r"a\b", "x\ny", r"\'; --", "é ü", r"''\\"] {
+            let server = Spi::get_one_with_args::<String>("SELECT pg_catalog.quote_literal($1)", &[v.into()]).unwrap();
+            assert_eq!(
+                server.as_deref(),
+                Some(crate::ident::quote_literal(v).as_str()),
+                "{v:?}"
+            );
+            assert_eq!(crate::ident::Literal::new(v), crate::ident::Literal::pure(v), "{v:?}");
+        }
+    }
+
+    #[pg_test]
     fn hints_read_back_without_standard_conforming_strings() {
         use crate::ident::Literal;
         users_table("public.scs");
