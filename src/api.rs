@@ -7,7 +7,7 @@ use crate::backfill;
 use crate::catalog::introspect::load_table;
 use crate::error::{OrRaise, ZdmError, ZdmResult};
 use crate::executor::{run_steps, RetryPolicy};
-use crate::ident::Ident;
+use crate::ident::{Ident, Literal};
 use crate::migrations::{store, Phase};
 use crate::ops::{self, check_migration_name, PlanContext};
 use crate::plan::Plan;
@@ -76,7 +76,14 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
         Some(n) => n.clone(),
         None => {
             let names: Vec<String> = built.iter().map(|o| o.default_name()).collect();
-            unused_name(&ops::fit_name(&names.join("_and_")))?
+            // Made of table and column names, which may hold control
+            // characters that a migration name may not (see check_migration_name).
+            let printable: String = names
+                .join("_and_")
+                .chars()
+                .map(|c| if crate::ident::is_control(c) { '_' } else { c })
+                .collect();
+            unused_name(&ops::fit_name(&printable))?
         }
     };
     check_migration_name(&name)?;
@@ -128,35 +135,33 @@ fn unused_name(base: &str) -> ZdmResult<String> {
 /// What to run next on a migration, for `zdm.status()`; None once it is finished.
 fn next_step(name: &str) -> ZdmResult<Option<String>> {
     let m = store::get(name)?;
-    let q = name.replace('\'', "''");
+    let q = Literal::new(name);
     if m.phase.is_final() {
         return Ok(None);
     }
     if m.paused {
-        return Ok(Some(format!(
-            "SELECT zdm.resume('{q}'); then CALL zdm.backfill('{q}');"
-        )));
+        return Ok(Some(format!("SELECT zdm.resume({q}); then CALL zdm.backfill({q});")));
     }
     if m.plan.backfill.is_some() && matches!(m.phase, Phase::Started | Phase::Backfilling) {
         return Ok(Some(format!(
-            "CALL zdm.backfill('{q}'); (top level) or SELECT zdm.schedule_backfill('{q}');"
+            "CALL zdm.backfill({q}); (top level) or SELECT zdm.schedule_backfill({q});"
         )));
     }
     if m.plan.shadow.is_some() {
         return Ok(Some(match m.phase {
-            Phase::Backfilled => format!("SELECT zdm.verify('{q}'); then SELECT zdm.swap_tables('{q}');"),
-            _ => format!(
-                "SELECT zdm.complete('{q}'); once the new table has proved itself (zdm.rollback('{q}') swaps back)"
-            ),
+            Phase::Backfilled => format!("SELECT zdm.verify({q}); then SELECT zdm.swap_tables({q});"),
+            _ => {
+                format!("SELECT zdm.complete({q}); once the new table has proved itself (zdm.rollback({q}) swaps back)")
+            }
         }));
     }
     if crate::toplevel::require_built(&m).is_err() {
         return Ok(Some(format!(
-            "SELECT statement FROM zdm.pending_statements('{q}') \\gexec"
+            "SELECT statement FROM zdm.pending_statements({q}) \\gexec"
         )));
     }
     Ok(Some(format!(
-        "SELECT zdm.complete('{q}'); once the old application is retired"
+        "SELECT zdm.complete({q}); once the old application is retired"
     )))
 }
 
@@ -173,8 +178,8 @@ fn conflict_check(table_name: &str, columns: &[String]) -> ZdmResult<()> {
             )
         };
         return Err(ZdmError::new(PgSqlErrorCode::ERRCODE_OBJECT_IN_USE, what).hint(format!(
-            "Complete or roll back \"{other}\" first: SELECT zdm.complete('{0}'); or SELECT zdm.rollback('{0}');",
-            other.replace('\'', "''")
+            "Complete or roll back \"{other}\" first: SELECT zdm.complete({0}); or SELECT zdm.rollback({0});",
+            Literal::new(&other)
         )));
     }
     Ok(())
@@ -311,8 +316,8 @@ pub mod zdm {
             return Err(
                 ZdmError::wrong_state(format!("migration \"{name}\" has not swapped its shadow table in yet")).hint(
                     format!(
-                        "Swap first: SELECT zdm.swap_tables('{0}'); then complete. zdm.rollback('{0}') abandons it.",
-                        name.replace('\'', "''")
+                        "Swap first: SELECT zdm.swap_tables({0}); then complete. zdm.rollback({0}) abandons it.",
+                        Literal::new(name)
                     ),
                 ),
             );
@@ -450,12 +455,13 @@ pub mod zdm {
         if in_transaction_block() {
             ZdmError::new(
                 PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-                format!("CALL zdm.backfill('{migration}') cannot run inside a transaction block"),
+                format!("CALL zdm.backfill({}) cannot run inside a transaction block", Literal::new(migration)),
             )
             .detail("The backfill commits after every batch, which PostgreSQL allows only for a CALL at top level.")
             .hint(format!(
                 "Run it outside BEGIN ... COMMIT (psql: \\set AUTOCOMMIT on), schedule it with zdm.schedule_backfill(), \
-                 or call SELECT zdm.backfill_batch('{migration}'); repeatedly from your own transactions."
+                 or call SELECT zdm.backfill_batch({}); repeatedly from your own transactions.",
+                Literal::new(migration)
             ))
             .raise();
         }

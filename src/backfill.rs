@@ -155,12 +155,8 @@ pub fn run_one_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
         return Ok(0);
     }
     if m.paused {
-        return Err(
-            ZdmError::wrong_state(format!("migration \"{name}\" is paused")).hint(format!(
-                "Resume it first: SELECT zdm.resume('{}');",
-                name.replace('\'', "''")
-            )),
-        );
+        return Err(ZdmError::wrong_state(format!("migration \"{name}\" is paused"))
+            .hint(format!("Resume it first: SELECT zdm.resume({});", Literal::new(name))));
     }
     match batch(&m, &plan, batch_size, "backfill_batch")? {
         Step::Batch(n) => Ok(n),

@@ -1780,6 +1780,188 @@ cv_pkey PRIMARY KEY (id) valid=true",
             "plain"
         );
     }
+
+    /// `sql` (a PL/pgSQL body) with its comments, quoted identifiers and
+    /// string literals blanked out: what PostgreSQL reads as code.
+    fn code_only(sql: &str) -> String {
+        let mut out = String::new();
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '-' if chars.peek() == Some(&'-') => {
+                    // A `--` comment ends at a line break, as in PostgreSQL's scanner.
+                    while chars.next_if(|&n| n != '\n' && n != '\r').is_some() {}
+                }
+                '"' | '\'' => {
+                    // To the closing quote; a doubled quote stays inside.
+                    while let Some(q) = chars.next() {
+                        if q == c && chars.next_if_eq(&c).is_none() {
+                            break;
+                        }
+                    }
+                    out.push(' ');
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// The bodies and the definitions of the functions pg_zdm generated.
+    fn generated_functions() -> (String, String) {
+        let all = |what: &str| {
+            one::<String>(&format!(
+                "SELECT string_agg({what}, E'\\n') FROM pg_proc
+                  WHERE pronamespace = 'zdm'::regnamespace AND prosrc LIKE '%-- pg_zdm migration%'"
+            ))
+            .unwrap()
+        };
+        (all("prosrc"), all("pg_get_functiondef(oid)"))
+    }
+
+    #[pg_test]
+    fn names_with_newlines_stay_names_in_generated_code() {
+        use crate::ident::{Ident, Literal};
+        let table = format!("public.{}", Ident::new("x\nDECLARE z int := 1; --"));
+        let col = "c\nDECLARE y int := 2; --";
+        Spi::run(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, {} text, n int);
+             INSERT INTO {table} SELECT g, 'v' || g, g FROM generate_series(1, 100) g;",
+            Ident::new(col)
+        ))
+        .unwrap();
+        let reg = format!("{}::regclass", Literal::new(&table));
+        // The name's text reaches comments escaped, and never the code around them.
+        let check_generated = |what: &str| {
+            let (bodies, definitions) = generated_functions();
+            let code = code_only(&bodies);
+            assert!(
+                !code.contains("int := 1") && !code.contains("int := 2"),
+                "{what}: {code}"
+            );
+            assert!(
+                definitions.contains(r#"public."x\nDECLARE z int := 1; --""#),
+                "{what}: {definitions}"
+            );
+        };
+
+        // The default name is made of the table's and the column's: no newline in it.
+        let m = one::<String>(&format!(
+            "SELECT zdm.rename_column({reg}, {}, 'renamed')",
+            Literal::new(col)
+        ))
+        .unwrap();
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+        let lit = Literal::new(&m);
+        check_generated("rename_column");
+        Spi::run(&format!(
+            "INSERT INTO {table} (id, {}) VALUES (1001, 'old app')",
+            Ident::new(col)
+        ))
+        .unwrap();
+        Spi::run(&format!("INSERT INTO {table} (id, renamed) VALUES (1002, 'new app')")).unwrap();
+        while one::<i64>(&format!("SELECT zdm.backfill_batch({lit})")).unwrap() > 0 {}
+        Spi::run(&format!("SELECT zdm.complete({lit})")).unwrap();
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(renamed, ',' ORDER BY id) FROM {table} WHERE id IN (1, 1001, 1002)"
+            )),
+            Some("v1,old app,new app".into())
+        );
+
+        // A migration name of its own may not hold a control character.
+        let refused = error_text(&format!(
+            "SELECT zdm.create_shadow_table({reg}, ARRAY['ALTER COLUMN n TYPE bigint'], NULL, E'a\\nb')"
+        ));
+        assert!(
+            refused.starts_with("42602: migration name \"a\\nb\" contains a control character"),
+            "{refused}"
+        );
+
+        Spi::run(&format!(
+            "SELECT zdm.create_shadow_table({reg}, ARRAY['ALTER COLUMN n TYPE bigint'], NULL, 'nl_shadow')"
+        ))
+        .unwrap();
+        check_generated("create_shadow_table");
+        while one::<i64>("SELECT zdm.backfill_batch('nl_shadow')").unwrap() > 0 {}
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT zdm.verify('nl_shadow')").unwrap().0["matched"],
+            true
+        );
+        Spi::run("SELECT zdm.rollback('nl_shadow')").unwrap();
+        assert_eq!(shadow_leftovers(), 0);
+    }
+
+    #[pg_test]
+    fn literal_matches_the_server() {
+        for v in ["", "plain", "it's", r"a\b", "x\ny", r"\'; --", "é ü", r"''\\"] {
+            let server = Spi::get_one_with_args::<String>("SELECT pg_catalog.quote_literal($1)", &[v.into()]).unwrap();
+            assert_eq!(
+                server.as_deref(),
+                Some(crate::ident::quote_literal(v).as_str()),
+                "{v:?}"
+            );
+            assert_eq!(crate::ident::Literal::new(v), crate::ident::Literal::pure(v), "{v:?}");
+        }
+    }
+
+    #[pg_test]
+    fn hints_read_back_without_standard_conforming_strings() {
+        use crate::ident::Literal;
+        users_table("public.scs");
+        let m = r"it's a \ name";
+        Spi::run(&format!(
+            "SELECT zdm.rename_column('public.scs', 'name', 'full_name', {})",
+            Literal::new(m)
+        ))
+        .unwrap();
+        Spi::run("SET LOCAL standard_conforming_strings = off").unwrap();
+        let quoted = r"E'it''s a \\ name'";
+        let next = one::<pgrx::JsonB>(&format!("SELECT zdm.status({quoted})")).unwrap().0["next"].clone();
+        assert_eq!(
+            next,
+            format!("CALL zdm.backfill({quoted}); (top level) or SELECT zdm.schedule_backfill({quoted});").as_str()
+        );
+        let hint = error_text(&format!("SELECT zdm.complete({quoted})"));
+        assert!(
+            hint.ends_with(&format!(
+                " / Its backfill is not finished. Run: CALL zdm.backfill({quoted}); then complete it."
+            )),
+            "{hint}"
+        );
+        // What the hints show reads back as the name, the setting on or off.
+        for setting in ["off", "on"] {
+            Spi::run(&format!("SET LOCAL standard_conforming_strings = {setting}")).unwrap();
+            assert_eq!(one::<String>(&format!("SELECT {quoted}::text")).as_deref(), Some(m));
+        }
+    }
+
+    #[pg_test]
+    fn long_migration_names_do_not_collide() {
+        let (a, b) = ("m".repeat(47) + "a", "m".repeat(47) + "b");
+        for (t, m) in [("public.long_a", &a), ("public.long_b", &b)] {
+            users_table(t);
+            Spi::run(&format!(
+                "SELECT zdm.create_shadow_table('{t}', ARRAY['ALTER COLUMN email TYPE varchar(200)'], NULL, '{m}')"
+            ))
+            .unwrap();
+        }
+        // Each migration has objects of its own, every name within 63 bytes.
+        for prefix in ["shadow_truncate", "shadow_reverse_truncate"] {
+            assert_eq!(
+                one::<i64>(&format!(
+                    "SELECT count(DISTINCT proname) FROM pg_proc WHERE pronamespace = 'zdm'::regnamespace AND proname LIKE '{prefix}\\_mmm%'"
+                )),
+                Some(2),
+                "{prefix}"
+            );
+        }
+        for m in [&a, &b] {
+            while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
+            Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
+        }
+        assert_eq!(shadow_leftovers(), 0);
+    }
 }
 
 /// Hooks for `cargo pgrx test`.

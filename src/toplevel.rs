@@ -9,6 +9,7 @@
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
+use crate::ident::Literal;
 use crate::migrations::store::{self, MigrationRow};
 use crate::session::get_optional;
 use pgrx::prelude::*;
@@ -50,8 +51,8 @@ fn index_state(index: &str) -> ZdmResult<IndexState> {
 fn gexec_hint(migration: &str) -> String {
     format!(
         "Run the pending statements at top level (not inside BEGIN ... COMMIT), e.g. in psql: \
-         SELECT statement FROM zdm.pending_statements('{}') \\gexec",
-        migration.replace('\'', "''")
+         SELECT statement FROM zdm.pending_statements({}) \\gexec",
+        Literal::new(migration)
     )
 }
 
@@ -128,8 +129,8 @@ pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
                             "index {index} of migration \"{name}\" failed to build {retries} times"
                         ))
                         .hint(format!(
-                            "See the server log for why; then roll back (SELECT zdm.rollback('{}');) and fix the cause.",
-                            name.replace('\'', "''")
+                            "See the server log for why; then roll back (SELECT zdm.rollback({});) and fix the cause.",
+                            Literal::new(&name)
                         )));
                     }
                     store::log_event(

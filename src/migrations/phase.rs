@@ -94,8 +94,8 @@ impl Phase {
         let err = ZdmError::wrong_state(format!("migration \"{migration}\" cannot go from phase {self} to {to}"));
         let hint = match (self, to) {
             (Phase::Started | Phase::Backfilling, Phase::Completed) => format!(
-                "Its backfill is not finished. Run: CALL zdm.backfill('{}'); then complete it.",
-                migration.replace('\'', "''")
+                "Its backfill is not finished. Run: CALL zdm.backfill({}); then complete it.",
+                crate::ident::Literal::pure(migration)
             ),
             (Phase::Completed, Phase::RolledBack) => {
                 "A completed migration has dropped its old objects; write a new migration to undo it.".to_string()
@@ -139,6 +139,9 @@ mod tests {
         let e = Phase::Started.check_move(Phase::Completed, "m'1").unwrap_err();
         assert_eq!(e.sqlstate(), "55000");
         assert!(e.hint.unwrap().contains("CALL zdm.backfill('m''1')"));
+        // A backslash needs E'' to read back the same whatever standard_conforming_strings says.
+        let e = Phase::Started.check_move(Phase::Completed, "m\\'1").unwrap_err();
+        assert!(e.hint.unwrap().contains("CALL zdm.backfill(E'm\\\\''1');"));
         assert!(Phase::Backfilled.check_move(Phase::Completed, "m").is_ok());
     }
 

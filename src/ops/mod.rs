@@ -27,6 +27,10 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 /// within PostgreSQL's 63-byte identifier limit.
 pub const MAX_MIGRATION_NAME: usize = 48;
 
+/// PostgreSQL's identifier limit (NAMEDATALEN - 1): it silently truncates
+/// longer names, so two long ones sharing their first 63 bytes would collide.
+pub const MAX_IDENTIFIER: usize = 63;
+
 /// Names of the objects a migration creates, derived from its name.
 pub struct PlanContext {
     pub migration: String,
@@ -39,13 +43,14 @@ impl PlanContext {
     pub fn function_name(&self, prefix: &str) -> QualifiedName {
         QualifiedName::new(
             (self.quote)("zdm"),
-            (self.quote)(&format!("{prefix}_{}", self.migration)),
+            (self.quote)(&generated_name(prefix, &self.migration)),
         )
     }
 
-    /// `zdm_<prefix>_<migration>`: triggers and constraints on the user's table.
+    /// `zdm_<prefix>_<migration>`: triggers, constraints, indexes and tables
+    /// (shadow, old, notes) in the user's schema.
     pub fn object_name(&self, prefix: &str) -> Ident {
-        (self.quote)(&format!("zdm_{prefix}_{}", self.migration))
+        (self.quote)(&generated_name(&format!("zdm_{prefix}"), &self.migration))
     }
 }
 
@@ -79,7 +84,6 @@ pub fn build(
         OperationSpec::CreateShadowTable(a) => Ok(Box::new(shadow_table::ShadowTable::new(
             table,
             a,
-            quote,
             crate::shadow::probe::probe,
         )?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
@@ -94,6 +98,19 @@ pub fn build(
 
 /// Check a user-chosen migration name.
 pub fn check_migration_name(name: &str) -> ZdmResult<()> {
+    // The name is shown in hints, messages and generated code: a newline in
+    // it would forge lines there (NUL included: the server cannot store it).
+    if let Some(c) = name.chars().find(|&c| crate::ident::is_control(c)) {
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!(
+                "migration name \"{}\" contains a control character ({})",
+                crate::ident::comment_text(name),
+                crate::ident::comment_text(&c.to_string())
+            ),
+        )
+        .hint("Use printable characters only: no newline, tab or other control character."));
+    }
     if name.is_empty() || name.len() > MAX_MIGRATION_NAME {
         return Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_INVALID_NAME,
@@ -101,27 +118,34 @@ pub fn check_migration_name(name: &str) -> ZdmResult<()> {
         )
         .hint("Objects pg_zdm creates are named after the migration and must fit in 63 bytes."));
     }
-    if name.contains('\0') {
-        return Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_NAME,
-            "migration name contains a NUL byte",
-        ));
-    }
     Ok(())
 }
 
-/// Shorten a generated name to the limit, keeping it unique with a hash suffix.
+/// Shorten a default migration name to the limit, keeping it unique with a hash suffix.
 pub fn fit_name(name: &str) -> String {
-    if name.len() <= MAX_MIGRATION_NAME {
+    fit_to(name, MAX_MIGRATION_NAME)
+}
+
+/// The name of an object a migration creates: `<prefix>_<migration>`, fitted
+/// to PostgreSQL's identifier limit. Every generated name goes through here,
+/// so each fits and stays unique per migration (the hash is of the full name).
+pub fn generated_name(prefix: &str, migration: &str) -> String {
+    fit_to(&format!("{prefix}_{migration}"), MAX_IDENTIFIER)
+}
+
+/// `name` if it fits in `limit` bytes; otherwise cut at a char boundary and
+/// suffixed with `_` and the FNV-1a hash of the whole name (stable across
+/// builds, which std's hasher is not), `limit` bytes at most.
+fn fit_to(name: &str, limit: usize) -> String {
+    if name.len() <= limit {
         return name.to_string();
     }
-    // FNV-1a: stable across builds, which std's hasher is not.
     let mut h: u32 = 0x811c9dc5;
     for b in name.bytes() {
         h ^= b as u32;
         h = h.wrapping_mul(0x01000193);
     }
-    let mut cut = MAX_MIGRATION_NAME - 9;
+    let mut cut = limit - 9;
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -208,10 +232,81 @@ mod tests {
         assert!(fit_name(&unicode).len() <= MAX_MIGRATION_NAME);
     }
 
+    /// Every prefix pg_zdm names objects with (`function_name` / `object_name`).
+    const PREFIXES: [&str; 16] = [
+        "shadow_sync",
+        "shadow_settle",
+        "shadow_reverse",
+        "shadow_truncate",
+        "shadow_reverse_truncate",
+        "shadow_beyond",
+        "fill",
+        "backfill",
+        "sync",
+        "zdm_reverse_truncate",
+        "zdm_sync_ins",
+        "zdm_shadow",
+        "zdm_old",
+        "zdm_stale",
+        "zdm_fk12",
+        "zdm_ix12",
+    ];
+
+    #[test]
+    fn generated_names_fit_and_stay_apart() {
+        let m = "m".repeat(MAX_MIGRATION_NAME);
+        let other = format!("{}n", "m".repeat(MAX_MIGRATION_NAME - 1));
+        for prefix in PREFIXES {
+            let (a, b) = (generated_name(prefix, &m), generated_name(prefix, &other));
+            assert!(a.len() <= MAX_IDENTIFIER && b.len() <= MAX_IDENTIFIER, "{a} {b}");
+            assert_ne!(a, b, "{prefix}");
+            assert!(a.starts_with(&format!("{prefix}_m")), "{a}");
+        }
+        // Short enough: unchanged, so existing names stay what they were.
+        assert_eq!(generated_name("shadow_sync", "m1"), "shadow_sync_m1");
+        let long = generated_name("shadow_reverse_truncate", &m);
+        assert_eq!(long.len(), MAX_IDENTIFIER);
+        assert_eq!(long, generated_name("shadow_reverse_truncate", &m));
+        assert!(long.starts_with("shadow_reverse_truncate_mmm"));
+        // A multi-byte name is cut at a char boundary.
+        let e = generated_name("zdm_reverse_truncate", &"é".repeat(24));
+        assert!(e.len() <= MAX_IDENTIFIER, "{e}");
+    }
+
+    #[test]
+    fn context_names_fit() {
+        let ctx = PlanContext {
+            migration: "m".repeat(MAX_MIGRATION_NAME),
+            quote: Ident::test,
+        };
+        assert_eq!(ctx.function_name("shadow_reverse_truncate").schema.raw(), "zdm");
+        assert!(ctx.function_name("shadow_reverse_truncate").name.raw().len() <= MAX_IDENTIFIER);
+        assert!(ctx.object_name("reverse_truncate").raw().len() <= MAX_IDENTIFIER);
+        assert!(ctx
+            .object_name("reverse_truncate")
+            .raw()
+            .starts_with("zdm_reverse_truncate_m"));
+    }
+
     #[test]
     fn migration_names_are_bounded() {
         assert!(check_migration_name("ok").is_ok());
         assert_eq!(check_migration_name("").unwrap_err().sqlstate(), "42602");
         assert_eq!(check_migration_name(&"x".repeat(49)).unwrap_err().sqlstate(), "42602");
+    }
+
+    #[test]
+    fn migration_names_have_no_control_characters() {
+        assert!(check_migration_name("it's a \\ name é").is_ok());
+        for bad in ["a\nb", "a\rb", "a\tb", "a\0b", "a\u{7f}b", "a\u{85}b", "a\u{2028}b"] {
+            let e = check_migration_name(bad).unwrap_err();
+            assert_eq!(e.sqlstate(), "42602", "{bad:?}");
+            assert!(e.hint.is_some());
+        }
+        let e = check_migration_name("x\nDECLARE").unwrap_err();
+        assert_eq!(
+            e.message,
+            "migration name \"x\\nDECLARE\" contains a control character (\\n)"
+        );
     }
 }

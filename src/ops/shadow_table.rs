@@ -53,18 +53,17 @@ pub struct ShadowTable {
     table: TableInfo,
     alterations: Vec<String>,
     column_map: BTreeMap<String, String>,
-    quote: fn(&str) -> Ident,
     probe: Probe,
 }
 
 impl ShadowTable {
-    pub fn new(table: &TableInfo, spec: &ShadowTableSpec, quote: fn(&str) -> Ident, probe: Probe) -> ZdmResult<Self> {
+    /// Its names are quoted by the `PlanContext` it is planned with.
+    pub fn new(table: &TableInfo, spec: &ShadowTableSpec, probe: Probe) -> ZdmResult<Self> {
         require_key(table)?;
         Ok(ShadowTable {
             table: table.clone(),
             alterations: spec.alterations.clone(),
             column_map: spec.column_map.clone().unwrap_or_default(),
-            quote,
             probe,
         })
     }
@@ -80,12 +79,9 @@ impl Operation for ShadowTable {
     }
 
     fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
-        let q = self.quote;
         let schema = &self.table.name.schema;
-        let shadow_relname = format!("zdm_shadow_{}", ctx.migration);
-        let old_relname = format!("zdm_old_{}", ctx.migration);
-        let shadow_name = QualifiedName::new(schema.clone(), q(&shadow_relname));
-        let old_name = QualifiedName::new(schema.clone(), q(&old_relname));
+        let shadow_name = QualifiedName::new(schema.clone(), ctx.object_name("shadow"));
+        let old_name = QualifiedName::new(schema.clone(), ctx.object_name("old"));
         let shape = (self.probe)(&ProbeRequest {
             original: &self.table,
             shadow: &shadow_name,
@@ -184,10 +180,7 @@ pub fn plan_from_shape(
         && !shape.foreign_keys.iter().any(|fk| fk.referenced == shadow.to_string());
     let forward_fn = ctx.function_name("shadow_sync");
     let settle_fn = ctx.function_name("shadow_settle");
-    let notes = QualifiedName::new(
-        table.schema.clone(),
-        (ctx.quote)(&format!("zdm_stale_{}", ctx.migration)),
-    );
+    let notes = QualifiedName::new(table.schema.clone(), ctx.object_name("stale"));
     let reverse_fn = ctx.function_name("shadow_reverse");
     let forward_trigger = ctx.object_name("sync");
     let reverse_trigger = ctx.object_name("reverse");

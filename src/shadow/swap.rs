@@ -112,10 +112,9 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     let sp = shadow_plan(&m)?;
     if m.phase != Phase::Backfilled {
         let hint = match m.phase {
-            Phase::Started | Phase::Backfilling => format!(
-                "Finish the backfill first: CALL zdm.backfill('{}');",
-                name.replace('\'', "''")
-            ),
+            Phase::Started | Phase::Backfilling => {
+                format!("Finish the backfill first: CALL zdm.backfill({});", Literal::new(name))
+            }
             Phase::Swapped => {
                 "It is already swapped: complete it with zdm.complete(), or undo the swap with zdm.rollback().".into()
             }
@@ -177,7 +176,7 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
         "lock_held_ms": (held_ms * 10.0).round() / 10.0,
         "repointed": repointed,
         "foreign_keys_to_validate": record.foreign_keys.iter().map(|f| format!("{}.{}", f.table, f.temporary)).collect::<Vec<_>>(),
-        "next": format!("SELECT zdm.complete('{}'); once the new table has proved itself (zdm.rollback() swaps back)", name.replace('\'', "''")),
+        "next": format!("SELECT zdm.complete({}); once the new table has proved itself (zdm.rollback() swaps back)", Literal::new(name)),
     });
     store::set_shadow_state(name, "swap", serde_json::to_value(&record).expect("record serializes"))?;
     store::move_phase(&m, Phase::Swapped, "swap", Some(result.clone()))?;
@@ -581,11 +580,7 @@ impl<'a> Script<'a> {
             |r| Ok((text(r, 1)?, text(r, 2)?, text(r, 3)?, r.get::<bool>(4)?.unwrap_or(true))),
         )?;
         for (i, (table, name, def, validated)) in fks.into_iter().enumerate() {
-            let temporary = Ident::new(format!(
-                "zdm_fk{}_{}",
-                i + 1,
-                crate::ops::fit_name_with_room(migration, 12)
-            ));
+            let temporary = Ident::new(crate::ops::generated_name(&format!("zdm_fk{}", i + 1), migration));
             let def = def.trim_end_matches(" NOT VALID");
             self.post.push(format!(
                 "ALTER TABLE {table} ADD CONSTRAINT {temporary} {def} NOT VALID"

@@ -14,7 +14,7 @@
 //!   in variables)
 
 use super::dollar_quote;
-use crate::ident::{Ident, QualifiedName, SqlFragment};
+use crate::ident::{comment_text, Ident, QualifiedName, SqlFragment};
 
 pub struct KeysetBatch<'a> {
     pub table: &'a QualifiedName,
@@ -171,7 +171,7 @@ impl KeysetBatch<'_> {
         };
         let body = format!(
             "#variable_conflict use_column
--- pg_zdm migration {migration}: one keyset batch of the backfill of {table}
+-- pg_zdm migration {migration}: one keyset batch of the backfill of {table_comment}
 -- ({description}).
 -- $1: key of the last row that existed when the backfill began (upper bound)
 -- $2: batch size
@@ -199,9 +199,9 @@ BEGIN
                         ARRAY[{end_text}];
 END;
 ",
-            migration = migration.replace('\n', " "),
-            table = self.table,
-            description = description.replace('\n', " "),
+            migration = comment_text(migration),
+            table_comment = comment_text(&self.table.to_string()),
+            description = comment_text(description),
             declare = declare.join("\n"),
             end_key = either(
                 format!("{};", self.end_key_sql(false, Some(&into))),
@@ -230,11 +230,13 @@ LANGUAGE plpgsql AS {}",
     }
 
     /// `(cols) > $3` (after the first batch) `AND (cols) <= <end>`: the batch's
-    /// key range over `cols` (the table's key columns, or the shadow's).
-    fn range(&self, cols: &[String], after_last: bool, end: &str) -> String {
+    /// key range over `cols` (the table's key columns, or the shadow's), the
+    /// `AND` on a line of its own indented by `and_indent` spaces.
+    fn range(&self, cols: &[String], after_last: bool, end: &str, and_indent: usize) -> String {
         let row = format!("({})", cols.join(", "));
         if after_last {
-            format!("{row} > {}\n   AND {row} <= {end}", self.param_row(3))
+            let pad = " ".repeat(and_indent);
+            format!("{row} > {}\n{pad}AND {row} <= {end}", self.param_row(3))
         } else {
             format!("{row} <= {end}")
         }
@@ -257,7 +259,7 @@ OFFSET $2 - 1 LIMIT 1",
             cols.join(", "),
             into.map(|i| format!("\n  INTO {i}")).unwrap_or_default(),
             self.table,
-            self.range(&cols, after_last, &self.param_row(1)),
+            self.range(&cols, after_last, &self.param_row(1), 3),
             cols.join(", "),
         )
     }
@@ -274,8 +276,7 @@ OFFSET $2 - 1 LIMIT 1",
          LIMIT $2) AS zdm_left",
             into.map(|i| format!("\n  INTO {i}")).unwrap_or_default(),
             self.table,
-            self.range(&cols, after_last, &self.param_row(1))
-                .replace("\n   AND", "\n           AND"),
+            self.range(&cols, after_last, &self.param_row(1), 11),
             cols.join(", "),
         )
     }
@@ -304,8 +305,7 @@ OFFSET $2 - 1 LIMIT 1",
 ELSE
 {};
 END IF;",
-                    self.range(&target_key, after_last, end)
-                        .replace("\n   AND", "\n              AND"),
+                    self.range(&target_key, after_last, end, 14),
                     indent(&self.work_sql(after_last, false, end), 4),
                     indent(&self.copy_sql(after_last, CopyMode::Plain, end), 4),
                 )
@@ -328,7 +328,7 @@ END IF;",
    AND ({needs_work})",
                 table = self.table,
                 assignments = assignments.join(",\n       "),
-                range = self.range(&self.key_cols("zdm_row"), after_last, end),
+                range = self.range(&self.key_cols("zdm_row"), after_last, end, 3),
             ),
             BatchWork::CopyInto { settle: None, .. } => self.copy_sql(after_last, CopyMode::Plain, end),
             BatchWork::CopyInto { .. } => self.copy_sql(
@@ -365,8 +365,7 @@ END IF;",
                     "\n   AND NOT EXISTS (SELECT FROM {target} AS zdm_t\n                    WHERE ({}) = ({})\n                      AND {})",
                     target_key.join(", "),
                     self.key_cols("zdm_src").join(", "),
-                    self.range(&target_key, after_last, end)
-                        .replace("\n   AND", "\n                      AND"),
+                    self.range(&target_key, after_last, end, 22),
                 )
             }
             _ => String::new(),
@@ -384,7 +383,7 @@ SELECT {values}
             overriding = if *overriding { " OVERRIDING SYSTEM VALUE" } else { "" },
             values = values.join(",\n       "),
             table = self.table,
-            range = self.range(&self.key_cols("zdm_src"), after_last, end),
+            range = self.range(&self.key_cols("zdm_src"), after_last, end, 3),
         )
     }
 
@@ -417,23 +416,48 @@ enum CopyMode {
     OnConflict,
 }
 
+/// `sql` with every line indented by `by` spaces (empty lines stay empty),
+/// for readable generated functions.
 fn indent(sql: &str, by: usize) -> String {
     let pad = " ".repeat(by);
-    sql.lines()
-        .map(|l| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{pad}{l}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let sql = sql.strip_suffix('\n').unwrap_or(sql);
+    let mut out = String::with_capacity(sql.len() + 16 * by);
+    // A line break inside a quoted name or a string literal is part of it:
+    // the line after it is not indented (spaces there would change the
+    // name). A quote in a `--` comment opens nothing; a doubled quote closes
+    // and reopens at once.
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut line_start = true;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if line_start && c != '\n' {
+            out.push_str(&pad);
+        }
+        line_start = false;
+        match (quote, c) {
+            (None, '\n') => (comment, line_start) = (false, true),
+            (None, '-') if !comment && chars.peek() == Some(&'-') => comment = true,
+            (None, '"' | '\'') if !comment => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn indent_leaves_names_and_literals_alone() {
+        assert_eq!(
+            indent("a\n\"x\ny\" -- it's\nb\n\n'c\nd''\ne' \"\"\"f\ng\"\n", 2),
+            "  a\n  \"x\ny\" -- it's\n  b\n\n  'c\nd''\ne' \"\"\"f\ng\""
+        );
+    }
 
     #[test]
     fn composite_key_batches_are_range_scans() {

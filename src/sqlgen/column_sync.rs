@@ -18,7 +18,7 @@
 //! old one's), so "not given" reads as NULL on INSERT.
 
 use super::{dollar_quote, RowTrigger};
-use crate::ident::{Ident, QualifiedName};
+use crate::ident::{comment_text, Ident, QualifiedName};
 
 pub struct ColumnSync<'a> {
     pub migration: &'a str,
@@ -53,8 +53,8 @@ impl ColumnSync<'_> {
     pub fn create_function(&self) -> String {
         let (old, new) = (self.old, self.new);
         let body = format!(
-            "-- pg_zdm migration {migration}: keeps {table}.{old} (old application)
--- and {table}.{new} (new application) consistent until the migration completes.
+            "-- pg_zdm migration {migration}: keeps {old_column} (old application)
+-- and {new_column} (new application) consistent until the migration completes.
 BEGIN
     {own_table_only}
     IF TG_OP = 'INSERT' THEN
@@ -83,8 +83,9 @@ BEGIN
     RETURN NEW;
 END;
 ",
-            migration = self.migration.replace('\n', " "),
-            table = self.table,
+            migration = comment_text(self.migration),
+            old_column = comment_text(&format!("{}.{old}", self.table)),
+            new_column = comment_text(&format!("{}.{new}", self.table)),
             own_table_only = super::own_table_only(self.table),
             up = self.up_expr(),
             down = self.down_expr(),
@@ -206,6 +207,25 @@ mod tests {
              ALTER TABLE public.\"Users\" ENABLE ALWAYS TRIGGER zdm_sync_m1"
         );
         assert!(triggers[1].starts_with("CREATE TRIGGER zdm_sync_m1 BEFORE UPDATE ON public.\"Users\" FOR EACH ROW WHEN (NEW.\"full name\" IS DISTINCT FROM OLD.\"full name\" OR NEW.name IS DISTINCT FROM OLD.name OR (NEW.\"full name\" IS NULL AND NEW.name IS NOT NULL))"), "{}", triggers[1]);
+    }
+
+    #[test]
+    fn names_in_the_comment_stay_in_it() {
+        let t = QualifiedName::new(Ident::test("public"), Ident::test("x\nDECLARE z int := 1; --"));
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("sync_m1"));
+        let trg = Ident::test("zdm_sync_m1");
+        let (old, new) = (Ident::test("a\rb"), Ident::test("c"));
+        let mut s = sample(&t, &f, &trg, &old, &new);
+        s.migration = "m\u{2028}1";
+        let sql = s.create_function();
+        assert!(
+            sql.contains(
+                "$zdm$\n-- pg_zdm migration m\\u{2028}1: keeps public.\"x\\nDECLARE z int := 1; --\".\"a\\rb\" (old application)\n-- and public.\"x\\nDECLARE z int := 1; --\".c (new application) consistent"
+            ),
+            "{sql}"
+        );
+        // The code itself keeps the real name (a newline inside a quoted identifier).
+        assert!(sql.contains("NEW.\"a\rb\" := NEW.c;"), "{sql}");
     }
 
     #[test]

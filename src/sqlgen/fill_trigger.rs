@@ -7,7 +7,7 @@
 //! old row.
 
 use super::{dollar_quote, RowTrigger};
-use crate::ident::{Ident, QualifiedName};
+use crate::ident::{comment_text, Ident, QualifiedName};
 
 pub struct FillTrigger<'a> {
     pub migration: &'a str,
@@ -17,7 +17,8 @@ pub struct FillTrigger<'a> {
     pub column: &'a Ident,
     /// The value, over the `NEW` row (already cast to the column's type).
     pub value_over_new: &'a str,
-    /// Why, for the comment in the function body.
+    /// Why, for the comment in the function body (names in it are quoted;
+    /// the whole text goes through `comment_text`).
     pub why: &'a str,
 }
 
@@ -33,8 +34,8 @@ BEGIN
     RETURN NEW;
 END;
 ",
-            migration = self.migration.replace('\n', " "),
-            why = self.why.replace('\n', " "),
+            migration = comment_text(self.migration),
+            why = comment_text(self.why),
             col = self.column,
             own_table_only = super::own_table_only(self.table),
             value = self.value_over_new,

@@ -51,7 +51,7 @@
 //! Notes live in a logged table: after a crash they are still there.
 
 use super::dollar_quote;
-use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
+use crate::ident::{comment_text, Ident, Literal, QualifiedName, SqlFragment};
 
 pub struct Settle<'a> {
     pub migration: &'a str,
@@ -94,7 +94,7 @@ impl Settle<'_> {
             self.migration,
             self.source.display_raw()
         );
-        format!("COMMENT ON TABLE {} IS '{}'", self.notes, text.replace('\'', "''"))
+        format!("COMMENT ON TABLE {} IS {}", self.notes, Literal::pure(&text))
     }
 
     /// The trigger's statement noting the key of `row` (`OLD` or `NEW`).
@@ -255,9 +255,9 @@ BEGIN
     RETURN NULL;
 END;
 ",
-            migration = self.migration.replace('\n', " "),
-            source = self.source,
-            target = self.target,
+            migration = comment_text(self.migration),
+            source = comment_text(&self.source.to_string()),
+            target = comment_text(&self.target.to_string()),
             own_table_only = super::own_table_only(self.source),
             note_new = self.note_key("NEW"),
             note_old = self.note_key("OLD"),
@@ -280,8 +280,8 @@ LANGUAGE plpgsql SECURITY DEFINER AS {}",
         let n_key = self.source_cols("zdm_n.");
         let s_key = self.source_cols("zdm_s.");
         let body = format!(
-            "-- pg_zdm migration {migration}: makes the rows of {target} whose keys
--- are noted in {notes} equal to the rows of {source} again: a backfill batch
+            "-- pg_zdm migration {migration}: makes the rows of {target_comment} whose keys
+-- are noted in {notes_comment} equal to the rows of {source_comment} again: a backfill batch
 -- may have copied them as they were before a delete or an update.
 -- zdm_copy_missing: the batches are over, so the shadow must also gain the
 -- rows of noted keys it lacks (false while batches still copy them).
@@ -320,7 +320,7 @@ BEGIN
     -- The shadow rows of the other notes that this call can lock, and their
     -- notes. A row a writer holds is left, with its note, for the next call.
     -- Only the rows locked here are judged below: a row a writer makes from
-    -- now on is written in the same transaction as {source}'s, so it is right.
+    -- now on is written in the same transaction as {source_comment}'s, so it is right.
     SELECT array_agg(zdm_row), array_agg(zdm_note)
       INTO zdm_held_rows, zdm_held_notes
       FROM (SELECT zdm_t.ctid AS zdm_row, zdm_n.ctid AS zdm_note
@@ -334,7 +334,7 @@ BEGIN
         RETURN 0;
     END IF;
     -- A new statement, so a new snapshot: every write to these rows committed
-    -- before the locks is seen. A key inserted again since is in {source}.
+    -- before the locks is seen. A key inserted again since is in {source_comment}.
     DELETE FROM {target} AS zdm_t
      WHERE zdm_t.ctid = ANY (zdm_held_rows)
        AND NOT EXISTS (SELECT FROM ONLY {source} AS zdm_s WHERE {s_key} = {t_key});
@@ -343,7 +343,10 @@ BEGIN
     RETURN zdm_removed;
 END;
 ",
-            migration = self.migration.replace('\n', " "),
+            migration = comment_text(self.migration),
+            target_comment = comment_text(&target.to_string()),
+            notes_comment = comment_text(&notes.to_string()),
+            source_comment = comment_text(&source.to_string()),
             refresh = self.refresh(),
             copy_missing = self.copy_missing(),
             copy_noted = self.copy_noted_rows("zdm_noted"),

@@ -41,7 +41,7 @@
 //! (`set_search_path`).
 
 use super::dollar_quote;
-use crate::ident::{Ident, QualifiedName};
+use crate::ident::{comment_text, Ident, QualifiedName};
 
 /// Equality, whatever the caller's search_path (the trigger is SECURITY
 /// DEFINER: an `=` of the caller's schemas must never run in it).
@@ -218,8 +218,8 @@ impl RowCopy<'_> {
             ),
         };
         let body = format!(
-            "-- pg_zdm migration {migration} ({purpose} sync): makes the row of {target}
--- with the same key equal to the row just written in {source}, in the same
+            "-- pg_zdm migration {migration} ({purpose} sync): makes the row of {target_comment}
+-- with the same key equal to the row just written in {source_comment}, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
     {own_table_only}
@@ -244,9 +244,10 @@ BEGIN
     RETURN NULL;
 END;
 ",
-            migration = self.migration.replace('\n', " "),
+            migration = comment_text(self.migration),
             purpose = self.purpose,
-            source = self.source,
+            target_comment = comment_text(&target.to_string()),
+            source_comment = comment_text(&self.source.to_string()),
             own_table_only = super::own_table_only(self.source),
             not_found = match &self.notes {
                 None => "            IF FOUND THEN
@@ -310,7 +311,7 @@ pub fn truncate_function(
     let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
     let body = format!(
         "-- pg_zdm migration {migration} ({purpose}): a TRUNCATE of {source} fires no
--- row trigger; the rows go from {targets} too, in the same transaction.
+-- row trigger; the rows go from {targets_comment} too, in the same transaction.
 BEGIN
     {own_table_only}
     TRUNCATE {targets};
@@ -323,8 +324,10 @@ EXCEPTION WHEN feature_not_supported THEN
                      '(zdm.complete or zdm.rollback), or DELETE the rows.';
 END;
 ",
-        migration = migration.replace('\n', " "),
+        migration = comment_text(migration),
+        source = comment_text(&source.to_string()),
         targets = names.join(", "),
+        targets_comment = comment_text(&names.join(", ")),
         own_table_only = super::own_table_only(source),
     );
     format!(
@@ -511,6 +514,21 @@ mod tests {
             QualifiedName::new(Ident::test("public"), Ident::test("Order; DROP TABLE x")),
             QualifiedName::new(Ident::test("public"), Ident::test("zdm_shadow_m")),
         )
+    }
+
+    #[test]
+    fn truncate_comment_escapes_names() {
+        let source = QualifiedName::new(Ident::test("public"), Ident::test("x\nDECLARE z int := 1; --"));
+        let target = QualifiedName::new(Ident::test("public"), Ident::test("zdm_shadow_m"));
+        let f = QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_truncate_m"));
+        let sql = truncate_function(&f, "m\n*/", &source, &[&target], "shadow sync");
+        assert!(
+            sql.contains(
+                "$zdm$\n-- pg_zdm migration m\\n*\\/ (shadow sync): a TRUNCATE of public.\"x\\nDECLARE z int := 1; --\" fires no\n-- row trigger;"
+            ),
+            "{sql}"
+        );
+        assert!(!sql.contains("\nDECLARE"), "{sql}");
     }
 
     #[test]
