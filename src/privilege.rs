@@ -40,7 +40,7 @@ thread_local! {
 }
 
 /// Run one API call: remember who called with which search_path, then run
-/// `f` under [`FIXED_SEARCH_PATH`].
+/// `f` under [`FIXED_SEARCH_PATH`] and `standard_conforming_strings = on`.
 pub fn api_call<R>(f: impl FnOnce() -> R) -> R {
     let outermost = CALLER.with(|c| c.borrow().is_none());
     if !outermost {
@@ -53,7 +53,15 @@ pub fn api_call<R>(f: impl FnOnce() -> R) -> R {
     let role = unsafe { pg_sys::GetUserId() };
     CALLER.with(|c| *c.borrow_mut() = Some((path, role)));
     let _forget = OnDrop(|| CALLER.with(|c| *c.borrow_mut() = None));
-    with_local_settings(&[("search_path", FIXED_SEARCH_PATH.to_string())], f)
+    with_local_settings(
+        &[
+            ("search_path", FIXED_SEARCH_PATH.to_string()),
+            // User text is checked, and generated SQL read back, as PostgreSQL's
+            // default reads it: a backslash in a literal means itself.
+            ("standard_conforming_strings", "on".to_string()),
+        ],
+        f,
+    )
 }
 
 /// Run `f` with the caller's own search_path (to resolve names they gave).
@@ -119,10 +127,14 @@ pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The owner of a table, by name (as stored: schema-qualified and quoted).
+/// Read from the catalog by name, not with `to_regclass`, which needs USAGE
+/// on the schema: a caller without it gets 42501 from us, naming the owner.
 pub fn table_owner(table: &str) -> ZdmResult<Option<pg_sys::Oid>> {
     Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT c.relowner FROM pg_catalog.pg_class c
-          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE n.nspname OPERATOR(pg_catalog.=) (pg_catalog.parse_ident($1))[1]
+            AND c.relname OPERATOR(pg_catalog.=) (pg_catalog.parse_ident($1))[2]",
         &[table.into()],
     )
     .or_else(|e| match e {

@@ -124,7 +124,7 @@ pub fn after_run(migration: &str) -> ZdmResult<()> {
     // same table wait for each other's transaction and one dies in a deadlock.
     let other_build: bool = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM cron.job j JOIN zdm.migrations o ON j.jobname = 'zdm_build_' || o.name
-                         WHERE o.name <> $1 AND to_regclass(o.table_name) = to_regclass($2) AND j.schedule <> $3)",
+                         WHERE o.name <> $1 AND o.table_name = $2 AND j.schedule <> $3)",
         &[migration.into(), m.table_name.as_str().into(), NEVER.into()],
     )
     .map_err(spi_err)?

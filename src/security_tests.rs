@@ -424,4 +424,52 @@ mod tests {
         assert!(err.contains("ENABLE ALWAYS TRIGGER zdm_sync_sw7"), "{err}");
         assert_eq!(phase("sw7"), "backfilled");
     }
+
+    /// An index definition is run later by whoever runs zdm.pending_statements(),
+    /// whatever their standard_conforming_strings: it must be one CREATE INDEX
+    /// in both modes, and its tablespace one the table's owner may use.
+    #[pg_test]
+    fn index_definitions_cannot_hide_a_statement_or_borrow_a_tablespace() {
+        roles("zdm_o8", "zdm_x8");
+        ok_as("zdm_o8", "CREATE TABLE app_zdm_o8.t (id int PRIMARY KEY, x text)");
+        let hidden = [
+            // one statement with the setting off, two with it on
+            "SET LOCAL standard_conforming_strings = off; \
+             SELECT zdm.create_index('app_zdm_o8.t', 'ix_a', $$ (x) WHERE x <> '\\' OR x = ''; ALTER ROLE zdm_o8 SUPERUSER; --'$$)",
+            // one statement with the setting on, two with it off
+            "SELECT zdm.create_index('app_zdm_o8.t', 'ix_b', $$ (x) WHERE x <> 'a\\'' ; ALTER ROLE zdm_o8 SUPERUSER; --'$$)",
+        ];
+        for sql in hidden {
+            assert_eq!(as_role("zdm_o8", sql).as_deref(), Some("42601"), "{sql}");
+        }
+        assert_eq!(
+            as_role("zdm_o8", "SELECT zdm.create_index('app_zdm_o8.t', 'ix_c', '(x) TABLESPACE pg_global')").as_deref(),
+            Some("42501")
+        );
+        // A backslash written so that it means the same in both modes is fine.
+        ok_as("zdm_o8", "SELECT zdm.create_index('app_zdm_o8.t', 'ix_d', $$ (x) WHERE x <> E'\\\\' $$, 'ix_d')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations WHERE name <> 'ix_d'"), Some(0));
+        // Another role's active migration in a schema this owner may not use
+        // does not stop this owner's start (the conflict check reads no schema).
+        Spi::run("CREATE SCHEMA zdm_priv8; CREATE TABLE zdm_priv8.p (id int PRIMARY KEY, y text); SELECT zdm.create_index('zdm_priv8.p', 'p_y', '(y)', 'p8')").unwrap();
+        ok_as("zdm_o8", "SELECT zdm.rename_column('app_zdm_o8.t', 'x', 'x2', 'o8r')");
+        assert_eq!(as_role("zdm_x8", "SELECT zdm.rollback('p8')").as_deref(), Some("42501"));
+    }
+
+    /// A publication with a row filter or a column list would publish every
+    /// row and column of the new table after a plain re-add: the swap refuses.
+    #[pg_test]
+    fn a_swap_refuses_to_drop_a_publications_filter() {
+        crate::tests::tests::orders_table("public.pb9");
+        Spi::run("SELECT zdm.create_shadow_table('public.pb9', '{}', NULL, 'pb9')").unwrap();
+        backfill(None, "pb9");
+        Spi::run("CREATE PUBLICATION pub9 FOR TABLE public.pb9 (id, amount) WHERE (amount > 100)").unwrap();
+        let err = crate::tests::tests::error_text("SELECT zdm.swap_tables('pb9')");
+        assert!(err.starts_with("0A000: publication pub9 publishes public.pb9 with a row filter"), "{err}");
+        assert_eq!(phase("pb9"), "backfilled");
+        assert_eq!(
+            one::<String>("SELECT rowfilter FROM pg_publication_tables WHERE pubname = 'pub9'").as_deref(),
+            Some("(amount > 100)")
+        );
+    }
 }

@@ -74,14 +74,17 @@ fn a_table_owner_runs_the_case_study_and_an_intruder_gets_42501() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = app_writer(&cluster, stop.clone());
 
-    // Expand: both migrations and an index, started by the owner.
-    owner
-        .batch_execute(
-            "SELECT zdm.rename_column('app.users', 'name', 'full_name', 'users_full_name');
-             SELECT zdm.create_shadow_table('app.orders', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, 'orders_v2');
-             SELECT zdm.create_index('app.users', 'users_email', '(email)', 'users_email_idx');",
-        )
-        .unwrap();
+    // Expand: both migrations and an index, started by the owner, each in its
+    // own transaction (one transaction would hold the first one's locks on
+    // users while the second waits for orders, which a writer holds while it
+    // waits for users: pg_zdm would give up after zdm.lock_attempts).
+    for start in [
+        "SELECT zdm.rename_column('app.users', 'name', 'full_name', 'users_full_name')",
+        "SELECT zdm.create_shadow_table('app.orders', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, 'orders_v2')",
+        "SELECT zdm.create_index('app.users', 'users_email', '(email)', 'users_email_idx')",
+    ] {
+        owner.batch_execute(start).unwrap_or_else(|e| panic!("{start}: {e}"));
+    }
 
     // The intruder: 42501 on every call, and nothing changes.
     let mut intruder = connect_as(&cluster, "intruder");

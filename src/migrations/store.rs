@@ -163,7 +163,9 @@ pub fn conflicting_migration(table_name: &str, columns: &[String]) -> ZdmResult<
                         ELSE ARRAY(SELECT unnest(columns) INTERSECT SELECT unnest($2::text[])) END
                FROM zdm.migrations
               WHERE phase NOT IN ('completed', 'rolled_back')
-                AND to_regclass(table_name) = to_regclass($1)
+                -- Names as stored (schema-qualified, quoted by the server): no
+                -- lookup, so no schema the caller may not use stops the check.
+                AND table_name = $1
                 AND (columns && $2::text[] OR '*' = ANY(columns) OR '*' = ANY($2::text[]))
               ORDER BY created_at LIMIT 1",
             None,

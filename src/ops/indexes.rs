@@ -13,6 +13,7 @@ use crate::ident::{Ident, QualifiedName};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::{AddUniqueSpec, CreateIndexSpec};
 use pgrx::pg_sys;
+use crate::session::with_local_settings;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use std::ffi::CString;
 
@@ -34,30 +35,82 @@ fn check_index_name(table: &TableInfo, name: &str, lookup: &dyn Lookup) -> ZdmRe
 }
 
 /// The whole statement must parse as exactly one CREATE INDEX (no second
-/// statement hidden in the definition).
+/// statement hidden in the definition), whether the session that runs it
+/// later (anyone's, through `zdm.pending_statements()`) has
+/// `standard_conforming_strings` on or off: a backslash before a quote ends a
+/// literal in one mode and not in the other, which could otherwise turn the
+/// tail of a definition into a statement of its own. A TABLESPACE clause
+/// needs the table owner's right to create there (whoever runs it later).
 fn check_single_index_statement(sql: &str) -> ZdmResult<()> {
-    let ok = crate::session::in_subtransaction(|| unsafe {
-        let c = CString::new(sql).unwrap();
+    for conforming in ["on", "off"] {
+        let parsed = with_local_settings(&[("standard_conforming_strings", conforming.to_string())], || {
+            crate::session::in_subtransaction(|| parse_one_index_statement(sql))
+        });
+        match parsed {
+            Ok(Some(tablespace)) => check_tablespace(tablespace.as_deref())?,
+            Ok(None) => {
+                return Err(ZdmError::new(
+                    PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+                    "the index definition is not a single CREATE INDEX",
+                )
+                .detail(format!("With standard_conforming_strings = {conforming}."))
+                .hint("Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL."))
+            }
+            Err(e) => {
+                return Err(ZdmError::new(
+                    crate::session::caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
+                    format!("index definition: {}", crate::session::caught_message(&e)),
+                )
+                .detail(format!("With standard_conforming_strings = {conforming}."))
+                .hint("Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL; \
+                       write a backslash in a literal as E'\\\\' so that it means the same in every session."))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tablespace of the one CREATE INDEX `sql` is, or None when it is not one.
+fn parse_one_index_statement(sql: &str) -> Option<Option<String>> {
+    unsafe {
+        let c = CString::new(sql).ok()?;
         let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
         if list.is_null() || (*list).length != 1 {
-            return false;
+            return None;
         }
         let raw = (*(*list).elements).ptr_value as *mut pg_sys::RawStmt;
-        (*(*raw).stmt).type_ == pg_sys::NodeTag::T_IndexStmt
-    });
-    match ok {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
-            "the index definition is not a single CREATE INDEX",
-        )
-        .hint("Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL.")),
-        Err(e) => Err(ZdmError::new(
-            crate::session::caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
-            format!("index definition: {}", crate::session::caught_message(&e)),
-        )
-        .hint("Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL.")),
+        if (*(*raw).stmt).type_ != pg_sys::NodeTag::T_IndexStmt {
+            return None;
+        }
+        let index = (*raw).stmt as *mut pg_sys::IndexStmt;
+        let tablespace = (*index).tableSpace;
+        Some((!tablespace.is_null()).then(|| std::ffi::CStr::from_ptr(tablespace).to_string_lossy().into_owned()))
     }
+}
+
+/// 42501 unless the current user (the table's owner, see `privilege`) may
+/// create in `tablespace`: PostgreSQL checks the role that runs the build,
+/// which may be a superuser's session.
+fn check_tablespace(tablespace: Option<&str>) -> ZdmResult<()> {
+    let Some(tablespace) = tablespace else { return Ok(()) };
+    let allowed = pgrx::Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_tablespace t
+                         WHERE t.spcname OPERATOR(pg_catalog.=) $1
+                           AND (pg_catalog.has_tablespace_privilege(t.oid, 'CREATE')
+                                OR t.oid OPERATOR(pg_catalog.=) (SELECT d.dattablespace FROM pg_catalog.pg_database d
+                                                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())))",
+        &[tablespace.into()],
+    )
+    .map_err(crate::catalog::introspect::spi_err)?
+    .unwrap_or(false);
+    if allowed {
+        return Ok(());
+    }
+    Err(ZdmError::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied for tablespace {tablespace}"),
+    )
+    .hint("The table's owner must have CREATE on the tablespace an index of it goes to."))
 }
 
 pub struct CreateIndex {

@@ -142,7 +142,7 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     }
     let locks = lock_order(&sp.table, &sp.shadow)?;
     let ((record, repointed, held_ms), report) = with_lock_retry(policy, &locks, "swap_tables", || {
-        with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
+        with_local_settings(&[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())], || {
             take_locks(&locks);
             let locked_at = Instant::now();
             // No writer is in flight under the lock, so every delete is committed and
@@ -611,12 +611,21 @@ impl<'a> Script<'a> {
     fn publications(&mut self) -> ZdmResult<()> {
         let t = self.t;
         let publications = rows(
-            "SELECT pg_catalog.quote_ident(p.pubname) FROM pg_catalog.pg_publication_rel pr
+            "SELECT pg_catalog.quote_ident(p.pubname), pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL
+               FROM pg_catalog.pg_publication_rel pr
                JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1::regclass ORDER BY 1",
             &[t.into()],
-            |r| text(r, 1),
+            |r| Ok((text(r, 1)?, r.get::<bool>(2)?.unwrap_or(false))),
         )?;
-        for p in publications {
+        if let Some((p, _)) = publications.iter().find(|(_, filtered)| *filtered) {
+            // A plain ADD TABLE would publish every row and column of the new table.
+            return Err(ZdmError::not_supported(format!(
+                "publication {p} publishes {t} with a row filter or a column list, which the swap cannot carry over"
+            ))
+            .hint("Nothing was swapped. Drop the table from the publication for the swap and add it back after, \
+                   with its filter and columns (ALTER PUBLICATION ... ADD TABLE ... (columns) WHERE (...)), or roll back."));
+        }
+        for (p, _) in publications {
             self.post
                 .push(format!("ALTER PUBLICATION {p} DROP TABLE {}", self.sp.old));
             self.post.push(format!("ALTER PUBLICATION {p} ADD TABLE {t}"));
@@ -759,7 +768,7 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
     // Catalog changes only, some of other roles' objects: with the caller's rights.
     let (held_ms, report) = crate::privilege::as_role(crate::privilege::caller(), || {
         with_lock_retry(policy, &locks, "swap back", || {
-            with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
+            with_local_settings(&[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())], || {
                 take_locks(&locks);
                 let locked_at = Instant::now();
                 let views = views_on(&t).unwrap_or_else(|e| e.raise());
