@@ -250,7 +250,16 @@ pub mod zdm {
         api_call(|| {
             let spec = parse_spec(&spec.0).or_raise();
             let prepared = prepare(&spec).or_raise();
-            JsonB(plan_json(&prepared))
+            let mut json = plan_json(&prepared);
+            if let Some(sp) = &prepared.plan.shadow {
+                // In the order swap_tables takes them, as the catalog stands now.
+                let locks = crate::shadow::swap::lock_order(&sp.table, &sp.shadow).or_raise();
+                json["phases"]["swap"] = json!({
+                    "locks": locks.iter().map(|(relation, mode)| json!({
+                        "relation": relation, "mode": mode.as_sql(), "blocks": mode.blocks()})).collect::<Vec<_>>(),
+                });
+            }
+            JsonB(json)
         })
     }
 

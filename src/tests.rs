@@ -1659,6 +1659,41 @@ cv_pkey PRIMARY KEY (id) valid=true",
         Spi::run("SELECT zdm.rollback('hp1'); DROP SCHEMA evil CASCADE;").unwrap();
     }
 
+    /// The swap locks what sessions lock first before what they lock next:
+    /// views (outermost first) before their table, then the shadow, then the
+    /// tables whose foreign keys it re-points; zdm.plan() lists them.
+    #[pg_test]
+    fn swap_locks_views_before_their_table() {
+        Spi::run(
+            "CREATE TABLE public.lk (id bigint PRIMARY KEY, v int);
+             CREATE VIEW public.lk_v1 AS SELECT id, v FROM public.lk;
+             CREATE VIEW public.lk_v2 AS SELECT id FROM public.lk_v1 WHERE v > 1;
+             CREATE TABLE public.lk_ref (id int PRIMARY KEY, lk_id bigint REFERENCES public.lk);",
+        )
+        .unwrap();
+        let plan = one::<pgrx::JsonB>(
+            "SELECT zdm.plan('{\"name\": \"lk1\", \"operations\": [{\"op\": \"create_shadow_table\", \"table\": \"public.lk\"}]}')",
+        )
+        .unwrap()
+        .0;
+        let locks: Vec<String> = plan["phases"]["swap"]["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{} {}", l["relation"].as_str().unwrap(), l["mode"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            locks,
+            [
+                "public.lk_v2 ACCESS EXCLUSIVE",
+                "public.lk_v1 ACCESS EXCLUSIVE",
+                "public.lk ACCESS EXCLUSIVE",
+                "public.zdm_shadow_lk1 ACCESS EXCLUSIVE",
+                "public.lk_ref SHARE ROW EXCLUSIVE"
+            ]
+        );
+    }
+
     #[pg_test]
     fn shadow_keeps_a_not_valid_check_not_valid() {
         Spi::run(

@@ -131,7 +131,7 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     let state = store::shadow_state(name)?;
     let verify = match state.get("verify") {
         Some(v) if v.get("backfilled") == Some(&json!(true)) => v.clone(),
-        _ => crate::privilege::as_table_owner(&m.table_name, || super::verify::verify(name, true))??,
+        _ => verify_keeping_no_row_lock(&m)?,
     };
     if verify.get("matched") != Some(&json!(true)) {
         return Err(ZdmError::wrong_state(format!(
@@ -140,17 +140,10 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
         ))
         .hint("Nothing was swapped. Look at the rows named, run SELECT zdm.verify(...) again once they are explained, or zdm.rollback() the migration."));
     }
-    let locks = vec![
-        (sp.table.clone(), LockMode::AccessExclusive),
-        (sp.shadow.clone(), LockMode::AccessExclusive),
-    ];
+    let locks = lock_order(&sp.table, &sp.shadow)?;
     let ((record, repointed, held_ms), report) = with_lock_retry(policy, &locks, "swap_tables", || {
         with_local_settings(&[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())], || {
-            Spi::run(&format!(
-                "LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE",
-                sp.table, sp.shadow
-            ))
-            .expect("LOCK");
+            take_locks(&locks);
             let locked_at = Instant::now();
             // No writer is in flight under the lock, so every delete is committed and
             // its note visible: the last copies of deleted rows go now. The settle
@@ -181,6 +174,75 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     store::set_shadow_state(name, "swap", serde_json::to_value(&record).expect("record serializes"))?;
     store::move_phase(&m, Phase::Swapped, "swap", Some(result.clone()))?;
     Ok(result)
+}
+
+/// The verify a swap runs when none was run before: in a subtransaction rolled
+/// back at once (its result is recorded again after), so that the row locks
+/// its settle takes on the shadow are gone before the swap waits for its
+/// table locks. Kept, they made writers that need those rows wait for the
+/// swap while the swap waited for them, on every attempt until it gave up.
+/// The settle under the swap's locks does that work again.
+fn verify_keeping_no_row_lock(m: &MigrationRow) -> ZdmResult<Value> {
+    let outcome = crate::session::in_rolled_back_subtransaction(|| {
+        crate::privilege::as_table_owner(&m.table_name, || super::verify::verify(&m.name, true))
+    });
+    let result = match outcome {
+        Ok(result) => result??,
+        Err(e) => e.rethrow(),
+    };
+    store::set_shadow_state(&m.name, "verify", result.clone())?;
+    store::log_event(&m.name, "verify", None, None, Some(result.clone()))?;
+    Ok(result)
+}
+
+/// What the swap (or the swap back) locks, in the order the sessions that use
+/// those relations lock them, so that none of them holds one while waiting
+/// for another that the swap holds: the views on `table` first (the outermost
+/// first: a query on a view locks it, then what it reads), then `table` and
+/// its twin (`other`: the shadow, or the old table), ACCESS EXCLUSIVE; then
+/// the tables whose foreign keys are re-pointed, SHARE ROW EXCLUSIVE (what
+/// adding a foreign key takes).
+pub fn lock_order(table: &str, other: &str) -> ZdmResult<Vec<(String, LockMode)>> {
+    let views = rows(
+        "WITH RECURSIVE v(oid, depth) AS (
+             SELECT DISTINCT r.ev_class, 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+              WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                AND d.refobjid = $1::regclass AND r.ev_class <> $1::regclass
+             UNION ALL
+             SELECT r.ev_class, v.depth + 1 FROM v JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass
+                    AND d.refobjid = v.oid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND r.ev_class <> v.oid
+              WHERE v.depth < 100)
+         SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+           FROM (SELECT oid, max(depth) AS depth FROM v GROUP BY oid) v
+           JOIN pg_catalog.pg_class c ON c.oid = v.oid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          ORDER BY v.depth DESC, c.oid",
+        &[table.into()],
+        |r| text(r, 1),
+    )?;
+    let referencing = rows(
+        "SELECT DISTINCT pg_catalog.format('%I.%I', n.nspname, c.relname), c.oid
+           FROM pg_catalog.pg_constraint con
+           JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE con.contype = 'f' AND con.confrelid = $1::regclass AND con.conrelid <> con.confrelid
+          ORDER BY c.oid",
+        &[table.into()],
+        |r| text(r, 1),
+    )?;
+    let mut locks: Vec<(String, LockMode)> = views.into_iter().map(|v| (v, LockMode::AccessExclusive)).collect();
+    locks.push((table.to_string(), LockMode::AccessExclusive));
+    locks.push((other.to_string(), LockMode::AccessExclusive));
+    locks.extend(referencing.into_iter().map(|t| (t, LockMode::ShareRowExclusive)));
+    Ok(locks)
+}
+
+/// `LOCK TABLE` of each relation in turn, in the order given.
+fn take_locks(locks: &[(String, LockMode)]) {
+    for (relation, mode) in locks {
+        Spi::run(&format!("LOCK TABLE {relation} IN {} MODE", mode.as_sql())).expect("LOCK");
+    }
 }
 
 /// 55000 unless the trigger feeding the shadow is there and fires for every
@@ -702,15 +764,12 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
     let sp = shadow_plan(m)?;
     let record: SwapRecord = serde_json::from_value(store::shadow_state(&m.name)?["swap"].clone()).unwrap_or_default();
     let t = sp.table.clone();
-    let locks = vec![
-        (t.clone(), LockMode::AccessExclusive),
-        (sp.old.clone(), LockMode::AccessExclusive),
-    ];
+    let locks = lock_order(&t, &sp.old)?;
     // Catalog changes only, some of other roles' objects: with the caller's rights.
     let (held_ms, report) = crate::privilege::as_role(crate::privilege::caller(), || {
         with_lock_retry(policy, &locks, "swap back", || {
             with_local_settings(&[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())], || {
-                Spi::run(&format!("LOCK TABLE {t}, {} IN ACCESS EXCLUSIVE MODE", sp.old)).expect("LOCK");
+                take_locks(&locks);
                 let locked_at = Instant::now();
                 let views = views_on(&t).unwrap_or_else(|e| e.raise());
                 let mut sql = Vec::new();
