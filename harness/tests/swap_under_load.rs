@@ -90,6 +90,14 @@ fn worst_in(records: &[Record], windows: &[(Duration, Duration)]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// SQLSTATE, message and detail of a failed call.
+fn described(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} {} ({})", d.code().code(), d.message(), d.detail().unwrap_or("")),
+        None => e.to_string(),
+    }
+}
+
 fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
     c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
@@ -113,6 +121,7 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
         ))
         .unwrap();
     admin.batch_execute("VACUUM ANALYZE orders, refunds").unwrap();
+    admin.batch_execute("LOAD 'pg_zdm'").unwrap();
     let lock_timeout_ms: f64 = one::<String>(&mut admin, "SELECT current_setting('zdm.lock_timeout')")
         .trim_end_matches("ms")
         .parse()
@@ -121,7 +130,8 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
     let epoch = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let sessions: Vec<_> = (0..6).map(|k| session(url.clone(), k, epoch, stop.clone())).collect();
-    std::thread::sleep(Duration::from_secs(3));
+    // The baseline: how long statements wait with no migration at all.
+    std::thread::sleep(Duration::from_secs(5));
     let before = (Duration::ZERO, epoch.elapsed());
 
     let mut swaps = Vec::new();
@@ -141,7 +151,7 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
         let from = epoch.elapsed();
         let swap: String = admin
             .query_one(&format!("SELECT zdm.swap_tables('{m}')::text"), &[])
-            .unwrap_or_else(|e| panic!("swap {cycle}: {e}"))
+            .unwrap_or_else(|e| panic!("swap {cycle}: {}", described(&e)))
             .get(0);
         swaps.push((from, epoch.elapsed()));
         let swap: serde_json::Value = serde_json::from_str(&swap).unwrap();
@@ -151,7 +161,7 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
         let from = epoch.elapsed();
         admin
             .batch_execute(&format!("SELECT zdm.rollback('{m}')"))
-            .unwrap_or_else(|e| panic!("swap back {cycle}: {e}"));
+            .unwrap_or_else(|e| panic!("swap back {cycle}: {}", described(&e)));
         swaps.push((from, epoch.elapsed()));
         std::thread::sleep(Duration::from_millis(300));
     }
