@@ -193,6 +193,26 @@ fn drop_build_job(migration: &str) -> ZdmResult<()> {
     .map_err(spi_err)
 }
 
+/// Run `f` as the role that owns pg_cron job `job` (pg_cron lets only a
+/// job's owner or a superuser change it, and shows a role only its own jobs):
+/// a migration's jobs, scheduled by whoever called schedule_backfill, are
+/// removed by whoever completes or rolls it back (its table's owner, see
+/// `privilege`). The job id comes from pg_zdm's own catalog.
+fn as_job_owner<R>(job: i64, f: impl FnOnce() -> R) -> ZdmResult<R> {
+    let owner: Option<pgrx::pg_sys::Oid> = crate::privilege::as_catalog_owner(|| {
+        get_optional(
+            "SELECT r.oid FROM cron.job j JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) j.username
+              WHERE j.jobid OPERATOR(pg_catalog.=) $1",
+            &[job.into()],
+        )
+    })
+    .map_err(spi_err)?;
+    Ok(match owner {
+        Some(owner) => crate::privilege::as_role(owner, f),
+        None => f(),
+    })
+}
+
 /// Remove the migration's job if it has one (and pg_cron is still here).
 pub fn unschedule(migration: &str) -> ZdmResult<bool> {
     let job: Option<i64> = get_optional(
@@ -202,12 +222,14 @@ pub fn unschedule(migration: &str) -> ZdmResult<bool> {
     .map_err(spi_err)?;
     let Some(job) = job else { return Ok(false) };
     if pg_cron_here()? {
-        Spi::run_with_args(
-            "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobid = $1",
-            &[job.into()],
-        )
-        .map_err(spi_err)?;
-        drop_build_job(migration)?;
+        as_job_owner(job, || {
+            Spi::run_with_args(
+                "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobid = $1",
+                &[job.into()],
+            )
+            .map_err(spi_err)?;
+            drop_build_job(migration)
+        })??;
     }
     store::set_cron_job(migration, None)?;
     store::log_event(

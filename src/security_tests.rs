@@ -443,12 +443,22 @@ mod tests {
             assert_eq!(as_role("zdm_o8", sql).as_deref(), Some("42601"), "{sql}");
         }
         assert_eq!(
-            as_role("zdm_o8", "SELECT zdm.create_index('app_zdm_o8.t', 'ix_c', '(x) TABLESPACE pg_global')").as_deref(),
+            as_role(
+                "zdm_o8",
+                "SELECT zdm.create_index('app_zdm_o8.t', 'ix_c', '(x) TABLESPACE pg_global')"
+            )
+            .as_deref(),
             Some("42501")
         );
         // A backslash written so that it means the same in both modes is fine.
-        ok_as("zdm_o8", "SELECT zdm.create_index('app_zdm_o8.t', 'ix_d', $$ (x) WHERE x <> E'\\\\' $$, 'ix_d')");
-        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations WHERE name <> 'ix_d'"), Some(0));
+        ok_as(
+            "zdm_o8",
+            "SELECT zdm.create_index('app_zdm_o8.t', 'ix_d', $$ (x) WHERE x <> E'\\\\' $$, 'ix_d')",
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM zdm.migrations WHERE name <> 'ix_d'"),
+            Some(0)
+        );
         // Another role's active migration in a schema this owner may not use
         // does not stop this owner's start (the conflict check reads no schema).
         Spi::run("CREATE SCHEMA zdm_priv8; CREATE TABLE zdm_priv8.p (id int PRIMARY KEY, y text); SELECT zdm.create_index('zdm_priv8.p', 'p_y', '(y)', 'p8')").unwrap();
@@ -465,7 +475,10 @@ mod tests {
         backfill(None, "pb9");
         Spi::run("CREATE PUBLICATION pub9 FOR TABLE public.pb9 (id, amount) WHERE (amount > 100)").unwrap();
         let err = crate::tests::tests::error_text("SELECT zdm.swap_tables('pb9')");
-        assert!(err.starts_with("0A000: publication pub9 publishes public.pb9 with a row filter"), "{err}");
+        assert!(
+            err.starts_with("0A000: publication pub9 publishes public.pb9 with a row filter"),
+            "{err}"
+        );
         assert_eq!(phase("pb9"), "backfilled");
         assert_eq!(
             one::<String>("SELECT rowfilter FROM pg_publication_tables WHERE pubname = 'pub9'").as_deref(),

@@ -177,3 +177,39 @@ fn a_table_owner_runs_the_case_study_and_an_intruder_gets_42501() {
     );
     assert_eq!(superuser_events, 0, "every event names the owner");
 }
+
+/// A superuser schedules the backfill of an owner's table (the job is the
+/// superuser's); the owner rolls the migration back: the job goes with it.
+#[test]
+fn the_owner_removes_a_job_a_superuser_scheduled() {
+    let cluster = Cluster::start(&zdm_harness::cluster::ClusterOptions {
+        pg_cron: true,
+        ..Default::default()
+    });
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_cron; CREATE EXTENSION pg_zdm;
+             CREATE ROLE app_owner LOGIN;
+             CREATE TABLE public.t (id int PRIMARY KEY, a text);
+             INSERT INTO public.t SELECT g, 'x' FROM generate_series(1, 1000) g;
+             ALTER TABLE public.t OWNER TO app_owner;",
+        )
+        .unwrap();
+    let mut owner = connect_as(&cluster, "app_owner");
+    owner
+        .batch_execute("SELECT zdm.rename_column('public.t', 'a', 'b', 'm')")
+        .unwrap();
+    let job: i64 = one(&mut admin, "SELECT zdm.schedule_backfill('m', '0 0 31 2 *', 50)");
+    let username: String = one(
+        &mut admin,
+        &format!("SELECT username::text FROM cron.job WHERE jobid = {job}"),
+    );
+    assert_eq!(username, "postgres");
+    owner.batch_execute("SELECT zdm.rollback('m')").unwrap();
+    let left: i64 = one(
+        &mut admin,
+        &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}"),
+    );
+    assert_eq!(left, 0, "rollback removed the superuser's job");
+}

@@ -71,7 +71,9 @@ fn session(url: String, kind: u32, epoch: Instant, stop: Arc<AtomicBool>) -> std
             // it waits for orders, as the readers did).
             let started = Instant::now();
             let at = epoch.elapsed();
-            if let Err(e) = c.batch_execute(&format!("SELECT sum(amount) FROM big_orders WHERE id BETWEEN {id} AND {id} + 50")) {
+            if let Err(e) = c.batch_execute(&format!(
+                "SELECT sum(amount) FROM big_orders WHERE id BETWEEN {id} AND {id} + 50"
+            )) {
                 rec.errors.push(format!("{}: {e} -- view read", common::sqlstate(&e)));
             }
             rec.timings.push((at, started.elapsed()));
@@ -169,7 +171,12 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
     let records: Vec<Record> = sessions.into_iter().map(|s| s.join().unwrap()).collect();
 
     let errors: Vec<&String> = records.iter().flat_map(|r| r.errors.iter()).collect();
-    assert!(errors.is_empty(), "{} client errors, first: {:?}", errors.len(), &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "{} client errors, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
     let statements: usize = records.iter().map(|r| r.timings.len()).sum();
     let worst_before = worst_in(&records, &[before]);
     let worst_during = worst_in(&records, &swaps);

@@ -11,9 +11,9 @@ use crate::catalog::{Lookup, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::{LockMode, Plan, Step};
+use crate::session::with_local_settings;
 use crate::spec::{AddUniqueSpec, CreateIndexSpec};
 use pgrx::pg_sys;
-use crate::session::with_local_settings;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use std::ffi::CString;
 
@@ -62,8 +62,10 @@ fn check_single_index_statement(sql: &str) -> ZdmResult<()> {
                     format!("index definition: {}", crate::session::caught_message(&e)),
                 )
                 .detail(format!("With standard_conforming_strings = {conforming}."))
-                .hint("Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL; \
-                       write a backslash in a literal as E'\\\\' so that it means the same in every session."))
+                .hint(
+                    "Give what follows ON table, e.g. USING btree (email) WHERE deleted_at IS NULL; \
+                       write a backslash in a literal as E'\\\\' so that it means the same in every session.",
+                ))
             }
         }
     }

@@ -142,25 +142,28 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
     }
     let locks = lock_order(&sp.table, &sp.shadow)?;
     let ((record, repointed, held_ms), report) = with_lock_retry(policy, &locks, "swap_tables", || {
-        with_local_settings(&[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())], || {
-            take_locks(&locks);
-            let locked_at = Instant::now();
-            // No writer is in flight under the lock, so every delete is committed and
-            // its note visible: the last copies of deleted rows go now. The settle
-            // writes the shadow (and fires its triggers): as the table's owner.
-            // The statements after it change catalog entries only, some of other
-            // roles' objects (views, foreign keys): with the caller's rights.
-            if let Some(settle) = &sp.settle_function {
-                crate::privilege::as_table_owner(&sp.table, || Spi::run(&format!("SELECT {settle}(true)")))
-                    .unwrap_or_else(|e| e.raise())
-                    .expect("settle");
-            }
-            let (statements, record, repointed) = forward_statements(&m, &sp).unwrap_or_else(|e| e.raise());
-            for sql in &statements {
-                Spi::run(sql).expect("swap statement");
-            }
-            (record, repointed, locked_at.elapsed().as_secs_f64() * 1000.0)
-        })
+        with_local_settings(
+            &[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())],
+            || {
+                take_locks(&locks);
+                let locked_at = Instant::now();
+                // No writer is in flight under the lock, so every delete is committed and
+                // its note visible: the last copies of deleted rows go now. The settle
+                // writes the shadow (and fires its triggers): as the table's owner.
+                // The statements after it change catalog entries only, some of other
+                // roles' objects (views, foreign keys): with the caller's rights.
+                if let Some(settle) = &sp.settle_function {
+                    crate::privilege::as_table_owner(&sp.table, || Spi::run(&format!("SELECT {settle}(true)")))
+                        .unwrap_or_else(|e| e.raise())
+                        .expect("settle");
+                }
+                let (statements, record, repointed) = forward_statements(&m, &sp).unwrap_or_else(|e| e.raise());
+                for sql in &statements {
+                    Spi::run(sql).expect("swap statement");
+                }
+                (record, repointed, locked_at.elapsed().as_secs_f64() * 1000.0)
+            },
+        )
     })?;
     let result = json!({
         "migration": name,
@@ -204,20 +207,14 @@ fn verify_keeping_no_row_lock(m: &MigrationRow) -> ZdmResult<Value> {
 /// adding a foreign key takes).
 pub fn lock_order(table: &str, other: &str) -> ZdmResult<Vec<(String, LockMode)>> {
     let views = rows(
-        "WITH RECURSIVE v(oid, depth) AS (
-             SELECT DISTINCT r.ev_class, 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-              WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-                AND d.refobjid = $1::regclass AND r.ev_class <> $1::regclass
-             UNION ALL
-             SELECT r.ev_class, v.depth + 1 FROM v JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass
-                    AND d.refobjid = v.oid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
-               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND r.ev_class <> v.oid
-              WHERE v.depth < 100)
+        &format!(
+            "{VIEWS_ON_TABLE}
          SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
            FROM (SELECT oid, max(depth) AS depth FROM v GROUP BY oid) v
            JOIN pg_catalog.pg_class c ON c.oid = v.oid
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-          ORDER BY v.depth DESC, c.oid",
+          ORDER BY v.depth DESC, c.oid"
+        ),
         &[table.into()],
         |r| text(r, 1),
     )?;
@@ -286,11 +283,9 @@ fn text(r: &pgrx::spi::SpiHeapTupleData, i: usize) -> Result<String, pgrx::spi::
     Ok(r.get::<String>(i)?.unwrap_or_default())
 }
 
-/// Views on the table (and views on those), dependencies first, with all it
-/// takes to create them again: definition, options, owner, grants, comments.
-fn views_on(table: &str) -> ZdmResult<Vec<ViewDef>> {
-    let list = rows(
-        "WITH RECURSIVE v(oid, depth) AS (
+/// `v(oid, depth)`: the views on table `$1` and the views on those, with how
+/// deep each stands (a view on a view on the table: 2), maybe more than once.
+const VIEWS_ON_TABLE: &str = "WITH RECURSIVE v(oid, depth) AS (
              SELECT DISTINCT r.ev_class, 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
               WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
                 AND d.refobjid = $1::regclass AND r.ev_class <> $1::regclass
@@ -298,7 +293,14 @@ fn views_on(table: &str) -> ZdmResult<Vec<ViewDef>> {
              SELECT r.ev_class, v.depth + 1 FROM v JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass
                     AND d.refobjid = v.oid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
                JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND r.ev_class <> v.oid
-              WHERE v.depth < 100)
+              WHERE v.depth < 100)";
+
+/// Views on the table (and views on those), dependencies first, with all it
+/// takes to create them again: definition, options, owner, grants, comments.
+fn views_on(table: &str) -> ZdmResult<Vec<ViewDef>> {
+    let list = rows(
+        &format!(
+            "{VIEWS_ON_TABLE}
          SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
                 pg_catalog.pg_get_viewdef(c.oid),
                 ARRAY(SELECT pg_catalog.format('%I = %L', o.option_name, o.option_value) FROM pg_catalog.pg_options_to_table(c.reloptions) o),
@@ -315,7 +317,8 @@ fn views_on(table: &str) -> ZdmResult<Vec<ViewDef>> {
            FROM (SELECT oid, max(depth) AS depth FROM v GROUP BY oid) v
            JOIN pg_catalog.pg_class c ON c.oid = v.oid
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-          ORDER BY v.depth, c.oid",
+          ORDER BY v.depth, c.oid"
+        ),
         &[table.into()],
         |r| {
             Ok((
@@ -768,66 +771,69 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
     // Catalog changes only, some of other roles' objects: with the caller's rights.
     let (held_ms, report) = crate::privilege::as_role(crate::privilege::caller(), || {
         with_lock_retry(policy, &locks, "swap back", || {
-            with_local_settings(&[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())], || {
-                take_locks(&locks);
-                let locked_at = Instant::now();
-                let views = views_on(&t).unwrap_or_else(|e| e.raise());
-                let mut sql = Vec::new();
-                if !views.is_empty() {
-                    let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
-                    sql.push(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.join(", ")));
-                    sql.push(format!("DROP VIEW {}", names.join(", ")));
-                }
-                for f in &record.foreign_keys {
+            with_local_settings(
+                &[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())],
+                || {
+                    take_locks(&locks);
+                    let locked_at = Instant::now();
+                    let views = views_on(&t).unwrap_or_else(|e| e.raise());
+                    let mut sql = Vec::new();
+                    if !views.is_empty() {
+                        let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
+                        sql.push(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.join(", ")));
+                        sql.push(format!("DROP VIEW {}", names.join(", ")));
+                    }
+                    for f in &record.foreign_keys {
+                        sql.push(format!(
+                            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                            f.table, f.temporary
+                        ));
+                    }
+                    sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", sp.reverse_trigger));
+                    if let Some(tt) = &sp.truncate_triggers {
+                        sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", tt.reverse));
+                    }
                     sql.push(format!(
-                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                        f.table, f.temporary
+                        "ALTER TABLE {t} RENAME TO {}",
+                        Ident::new(sp.shadow_relname.as_str())
                     ));
-                }
-                sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", sp.reverse_trigger));
-                if let Some(tt) = &sp.truncate_triggers {
-                    sql.push(format!("DROP TRIGGER IF EXISTS {} ON {t}", tt.reverse));
-                }
-                sql.push(format!(
-                    "ALTER TABLE {t} RENAME TO {}",
-                    Ident::new(sp.shadow_relname.as_str())
-                ));
-                sql.push(format!(
-                    "ALTER TABLE {} RENAME TO {}",
-                    sp.old,
-                    Ident::new(sp.table_relname.as_str())
-                ));
-                for (name, state) in &record.disabled_triggers {
-                    let how = match state.as_str() {
-                        "R" => "ENABLE REPLICA",
-                        "A" => "ENABLE ALWAYS",
-                        _ => "ENABLE",
-                    };
-                    sql.push(format!("ALTER TABLE {t} {how} TRIGGER {name}"));
-                }
-                for (seq, old_col, _) in &record.serial_sequences {
-                    sql.push(format!("ALTER SEQUENCE {seq} OWNED BY {t}.{old_col}"));
-                }
-                for (old_seq, new_seq) in &record.identity_sequences {
-                    sql.push(setval_from(old_seq, new_seq));
-                }
-                for p in &record.publications {
-                    sql.push(format!("ALTER PUBLICATION {p} DROP TABLE {}", sp.shadow));
-                    sql.push(format!("ALTER PUBLICATION {p} ADD TABLE {t}"));
-                }
-                // The original definitions first (dependencies first, as recorded),
-                // then any view created on the new table since the swap.
-                for (_, create) in &record.views {
-                    sql.extend(create.iter().cloned());
-                }
-                for v in views.iter().filter(|v| !record.views.iter().any(|(n, _)| *n == v.name)) {
-                    sql.extend(v.create.iter().cloned());
-                }
-                for s in &sql {
-                    Spi::run(s).expect("swap back statement");
-                }
-                locked_at.elapsed().as_secs_f64() * 1000.0
-            })
+                    sql.push(format!(
+                        "ALTER TABLE {} RENAME TO {}",
+                        sp.old,
+                        Ident::new(sp.table_relname.as_str())
+                    ));
+                    for (name, state) in &record.disabled_triggers {
+                        let how = match state.as_str() {
+                            "R" => "ENABLE REPLICA",
+                            "A" => "ENABLE ALWAYS",
+                            _ => "ENABLE",
+                        };
+                        sql.push(format!("ALTER TABLE {t} {how} TRIGGER {name}"));
+                    }
+                    for (seq, old_col, _) in &record.serial_sequences {
+                        sql.push(format!("ALTER SEQUENCE {seq} OWNED BY {t}.{old_col}"));
+                    }
+                    for (old_seq, new_seq) in &record.identity_sequences {
+                        sql.push(setval_from(old_seq, new_seq));
+                    }
+                    for p in &record.publications {
+                        sql.push(format!("ALTER PUBLICATION {p} DROP TABLE {}", sp.shadow));
+                        sql.push(format!("ALTER PUBLICATION {p} ADD TABLE {t}"));
+                    }
+                    // The original definitions first (dependencies first, as recorded),
+                    // then any view created on the new table since the swap.
+                    for (_, create) in &record.views {
+                        sql.extend(create.iter().cloned());
+                    }
+                    for v in views.iter().filter(|v| !record.views.iter().any(|(n, _)| *n == v.name)) {
+                        sql.extend(v.create.iter().cloned());
+                    }
+                    for s in &sql {
+                        Spi::run(s).expect("swap back statement");
+                    }
+                    locked_at.elapsed().as_secs_f64() * 1000.0
+                },
+            )
         })
     })?;
     Ok(json!({"attempts": report.attempts, "lock_held_ms": (held_ms * 10.0).round() / 10.0}))
