@@ -434,6 +434,7 @@ pub mod zdm {
         }
         m.phase.check_move(Phase::Completed, name)?;
         crate::toplevel::require_built(&m)?;
+        crate::toplevel::require_as_planned(&m)?;
         let policy = RetryPolicy::from_settings();
         let mut shadow_steps = Vec::new();
         if m.plan.shadow.is_some() {
