@@ -55,7 +55,8 @@ CREATE INDEX migrations_table_active ON zdm.migrations (table_name)
 
 CREATE TABLE zdm.events (
     id          bigserial PRIMARY KEY,
-    migration   text NOT NULL REFERENCES zdm.migrations (name) ON DELETE CASCADE,
+    -- ON UPDATE: an archived migration (see zdm.start) keeps its events.
+    migration   text NOT NULL REFERENCES zdm.migrations (name) ON UPDATE CASCADE ON DELETE CASCADE,
     at          timestamptz NOT NULL DEFAULT clock_timestamp(),
     event       text NOT NULL,
     from_phase  text,
@@ -81,7 +82,11 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Use zdm.start(), zdm.complete(), zdm.rollback() and friends; read the table freely.';
     END IF;
-    IF TG_TABLE_NAME = 'events' AND TG_OP = 'UPDATE' THEN
+    -- An event changes only by following its migration's rename (a rolled-back
+    -- migration archived as <name>@<n> when its name is started again).
+    IF TG_TABLE_NAME = 'events' AND TG_OP = 'UPDATE'
+       AND (pg_catalog.to_jsonb(OLD) OPERATOR(pg_catalog.-) 'migration'::text)
+           IS DISTINCT FROM (pg_catalog.to_jsonb(NEW) OPERATOR(pg_catalog.-) 'migration'::text) THEN
         RAISE EXCEPTION 'zdm.events is append-only'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Events are never changed; they go away with their migration only.';

@@ -101,7 +101,11 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Use zdm.start(), zdm.complete(), zdm.rollback() and friends; read the table freely.';
     END IF;
-    IF TG_TABLE_NAME = 'events' AND TG_OP = 'UPDATE' THEN
+    -- An event changes only by following its migration's rename (a rolled-back
+    -- migration archived as <name>@<n> when its name is started again).
+    IF TG_TABLE_NAME = 'events' AND TG_OP = 'UPDATE'
+       AND (pg_catalog.to_jsonb(OLD) OPERATOR(pg_catalog.-) 'migration'::text)
+           IS DISTINCT FROM (pg_catalog.to_jsonb(NEW) OPERATOR(pg_catalog.-) 'migration'::text) THEN
         RAISE EXCEPTION 'zdm.events is append-only'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Events are never changed; they go away with their migration only.';
@@ -109,6 +113,19 @@ BEGIN
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END
 $$;
+
+-- Idempotent calls (issue 15): a rolled-back migration whose name is started
+-- again is renamed <name>@<n>; its events follow it.
+ALTER TABLE zdm.events DROP CONSTRAINT events_migration_fkey;
+ALTER TABLE zdm.events ADD CONSTRAINT events_migration_fkey
+    FOREIGN KEY (migration) REFERENCES zdm.migrations (name) ON UPDATE CASCADE ON DELETE CASCADE;
+
+CREATE FUNCTION zdm."forget"(
+	"migration" TEXT /* &str */
+) RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forget_wrapper';
 
 GRANT USAGE ON SCHEMA zdm TO PUBLIC;
 REVOKE ALL ON zdm.migrations, zdm.events, zdm.events_id_seq FROM PUBLIC;

@@ -113,15 +113,16 @@ fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
 }
 
 /// A generated name already used by an earlier migration (names stay in the
-/// catalog as history) gets a suffix: `users_rename_name_to_full_name_2`.
+/// catalog as history) gets a suffix: `users_rename_name_to_full_name_2`. A
+/// rolled-back migration's name is free (start archives it).
 fn unused_name(base: &str) -> ZdmResult<String> {
-    if !store::exists(base)? {
+    if !store::name_taken(base)? {
         return Ok(base.to_string());
     }
     for n in 2..1000 {
         let suffix = format!("_{n}");
         let candidate = format!("{}{suffix}", ops::fit_name_with_room(base, suffix.len()));
-        if !store::exists(&candidate)? {
+        if !store::name_taken(&candidate)? {
             return Ok(candidate);
         }
     }
@@ -130,6 +131,79 @@ fn unused_name(base: &str) -> ZdmResult<String> {
         format!("no free migration name like \"{base}\""),
     )
     .hint("Give the migration a name of your own."))
+}
+
+/// The operations of a spec as stored and compared: what `parse_spec` makes
+/// of them, serialized (not the raw JSON text, whose spelling may vary).
+fn normalized_operations(spec: &MigrationSpec) -> Value {
+    serde_json::to_value(&spec.operations).expect("specs serialize")
+}
+
+/// A start of a migration that already exists (a migration file run again,
+/// issue 15): Some(name) when it is active with the same spec (nothing to do),
+/// an error when the name is taken otherwise, None to go on with the start.
+fn earlier_start(spec: &MigrationSpec) -> ZdmResult<Option<String>> {
+    let given = normalized_operations(spec);
+    let Some(name) = &spec.name else {
+        // Unnamed: the active migration started with the same operations, if any.
+        let Some(name) = store::active_with_operations(&given)? else { return Ok(None) };
+        return same_spec_again(&name).map(Some);
+    };
+    match store::phase_of(name)? {
+        None | Some(Phase::RolledBack) => Ok(None),
+        Some(Phase::Completed) => Err(name_taken_error(name)
+            .detail("It is completed; a completed migration keeps its name as history.")
+            .hint("Give the new migration another name.")),
+        Some(_) => {
+            let stored = store::spec_of(name)?;
+            // Re-parsed, so a spec stored by an earlier version compares as today's.
+            let existing = parse_spec(&stored)
+                .map(|s| normalized_operations(&s))
+                .unwrap_or_else(|_| stored["operations"].clone());
+            if existing == given {
+                return same_spec_again(name).map(Some);
+            }
+            let diff = crate::spec::differences(
+                &json!({ "operations": existing }),
+                &json!({ "operations": given }),
+            );
+            Err(name_taken_error(name)
+                .detail(format!("Its spec differs (existing → given): {}", diff.join("; ")))
+                .hint(format!(
+                    "Give the new migration another name, or roll this one back first: SELECT zdm.rollback({});",
+                    Literal::new(name)
+                )))
+        }
+    }
+}
+
+/// The same start again: nothing to do, said with a NOTICE (the caller must
+/// still be allowed to act on the migration).
+fn same_spec_again(name: &str) -> ZdmResult<String> {
+    let m = authorized(name)?;
+    pgrx::notice!(
+        "pg_zdm: migration {} already exists with the same spec (phase {}); nothing to do",
+        Literal::new(name),
+        m.phase
+    );
+    Ok(name.to_string())
+}
+
+fn name_taken_error(name: &str) -> ZdmError {
+    ZdmError::new(
+        PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+        format!("migration {} already exists", Literal::new(name)),
+    )
+}
+
+/// A call that asks for the phase the migration is already in (rollback of a
+/// rolled-back one, complete of a completed one): a no-op, said with a NOTICE.
+fn already_in(m: &store::MigrationRow, phase: Phase) -> bool {
+    if m.phase != phase {
+        return false;
+    }
+    pgrx::notice!("pg_zdm: migration {} is already {phase}; nothing to do", Literal::new(&m.name));
+    true
 }
 
 /// What to run next on a migration, for `zdm.status()`; None once it is finished.
@@ -271,6 +345,11 @@ pub mod zdm {
 
     fn start_impl(raw: Value) -> ZdmResult<String> {
         let spec = parse_spec(&raw)?;
+        // Before prepare: a start run again would otherwise trip over its own
+        // migration (its claimed columns, the column it added).
+        if let Some(name) = earlier_start(&spec)? {
+            return Ok(name);
+        }
         let p = prepare(&spec)?;
         // Serialize starts on one table, so two sessions cannot both pass the conflict check.
         Spi::run_with_args(
@@ -278,12 +357,22 @@ pub mod zdm {
             &[p.table_name.as_str().into()],
         )
         .map_err(crate::catalog::introspect::spi_err)?;
-        if store::exists(&p.name)? {
-            return Err(ZdmError::new(
-                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-                format!("migration \"{}\" already exists", p.name),
-            )
-            .hint("Give the migration another name, or look at it with zdm.status()."));
+        match store::phase_of(&p.name)? {
+            None => {}
+            // Its name is free again; its history stays, under `<name>@<n>`.
+            Some(Phase::RolledBack) => {
+                let archived = store::archive(&p.name)?;
+                pgrx::notice!(
+                    "pg_zdm: the rolled-back migration {} is kept as {}",
+                    Literal::new(&p.name),
+                    Literal::new(&archived)
+                );
+            }
+            // Started meanwhile by another session.
+            Some(_) => {
+                return Err(name_taken_error(&p.name)
+                    .hint("Give the migration another name, or look at it with zdm.status()."))
+            }
         }
         conflict_check(&p.table_name, &p.columns)?;
         let report = as_table_owner(&p.table_name, || {
@@ -316,11 +405,23 @@ pub mod zdm {
     /// Contract: drop what the old application needed, in one short transaction.
     #[pg_extern]
     fn complete(migration: &str) {
-        api_call(|| as_owner_of(migration, || complete_impl(migration))).or_raise()
+        api_call(|| {
+            // Checked before switching to the table's owner: the table of a
+            // finished migration may be gone.
+            if already_in(&authorized(migration)?, Phase::Completed) {
+                return Ok(());
+            }
+            as_owner_of(migration, || complete_impl(migration))
+        })
+        .or_raise()
     }
 
     fn complete_impl(name: &str) -> ZdmResult<()> {
         let m = store::get_for_update(name)?;
+        // Completed by another session while this one waited for the row.
+        if already_in(&m, Phase::Completed) {
+            return Ok(());
+        }
         if m.plan.shadow.is_some() && m.phase == Phase::Backfilled {
             return Err(
                 ZdmError::wrong_state(format!("migration \"{name}\" has not swapped its shadow table in yet")).hint(
@@ -333,6 +434,7 @@ pub mod zdm {
         }
         m.phase.check_move(Phase::Completed, name)?;
         crate::toplevel::require_built(&m)?;
+        crate::toplevel::require_as_planned(&m)?;
         let policy = RetryPolicy::from_settings();
         let mut shadow_steps = Vec::new();
         if m.plan.shadow.is_some() {
@@ -365,11 +467,20 @@ pub mod zdm {
     /// Undo start, from any phase before complete: the table is as before start.
     #[pg_extern]
     fn rollback(migration: &str) {
-        api_call(|| as_owner_of(migration, || rollback_impl(migration))).or_raise()
+        api_call(|| {
+            if already_in(&authorized(migration)?, Phase::RolledBack) {
+                return Ok(());
+            }
+            as_owner_of(migration, || rollback_impl(migration))
+        })
+        .or_raise()
     }
 
     fn rollback_impl(name: &str) -> ZdmResult<()> {
         let m = store::get_for_update(name)?;
+        if already_in(&m, Phase::RolledBack) {
+            return Ok(());
+        }
         m.phase.check_move(Phase::RolledBack, name)?;
         let policy = RetryPolicy::from_settings();
         if m.phase == Phase::Swapped {
@@ -384,6 +495,30 @@ pub mod zdm {
             "rollback",
             Some(serde_json::to_value(report).unwrap()),
         )
+    }
+
+    /// Remove a rolled-back migration and its events from the catalog (its
+    /// name is free anyway; this clears the history). Other phases: 55000.
+    #[pg_extern]
+    fn forget(migration: &str) {
+        api_call(|| {
+            authorized(migration)?;
+            let m = store::get_for_update(migration)?;
+            if m.phase != Phase::RolledBack {
+                return Err(ZdmError::wrong_state(format!(
+                    "migration {} is {}; only a rolled-back migration can be forgotten",
+                    Literal::new(migration),
+                    m.phase
+                ))
+                .hint(if m.phase == Phase::Completed {
+                    "A completed migration's history stays in the catalog.".to_string()
+                } else {
+                    format!("Roll it back first: SELECT zdm.rollback({});", Literal::new(migration))
+                }));
+            }
+            store::delete(migration)
+        })
+        .or_raise()
     }
 
     /// Everything about one migration: phase, spec, progress, events.
@@ -481,22 +616,11 @@ pub mod zdm {
                     .raise();
             }
         }
-        // Refuses unknown and finished migrations with their own messages.
+        // Refuses unknown and rolled-back migrations; one with nothing to do
+        // gets a NOTICE, and the loop then ends at its first step.
         authorized(migration).or_raise();
         let m = store::get_for_update(migration).or_raise();
-        if m.plan.backfill.is_none() && !m.plan.start.iter().any(|s| s.top_level) {
-            ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
-                .hint("Complete it with zdm.complete().")
-                .raise();
-        }
-        if m.phase.is_final() {
-            ZdmError::wrong_state(format!(
-                "migration \"{migration}\" is {}; there is nothing left to backfill",
-                m.phase
-            ))
-            .hint("Start a new migration if the table needs another change.")
-            .raise();
-        }
+        backfill::work_of(&m).or_raise();
     }
 
     /// Stop the backfill: a running CALL or cron run stops after its current batch.
@@ -584,13 +708,14 @@ pub mod zdm {
 
     /// Run the backfill from pg_cron: a job named after the migration runs a
     /// lone `CALL zdm.backfill(...)` for up to `max_seconds` each time, and
-    /// unschedules itself once the backfill is done. Returns the job id.
+    /// unschedules itself once the backfill is done. Returns the job id (with nothing to
+    /// schedule: a NOTICE, and the job it already has or NULL).
     #[pg_extern]
     fn schedule_backfill(
         migration: &str,
         schedule: default!(&str, "'* * * * *'"),
         max_seconds: default!(i32, 50),
-    ) -> i64 {
+    ) -> Option<i64> {
         api_call(|| {
             authorized(migration)?;
             crate::scheduler::schedule(migration, schedule, max_seconds)

@@ -127,19 +127,45 @@ fn check_batch_size(size: Option<i32>) -> ZdmResult<()> {
     }
 }
 
-fn require_backfill(m: &MigrationRow) -> ZdmResult<BackfillPlan> {
-    m.plan.backfill.clone().ok_or_else(|| {
-        ZdmError::wrong_state(format!("migration \"{}\" has nothing to backfill", m.name))
-            .hint("Complete it with zdm.complete().")
-    })
+/// What a backfill call (`CALL zdm.backfill`, `backfill_batch`,
+/// `schedule_backfill`) finds to do.
+#[derive(Debug)]
+pub enum Work {
+    /// Rows are left to backfill.
+    Rows(BackfillPlan),
+    /// No rows, but index builds are pending (a scheduled run starts them).
+    IndexBuilds,
+    /// Nothing: no backfill, or it is done (or the migration completed).
+    Nothing,
 }
 
-fn finished_error(m: &MigrationRow) -> ZdmError {
-    ZdmError::wrong_state(format!(
-        "migration \"{}\" is {}; there is nothing left to backfill",
-        m.name, m.phase
-    ))
-    .hint("Start a new migration if the table needs another change.")
+/// The one check of the three backfill calls, so they agree: a migration with
+/// nothing to backfill (none needed, done, completed) is a no-op with a NOTICE,
+/// so a generic "start, backfill, complete" file runs for every operation and
+/// runs again (issue 15). A rolled-back migration is refused (55000).
+pub fn work_of(m: &MigrationRow) -> ZdmResult<Work> {
+    let q = Literal::new(&m.name);
+    if m.phase == Phase::RolledBack {
+        return Err(ZdmError::wrong_state(format!(
+            "migration {q} is rolled_back; there is nothing to backfill"
+        ))
+        .hint("Start it again if the table still needs the change."));
+    }
+    if m.phase != Phase::Completed {
+        if let Some(plan) = m.plan.backfill.as_ref().filter(|_| !m.phase.backfill_done()) {
+            return Ok(Work::Rows(plan.clone()));
+        }
+        if crate::toplevel::require_built(m).is_err() {
+            return Ok(Work::IndexBuilds);
+        }
+    }
+    let why = match (m.phase, &m.plan.backfill) {
+        (Phase::Completed, _) => format!("migration {q} is completed"),
+        (_, None) => format!("migration {q} needs no backfill"),
+        _ => format!("the backfill of migration {q} is done"),
+    };
+    pgrx::notice!("pg_zdm: {why}; nothing to backfill");
+    Ok(Work::Nothing)
 }
 
 /// `zdm.backfill_batch()`: exactly one batch, whatever the throttles say (it
@@ -147,13 +173,19 @@ fn finished_error(m: &MigrationRow) -> ZdmError {
 pub fn run_one_batch(name: &str, batch_size: Option<i32>) -> ZdmResult<i64> {
     check_batch_size(batch_size)?;
     let m = store::get_for_update(name)?;
-    let plan = require_backfill(&m)?;
-    if m.phase.is_final() {
-        return Err(finished_error(&m));
-    }
-    if m.phase.backfill_done() {
-        return Ok(0);
-    }
+    let plan = match work_of(&m)? {
+        Work::Rows(plan) => plan,
+        Work::IndexBuilds => {
+            pgrx::notice!(
+                "pg_zdm: migration {} has no rows to backfill; its index builds are pending: \
+                 SELECT statement FROM zdm.pending_statements({}) \\gexec",
+                Literal::new(name),
+                Literal::new(name)
+            );
+            return Ok(0);
+        }
+        Work::Nothing => return Ok(0),
+    };
     if m.paused {
         return Err(ZdmError::wrong_state(format!("migration \"{name}\" is paused"))
             .hint(format!("Resume it first: SELECT zdm.resume({});", Literal::new(name))));

@@ -50,7 +50,9 @@ fn require_pg_cron() -> ZdmResult<()> {
     Err(ZdmError::wrong_state("pg_cron is not installed in this database").hint(hint))
 }
 
-pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<i64> {
+/// Schedule the migration's backfill (and index builds); with nothing to do,
+/// a no-op (NOTICE) returning the job it has, if any.
+pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<Option<i64>> {
     if max_seconds <= 0 {
         return Err(
             ZdmError::invalid_parameter(format!("max_seconds must be positive, got {max_seconds}"))
@@ -58,19 +60,8 @@ pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<
         );
     }
     let m = store::get_for_update(migration)?;
-    let has_top_level = m.plan.start.iter().any(|s| s.top_level);
-    if m.plan.backfill.is_none() && !has_top_level {
-        return Err(
-            ZdmError::wrong_state(format!("migration \"{migration}\" has nothing to backfill"))
-                .hint("Complete it with zdm.complete()."),
-        );
-    }
-    if m.phase.is_final() || (m.phase.backfill_done() && !has_top_level) {
-        return Err(ZdmError::wrong_state(format!(
-            "migration \"{migration}\" is {}; there is nothing left to backfill",
-            m.phase
-        ))
-        .hint("Nothing to schedule."));
+    if matches!(crate::backfill::work_of(&m)?, crate::backfill::Work::Nothing) {
+        return Ok(m.cron_job_id);
     }
     require_pg_cron()?;
     let command = format!(
@@ -92,7 +83,7 @@ pub fn schedule(migration: &str, schedule: &str, max_seconds: i32) -> ZdmResult<
         None,
         Some(serde_json::json!({"cron_job_id": job, "schedule": schedule, "command": command})),
     )?;
-    Ok(job)
+    Ok(Some(job))
 }
 
 fn build_job_name(migration: &str) -> String {

@@ -86,6 +86,7 @@ mod tests {
             "SELECT zdm.verify('o1_shadow')",
             "SELECT zdm.swap_tables('o1_shadow')",
             "SELECT zdm.unschedule_backfill('o1_add')",
+            "SELECT zdm.forget('o1_add')",
             "SELECT zdm.schedule_backfill('o1_add')",
             "SELECT * FROM zdm.pending_statements('o1_index')",
             "SELECT zdm._backfill_step('o1_add', NULL, 'CALL')",

@@ -76,6 +76,106 @@ pub fn require_built(m: &MigrationRow) -> ZdmResult<()> {
     Ok(())
 }
 
+/// Refuse to complete when a built index is not the one planned (issue 15: a
+/// pasted CREATE INDEX edited by hand, on the wrong column, was accepted).
+/// Compared by what defines an index, names aside: see [`index_shape`].
+pub fn require_as_planned(m: &MigrationRow) -> ZdmResult<()> {
+    for step in m.plan.start.iter().filter(|s| s.top_level) {
+        let (Some(index), Some(lock)) = (&step.builds_index, &step.lock) else {
+            continue;
+        };
+        let planned = planned_shape(m, &lock.relation, &step.sql)?;
+        let built = index_shape(index)?;
+        if planned == built {
+            continue;
+        }
+        let built_def: String = get_optional(
+            "SELECT pg_catalog.pg_get_indexdef(to_regclass($1))",
+            &[index.as_str().into()],
+        )
+        .map_err(spi_err)?
+        .unwrap_or_default();
+        return Err(ZdmError::wrong_state(format!(
+            "index {index} of migration {} is not the index it planned",
+            Literal::new(&m.name)
+        ))
+        .detail(format!("Built: {built_def}. Planned: {}.", step.sql))
+        .hint(format!(
+            "Drop it (DROP INDEX CONCURRENTLY {index};) and run the pending statement again, unchanged: \
+             SELECT statement FROM zdm.pending_statements({}) \\gexec",
+            Literal::new(&m.name)
+        )));
+    }
+    Ok(())
+}
+
+/// What defines an index, without its name or its table's: access method,
+/// uniqueness, each column or expression, opclasses, collations, orderings,
+/// storage options and predicate, as PostgreSQL reads them back.
+fn index_shape(index: &str) -> ZdmResult<Option<String>> {
+    get_optional(
+        "SELECT pg_catalog.concat_ws(' | ', am.amname, 'unique ' || i.indisunique,
+                    'nulls not distinct ' || i.indnullsnotdistinct, 'key columns ' || i.indnkeyatts,
+                    (SELECT pg_catalog.string_agg(pg_catalog.pg_get_indexdef(i.indexrelid, k, false), ', ' ORDER BY k)
+                       FROM pg_catalog.generate_series(1, i.indnatts::int) k),
+                    'opclasses ' || i.indclass::text, 'collations ' || i.indcollation::text,
+                    'options ' || i.indoption::text, 'with ' || coalesce(c.reloptions::text, ''),
+                    'where ' || coalesce(pg_catalog.pg_get_expr(i.indpred, i.indrelid), ''))
+           FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+           JOIN pg_catalog.pg_am am ON am.oid = c.relam
+          WHERE i.indexrelid = to_regclass($1)",
+        &[index.into()],
+    )
+    .map_err(spi_err)
+}
+
+const PROBE_TABLE: &str = "zdm._zdm_index_probe";
+const PROBE_INDEX: &str = "zdm._zdm_index_probe_idx";
+
+/// The shape of the planned index, as PostgreSQL reads the planned statement:
+/// built, without CONCURRENTLY, on an empty table with the table's columns
+/// (LIKE: names, types, collations), in a subtransaction always rolled back.
+/// Building it on the table itself would scan every row.
+fn planned_shape(m: &MigrationRow, table: &str, sql: &str) -> ZdmResult<Option<String>> {
+    let on = format!(" ON {table} ");
+    let (head, rest) = sql
+        .split_once(&on)
+        .filter(|(h, _)| {
+            h.starts_with("CREATE INDEX CONCURRENTLY ") || h.starts_with("CREATE UNIQUE INDEX CONCURRENTLY ")
+        })
+        .ok_or_else(|| {
+            ZdmError::wrong_state(format!(
+                "cannot read the planned index statement of migration {}: {sql}",
+                Literal::new(&m.name)
+            ))
+        })?;
+    let unique = if head.starts_with("CREATE UNIQUE ") {
+        "UNIQUE "
+    } else {
+        ""
+    };
+    let probe_sql = format!("CREATE {unique}INDEX _zdm_index_probe_idx ON {PROBE_TABLE} {rest}");
+    // As the catalog's owner, in schema zdm: the table's owner may not create
+    // anywhere. Nothing runs on rows (the table is empty) and nothing is kept.
+    crate::privilege::as_catalog_owner(|| {
+        crate::session::in_rolled_back_subtransaction(|| -> ZdmResult<Option<String>> {
+            Spi::run(&format!("CREATE TABLE {PROBE_TABLE} (LIKE {table})")).map_err(spi_err)?;
+            Spi::run(&probe_sql).map_err(spi_err)?;
+            index_shape(PROBE_INDEX)
+        })
+    })
+    .map_err(|e| {
+        ZdmError::wrong_state(format!(
+            "cannot check the index of migration {} against its plan: {}",
+            Literal::new(&m.name),
+            crate::session::caught_message(&e)
+        ))
+        .detail(format!("Planned: {sql}."))
+        .hint("See the server log; the migration can still be rolled back.")
+    })?
+}
+
 /// What is left to run at top level, in order, for one or every active migration.
 pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
     let names: Vec<String> = Spi::connect(|client| {

@@ -155,6 +155,71 @@ pub fn exists(name: &str) -> ZdmResult<bool> {
     .map_err(spi_err)
 }
 
+/// The phase of the migration called `name`, None when there is none.
+pub fn phase_of(name: &str) -> ZdmResult<Option<Phase>> {
+    let phase: Option<String> =
+        crate::session::get_optional("SELECT phase FROM zdm.migrations WHERE name = $1", &[name.into()])
+            .map_err(spi_err)?;
+    phase.map(|p| Phase::parse(&p)).transpose()
+}
+
+/// Is the name taken? A rolled-back migration's name is free again: the next
+/// start of that name archives it ([`archive`]). A completed one's stays taken.
+pub fn name_taken(name: &str) -> ZdmResult<bool> {
+    Ok(!matches!(phase_of(name)?, None | Some(Phase::RolledBack)))
+}
+
+/// The spec a migration was started with, as stored.
+pub fn spec_of(name: &str) -> ZdmResult<Value> {
+    let v: Option<JsonB> =
+        crate::session::get_optional("SELECT spec FROM zdm.migrations WHERE name = $1", &[name.into()])
+            .map_err(spi_err)?;
+    v.map(|j| j.0).ok_or_else(|| ZdmError::unknown_migration(name))
+}
+
+/// The active migration started with exactly these operations (normalized
+/// spec), if any: an unnamed spec run again finds its migration by them.
+pub fn active_with_operations(operations: &Value) -> ZdmResult<Option<String>> {
+    crate::session::get_optional(
+        "SELECT name FROM zdm.migrations
+          WHERE phase NOT IN ('completed', 'rolled_back') AND spec -> 'operations' = $1
+          ORDER BY created_at LIMIT 1",
+        &[JsonB(operations.clone()).into()],
+    )
+    .map_err(spi_err)
+}
+
+/// Free the name of a rolled-back migration by renaming it `<name>@<n>` (the
+/// first n not taken); its events follow (ON UPDATE CASCADE). Returns the new name.
+pub fn archive(name: &str) -> ZdmResult<String> {
+    let mut n = 1;
+    while exists(&format!("{name}@{n}"))? {
+        n += 1;
+    }
+    let archived = format!("{name}@{n}");
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations SET name = $2, updated_at = clock_timestamp()
+              WHERE name = $1 AND phase = 'rolled_back'",
+            &[name.into(), archived.as_str().into()],
+        )
+    })
+    .map_err(spi_err)?;
+    log_event(
+        &archived,
+        "archived",
+        None,
+        None,
+        Some(serde_json::json!({ "name": name, "as": archived, "reason": "its name was started again" })),
+    )?;
+    Ok(archived)
+}
+
+/// Remove a migration and its events (zdm.forget: rolled-back ones only).
+pub fn delete(name: &str) -> ZdmResult<()> {
+    writing(|| Spi::run_with_args("DELETE FROM zdm.migrations WHERE name = $1", &[name.into()])).map_err(spi_err)
+}
+
 /// An active (not final) migration on the same table claiming any of `columns`.
 pub fn conflicting_migration(table_name: &str, columns: &[String]) -> ZdmResult<Option<(String, Vec<String>)>> {
     Spi::connect(|client| {
