@@ -236,3 +236,118 @@ END
 $$;
 COMMENT ON PROCEDURE zdm.backfill(text, integer, integer, text) IS
     'Backfill a migration in committed batches. CALL it at top level (not inside BEGIN ... COMMIT).';
+
+-- The DDL guard (sql/guard.sql).
+CREATE FUNCTION zdm."_own_ddl_in_progress"() RETURNS bool /* bool */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_own_ddl_in_progress_wrapper';
+
+-- The DDL guard: event triggers that refuse, with 55006, DDL from outside
+-- pg_zdm that would break an active migration (its table dropped or renamed,
+-- a column it claims dropped or renamed, one of its triggers dropped or not
+-- firing for every write, its shadow, notes or old table dropped,
+-- its generated functions dropped). ALTERs of a shadow are not caught (a
+-- pg_restore of a migration in flight adds the shadow's constraints). pg_zdm's own DDL runs inside its calls
+-- (zdm._own_ddl_in_progress()); any other DDL costs one indexed lookup of
+-- zdm.migrations while no migration is active.
+
+-- The active migration an object of pg_zdm's belongs to, if any: `kind` is
+-- the object type as pg_event_trigger_*() name it, `names` its address_names.
+CREATE FUNCTION zdm._guarded_by(kind text, names text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT m.name
+      FROM zdm.migrations m
+     WHERE m.phase NOT IN ('completed', 'rolled_back')
+       AND CASE kind
+           WHEN 'table' THEN
+                format('%I.%I', names[1], names[2]) IN (m.table_name, m.plan->'shadow'->>'shadow', m.plan->'shadow'->>'old')
+                OR EXISTS (SELECT FROM jsonb_array_elements(m.plan->'start') s
+                            WHERE starts_with(s->>'sql', 'CREATE TABLE ' || format('%I.%I', names[1], names[2]) || ' '))
+           WHEN 'table column' THEN
+                format('%I.%I', names[1], names[2]) = m.table_name AND (names[3] = ANY (m.columns) OR '*' = ANY (m.columns))
+           WHEN 'trigger' THEN
+                format('%I.%I', names[1], names[2]) IN (m.table_name, m.plan->'shadow'->>'shadow', m.plan->'shadow'->>'old')
+                AND starts_with(names[3], 'zdm_')
+           WHEN 'function' THEN
+                EXISTS (SELECT FROM jsonb_array_elements(m.plan->'start') s
+                         WHERE starts_with(s->>'sql', 'CREATE FUNCTION ' || format('%I.%I', names[1], names[2]) || '('))
+           ELSE false
+           END
+     ORDER BY m.created_at
+     LIMIT 1
+$$;
+
+CREATE FUNCTION zdm._guard_refuse(what text, migration text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'pg_zdm: % belongs to the active migration %; this DDL would break it', what, quote_literal(migration)
+        USING ERRCODE = 'object_in_use',
+              HINT = format('Nothing was changed. Finish the migration first: SELECT zdm.complete(%L); or SELECT zdm.rollback(%L);',
+                            migration, migration);
+END
+$$;
+
+CREATE FUNCTION zdm._guard_drop() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    o record;
+    owner_migration text;
+BEGIN
+    IF to_regclass('zdm.migrations') IS NULL OR zdm._own_ddl_in_progress()
+       OR NOT EXISTS (SELECT FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back')) THEN
+        RETURN;
+    END IF;
+    FOR o IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE NOT is_temporary LOOP
+        owner_migration := zdm._guarded_by(o.object_type, o.address_names);
+        IF owner_migration IS NOT NULL THEN
+            PERFORM zdm._guard_refuse(o.object_type || ' ' || o.object_identity, owner_migration);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The table of a migration, by its stored name, without a schema lookup that
+-- needs USAGE (the DDL being checked may come from any role).
+CREATE FUNCTION zdm._table_oid(table_name text) RETURNS oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.oid FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
+     WHERE n.nspname = (parse_ident(table_name))[1] AND r.relname = (parse_ident(table_name))[2]
+$$;
+
+-- After an ALTER TABLE (or ALTER TRIGGER) from outside: the tables of active
+-- migrations still have their names and claimed columns, and their triggers
+-- fire for every write (ENABLE ALWAYS).
+CREATE FUNCTION zdm._guard_alter() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m record;
+    t oid;
+BEGIN
+    IF zdm._own_ddl_in_progress()
+       OR NOT EXISTS (SELECT FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back')) THEN
+        RETURN;
+    END IF;
+    FOR m IN SELECT * FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back') LOOP
+        t := zdm._table_oid(m.table_name);
+        IF t IS NULL THEN
+            PERFORM zdm._guard_refuse('table ' || m.table_name, m.name);
+        END IF;
+        IF EXISTS (SELECT FROM unnest(m.columns) col
+                    WHERE col <> '*'
+                      AND NOT EXISTS (SELECT FROM pg_attribute a
+                                       WHERE a.attrelid = t AND a.attname = col AND NOT a.attisdropped)) THEN
+            PERFORM zdm._guard_refuse('a column of table ' || m.table_name, m.name);
+        END IF;
+        IF EXISTS (SELECT FROM pg_trigger tg
+                    WHERE tg.tgrelid = t AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
+            PERFORM zdm._guard_refuse('a trigger of table ' || m.table_name, m.name);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER zdm_guard_drop ON sql_drop EXECUTE FUNCTION zdm._guard_drop();
+CREATE EVENT TRIGGER zdm_guard_alter ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER')
+    EXECUTE FUNCTION zdm._guard_alter();

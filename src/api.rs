@@ -768,6 +768,12 @@ pub mod zdm {
         .or_raise()
     }
 
+    /// Read by the DDL guard (sql/guard.sql): true only inside a pg_zdm call.
+    #[pg_extern]
+    fn _own_ddl_in_progress() -> bool {
+        crate::privilege::own_ddl_in_progress()
+    }
+
     /// Read by the catalog's guard trigger: true only while pg_zdm itself
     /// writes its catalog (a session cannot set it).
     #[pg_extern]

@@ -13,7 +13,7 @@
 //! - `privilege`   who may act on a migration, and with whose rights statements run
 //! - `api`         the `zdm.*` SQL functions
 //! - `session`     subtransactions, local settings, sleeps (server plumbing)
-//! - sql/          hand-written SQL: catalog tables, views, the committing procedure
+//! - sql/          hand-written SQL: catalog tables, views, the committing procedure, the DDL guard
 
 use pgrx::prelude::*;
 
@@ -36,6 +36,7 @@ pub mod spec;
 pub mod sqlgen;
 pub mod toplevel;
 
+mod guard_tests;
 mod security_tests;
 mod tests;
 
@@ -62,6 +63,11 @@ extension_sql_file!(
     "../sql/monitoring.sql",
     name = "monitoring_views",
     requires = ["bootstrap"]
+);
+extension_sql_file!(
+    "../sql/guard.sql",
+    name = "ddl_guard",
+    requires = ["bootstrap", api::zdm::_own_ddl_in_progress]
 );
 extension_sql_file!(
     "../sql/api.sql",

@@ -91,6 +91,12 @@ fn role_name(role: pg_sys::Oid) -> String {
         .unwrap_or_default()
 }
 
+/// Whether the DDL running now is pg_zdm's own: run inside one of its calls
+/// (read by the DDL guard, sql/guard.sql).
+pub fn own_ddl_in_progress() -> bool {
+    CALLER.with(|c| c.borrow().is_some())
+}
+
 /// Whether pg_zdm is writing its catalog right now (see sql/bootstrap.sql).
 pub fn catalog_write_in_progress() -> bool {
     CATALOG_WRITE.with(|w| w.get())
