@@ -5,8 +5,8 @@
 //! swapped in (half of them without an earlier verify) and rolled back. Every
 //! swap and swap back must succeed with default settings, no client statement
 //! may wait during one longer than the worst it waited before the migrations
-//! plus `zdm.lock_timeout`, no client statement may fail, and the tables must
-//! equal their oracles.
+//! plus `zdm.lock_timeout` plus the swap's lock hold time, no client statement
+//! may fail, and the tables must equal their oracles.
 
 mod common;
 
@@ -180,13 +180,21 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
     let statements: usize = records.iter().map(|r| r.timings.len()).sum();
     let worst_before = worst_in(&records, &[before]);
     let worst_during = worst_in(&records, &swaps);
+    // A statement that comes while the swap waits for its locks queues behind
+    // it for at most zdm.lock_timeout; one that comes while the swap holds
+    // them waits for the swap's commit: the issue's bound is their sum.
+    let held: f64 = one(
+        &mut admin,
+        "SELECT max((detail->>'lock_held_ms')::float8) FROM zdm.events WHERE event IN ('swap', 'swap back')",
+    );
+    let allowed = worst_before + lock_timeout_ms + held;
     eprintln!(
         "{statements} client statements; swap attempts {attempts:?}; worst wait before the migrations {worst_before:.1} ms, \
-         during the swaps and swap backs {worst_during:.1} ms (allowed {:.1} ms)",
-        worst_before + lock_timeout_ms
+         during the swaps and swap backs {worst_during:.1} ms (allowed {allowed:.1} ms: that + zdm.lock_timeout \
+         {lock_timeout_ms} ms + the longest lock hold {held:.1} ms)"
     );
     assert!(
-        worst_during <= worst_before + lock_timeout_ms,
+        worst_during <= allowed,
         "a client waited {worst_during:.1} ms during a swap, {worst_before:.1} ms at worst before"
     );
     for (t, o) in [("orders", "orders_oracle"), ("refunds", "refunds_oracle")] {
