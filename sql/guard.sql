@@ -7,26 +7,28 @@
 -- (zdm._own_ddl_in_progress()); any other DDL costs one indexed lookup of
 -- zdm.migrations while no migration is active.
 
--- The active migration an object of pg_zdm's belongs to, if any: `kind` is
--- the object type as pg_event_trigger_*() name it, `names` its address_names.
-CREATE FUNCTION zdm._guarded_by(kind text, names text[]) RETURNS text
+-- The active migration an object of pg_zdm's belongs to, if any:
+-- `object_kind` is the object type as pg_event_trigger_*() name it,
+-- `object_names` its address_names. (Not `kind`: a column of zdm.migrations
+-- of that name would win over the parameter.)
+CREATE FUNCTION zdm._guarded_by(object_kind text, object_names text[]) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT m.name
       FROM zdm.migrations m
      WHERE m.phase NOT IN ('completed', 'rolled_back')
-       AND CASE kind
+       AND CASE object_kind
            WHEN 'table' THEN
-                format('%I.%I', names[1], names[2]) IN (m.table_name, m.plan->'shadow'->>'shadow', m.plan->'shadow'->>'old')
+                format('%I.%I', object_names[1], object_names[2]) IN (m.table_name, m.plan->'shadow'->>'shadow', m.plan->'shadow'->>'old')
                 OR EXISTS (SELECT FROM jsonb_array_elements(m.plan->'start') s
-                            WHERE starts_with(s->>'sql', 'CREATE TABLE ' || format('%I.%I', names[1], names[2]) || ' '))
+                            WHERE starts_with(s->>'sql', 'CREATE TABLE ' || format('%I.%I', object_names[1], object_names[2]) || ' '))
            WHEN 'table column' THEN
-                format('%I.%I', names[1], names[2]) = m.table_name AND (names[3] = ANY (m.columns) OR '*' = ANY (m.columns))
+                format('%I.%I', object_names[1], object_names[2]) = m.table_name AND (object_names[3] = ANY (m.columns) OR '*' = ANY (m.columns))
            WHEN 'trigger' THEN
-                format('%I.%I', names[1], names[2]) IN (m.table_name, m.plan->'shadow'->>'shadow', m.plan->'shadow'->>'old')
-                AND starts_with(names[3], 'zdm_')
+                format('%I.%I', object_names[1], object_names[2]) IN (m.table_name, m.plan->'shadow'->>'shadow', m.plan->'shadow'->>'old')
+                AND starts_with(object_names[3], 'zdm_')
            WHEN 'function' THEN
                 EXISTS (SELECT FROM jsonb_array_elements(m.plan->'start') s
-                         WHERE starts_with(s->>'sql', 'CREATE FUNCTION ' || format('%I.%I', names[1], names[2]) || '('))
+                         WHERE starts_with(s->>'sql', 'CREATE FUNCTION ' || format('%I.%I', object_names[1], object_names[2]) || '('))
            ELSE false
            END
      ORDER BY m.created_at

@@ -508,8 +508,13 @@ fn refuse_unswappable_table(t: &TableInfo) -> ZdmResult<()> {
         ));
     }
     if let Some(ev) = q(
-        "SELECT string_agg(pg_catalog.quote_ident(evtname), ', ') FROM pg_catalog.pg_event_trigger
-                           WHERE evtenabled <> 'D' AND $1::oid IS NOT NULL",
+        // pg_zdm's own (its DDL guard, an extension member) lets its DDL through.
+        "SELECT string_agg(pg_catalog.quote_ident(e.evtname), ', ') FROM pg_catalog.pg_event_trigger e
+          WHERE e.evtenabled <> 'D' AND $1::oid IS NOT NULL
+            AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                             WHERE d.classid = 'pg_catalog.pg_event_trigger'::pg_catalog.regclass
+                               AND d.objid = e.oid AND d.deptype = 'e'
+                               AND d.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x WHERE x.extname = 'pg_zdm'))",
     )? {
         return Err(refuse(
             format!("event triggers are enabled in this database ({ev}); pg_zdm does not swap {name} under them"),
