@@ -237,6 +237,41 @@ $$;
 COMMENT ON PROCEDURE zdm.backfill(text, integer, integer, text) IS
     'Backfill a migration in committed batches. CALL it at top level (not inside BEGIN ... COMMIT).';
 
+-- Migrations in flight when this version is installed: their generated
+-- functions were owned by whoever started them (often a superuser) and
+-- executable by PUBLIC, their triggers fired only for origin writes. Each
+-- function goes to its table's owner without PUBLIC's EXECUTE, each trigger
+-- fires ALWAYS (see README, Security). Before the DDL guard exists.
+DO $$
+DECLARE
+    f record;
+    t record;
+BEGIN
+    FOR f IN
+        SELECT DISTINCT p.oid::pg_catalog.regprocedure AS signature, c.relowner
+          FROM zdm.migrations m
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(m.table_name)
+          CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(m.plan OPERATOR(pg_catalog.->) 'start') s
+          JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) 'zdm'::pg_catalog.regnamespace
+           AND pg_catalog.starts_with(s OPERATOR(pg_catalog.->>) 'sql',
+                                      'CREATE FUNCTION ' OPERATOR(pg_catalog.||) pg_catalog.format('%I.%I', 'zdm', p.proname) OPERATOR(pg_catalog.||) '(')
+         WHERE m.phase <> ALL (ARRAY['completed', 'rolled_back'])
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.signature);
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', f.signature, pg_catalog.pg_get_userbyid(f.relowner));
+    END LOOP;
+    FOR t IN
+        SELECT tg.tgrelid::pg_catalog.regclass AS rel, tg.tgname
+          FROM zdm.migrations m
+          JOIN pg_catalog.pg_trigger tg ON tg.tgrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(m.table_name)
+         WHERE m.phase <> ALL (ARRAY['completed', 'rolled_back'])
+           AND pg_catalog.starts_with(tg.tgname::pg_catalog.text, 'zdm_') AND tg.tgenabled OPERATOR(pg_catalog.<>) 'A'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.rel, t.tgname);
+    END LOOP;
+END
+$$;
+
 -- The DDL guard (sql/guard.sql).
 CREATE FUNCTION zdm."_own_ddl_in_progress"() RETURNS bool /* bool */
 STRICT

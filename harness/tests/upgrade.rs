@@ -71,7 +71,40 @@ fn update_from_every_released_version_equals_a_fresh_install() {
     for v in versions {
         c.batch_execute(&format!("CREATE EXTENSION pg_zdm VERSION '{v}'"))
             .unwrap();
+        // A migration in flight across the update, as that version left it: a
+        // generated function owned by the superuser who started it, executable
+        // by PUBLIC, and its trigger firing for origin writes only. (Made by
+        // hand: this version's library cannot start one on the old catalog.)
+        c.batch_execute(
+            "CREATE ROLE inflight_owner;
+             CREATE TABLE inflight (id int PRIMARY KEY, a text); ALTER TABLE inflight OWNER TO inflight_owner;
+             CREATE FUNCTION zdm.sync_inflight() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER zdm_sync_inflight BEFORE INSERT ON inflight FOR EACH ROW EXECUTE FUNCTION zdm.sync_inflight();
+             SET zdm.catalog_write = on;
+             INSERT INTO zdm.migrations (name, table_name, kind, phase, columns, spec, plan)
+             VALUES ('inflight', 'public.inflight', 'rename_column', 'started', '{a}', '{}',
+                     '{\"start\": [{\"description\": \"f\", \"sql\": \"CREATE FUNCTION zdm.sync_inflight() RETURNS trigger\"}],
+                       \"validate\": [], \"complete\": [], \"rollback\": []}');
+             RESET zdm.catalog_write;",
+        )
+        .unwrap();
         c.batch_execute("ALTER EXTENSION pg_zdm UPDATE").unwrap();
+        let r = c
+            .query_one(
+                "SELECT pg_get_userbyid(p.proowner)::text, has_function_privilege('public', p.oid, 'EXECUTE'),
+                        (SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'zdm_sync_inflight')
+                   FROM pg_proc p WHERE p.oid = 'zdm.sync_inflight()'::regprocedure",
+                &[],
+            )
+            .unwrap();
+        let (owner, public_execute, enabled): (String, bool, String) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(owner, "inflight_owner", "update from {v}: a generated function goes to its table's owner");
+        assert!(!public_execute, "update from {v}: PUBLIC may not execute it");
+        assert_eq!(enabled, "A", "update from {v}: its trigger fires ALWAYS");
+        c.batch_execute(
+            "SELECT zdm.rollback('inflight'); DROP TABLE inflight; DROP FUNCTION zdm.sync_inflight(); DROP ROLE inflight_owner;",
+        )
+        .unwrap();
         let updated: String = c.query_one(FINGERPRINT, &[]).unwrap().get(0);
         if updated != fresh {
             let f: Vec<&str> = fresh.lines().collect();
