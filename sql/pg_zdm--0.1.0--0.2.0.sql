@@ -236,3 +236,19 @@ END
 $$;
 COMMENT ON PROCEDURE zdm.backfill(text, integer, integer, text) IS
     'Backfill a migration in committed batches. CALL it at top level (not inside BEGIN ... COMMIT).';
+
+-- zdm.plan() as rows, one per step (phase, position, lock, statement).
+CREATE FUNCTION zdm."plan_steps"(
+	"spec" jsonb /* JsonB */
+) RETURNS TABLE (
+	"phase" TEXT,  /* String */
+	"position" INT,  /* i32 */
+	"description" TEXT,  /* String */
+	"lock_mode" TEXT,  /* Option < String > */
+	"locked_relation" TEXT,  /* Option < String > */
+	"top_level" bool,  /* bool */
+	"statement" TEXT  /* String */
+)
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'plan_steps_wrapper';

@@ -7,6 +7,7 @@
 //! and NOT NULL.
 
 use super::shared::fill_trigger_steps;
+use crate::sqlgen::fill_trigger::FillOn;
 use super::{fit_name, require_column, Operation, PlanContext};
 use crate::catalog::{ColumnInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -113,7 +114,7 @@ impl Operation for DropColumn {
                     let why = format!(
                         "gives {t}.{c} (NOT NULL, being dropped) a value on rows the new application writes without it"
                     );
-                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why);
+                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why, FillOn::InsertOrUpdate);
                     plan.start.extend(create);
                     for steps in [&mut plan.complete, &mut plan.rollback] {
                         for (i, step) in drop.iter().enumerate() {

@@ -8,6 +8,7 @@
 //! NULLs remain (fix them, or roll back).
 
 use super::shared::{not_null_steps, FillNulls};
+use crate::sqlgen::fill_trigger::FillOn;
 use super::{fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -89,8 +90,9 @@ impl Operation for SetNotNull {
                 key,
                 column: c,
                 fill: (fill_bare, fill_new),
-                trigger_why: Some(format!(
-                    "replaces NULL in {t}.{c} on rows written before the backfill reached them"
+                trigger: Some((
+                    FillOn::InsertOrUpdate,
+                    format!("replaces NULL in {t}.{c} on rows written before the backfill reached them"),
                 )),
                 description: format!("replace NULL in {}", c.raw()),
             }
