@@ -328,7 +328,7 @@ pub(crate) mod tests {
                    FROM zdm.plan_steps({spec}) LIMIT 1"
             ))
             .as_deref(),
-            Some("start | 1 | ACCESS EXCLUSIVE | public.ps | false | ALTER TABLE public.ps ADD COLUMN full_name character varying(255)")
+            Some("start | 1 | ACCESS EXCLUSIVE | public.ps | f | ALTER TABLE public.ps ADD COLUMN full_name character varying(255)")
         );
         // Phases in the order they run, positions counted within each.
         assert_eq!(
@@ -742,6 +742,7 @@ pub(crate) mod tests {
             one::<String>("SELECT string_agg(id || ':' || rating || '/' || rating_new, ' ' ORDER BY id) FROM rd").as_deref(),
             Some("1:4/4 2:0/0 3:0/0")
         );
+        while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         Spi::run("INSERT INTO rd (id) VALUES (4)").unwrap();
         assert_eq!(one::<i32>("SELECT rating FROM rd WHERE id = 4"), Some(0));
