@@ -727,6 +727,7 @@ pub(crate) mod tests {
     /// A new-application INSERT that gives only the new column: the old
     /// column gets down(new), not its own DEFAULT (PostgreSQL fills the default
     /// before the trigger; the trigger overwrites it when the new column is set).
+    /// It kept the default while `rating` in down_expr meant the old column.
     #[pg_test]
     fn new_app_insert_of_the_new_column_beats_the_old_default() {
         Spi::run("CREATE TABLE public.rd (id int PRIMARY KEY, rating text NOT NULL DEFAULT '0')").unwrap();
