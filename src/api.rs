@@ -345,7 +345,13 @@ fn plan_rows(plan: &Plan, swap_locks: &[(String, LockMode)]) -> Vec<PlanRow> {
     if let Some(b) = &plan.backfill {
         for sql in &b.batch_statements {
             let lock = Some((LockMode::RowExclusive, b.table.clone()));
-            rows.push("backfill", format!("{} (in batches)", b.description), lock, false, sql.clone());
+            rows.push(
+                "backfill",
+                format!("{} (in batches)", b.description),
+                lock,
+                false,
+                sql.clone(),
+            );
         }
     }
     rows.steps("validate", &plan.validate);
@@ -896,12 +902,27 @@ mod tests {
         let t = "public.t";
         let plan = Plan {
             start: vec![
-                Step::locked("add", "ALTER TABLE public.t ADD COLUMN b int".into(), t, LockMode::AccessExclusive),
+                Step::locked(
+                    "add",
+                    "ALTER TABLE public.t ADD COLUMN b int".into(),
+                    t,
+                    LockMode::AccessExclusive,
+                ),
                 Step::unlocked("function", "CREATE FUNCTION zdm.f()".into()),
-                Step::top_level_index("index", "CREATE INDEX CONCURRENTLY i ON public.t (b)".into(), t, "public.i"),
+                Step::top_level_index(
+                    "index",
+                    "CREATE INDEX CONCURRENTLY i ON public.t (b)".into(),
+                    t,
+                    "public.i",
+                ),
             ],
             complete: vec![Step::unlocked("drop", "DROP FUNCTION zdm.f()".into())],
-            rollback: vec![Step::locked("undo", "ALTER TABLE public.t DROP COLUMN b".into(), t, LockMode::AccessExclusive)],
+            rollback: vec![Step::locked(
+                "undo",
+                "ALTER TABLE public.t DROP COLUMN b".into(),
+                t,
+                LockMode::AccessExclusive,
+            )],
             ..Default::default()
         };
         let swap = [("public.v".to_string(), LockMode::AccessExclusive)];

@@ -149,7 +149,10 @@ fn analyze_here(
             ))
             .hint("Write column names plainly, as name or \"Name\".")
         })?;
-        let target = write_as.iter().find(|(from, _)| from == name).map_or(name, |(_, to)| to);
+        let target = write_as
+            .iter()
+            .find(|(from, _)| from == name)
+            .map_or(name, |(_, to)| to);
         over_new.replace_range(start..start + len, &format!("NEW.{target}"));
         if !columns.contains(&name.raw().to_string()) {
             columns.push(name.raw().to_string());

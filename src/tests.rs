@@ -352,10 +352,7 @@ pub(crate) mod tests {
             Some(true)
         );
         assert_eq!(
-            one::<String>(&format!(
-                "SELECT statement FROM zdm.plan_steps({spec}) WHERE top_level"
-            ))
-            .as_deref(),
+            one::<String>(&format!("SELECT statement FROM zdm.plan_steps({spec}) WHERE top_level")).as_deref(),
             Some("CREATE INDEX CONCURRENTLY zdm_ix0_ps_rename_name_to_full_name ON public.ps USING btree (full_name)")
         );
         assert_eq!(
@@ -368,7 +365,10 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
         Spi::run("CREATE ROLE zdm_ps_outsider; GRANT USAGE ON SCHEMA zdm TO zdm_ps_outsider").unwrap();
         assert_eq!(
-            sqlstate(&format!("SET ROLE zdm_ps_outsider; SELECT * FROM zdm.plan_steps({spec}); RESET ROLE")).as_deref(),
+            sqlstate(&format!(
+                "SET ROLE zdm_ps_outsider; SELECT * FROM zdm.plan_steps({spec}); RESET ROLE"
+            ))
+            .as_deref(),
             Some("42501")
         );
     }
@@ -698,11 +698,20 @@ pub(crate) mod tests {
         Spi::run("INSERT INTO reviews (id, rating_new) VALUES (100, 4)").unwrap();
         Spi::run("UPDATE reviews SET rating_new = 5 WHERE id = 1").unwrap();
         Spi::run("INSERT INTO reviews (id, rating) VALUES (101, '3')").unwrap();
-        assert_eq!(one::<String>("SELECT rating FROM reviews WHERE id = 100").as_deref(), Some("4"));
-        assert_eq!(one::<String>("SELECT rating FROM reviews WHERE id = 1").as_deref(), Some("5"));
+        assert_eq!(
+            one::<String>("SELECT rating FROM reviews WHERE id = 100").as_deref(),
+            Some("4")
+        );
+        assert_eq!(
+            one::<String>("SELECT rating FROM reviews WHERE id = 1").as_deref(),
+            Some("5")
+        );
         assert_eq!(one::<i32>("SELECT rating_new FROM reviews WHERE id = 101"), Some(3));
         let f = one::<String>(&format!("SELECT pg_get_functiondef('zdm.sync_{m}'::regproc)")).unwrap();
-        assert!(f.contains("NEW.rating := (NEW.rating_new::text)::pg_catalog.text;"), "{f}");
+        assert!(
+            f.contains("NEW.rating := (NEW.rating_new::text)::pg_catalog.text;"),
+            "{f}"
+        );
         // The new column's own name still means the same.
         Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
         let m = one::<String>(
@@ -710,7 +719,10 @@ pub(crate) mod tests {
         )
         .unwrap();
         Spi::run("INSERT INTO reviews (id, rating_new) VALUES (102, 2)").unwrap();
-        assert_eq!(one::<String>("SELECT rating FROM reviews WHERE id = 102").as_deref(), Some("2"));
+        assert_eq!(
+            one::<String>("SELECT rating FROM reviews WHERE id = 102").as_deref(),
+            Some("2")
+        );
         Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
         // A down_expr that does not read the new value is refused, saying how to write it.
         let err = error_text(
@@ -721,7 +733,10 @@ pub(crate) mod tests {
                 && err.contains("rating is the new value (integer), e.g. rating::pg_catalog.text"),
             "{err}"
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations WHERE phase NOT IN ('rolled_back')"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM zdm.migrations WHERE phase NOT IN ('rolled_back')"),
+            Some(0)
+        );
     }
 
     /// A new-application INSERT that gives only the new column: the old
@@ -740,7 +755,8 @@ pub(crate) mod tests {
         // The known limit: an explicit NULL reads as "not given" (README, Known limits).
         Spi::run("INSERT INTO rd (id, rating_new) VALUES (3, NULL)").unwrap();
         assert_eq!(
-            one::<String>("SELECT string_agg(id || ':' || rating || '/' || rating_new, ' ' ORDER BY id) FROM rd").as_deref(),
+            one::<String>("SELECT string_agg(id || ':' || rating || '/' || rating_new, ' ' ORDER BY id) FROM rd")
+                .as_deref(),
             Some("1:4/4 2:0/0 3:0/0")
         );
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
@@ -890,16 +906,26 @@ pub(crate) mod tests {
     #[pg_test]
     fn add_column_nullable_fill_expr_fills_rows_inserted_until_complete() {
         users_table("public.anf");
-        let m = one::<String>("SELECT zdm.add_column('public.anf', 'shout', 'text', fill_expr => 'upper(name)')").unwrap();
+        let m =
+            one::<String>("SELECT zdm.add_column('public.anf', 'shout', 'text', fill_expr => 'upper(name)')").unwrap();
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 400)")).unwrap() > 0 {}
         Spi::run("INSERT INTO anf (id, name) VALUES (8000, 'late')").unwrap();
         Spi::run("INSERT INTO anf (id, name, shout) VALUES (8001, 'new app', 'mine')").unwrap();
         // An UPDATE's NULL is meant: the trigger fills inserts only.
         Spi::run("UPDATE anf SET shout = NULL WHERE id = 1").unwrap();
         Spi::run("UPDATE anf SET email = 'e' WHERE id = 8000").unwrap();
-        assert_eq!(one::<String>("SELECT shout FROM anf WHERE id = 8000").as_deref(), Some("LATE"));
-        assert_eq!(one::<String>("SELECT shout FROM anf WHERE id = 8001").as_deref(), Some("mine"));
-        assert_eq!(one::<String>("SELECT shout FROM anf WHERE id = 2").as_deref(), Some("USER 2"));
+        assert_eq!(
+            one::<String>("SELECT shout FROM anf WHERE id = 8000").as_deref(),
+            Some("LATE")
+        );
+        assert_eq!(
+            one::<String>("SELECT shout FROM anf WHERE id = 8001").as_deref(),
+            Some("mine")
+        );
+        assert_eq!(
+            one::<String>("SELECT shout FROM anf WHERE id = 2").as_deref(),
+            Some("USER 2")
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(one::<i64>("SELECT count(*) FROM anf WHERE shout IS NULL"), Some(1));
         assert_eq!(

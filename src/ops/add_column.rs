@@ -13,7 +13,6 @@
 //!   inserted without it from start to complete get the fill too.
 
 use super::shared::{not_null_steps, FillNulls};
-use crate::sqlgen::fill_trigger::FillOn;
 use super::{check_new_column_name, fit_name, require_key, Operation, PlanContext};
 use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -21,6 +20,7 @@ use crate::expr::{analyze, analyze_type, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::AddColumnSpec;
+use crate::sqlgen::fill_trigger::FillOn;
 
 pub struct AddColumn {
     table: QualifiedName,

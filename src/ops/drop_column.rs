@@ -7,7 +7,6 @@
 //! and NOT NULL.
 
 use super::shared::fill_trigger_steps;
-use crate::sqlgen::fill_trigger::FillOn;
 use super::{fit_name, require_column, Operation, PlanContext};
 use crate::catalog::{ColumnInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -15,6 +14,7 @@ use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Literal, QualifiedName};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::DropColumnSpec;
+use crate::sqlgen::fill_trigger::FillOn;
 
 pub struct DropColumn {
     table: QualifiedName,

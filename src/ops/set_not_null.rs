@@ -8,7 +8,6 @@
 //! NULLs remain (fix them, or roll back).
 
 use super::shared::{not_null_steps, FillNulls};
-use crate::sqlgen::fill_trigger::FillOn;
 use super::{fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::{KeyInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -16,6 +15,7 @@ use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::Plan;
 use crate::spec::SetNotNullSpec;
+use crate::sqlgen::fill_trigger::FillOn;
 
 pub struct SetNotNull {
     table: QualifiedName,

@@ -99,12 +99,7 @@ pub fn fill_trigger_steps(
     (
         vec![
             Step::unlocked("fill trigger function", ft.create_function()),
-            Step::locked(
-                "fill trigger",
-                ft.create_trigger(),
-                &t,
-                LockMode::ShareRowExclusive,
-            ),
+            Step::locked("fill trigger", ft.create_trigger(), &t, LockMode::ShareRowExclusive),
         ],
         vec![
             Step::locked(

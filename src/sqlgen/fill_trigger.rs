@@ -114,8 +114,14 @@ mod tests {
         );
         assert_eq!(ft.create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m();\n\
              ALTER TABLE public.users ENABLE ALWAYS TRIGGER zdm_fill_m");
-        let insert_only = FillTrigger { on: FillOn::Insert, ..ft };
-        assert_eq!(insert_only.create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m();\n\
-             ALTER TABLE public.users ENABLE ALWAYS TRIGGER zdm_fill_m");
+        let insert_only = FillTrigger {
+            on: FillOn::Insert,
+            ..ft
+        };
+        assert_eq!(
+            insert_only.create_trigger(),
+            "CREATE TRIGGER zdm_fill_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m();\n\
+             ALTER TABLE public.users ENABLE ALWAYS TRIGGER zdm_fill_m"
+        );
     }
 }
