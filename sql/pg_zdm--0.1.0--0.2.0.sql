@@ -388,3 +388,19 @@ CREATE EVENT TRIGGER zdm_guard_drop ON sql_drop EXECUTE FUNCTION zdm._guard_drop
 CREATE EVENT TRIGGER zdm_guard_alter ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER')
     EXECUTE FUNCTION zdm._guard_alter();
+
+-- zdm.plan() as rows, one per step (phase, position, lock, statement).
+CREATE FUNCTION zdm."plan_steps"(
+	"spec" jsonb /* JsonB */
+) RETURNS TABLE (
+	"phase" TEXT,  /* String */
+	"position" INT,  /* i32 */
+	"description" TEXT,  /* String */
+	"lock_mode" TEXT,  /* Option < String > */
+	"locked_relation" TEXT,  /* Option < String > */
+	"top_level" bool,  /* bool */
+	"statement" TEXT  /* String */
+)
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'plan_steps_wrapper';

@@ -10,7 +10,7 @@ use crate::executor::{run_steps, RetryPolicy};
 use crate::ident::{Ident, Literal};
 use crate::migrations::{store, Phase};
 use crate::ops::{self, check_migration_name, PlanContext};
-use crate::plan::Plan;
+use crate::plan::{LockMode, Plan};
 use crate::privilege::{api_call, as_table_owner, require_table_owner};
 use crate::session::in_transaction_block;
 use crate::spec::{parse_spec, MigrationSpec};
@@ -312,6 +312,89 @@ fn plan_json(p: &Prepared) -> Value {
     })
 }
 
+/// The migration a spec describes, planned, and for a shadow the locks
+/// swap_tables will take, in its order, as the catalog stands now: what
+/// `zdm.plan()` and `zdm.plan_steps()` show.
+fn prepare_dry_run(spec: &Value) -> ZdmResult<(Prepared, Option<Vec<(String, LockMode)>>)> {
+    let spec = parse_spec(spec)?;
+    let prepared = prepare(&spec)?;
+    let swap_locks = match &prepared.plan.shadow {
+        Some(sp) => Some(crate::shadow::swap::lock_order(&sp.table, &sp.shadow)?),
+        None => None,
+    };
+    Ok((prepared, swap_locks))
+}
+
+/// One row of `zdm.plan_steps()`.
+#[derive(Debug, PartialEq)]
+struct PlanRow {
+    phase: &'static str,
+    /// From 1 within the phase.
+    position: i32,
+    description: String,
+    lock: Option<(LockMode, String)>,
+    top_level: bool,
+    statement: String,
+}
+
+/// A plan's steps as rows, phases in the order they run: start, backfill (its
+/// batch statements), validate, swap (a shadow's locks), complete, rollback.
+fn plan_rows(plan: &Plan, swap_locks: &[(String, LockMode)]) -> Vec<PlanRow> {
+    let mut rows = PlanRows(Vec::new());
+    rows.steps("start", &plan.start);
+    if let Some(b) = &plan.backfill {
+        for sql in &b.batch_statements {
+            let lock = Some((LockMode::RowExclusive, b.table.clone()));
+            rows.push(
+                "backfill",
+                format!("{} (in batches)", b.description),
+                lock,
+                false,
+                sql.clone(),
+            );
+        }
+    }
+    rows.steps("validate", &plan.validate);
+    for (relation, mode) in swap_locks {
+        let sql = format!("LOCK TABLE {relation} IN {} MODE", mode.as_sql());
+        let lock = Some((*mode, relation.clone()));
+        rows.push("swap", format!("swap_tables locks {relation}"), lock, false, sql);
+    }
+    rows.steps("complete", &plan.complete);
+    rows.steps("rollback", &plan.rollback);
+    rows.0
+}
+
+struct PlanRows(Vec<PlanRow>);
+
+impl PlanRows {
+    fn push(
+        &mut self,
+        phase: &'static str,
+        description: String,
+        lock: Option<(LockMode, String)>,
+        top_level: bool,
+        statement: String,
+    ) {
+        let position = self.0.iter().filter(|r| r.phase == phase).count() as i32 + 1;
+        self.0.push(PlanRow {
+            phase,
+            position,
+            description,
+            lock,
+            top_level,
+            statement,
+        });
+    }
+
+    fn steps(&mut self, phase: &'static str, steps: &[crate::plan::Step]) {
+        for s in steps {
+            let lock = s.lock.as_ref().map(|l| (l.mode, l.relation.clone()));
+            self.push(phase, s.description.clone(), lock, s.top_level, s.sql.clone());
+        }
+    }
+}
+
 /// Everything in this module is created in schema `zdm` (pgrx emits
 /// `CREATE SCHEMA IF NOT EXISTS zdm` and qualifies each function).
 #[pg_schema]
@@ -322,19 +405,52 @@ pub mod zdm {
     #[pg_extern]
     fn plan(spec: JsonB) -> JsonB {
         api_call(|| {
-            let spec = parse_spec(&spec.0).or_raise();
-            let prepared = prepare(&spec).or_raise();
+            let (prepared, swap_locks) = prepare_dry_run(&spec.0)?;
             let mut json = plan_json(&prepared);
-            if let Some(sp) = &prepared.plan.shadow {
-                // In the order swap_tables takes them, as the catalog stands now.
-                let locks = crate::shadow::swap::lock_order(&sp.table, &sp.shadow).or_raise();
+            if let Some(locks) = swap_locks {
                 json["phases"]["swap"] = json!({
                     "locks": locks.iter().map(|(relation, mode)| json!({
                         "relation": relation, "mode": mode.as_sql(), "blocks": mode.blocks()})).collect::<Vec<_>>(),
                 });
             }
-            JsonB(json)
+            Ok(JsonB(json))
         })
+        .or_raise()
+    }
+
+    /// `zdm.plan()` as rows, one per step, in the order they run, for psql.
+    /// Changes nothing.
+    #[pg_extern]
+    fn plan_steps(
+        spec: JsonB,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(phase, String),
+            name!(position, i32),
+            name!(description, String),
+            name!(lock_mode, Option<String>),
+            name!(locked_relation, Option<String>),
+            name!(top_level, bool),
+            name!(statement, String),
+        ),
+    > {
+        let rows = api_call(|| {
+            let (prepared, swap_locks) = prepare_dry_run(&spec.0)?;
+            Ok(plan_rows(&prepared.plan, swap_locks.as_deref().unwrap_or(&[])))
+        })
+        .or_raise();
+        TableIterator::new(rows.into_iter().map(|r| {
+            (
+                r.phase.to_string(),
+                r.position,
+                r.description,
+                r.lock.as_ref().map(|(m, _)| m.as_sql().to_string()),
+                r.lock.map(|(_, rel)| rel),
+                r.top_level,
+                r.statement,
+            )
+        }))
     }
 
     /// Expand: create the new objects and sync triggers in one short transaction.
@@ -779,5 +895,67 @@ pub mod zdm {
     #[pg_extern]
     fn _catalog_write_in_progress() -> bool {
         crate::privilege::catalog_write_in_progress()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Step;
+
+    #[test]
+    fn plan_rows_keep_the_order_steps_run_in() {
+        let t = "public.t";
+        let plan = Plan {
+            start: vec![
+                Step::locked(
+                    "add",
+                    "ALTER TABLE public.t ADD COLUMN b int".into(),
+                    t,
+                    LockMode::AccessExclusive,
+                ),
+                Step::unlocked("function", "CREATE FUNCTION zdm.f()".into()),
+                Step::top_level_index(
+                    "index",
+                    "CREATE INDEX CONCURRENTLY i ON public.t (b)".into(),
+                    t,
+                    "public.i",
+                ),
+            ],
+            complete: vec![Step::unlocked("drop", "DROP FUNCTION zdm.f()".into())],
+            rollback: vec![Step::locked(
+                "undo",
+                "ALTER TABLE public.t DROP COLUMN b".into(),
+                t,
+                LockMode::AccessExclusive,
+            )],
+            ..Default::default()
+        };
+        let swap = [("public.v".to_string(), LockMode::AccessExclusive)];
+        let rows = plan_rows(&plan, &swap);
+        let shown: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {}",
+                    r.phase,
+                    r.position,
+                    r.lock.as_ref().map(|(m, rel)| format!("{m}@{rel}")).unwrap_or_default(),
+                    r.top_level
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "start 1 ACCESS EXCLUSIVE@public.t false",
+                "start 2  false",
+                "start 3 SHARE UPDATE EXCLUSIVE@public.t true",
+                "swap 1 ACCESS EXCLUSIVE@public.v false",
+                "complete 1  false",
+                "rollback 1 ACCESS EXCLUSIVE@public.t false",
+            ]
+        );
+        assert_eq!(rows[3].statement, "LOCK TABLE public.v IN ACCESS EXCLUSIVE MODE");
     }
 }

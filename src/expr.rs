@@ -28,7 +28,7 @@ pub struct RowExpr {
     pub text: String,
     /// The same over a trigger's `NEW` row.
     pub over_new: String,
-    /// Columns it reads (raw names).
+    /// Columns it reads (raw names, as written: before `write_as`).
     pub columns: Vec<String>,
     pub volatile: bool,
     /// Type oid of the value (after the cast, when one was asked).
@@ -59,12 +59,31 @@ pub fn row_of(table: &TableInfo) -> Vec<(Ident, SqlFragment)> {
 /// accepted expression names every function and type outside pg_catalog with
 /// its schema, and means the same in the sync trigger of any session.
 pub fn analyze(table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, rules: &ExprRules) -> ZdmResult<RowExpr> {
+    analyze_mapped(table, row, expr, rules, &[])
+}
+
+/// `analyze`, with the references to some of the row's names written as
+/// another column of `NEW` (`write_as`: (name in the row, column of NEW)):
+/// a down_expr reads the new value under the column's own name.
+pub fn analyze_mapped(
+    table: &TableInfo,
+    row: &[(Ident, SqlFragment)],
+    expr: &str,
+    rules: &ExprRules,
+    write_as: &[(Ident, Ident)],
+) -> ZdmResult<RowExpr> {
     with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
-        analyze_here(table, row, expr, rules)
+        analyze_here(table, row, expr, rules, write_as)
     })
 }
 
-fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, rules: &ExprRules) -> ZdmResult<RowExpr> {
+fn analyze_here(
+    _table: &TableInfo,
+    row: &[(Ident, SqlFragment)],
+    expr: &str,
+    rules: &ExprRules,
+    write_as: &[(Ident, Ident)],
+) -> ZdmResult<RowExpr> {
     let text = expr.trim().to_string();
     let what = rules.what;
     if text.is_empty() {
@@ -130,7 +149,11 @@ fn analyze_here(_table: &TableInfo, row: &[(Ident, SqlFragment)], expr: &str, ru
             ))
             .hint("Write column names plainly, as name or \"Name\".")
         })?;
-        over_new.replace_range(start..start + len, &format!("NEW.{name}"));
+        let target = write_as
+            .iter()
+            .find(|(from, _)| from == name)
+            .map_or(name, |(_, to)| to);
+        over_new.replace_range(start..start + len, &format!("NEW.{target}"));
         if !columns.contains(&name.raw().to_string()) {
             columns.push(name.raw().to_string());
         }

@@ -73,7 +73,8 @@ pub struct AddColumnSpec {
     pub default: Option<String>,
     #[serde(default)]
     pub not_null: bool,
-    /// Value for existing rows (default: the default).
+    /// Value for existing rows and rows inserted without the column until
+    /// complete (default: the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill_expr: Option<String>,
 }
@@ -145,10 +146,12 @@ pub struct AlterColumnTypeSpec {
     pub table: String,
     pub column: String,
     pub new_type: String,
-    /// New value from the old row (default: a cast of the column).
+    /// New value from the row, where the column's name is its old value
+    /// (default: a cast of the column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub up_expr: Option<String>,
-    /// Old value from the new row (default: a cast back).
+    /// Old value from the row, where the column's name (or `new_column`) is
+    /// its NEW value (default: a cast back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_expr: Option<String>,
     /// Name of the new-type column while both exist (default `<column>_new`):

@@ -315,6 +315,64 @@ pub(crate) mod tests {
         );
     }
 
+    /// zdm.plan_steps(): the same plan as zdm.plan(), one row per step, in
+    /// the order the steps run; the same ownership check; nothing changed.
+    #[pg_test]
+    fn plan_steps_lists_every_step_as_a_row() {
+        users_table("public.ps");
+        Spi::run("CREATE INDEX ps_name ON public.ps (name)").unwrap();
+        let spec = r#"'{"op": "rename_column", "table": "public.ps", "column": "name", "new_name": "full_name"}'"#;
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT concat_ws(' | ', phase, position, lock_mode, locked_relation, top_level, statement)
+                   FROM zdm.plan_steps({spec}) LIMIT 1"
+            ))
+            .as_deref(),
+            Some("start | 1 | ACCESS EXCLUSIVE | public.ps | f | ALTER TABLE public.ps ADD COLUMN full_name character varying(255)")
+        );
+        // Phases in the order they run, positions counted within each.
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(phase || position, ',' ORDER BY n) FROM zdm.plan_steps({spec}) WITH ORDINALITY s(phase, position, d, m, r, t, st, n)
+                  WHERE position = 1"
+            ))
+            .as_deref(),
+            Some("start1,backfill1,validate1,complete1,rollback1")
+        );
+        // Every step of zdm.plan(), with its statement.
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT array_agg(statement ORDER BY n) = (SELECT array_agg(x->>'sql' ORDER BY ph, i)
+                    FROM zdm.plan({spec}) p,
+                         LATERAL (VALUES (1, 'start'), (3, 'validate'), (4, 'complete'), (5, 'rollback')) v(ph, name),
+                         LATERAL jsonb_array_elements(p->'phases'->v.name) WITH ORDINALITY e(x, i))
+                   FROM zdm.plan_steps({spec}) WITH ORDINALITY s(phase, position, d, m, r, t, statement, n)
+                  WHERE phase <> 'backfill'"
+            )),
+            Some(true)
+        );
+        assert_eq!(
+            one::<String>(&format!("SELECT statement FROM zdm.plan_steps({spec}) WHERE top_level")).as_deref(),
+            Some("CREATE INDEX CONCURRENTLY zdm_ix0_ps_rename_name_to_full_name ON public.ps USING btree (full_name)")
+        );
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT DISTINCT lock_mode || ' ' || locked_relation FROM zdm.plan_steps({spec}) WHERE phase = 'backfill'"
+            ))
+            .as_deref(),
+            Some("ROW EXCLUSIVE public.ps")
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+        Spi::run("CREATE ROLE zdm_ps_outsider; GRANT USAGE ON SCHEMA zdm TO zdm_ps_outsider").unwrap();
+        assert_eq!(
+            sqlstate(&format!(
+                "SET ROLE zdm_ps_outsider; SELECT * FROM zdm.plan_steps({spec}); RESET ROLE"
+            ))
+            .as_deref(),
+            Some("42501")
+        );
+    }
+
     #[pg_test]
     fn status_and_progress_report_the_backfill() {
         users_table("public.st");
@@ -595,7 +653,7 @@ pub(crate) mod tests {
     #[pg_test]
     fn alter_column_type_with_expressions_both_ways() {
         orders_table("public.cents");
-        let m = one::<String>("SELECT zdm.alter_column_type('public.cents', 'amount', 'numeric(12,2)', 'amount / 100.0', 'round(amount_new * 100)', 'to_euros')").unwrap();
+        let m = one::<String>("SELECT zdm.alter_column_type('public.cents', 'amount', 'numeric(12,2)', 'amount / 100.0', 'round(amount * 100)', 'to_euros')").unwrap();
         assert_eq!(m, "to_euros");
         Spi::run("INSERT INTO cents (id, amount) VALUES (9001, 1234)").unwrap();
         Spi::run("INSERT INTO cents (id, amount_new) VALUES (9002, 5.67)").unwrap();
@@ -621,6 +679,90 @@ pub(crate) mod tests {
         Spi::run("SELECT zdm.rollback('to_euros')").unwrap();
         assert_eq!(one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'cents'::regclass AND attname = 'amount'").unwrap(), "integer");
         assert_eq!(one::<i32>("SELECT amount FROM cents WHERE id = 9002"), Some(567));
+    }
+
+    /// As in pgroll and Reshape: in down_expr the column's own name is the new
+    /// value, so `rating::text` converts the new integer back (it used to read
+    /// the old column: the identity, and the old column stayed stale).
+    #[pg_test]
+    fn down_expr_reads_the_new_value_under_the_column_name() {
+        Spi::run(
+            "CREATE TABLE public.reviews (id int PRIMARY KEY, rating text);
+             INSERT INTO public.reviews SELECT g, (g % 5)::text FROM generate_series(1, 20) g;",
+        )
+        .unwrap();
+        let m = one::<String>(
+            "SELECT zdm.alter_column_type('public.reviews', 'rating', 'integer', 'rating::integer', 'rating::text')",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO reviews (id, rating_new) VALUES (100, 4)").unwrap();
+        Spi::run("UPDATE reviews SET rating_new = 5 WHERE id = 1").unwrap();
+        Spi::run("INSERT INTO reviews (id, rating) VALUES (101, '3')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT rating FROM reviews WHERE id = 100").as_deref(),
+            Some("4")
+        );
+        assert_eq!(
+            one::<String>("SELECT rating FROM reviews WHERE id = 1").as_deref(),
+            Some("5")
+        );
+        assert_eq!(one::<i32>("SELECT rating_new FROM reviews WHERE id = 101"), Some(3));
+        let f = one::<String>(&format!("SELECT pg_get_functiondef('zdm.sync_{m}'::regproc)")).unwrap();
+        assert!(
+            f.contains("NEW.rating := (NEW.rating_new::text)::pg_catalog.text;"),
+            "{f}"
+        );
+        // The new column's own name still means the same.
+        Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
+        let m = one::<String>(
+            "SELECT zdm.alter_column_type('public.reviews', 'rating', 'integer', 'rating::integer', 'rating_new::text', 'again')",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO reviews (id, rating_new) VALUES (102, 2)").unwrap();
+        assert_eq!(
+            one::<String>("SELECT rating FROM reviews WHERE id = 102").as_deref(),
+            Some("2")
+        );
+        Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
+        // A down_expr that does not read the new value is refused, saying how to write it.
+        let err = error_text(
+            "SELECT zdm.alter_column_type('public.reviews', 'rating', 'integer', 'rating::integer', $$'n/a'$$)",
+        );
+        assert!(
+            err.starts_with("22023: down_expr '''n/a''' does not read the new value of column 'rating' / ")
+                && err.contains("rating is the new value (integer), e.g. rating::pg_catalog.text"),
+            "{err}"
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM zdm.migrations WHERE phase NOT IN ('rolled_back')"),
+            Some(0)
+        );
+    }
+
+    /// A new-application INSERT that gives only the new column: the old
+    /// column gets down(new), not its own DEFAULT (PostgreSQL fills the default
+    /// before the trigger; the trigger overwrites it when the new column is set).
+    /// It kept the default while `rating` in down_expr meant the old column.
+    #[pg_test]
+    fn new_app_insert_of_the_new_column_beats_the_old_default() {
+        Spi::run("CREATE TABLE public.rd (id int PRIMARY KEY, rating text NOT NULL DEFAULT '0')").unwrap();
+        let m = one::<String>(
+            "SELECT zdm.alter_column_type('public.rd', 'rating', 'integer', 'rating::integer', 'rating::text')",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO rd (id, rating_new) VALUES (1, 4)").unwrap();
+        Spi::run("INSERT INTO rd (id) VALUES (2)").unwrap();
+        // The known limit: an explicit NULL reads as "not given" (README, Known limits).
+        Spi::run("INSERT INTO rd (id, rating_new) VALUES (3, NULL)").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(id || ':' || rating || '/' || rating_new, ' ' ORDER BY id) FROM rd")
+                .as_deref(),
+            Some("1:4/4 2:0/0 3:0/0")
+        );
+        while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}')")).unwrap() > 0 {}
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        Spi::run("INSERT INTO rd (id) VALUES (4)").unwrap();
+        assert_eq!(one::<i32>("SELECT rating FROM rd WHERE id = 4"), Some(0));
     }
 
     #[pg_test]
@@ -664,6 +806,10 @@ pub(crate) mod tests {
             ("SELECT zdm.alter_column_type('public.bad', 'amount', 'date')", "42846"),
             ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', NULL, 'amount_new + ')", "42601"),
             ("SELECT zdm.alter_column_type('public.bad', 'amount', 'int) ; DROP TABLE bad; SELECT (1')", "42601"),
+            // up_expr must read the old value, down_expr the new one.
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', '0')", "22023"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', 'id * 1.0')", "22023"),
+            ("SELECT zdm.alter_column_type('public.bad', 'amount', 'numeric(10,2)', NULL, 'id::integer')", "22023"),
         ];
         for (sql, want) in cases {
             assert_eq!(sqlstate(sql).as_deref(), Some(want), "{sql}");
@@ -753,6 +899,40 @@ pub(crate) mod tests {
             sqlstate("SELECT zdm.add_column('public.af', 'y', 'nosuchtype')").as_deref(),
             Some("42704")
         );
+    }
+
+    /// fill_expr on a nullable column: rows the old application inserts after
+    /// the backfill get it too (they used to keep NULL, the only unfilled rows).
+    #[pg_test]
+    fn add_column_nullable_fill_expr_fills_rows_inserted_until_complete() {
+        users_table("public.anf");
+        let m =
+            one::<String>("SELECT zdm.add_column('public.anf', 'shout', 'text', fill_expr => 'upper(name)')").unwrap();
+        while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 400)")).unwrap() > 0 {}
+        Spi::run("INSERT INTO anf (id, name) VALUES (8000, 'late')").unwrap();
+        Spi::run("INSERT INTO anf (id, name, shout) VALUES (8001, 'new app', 'mine')").unwrap();
+        // An UPDATE's NULL is meant: the trigger fills inserts only.
+        Spi::run("UPDATE anf SET shout = NULL WHERE id = 1").unwrap();
+        Spi::run("UPDATE anf SET email = 'e' WHERE id = 8000").unwrap();
+        assert_eq!(
+            one::<String>("SELECT shout FROM anf WHERE id = 8000").as_deref(),
+            Some("LATE")
+        );
+        assert_eq!(
+            one::<String>("SELECT shout FROM anf WHERE id = 8001").as_deref(),
+            Some("mine")
+        );
+        assert_eq!(
+            one::<String>("SELECT shout FROM anf WHERE id = 2").as_deref(),
+            Some("USER 2")
+        );
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM anf WHERE shout IS NULL"), Some(1));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'anf'::regclass"),
+            Some(0)
+        );
+        assert_eq!(attr("anf", "shout", "attnotnull").as_deref(), Some("false"));
     }
 
     #[pg_test]

@@ -8,7 +8,9 @@
 //!   `fill_expr` (or the default) from the backfill, and NOT NULL goes
 //!   `CHECK (c IS NOT NULL) NOT VALID` → `VALIDATE` → `SET NOT NULL` → drop
 //!   the check, with a fill trigger meanwhile so that rows written by the old
-//!   application (which does not know the column) satisfy the check.
+//!   application (which does not know the column) satisfy the check. A
+//!   nullable column with a `fill_expr` gets the fill trigger on INSERT: rows
+//!   inserted without it from start to complete get the fill too.
 
 use super::shared::{not_null_steps, FillNulls};
 use super::{check_new_column_name, fit_name, require_key, Operation, PlanContext};
@@ -18,6 +20,7 @@ use crate::expr::{analyze, analyze_type, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::AddColumnSpec;
+use crate::sqlgen::fill_trigger::FillOn;
 
 pub struct AddColumn {
     table: QualifiedName,
@@ -97,6 +100,30 @@ impl AddColumn {
     }
 }
 
+impl AddColumn {
+    /// The fill trigger, when rows written during the migration need it: a
+    /// NOT NULL column on every write (its check holds for every new row
+    /// version); a nullable one with a `fill_expr` on INSERT, so that rows the
+    /// old application inserts after the backfill are not the only unfilled
+    /// ones. (A default, applied before triggers, wins for rows without the column.)
+    fn fill_trigger(&self, t: &str) -> Option<(FillOn, String)> {
+        let c = &self.column;
+        if self.not_null {
+            Some((
+                FillOn::InsertOrUpdate,
+                format!("gives {t}.{c} a value on rows written before the backfill reached them"),
+            ))
+        } else if self.fill.is_some() {
+            Some((
+                FillOn::Insert,
+                format!("gives {t}.{c} its fill_expr on rows inserted without it until the migration completes"),
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 impl Operation for AddColumn {
     fn claimed_columns(&self) -> Vec<String> {
         vec![self.column.raw().to_string()]
@@ -169,10 +196,7 @@ impl Operation for AddColumn {
                 key,
                 column: c,
                 fill: (&fill_bare, &fill_new),
-                // Only a NOT NULL column needs values on rows written meanwhile.
-                trigger_why: self
-                    .not_null
-                    .then(|| format!("gives {t}.{c} a value on rows written before the backfill reached them")),
+                trigger: self.fill_trigger(&t),
                 description: format!("fill {} for existing rows", c.raw()),
             }
             .steps(ctx);

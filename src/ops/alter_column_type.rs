@@ -5,8 +5,9 @@
 //!   raised, a binary-coercible cast to an unconstrained type): one short,
 //!   lock-timeout-guarded `ALTER COLUMN ... TYPE` at start, no rewrite.
 //! - Anything else: a second column `<column>_new` of the new type (see
-//!   `column_copy`), kept in sync with `up_expr` (old → new, default a cast)
-//!   and `down_expr` (new → old, default a cast back). A value that cannot be
+//!   `column_copy`), kept in sync with `up_expr` (old → new, default a cast;
+//!   the column's name is the old value) and `down_expr` (new → old, default
+//!   a cast back; the column's name is the new value, as in pgroll). A value that cannot be
 //!   converted fails the writer's statement with the cast's own error, never
 //!   a silent NULL. Complete drops the old column and renames the new one.
 
@@ -14,8 +15,8 @@ use super::column_copy::ColumnCopy;
 use super::{check_new_column_name, fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::{ColumnInfo, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
-use crate::expr::{analyze, analyze_type, row_of, ExprRules};
-use crate::ident::{Ident, QualifiedName, SqlFragment};
+use crate::expr::{analyze, analyze_mapped, analyze_type, row_of, ExprRules, RowExpr};
+use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::AlterColumnTypeSpec;
 use pgrx::pg_sys;
@@ -112,30 +113,8 @@ impl AlterColumnType {
         let new_ident = quote(&new_name);
         let carry = super::carry::carry_over(table, col, &new_ident, "alter_column_type", crate::expr::replace_column)?;
         let row = row_of(table);
-        let up_text = spec.up_expr.clone().unwrap_or_else(|| col.name.to_string());
-        let up = analyze(
-            table,
-            &row,
-            &up_text,
-            &ExprRules {
-                what: "up_expr",
-                cast_to: Some(&new_type.0),
-                allow_volatile: false,
-            },
-        )?;
-        let mut row_with_new = row.clone();
-        row_with_new.push((new_ident.clone(), new_type.clone()));
-        let down_text = spec.down_expr.clone().unwrap_or_else(|| new_ident.to_string());
-        let down = analyze(
-            table,
-            &row_with_new,
-            &down_text,
-            &ExprRules {
-                what: "down_expr",
-                cast_to: Some(&col.type_sql.0),
-                allow_volatile: false,
-            },
-        )?;
+        let up = analyze_up(table, &row, col, spec, &new_type)?;
+        let down = analyze_down(table, &row, col, spec, &new_ident, &new_type)?;
         // The old default must make sense for the new type: checked now, set by complete.
         let final_default = match &col.default_sql {
             None => None,
@@ -166,7 +145,7 @@ impl AlterColumnType {
             new_name: new_ident,
             new_type: new_type.clone(),
             up: Some((cast(&up.text, &new_type), cast(&up.over_new, &new_type))),
-            down: Some((cast(&down.text, &col.type_sql), cast(&down.over_new, &col.type_sql))),
+            down: Some(cast(&down.over_new, &col.type_sql)),
             takes_old_name: true,
             carry,
             key: key.clone(),
@@ -187,6 +166,80 @@ impl AlterColumnType {
             AlterColumnType::Copy(c) => &c.old,
         }
     }
+}
+
+/// `up_expr`: the new value from the row, where the column's name is its old
+/// value. One that does not read the column would leave the new column
+/// blind to every write of the old application.
+fn analyze_up(
+    table: &TableInfo,
+    row: &[(Ident, SqlFragment)],
+    col: &ColumnInfo,
+    spec: &AlterColumnTypeSpec,
+    new_type: &SqlFragment,
+) -> ZdmResult<RowExpr> {
+    let text = spec.up_expr.clone().unwrap_or_else(|| col.name.to_string());
+    let rules = ExprRules {
+        what: "up_expr",
+        cast_to: Some(&new_type.0),
+        allow_volatile: false,
+    };
+    let up = analyze(table, row, &text, &rules)?;
+    if !up.columns.iter().any(|c| c == col.name.raw()) {
+        return Err(ZdmError::invalid_parameter(format!(
+            "up_expr {} does not read column {}",
+            Literal::new(&up.text),
+            Literal::new(col.name.raw())
+        ))
+        .hint(format!(
+            "up_expr gives the new value ({new_type}) from the old one: in it, {} is the old value ({}), e.g. {}::{new_type}.",
+            col.name, col.type_sql, col.name
+        )));
+    }
+    Ok(up)
+}
+
+/// `down_expr`: the old column's value from the row, where the column's own
+/// name is the NEW value (as in pgroll and Reshape; the new column's name is
+/// accepted too), other columns the row. One that does not read the new value
+/// would leave the old column stale on every write of the new application.
+fn analyze_down(
+    table: &TableInfo,
+    row: &[(Ident, SqlFragment)],
+    col: &ColumnInfo,
+    spec: &AlterColumnTypeSpec,
+    new_column: &Ident,
+    new_type: &SqlFragment,
+) -> ZdmResult<RowExpr> {
+    let text = spec.down_expr.clone().unwrap_or_else(|| col.name.to_string());
+    let mut down_row: Vec<(Ident, SqlFragment)> = row
+        .iter()
+        .map(|(n, t)| (n.clone(), if *n == col.name { new_type.clone() } else { t.clone() }))
+        .collect();
+    down_row.push((new_column.clone(), new_type.clone()));
+    let rules = ExprRules {
+        what: "down_expr",
+        cast_to: Some(&col.type_sql.0),
+        allow_volatile: false,
+    };
+    let write_as = [(col.name.clone(), new_column.clone())];
+    let down = analyze_mapped(table, &down_row, &text, &rules, &write_as)?;
+    if !down
+        .columns
+        .iter()
+        .any(|c| c == col.name.raw() || c == new_column.raw())
+    {
+        return Err(ZdmError::invalid_parameter(format!(
+            "down_expr {} does not read the new value of column {}",
+            Literal::new(&down.text),
+            Literal::new(col.name.raw())
+        ))
+        .hint(format!(
+            "down_expr gives the old column's value ({}) from the new one: in it, {} is the new value ({new_type}), e.g. {}::{}.",
+            col.type_sql, col.name, col.name, col.type_sql
+        )));
+    }
+    Ok(down)
 }
 
 impl Operation for AlterColumnType {

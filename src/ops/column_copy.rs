@@ -32,8 +32,8 @@ pub struct ColumnCopy {
     pub new_type: SqlFragment,
     /// New value from the row: `(text over bare columns, text over NEW)`; None copies.
     pub up: Option<(String, String)>,
-    /// Old value from the row, same shape; None copies.
-    pub down: Option<(String, String)>,
+    /// Old value from the row, over NEW (only the trigger needs it); None copies.
+    pub down: Option<String>,
     /// After complete the new column is renamed to the old one's name.
     pub takes_old_name: bool,
     /// Indexes and constraints moved to the new column.
@@ -65,7 +65,7 @@ impl ColumnCopy {
             old,
             new,
             up: self.up.as_ref().map(|(_, n)| n.as_str()),
-            down: self.down.as_ref().map(|(_, n)| n.as_str()),
+            down: self.down.as_deref(),
         };
         // Collation carries over only when the type stays the same.
         let collation = if self.new_type == self.old.type_sql {

@@ -14,6 +14,7 @@ use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Literal, QualifiedName};
 use crate::plan::{LockMode, Plan, Step};
 use crate::spec::DropColumnSpec;
+use crate::sqlgen::fill_trigger::FillOn;
 
 pub struct DropColumn {
     table: QualifiedName,
@@ -113,7 +114,7 @@ impl Operation for DropColumn {
                     let why = format!(
                         "gives {t}.{c} (NOT NULL, being dropped) a value on rows the new application writes without it"
                     );
-                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why);
+                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why, FillOn::InsertOrUpdate);
                     plan.start.extend(create);
                     for steps in [&mut plan.complete, &mut plan.rollback] {
                         for (i, step) in drop.iter().enumerate() {

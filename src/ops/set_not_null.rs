@@ -15,6 +15,7 @@ use crate::expr::{analyze, row_of, ExprRules};
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::Plan;
 use crate::spec::SetNotNullSpec;
+use crate::sqlgen::fill_trigger::FillOn;
 
 pub struct SetNotNull {
     table: QualifiedName,
@@ -89,8 +90,9 @@ impl Operation for SetNotNull {
                 key,
                 column: c,
                 fill: (fill_bare, fill_new),
-                trigger_why: Some(format!(
-                    "replaces NULL in {t}.{c} on rows written before the backfill reached them"
+                trigger: Some((
+                    FillOn::InsertOrUpdate,
+                    format!("replaces NULL in {t}.{c} on rows written before the backfill reached them"),
                 )),
                 description: format!("replace NULL in {}", c.raw()),
             }

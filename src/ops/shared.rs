@@ -7,7 +7,7 @@ use crate::catalog::KeyInfo;
 use crate::ident::{Ident, QualifiedName};
 use crate::plan::{BackfillPlan, LockMode, Step};
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
-use crate::sqlgen::fill_trigger::FillTrigger;
+use crate::sqlgen::fill_trigger::{FillOn, FillTrigger};
 
 /// NOT NULL the way that never scans under an exclusive lock:
 /// `CHECK (c IS NOT NULL) NOT VALID` at start, `VALIDATE` (SHARE UPDATE
@@ -81,6 +81,7 @@ pub fn fill_trigger_steps(
     column: &Ident,
     value_over_new: &str,
     why: &str,
+    on: FillOn,
 ) -> (Vec<Step>, Vec<Step>) {
     let t = table.to_string();
     let function = ctx.function_name("fill");
@@ -93,16 +94,12 @@ pub fn fill_trigger_steps(
         column,
         value_over_new,
         why,
+        on,
     };
     (
         vec![
             Step::unlocked("fill trigger function", ft.create_function()),
-            Step::locked(
-                "fill trigger",
-                ft.trigger().create_trigger(),
-                &t,
-                LockMode::ShareRowExclusive,
-            ),
+            Step::locked("fill trigger", ft.create_trigger(), &t, LockMode::ShareRowExclusive),
         ],
         vec![
             Step::locked(
@@ -146,7 +143,8 @@ pub fn batch_function(
 }
 
 /// Fill a column where it is NULL: a backfill `c = fill` over rows where `c IS
-/// NULL`, and (with `trigger_why`) the fill trigger for rows written meanwhile.
+/// NULL`, and (with `trigger`: when it fires, why) the fill trigger for rows
+/// written meanwhile.
 /// Returns the start steps, the clean-up steps (for complete and rollback)
 /// and the backfill.
 pub struct FillNulls<'a> {
@@ -155,7 +153,7 @@ pub struct FillNulls<'a> {
     pub column: &'a Ident,
     /// The value over the table's bare columns, and over NEW.
     pub fill: (&'a str, &'a str),
-    pub trigger_why: Option<String>,
+    pub trigger: Option<(FillOn, String)>,
     pub description: String,
 }
 
@@ -163,8 +161,8 @@ impl FillNulls<'_> {
     pub fn steps(self, ctx: &PlanContext) -> (Vec<Step>, Vec<Step>, BackfillPlan) {
         let c = self.column;
         let (mut start, mut cleanup) = (Vec::new(), Vec::new());
-        if let Some(why) = &self.trigger_why {
-            let (create, drop) = fill_trigger_steps(ctx, self.table, c, self.fill.1, why);
+        if let Some((on, why)) = &self.trigger {
+            let (create, drop) = fill_trigger_steps(ctx, self.table, c, self.fill.1, why, *on);
             start.extend(create);
             cleanup.extend(drop);
         }

@@ -4,10 +4,21 @@
 //! do not know about (add_column, drop_column) or that still holds NULLs in
 //! rows the backfill has not reached (set_not_null): PostgreSQL checks such a
 //! constraint on every new row version, including an unrelated UPDATE of an
-//! old row.
+//! old row. And for a nullable column added with a `fill_expr`, on INSERT
+//! only: rows the old application inserts after the backfill get the value
+//! too, while an UPDATE that sets NULL keeps it.
 
-use super::{dollar_quote, RowTrigger};
+use super::{dollar_quote, fire_always, RowTrigger};
 use crate::ident::{comment_text, Ident, QualifiedName};
+
+/// The writes the fill trigger fires for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillOn {
+    /// A nullable column: a NULL an UPDATE writes is meant.
+    Insert,
+    /// A NOT NULL check holds for every new row version.
+    InsertOrUpdate,
+}
 
 pub struct FillTrigger<'a> {
     pub migration: &'a str,
@@ -20,6 +31,7 @@ pub struct FillTrigger<'a> {
     /// Why, for the comment in the function body (names in it are quoted;
     /// the whole text goes through `comment_text`).
     pub why: &'a str,
+    pub on: FillOn,
 }
 
 impl FillTrigger<'_> {
@@ -47,7 +59,23 @@ END;
         )
     }
 
-    /// The trigger around the function (see `RowTrigger`).
+    /// `CREATE TRIGGER`, BEFORE the writes of `on` (see `RowTrigger`).
+    pub fn create_trigger(&self) -> String {
+        let events = match self.on {
+            FillOn::Insert => "INSERT",
+            FillOn::InsertOrUpdate => "INSERT OR UPDATE",
+        };
+        fire_always(
+            format!(
+                "CREATE TRIGGER {} BEFORE {events} ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
+                self.trigger, self.table, self.function
+            ),
+            self.trigger,
+            self.table,
+        )
+    }
+
+    /// The trigger around the function, to drop them (see `RowTrigger`).
     pub fn trigger(&self) -> RowTrigger<'_> {
         RowTrigger {
             table: self.table,
@@ -75,6 +103,7 @@ mod tests {
             column: &col,
             value_over_new: "(lower(NEW.name) || '@example.com')::text",
             why: "fills Email",
+            on: FillOn::InsertOrUpdate,
         };
         let sql = ft.create_function();
         assert!(
@@ -83,7 +112,16 @@ mod tests {
             ),
             "{sql}"
         );
-        assert_eq!(ft.trigger().create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m();\n\
+        assert_eq!(ft.create_trigger(), "CREATE TRIGGER zdm_fill_m BEFORE INSERT OR UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m();\n\
              ALTER TABLE public.users ENABLE ALWAYS TRIGGER zdm_fill_m");
+        let insert_only = FillTrigger {
+            on: FillOn::Insert,
+            ..ft
+        };
+        assert_eq!(
+            insert_only.create_trigger(),
+            "CREATE TRIGGER zdm_fill_m BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION zdm.fill_m();\n\
+             ALTER TABLE public.users ENABLE ALWAYS TRIGGER zdm_fill_m"
+        );
     }
 }
