@@ -45,14 +45,20 @@ BEGIN
 END
 $$;
 
+-- Nothing to guard: the DDL is pg_zdm's own, or no migration is active.
+CREATE FUNCTION zdm._guard_idle() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._own_ddl_in_progress()
+        OR NOT EXISTS (SELECT FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back'))
+$$;
+
 CREATE FUNCTION zdm._guard_drop() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     o record;
     owner_migration text;
 BEGIN
-    IF to_regclass('zdm.migrations') IS NULL OR zdm._own_ddl_in_progress()
-       OR NOT EXISTS (SELECT FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back')) THEN
+    IF to_regclass('zdm.migrations') IS NULL OR zdm._guard_idle() THEN
         RETURN;
     END IF;
     FOR o IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE NOT is_temporary LOOP
@@ -81,8 +87,7 @@ DECLARE
     m record;
     t oid;
 BEGIN
-    IF zdm._own_ddl_in_progress()
-       OR NOT EXISTS (SELECT FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back')) THEN
+    IF zdm._guard_idle() THEN
         RETURN;
     END IF;
     FOR m IN SELECT * FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back') LOOP

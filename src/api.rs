@@ -146,7 +146,9 @@ fn earlier_start(spec: &MigrationSpec) -> ZdmResult<Option<String>> {
     let given = normalized_operations(spec);
     let Some(name) = &spec.name else {
         // Unnamed: the active migration started with the same operations, if any.
-        let Some(name) = store::active_with_operations(&given)? else { return Ok(None) };
+        let Some(name) = store::active_with_operations(&given)? else {
+            return Ok(None);
+        };
         return same_spec_again(&name).map(Some);
     };
     match store::phase_of(name)? {
@@ -163,10 +165,7 @@ fn earlier_start(spec: &MigrationSpec) -> ZdmResult<Option<String>> {
             if existing == given {
                 return same_spec_again(name).map(Some);
             }
-            let diff = crate::spec::differences(
-                &json!({ "operations": existing }),
-                &json!({ "operations": given }),
-            );
+            let diff = crate::spec::differences(&json!({ "operations": existing }), &json!({ "operations": given }));
             Err(name_taken_error(name)
                 .detail(format!("Its spec differs (existing → given): {}", diff.join("; ")))
                 .hint(format!(
@@ -202,7 +201,10 @@ fn already_in(m: &store::MigrationRow, phase: Phase) -> bool {
     if m.phase != phase {
         return false;
     }
-    pgrx::notice!("pg_zdm: migration {} is already {phase}; nothing to do", Literal::new(&m.name));
+    pgrx::notice!(
+        "pg_zdm: migration {} is already {phase}; nothing to do",
+        Literal::new(&m.name)
+    );
     true
 }
 
@@ -486,8 +488,9 @@ pub mod zdm {
             }
             // Started meanwhile by another session.
             Some(_) => {
-                return Err(name_taken_error(&p.name)
-                    .hint("Give the migration another name, or look at it with zdm.status()."))
+                return Err(
+                    name_taken_error(&p.name).hint("Give the migration another name, or look at it with zdm.status().")
+                )
             }
         }
         conflict_check(&p.table_name, &p.columns)?;

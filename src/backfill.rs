@@ -146,10 +146,10 @@ pub enum Work {
 pub fn work_of(m: &MigrationRow) -> ZdmResult<Work> {
     let q = Literal::new(&m.name);
     if m.phase == Phase::RolledBack {
-        return Err(ZdmError::wrong_state(format!(
-            "migration {q} is rolled_back; there is nothing to backfill"
-        ))
-        .hint("Start it again if the table still needs the change."));
+        return Err(
+            ZdmError::wrong_state(format!("migration {q} is rolled_back; there is nothing to backfill"))
+                .hint("Start it again if the table still needs the change."),
+        );
     }
     if m.phase != Phase::Completed {
         if let Some(plan) = m.plan.backfill.as_ref().filter(|_| !m.phase.backfill_done()) {

@@ -41,8 +41,15 @@ mod tests {
         // pg_zdm's own DDL goes through: the whole lifecycle.
         Spi::run("DO $$ BEGIN WHILE zdm.backfill_batch('g1') > 0 LOOP END LOOP; END $$; SELECT zdm.complete('g1')")
             .unwrap();
-        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'g1'").as_deref(), Some("completed"));
-        assert_eq!(sqlstate("ALTER TABLE public.g1 RENAME TO g1c"), None, "no active migration any more");
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'g1'").as_deref(),
+            Some("completed")
+        );
+        assert_eq!(
+            sqlstate("ALTER TABLE public.g1 RENAME TO g1c"),
+            None,
+            "no active migration any more"
+        );
     }
 
     #[pg_test]
@@ -58,6 +65,9 @@ mod tests {
             assert_eq!(sqlstate(sql).as_deref(), Some("55006"), "{sql}");
         }
         Spi::run("SELECT zdm.rollback('g2')").unwrap();
-        assert_eq!(one::<bool>("SELECT to_regclass('public.zdm_shadow_g2') IS NULL"), Some(true));
+        assert_eq!(
+            one::<bool>("SELECT to_regclass('public.zdm_shadow_g2') IS NULL"),
+            Some(true)
+        );
     }
 }

@@ -133,14 +133,11 @@ pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The owner of a table, by name (as stored: schema-qualified and quoted).
-/// Read from the catalog by name, not with `to_regclass`, which needs USAGE
-/// on the schema: a caller without it gets 42501 from us, naming the owner.
+/// Read by name (`zdm._table_oid`, sql/guard.sql), not with `to_regclass`,
+/// which needs USAGE on the schema: a caller without it gets 42501 from us.
 pub fn table_owner(table: &str) -> ZdmResult<Option<pg_sys::Oid>> {
     Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT c.relowner FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-          WHERE n.nspname OPERATOR(pg_catalog.=) (pg_catalog.parse_ident($1))[1]
-            AND c.relname OPERATOR(pg_catalog.=) (pg_catalog.parse_ident($1))[2]",
+        "SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) zdm._table_oid($1)",
         &[table.into()],
     )
     .or_else(|e| match e {

@@ -190,7 +190,8 @@ fn drop_build_job(migration: &str) -> ZdmResult<()> {
 /// removed by whoever completes or rolls it back (its table's owner, see
 /// `privilege`). The job id comes from pg_zdm's own catalog.
 fn as_job_owner<R>(job: i64, f: impl FnOnce() -> R) -> ZdmResult<R> {
-    let owner: Option<pgrx::pg_sys::Oid> = crate::privilege::as_catalog_owner(|| {
+    // Read as the extension's owner (a superuser): cron.job shows a role its own jobs only.
+    let owner: Option<pgrx::pg_sys::Oid> = crate::privilege::as_role(crate::privilege::catalog_owner(), || {
         get_optional(
             "SELECT r.oid FROM cron.job j JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) j.username
               WHERE j.jobid OPERATOR(pg_catalog.=) $1",

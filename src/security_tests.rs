@@ -417,7 +417,10 @@ mod tests {
             Some("replica")
         );
         // The DDL guard refuses this; a superuser may disable the guard first.
-        assert_eq!(sqlstate("ALTER TABLE public.sw7 DISABLE TRIGGER zdm_sync_sw7").as_deref(), Some("55006"));
+        assert_eq!(
+            sqlstate("ALTER TABLE public.sw7 DISABLE TRIGGER zdm_sync_sw7").as_deref(),
+            Some("55006")
+        );
         Spi::run("ALTER EVENT TRIGGER zdm_guard_alter DISABLE; ALTER TABLE public.sw7 DISABLE TRIGGER zdm_sync_sw7")
             .unwrap();
         let err = crate::tests::tests::error_text("SELECT zdm.swap_tables('sw7')");
@@ -487,6 +490,34 @@ mod tests {
         assert_eq!(
             one::<String>("SELECT rowfilter FROM pg_publication_tables WHERE pubname = 'pub9'").as_deref(),
             Some("(amount > 100)")
+        );
+    }
+
+    /// A migration whose table is gone (dropped with the DDL guard disabled):
+    /// its creator is told so (42P01, with a hint), anyone else gets 42501.
+    #[pg_test]
+    fn a_migration_whose_table_is_gone_is_named_to_its_creator_only() {
+        roles("zdm_o10", "zdm_x10");
+        ok_as(
+            "zdm_o10",
+            "CREATE TABLE app_zdm_o10.t (id int PRIMARY KEY, a text); \
+             SELECT zdm.rename_column('app_zdm_o10.t', 'a', 'b', 'g10')",
+        );
+        Spi::run("ALTER EVENT TRIGGER zdm_guard_drop DISABLE; DROP TABLE app_zdm_o10.t").unwrap();
+        assert_eq!(
+            as_role("zdm_x10", "SELECT zdm.rollback('g10')").as_deref(),
+            Some("42501")
+        );
+        assert_eq!(
+            as_role("zdm_o10", "SELECT zdm.rollback('g10')").as_deref(),
+            Some("42P01")
+        );
+        let err = crate::tests::tests::error_text("SELECT zdm.rollback('g10')");
+        assert!(
+            err.starts_with(
+                "42P01: relation \"app_zdm_o10.t\" does not exist / The table of this migration was dropped or renamed"
+            ),
+            "{err}"
         );
     }
 }

@@ -353,7 +353,13 @@ pub fn differences(existing: &Value, given: &Value) -> Vec<String> {
 }
 
 fn diff_at(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -427,6 +433,10 @@ mod tests {
         assert_eq!(super::differences(&a, &b), vec![r#"[0].new_name: "full_name" → "nom""#]);
         assert!(super::differences(&a, &a).is_empty());
         let c = serde_json::json!([{"op": "drop_column"}, {"op": "x"}]);
-        assert_eq!(super::differences(&a, &c).len(), 1, "different lengths: the whole value");
+        assert_eq!(
+            super::differences(&a, &c).len(),
+            1,
+            "different lengths: the whole value"
+        );
     }
 }

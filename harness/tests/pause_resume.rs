@@ -102,9 +102,7 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
     assert_eq!(rows, 0);
     // Rolled back: refused.
     c.execute("SELECT zdm.rollback('ck')", &[]).unwrap();
-    let e = c
-        .batch_execute("CALL zdm.backfill('ck')")
-        .expect_err("rolled back");
+    let e = c.batch_execute("CALL zdm.backfill('ck')").expect_err("rolled back");
     assert_eq!(common::sqlstate(&e), "55000", "{e}");
 }
 

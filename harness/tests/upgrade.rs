@@ -98,7 +98,10 @@ fn update_from_every_released_version_equals_a_fresh_install() {
             )
             .unwrap();
         let (owner, public_execute, enabled): (String, bool, String) = (r.get(0), r.get(1), r.get(2));
-        assert_eq!(owner, "inflight_owner", "update from {v}: a generated function goes to its table's owner");
+        assert_eq!(
+            owner, "inflight_owner",
+            "update from {v}: a generated function goes to its table's owner"
+        );
         assert!(!public_execute, "update from {v}: PUBLIC may not execute it");
         assert_eq!(enabled, "A", "update from {v}: its trigger fires ALWAYS");
         c.batch_execute(
