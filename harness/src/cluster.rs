@@ -272,7 +272,6 @@ impl Cluster {
         self.pg("pg_ctl", &["-D", self.data().to_str().unwrap(), "reload"]);
     }
 
-    /// Path of a server tool (pg_dump, psql...) of the same installation.
     /// `pg_dump --schema-only` of database postgres with `extra` arguments
     /// (`--table t`, `--exclude-schema s`), for comparing schemas.
     pub fn schema_only(&self, extra: &[&str]) -> String {
@@ -304,6 +303,7 @@ impl Cluster {
             .join("\n")
     }
 
+    /// Path of a server tool (pg_dump, psql...) of the same installation.
     pub fn tool(&self, name: &str) -> PathBuf {
         self.bindir.join(name)
     }
