@@ -15,7 +15,7 @@ CREATE TABLE zdm.migrations (
     kind                text NOT NULL,          -- rename_column, ..., or multi
     phase               text NOT NULL
         CONSTRAINT migrations_phase_check
-        CHECK (phase IN ('started', 'backfilling', 'backfilled', 'swapped', 'completed', 'rolled_back')),
+        CHECK (phase IN ('started', 'backfilling', 'backfilled', 'swapped', 'completed', 'rolled_back', 'abandoned')),
     columns             text[] NOT NULL DEFAULT '{}',   -- columns this migration claims
     spec                jsonb NOT NULL,         -- what was asked
     plan                jsonb NOT NULL,         -- the SQL of every phase, as generated at start
@@ -51,7 +51,7 @@ COMMENT ON TABLE zdm.migrations IS
     'pg_zdm migrations, one row each. Written only by zdm.* functions; read it freely.';
 
 CREATE INDEX migrations_table_active ON zdm.migrations (table_name)
-    WHERE phase NOT IN ('completed', 'rolled_back');
+    WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned');
 
 CREATE TABLE zdm.events (
     id          bigserial PRIMARY KEY,
@@ -122,7 +122,7 @@ SELECT m.name AS migration,
        m.table_name,
        m.kind,
        m.phase,
-       CASE WHEN m.phase IN ('completed', 'rolled_back') THEN 'done'
+       CASE WHEN m.phase IN ('completed', 'rolled_back', 'abandoned') THEN 'done'
             WHEN m.paused THEN 'paused'
             WHEN m.waiting_reason IS NOT NULL THEN 'waiting'
             WHEN m.phase = 'backfilling' THEN 'backfilling'

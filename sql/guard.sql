@@ -1,11 +1,11 @@
 -- The DDL guard: event triggers that refuse, with 55006, DDL from outside
--- pg_zdm that would break an active migration (its table dropped or renamed,
--- a column it claims dropped or renamed, one of its triggers dropped or not
--- firing for every write, its shadow, notes or old table dropped,
--- its generated functions dropped). ALTERs of a shadow are not caught (a
--- pg_restore of a migration in flight adds the shadow's constraints). pg_zdm's own DDL runs inside its calls
--- (zdm._own_ddl_in_progress()); any other DDL costs one indexed lookup of
--- zdm.migrations while no migration is active.
+-- pg_zdm that would break an active migration (its table renamed, a column it
+-- claims dropped or renamed, one of its triggers dropped or not firing for
+-- every write, its shadow, notes or old table dropped, renamed or short of a
+-- column, its generated functions dropped). Dropping the migration's table
+-- itself abandons the migration instead. pg_zdm's own DDL runs inside its
+-- calls (zdm._own_ddl_in_progress()); any other DDL costs one indexed lookup
+-- of zdm.migrations while no migration is active.
 
 -- The active migration an object of pg_zdm's belongs to, if any:
 -- `object_kind` is the object type as pg_event_trigger_*() name it,
@@ -15,7 +15,7 @@ CREATE FUNCTION zdm._guarded_by(object_kind text, object_names text[]) RETURNS t
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT m.name
       FROM zdm.migrations m
-     WHERE m.phase NOT IN ('completed', 'rolled_back')
+     WHERE m.phase NOT IN ('completed', 'rolled_back', 'abandoned')
        AND CASE object_kind
            WHEN 'table' THEN
                 format('%I.%I', object_names[1], object_names[2]) IN (m.table_name, m.plan->'shadow'->>'shadow', m.plan->'shadow'->>'old')
@@ -49,7 +49,7 @@ $$;
 CREATE FUNCTION zdm._guard_idle() RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT zdm._own_ddl_in_progress()
-        OR NOT EXISTS (SELECT FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back'))
+        OR NOT EXISTS (SELECT FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned'))
 $$;
 
 CREATE FUNCTION zdm._guard_drop() RETURNS event_trigger
@@ -61,6 +61,18 @@ BEGIN
     IF to_regclass('zdm.migrations') IS NULL OR zdm._guard_idle() THEN
         RETURN;
     END IF;
+    -- A migration's own table dropped: the migration is abandoned (its shadow,
+    -- notes and triggers may go in the same statement). See src/abandon.rs.
+    FOR owner_migration IN
+        SELECT m.name FROM zdm.migrations m
+         WHERE m.phase NOT IN ('completed', 'rolled_back', 'abandoned')
+           AND m.table_name IN (SELECT format('%I.%I', d.address_names[1], d.address_names[2])
+                                  FROM pg_event_trigger_dropped_objects() d
+                                 WHERE d.object_type = 'table' AND NOT d.is_temporary)
+         ORDER BY m.created_at
+    LOOP
+        PERFORM zdm._abandon_dropped(owner_migration);
+    END LOOP;
     FOR o IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE NOT is_temporary LOOP
         owner_migration := zdm._guarded_by(o.object_type, o.address_names);
         IF owner_migration IS NOT NULL THEN
@@ -78,19 +90,53 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE n.nspname = (parse_ident(table_name))[1] AND r.relname = (parse_ident(table_name))[2]
 $$;
 
--- After an ALTER TABLE (or ALTER TRIGGER) from outside: the tables of active
--- migrations still have their names and claimed columns, and their triggers
--- fire for every write (ENABLE ALWAYS).
+-- What of a shadow migration's second table is broken, if anything: the
+-- shadow (before the swap) or the old table (after) gone, renamed, short of a
+-- column it was made with, or with a trigger not firing ALWAYS. Its
+-- constraints and indexes may change (a pg_restore adds the shadow's).
+CREATE FUNCTION zdm._guard_second_table(m zdm.migrations) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    swapped boolean := m.phase = 'swapped';
+    second text := m.plan->'shadow'->>(CASE WHEN swapped THEN 'old' ELSE 'shadow' END);
+    t oid := zdm._table_oid(second);
+BEGIN
+    IF t IS NULL THEN
+        RETURN 'table ' || second;
+    END IF;
+    IF EXISTS (SELECT FROM (SELECT p->>(CASE WHEN swapped THEN 0 ELSE 1 END) AS col
+                              FROM jsonb_array_elements(m.plan->'shadow'->'column_pairs') p
+                            UNION
+                            SELECT c FROM jsonb_array_elements_text((m.plan->'shadow'->'compared_columns')
+                                                                     || (m.plan->'shadow'->'not_compared')) c
+                             WHERE NOT swapped) needed
+                WHERE NOT EXISTS (SELECT FROM pg_attribute a
+                                   WHERE a.attrelid = t AND a.attname = needed.col AND NOT a.attisdropped)) THEN
+        RETURN 'a column of table ' || second;
+    END IF;
+    IF EXISTS (SELECT FROM pg_trigger tg
+                WHERE tg.tgrelid = t AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
+        RETURN 'a trigger of table ' || second;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- After an ALTER TABLE, ALTER TRIGGER or ALTER SCHEMA from outside: the
+-- tables of active migrations still have their names and claimed columns,
+-- their triggers fire for every write (ENABLE ALWAYS), and a shadow
+-- migration's second table is intact.
 CREATE FUNCTION zdm._guard_alter() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    m record;
+    m zdm.migrations;
     t oid;
+    broken text;
 BEGIN
     IF zdm._guard_idle() THEN
         RETURN;
     END IF;
-    FOR m IN SELECT * FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back') LOOP
+    FOR m IN SELECT * FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned') LOOP
         t := zdm._table_oid(m.table_name);
         IF t IS NULL THEN
             PERFORM zdm._guard_refuse('table ' || m.table_name, m.name);
@@ -105,11 +151,17 @@ BEGIN
                     WHERE tg.tgrelid = t AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
             PERFORM zdm._guard_refuse('a trigger of table ' || m.table_name, m.name);
         END IF;
+        IF m.plan ? 'shadow' THEN
+            broken := zdm._guard_second_table(m);
+            IF broken IS NOT NULL THEN
+                PERFORM zdm._guard_refuse(broken, m.name);
+            END IF;
+        END IF;
     END LOOP;
 END
 $$;
 
 CREATE EVENT TRIGGER zdm_guard_drop ON sql_drop EXECUTE FUNCTION zdm._guard_drop();
 CREATE EVENT TRIGGER zdm_guard_alter ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'ALTER SCHEMA')
     EXECUTE FUNCTION zdm._guard_alter();

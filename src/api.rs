@@ -152,7 +152,7 @@ fn earlier_start(spec: &MigrationSpec) -> ZdmResult<Option<String>> {
         return same_spec_again(&name).map(Some);
     };
     match store::phase_of(name)? {
-        None | Some(Phase::RolledBack) => Ok(None),
+        None | Some(Phase::RolledBack | Phase::Abandoned) => Ok(None),
         Some(Phase::Completed) => Err(name_taken_error(name)
             .detail("It is completed; a completed migration keeps its name as history.")
             .hint("Give the new migration another name.")),
@@ -272,7 +272,12 @@ fn authorized(name: &str) -> ZdmResult<store::MigrationRow> {
 /// Run `f` for an authorized migration, with the rights of its table's owner.
 fn as_owner_of<R>(name: &str, f: impl FnOnce() -> ZdmResult<R>) -> ZdmResult<R> {
     let m = authorized(name)?;
-    as_table_owner(&m.table_name, f)?
+    as_table_owner(&m.table_name, f).map_err(|e| {
+        e.hint(format!(
+            "The table of this migration was dropped: SELECT zdm.rollback({}); abandons the migration and removes what pg_zdm made for it.",
+            Literal::new(name)
+        ))
+    })?
 }
 
 fn plan_json(p: &Prepared) -> Value {
@@ -478,10 +483,10 @@ pub mod zdm {
         match store::phase_of(&p.name)? {
             None => {}
             // Its name is free again; its history stays, under `<name>@<n>`.
-            Some(Phase::RolledBack) => {
+            Some(phase @ (Phase::RolledBack | Phase::Abandoned)) => {
                 let archived = store::archive(&p.name)?;
                 pgrx::notice!(
-                    "pg_zdm: the rolled-back migration {} is kept as {}",
+                    "pg_zdm: the {phase} migration {} is kept as {}",
                     Literal::new(&p.name),
                     Literal::new(&archived)
                 );
@@ -587,8 +592,12 @@ pub mod zdm {
     #[pg_extern]
     fn rollback(migration: &str) {
         api_call(|| {
-            if already_in(&authorized(migration)?, Phase::RolledBack) {
+            let m = authorized(migration)?;
+            if already_in(&m, Phase::RolledBack) || already_in(&m, Phase::Abandoned) {
                 return Ok(());
+            }
+            if crate::privilege::table_owner(&m.table_name)?.is_none() {
+                return crate::abandon::abandon_if_dropped(migration);
             }
             as_owner_of(migration, || rollback_impl(migration))
         })
@@ -623,9 +632,9 @@ pub mod zdm {
         api_call(|| {
             authorized(migration)?;
             let m = store::get_for_update(migration)?;
-            if m.phase != Phase::RolledBack {
+            if !m.phase.frees_its_name() {
                 return Err(ZdmError::wrong_state(format!(
-                    "migration {} is {}; only a rolled-back migration can be forgotten",
+                    "migration {} is {}; only a rolled-back or abandoned migration can be forgotten",
                     Literal::new(migration),
                     m.phase
                 ))
@@ -885,6 +894,14 @@ pub mod zdm {
             crate::scheduler::unschedule(migration)
         })
         .or_raise()
+    }
+
+    /// Called by the DDL guard (sql/guard.sql) when the table of an active
+    /// migration is dropped: the migration is abandoned in the same transaction.
+    /// Does nothing to a migration whose table still exists (55000).
+    #[pg_extern]
+    fn _abandon_dropped(migration: &str) {
+        api_call(|| crate::abandon::abandon_if_dropped(migration)).or_raise()
     }
 
     /// Read by the DDL guard (sql/guard.sql): true only inside a pg_zdm call.

@@ -142,12 +142,12 @@ pub enum Work {
 /// The one check of the three backfill calls, so they agree: a migration with
 /// nothing to backfill (none needed, done, completed) is a no-op with a NOTICE,
 /// so a generic "start, backfill, complete" file runs for every operation and
-/// runs again (issue 15). A rolled-back migration is refused (55000).
+/// runs again. A rolled-back or abandoned migration is refused (55000).
 pub fn work_of(m: &MigrationRow) -> ZdmResult<Work> {
     let q = Literal::new(&m.name);
-    if m.phase == Phase::RolledBack {
+    if m.phase.frees_its_name() {
         return Err(
-            ZdmError::wrong_state(format!("migration {q} is rolled_back; there is nothing to backfill"))
+            ZdmError::wrong_state(format!("migration {q} is {}; there is nothing to backfill", m.phase))
                 .hint("Start it again if the table still needs the change."),
         );
     }

@@ -1,6 +1,7 @@
 //! In-server tests of the DDL guard (sql/guard.sql): DDL from outside that
 //! would break an active migration is refused with 55006 and changes
-//! nothing; harmless DDL goes through; pg_zdm's own DDL is never refused.
+//! nothing; harmless DDL goes through; pg_zdm's own DDL is never refused; a
+//! migration whose table is dropped is abandoned.
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
@@ -19,7 +20,6 @@ mod tests {
             "ALTER TABLE public.g1 DROP COLUMN full_name CASCADE",
             "ALTER TABLE public.g1 RENAME COLUMN name TO nm",
             "ALTER TABLE public.g1 RENAME TO g1b",
-            "DROP TABLE public.g1",
             "DROP FUNCTION zdm.sync_g1() CASCADE",
         ] {
             assert_eq!(sqlstate(sql).as_deref(), Some("55006"), "{sql}");
@@ -69,5 +69,108 @@ mod tests {
             one::<bool>("SELECT to_regclass('public.zdm_shadow_g2') IS NULL"),
             Some(true)
         );
+    }
+
+    /// What pg_zdm made for migration `m` that is still there: functions,
+    /// tables and triggers named after it.
+    fn leftovers(m: &str) -> i64 {
+        one::<i64>(&format!(
+            "SELECT (SELECT count(*) FROM pg_proc WHERE pronamespace = 'zdm'::regnamespace AND proname LIKE '%\\_{m}')
+                  + (SELECT count(*) FROM pg_class WHERE relname LIKE 'zdm\\_%\\_{m}')
+                  + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm\\_%\\_{m}')"
+        ))
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn dropping_a_migrations_table_abandons_the_migration() {
+        // A column migration, a shadow before its swap, a shadow after it.
+        users_table("public.g3");
+        Spi::run("SELECT zdm.rename_column('public.g3', 'name', 'full_name', 'g3')").unwrap();
+        users_table("public.g4");
+        Spi::run("SELECT zdm.create_shadow_table('public.g4', ARRAY['ADD COLUMN x int'], NULL, 'g4')").unwrap();
+        users_table("public.g5");
+        Spi::run(
+            "CREATE VIEW public.g5_view AS SELECT * FROM public.g5;
+             SELECT zdm.create_shadow_table('public.g5', ARRAY['ADD COLUMN x int'], NULL, 'g5');
+             DO $$ BEGIN WHILE zdm.backfill_batch('g5') > 0 LOOP END LOOP; END $$;
+             SELECT zdm.swap_tables('g5');",
+        )
+        .unwrap();
+        assert!(leftovers("g3") > 0 && leftovers("g4") > 0 && leftovers("g5") > 0);
+        Spi::run("DROP TABLE public.g3; DROP TABLE public.g4; DROP TABLE public.g5 CASCADE").unwrap();
+        for m in ["g3", "g4", "g5"] {
+            assert_eq!(
+                one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).as_deref(),
+                Some("abandoned"),
+                "{m}"
+            );
+            assert_eq!(leftovers(m), 0, "everything of {m} removed");
+            assert_eq!(sqlstate(&format!("SELECT zdm.rollback('{m}')")), None, "{m}: no-op");
+        }
+        // A new table of the same name migrates again, under the same name.
+        users_table("public.g3");
+        Spi::run("SELECT zdm.rename_column('public.g3', 'name', 'full_name', 'g3')").unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(name || ' ' || phase, ', ' ORDER BY name) FROM zdm.migrations WHERE name LIKE 'g3%'"
+            )
+            .as_deref(),
+            Some("g3 started, g3@1 abandoned")
+        );
+    }
+
+    /// Dropped with the guard disabled (a superuser's choice): rollback
+    /// abandons the migration instead of failing on the missing table.
+    #[pg_test]
+    fn rollback_abandons_a_migration_whose_table_is_gone() {
+        users_table("public.g6");
+        Spi::run("SELECT zdm.create_shadow_table('public.g6', ARRAY['ADD COLUMN x int'], NULL, 'g6')").unwrap();
+        Spi::run("ALTER EVENT TRIGGER zdm_guard_drop DISABLE; DROP TABLE public.g6; ALTER EVENT TRIGGER zdm_guard_drop ENABLE")
+            .unwrap();
+        let err = error_text("SELECT zdm.complete('g6')");
+        assert!(
+            err.starts_with("42P01: relation \"public.g6\" does not exist / The table of this migration was dropped: SELECT zdm.rollback('g6');"),
+            "{err}"
+        );
+        Spi::run("SELECT zdm.rollback('g6')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'g6'").as_deref(),
+            Some("abandoned")
+        );
+        assert_eq!(leftovers("g6"), 0);
+    }
+
+    #[pg_test]
+    fn a_shadow_cannot_be_altered_out_of_shape() {
+        users_table("public.g7");
+        Spi::run("SELECT zdm.create_shadow_table('public.g7', ARRAY['ADD COLUMN x int'], NULL, 'g7')").unwrap();
+        for sql in [
+            "ALTER TABLE public.zdm_shadow_g7 DROP COLUMN email",
+            "ALTER TABLE public.zdm_shadow_g7 RENAME COLUMN x TO y",
+            "ALTER TABLE public.zdm_shadow_g7 RENAME TO g7_copy",
+            "ALTER SCHEMA public RENAME TO g7_schema",
+        ] {
+            assert_eq!(sqlstate(sql).as_deref(), Some("55006"), "{sql}");
+        }
+        // What a pg_restore does to a shadow, and other harmless changes.
+        for sql in [
+            "ALTER TABLE public.zdm_shadow_g7 ADD CONSTRAINT g7_x CHECK (x > 0)",
+            "CREATE INDEX g7_x_idx ON public.zdm_shadow_g7 (x)",
+            "COMMENT ON TABLE public.zdm_shadow_g7 IS 'shadow'",
+        ] {
+            assert_eq!(sqlstate(sql), None, "{sql}");
+        }
+        // After the swap the old table is guarded the same way.
+        Spi::run("DO $$ BEGIN WHILE zdm.backfill_batch('g7') > 0 LOOP END LOOP; END $$; SELECT zdm.swap_tables('g7')")
+            .unwrap();
+        for sql in [
+            "ALTER TABLE public.zdm_old_g7 DROP COLUMN email",
+            "ALTER TABLE public.zdm_old_g7 RENAME TO g7_old",
+            "ALTER TABLE public.g7 DISABLE TRIGGER zdm_reverse_g7",
+        ] {
+            assert_eq!(sqlstate(sql).as_deref(), Some("55006"), "{sql}");
+        }
+        Spi::run("SELECT zdm.rollback('g7')").unwrap();
     }
 }

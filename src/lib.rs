@@ -17,6 +17,7 @@
 
 use pgrx::prelude::*;
 
+pub mod abandon;
 pub mod api;
 pub mod backfill;
 pub mod catalog;

@@ -1324,7 +1324,7 @@ cv_pkey PRIMARY KEY (id) valid=true",
                       WHERE n.nspname = 'zdm'
                         AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e'))
                   + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm\_%')
-                  + (SELECT count(*) FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back'))",
+                  + (SELECT count(*) FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned'))",
         )
         .unwrap()
     }

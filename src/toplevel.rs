@@ -182,7 +182,7 @@ pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
         client
             .select(
                 "SELECT name FROM zdm.migrations
-                  WHERE phase NOT IN ('completed', 'rolled_back') AND ($1::text IS NULL OR name = $1)
+                  WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned') AND ($1::text IS NULL OR name = $1)
                   ORDER BY created_at",
                 None,
                 &[migration.into()],

@@ -9,13 +9,16 @@ use std::process::Command;
 use zdm_harness::cluster::Cluster;
 
 fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error())).get(0)
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error()))
+        .get(0)
 }
 
 /// One statement, or several (in one implicit transaction: no CALL of a
 /// procedure that commits).
 fn run(c: &mut postgres::Client, sql: &str) {
-    c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error()));
+    c.batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error()));
 }
 
 /// A session of the tables' owner (not a superuser) in database `db`.
@@ -65,7 +68,11 @@ fn dump_and_restore(cluster: &Cluster, into: &str) {
         .args(["-Fc", "-f", dump.to_str().unwrap(), "postgres"])
         .output()
         .expect("pg_dump runs");
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     run(&mut cluster.connect(), &format!("CREATE DATABASE {into}"));
     let out = Command::new(cluster.tool("pg_restore"))
         .args(conn)
@@ -73,7 +80,11 @@ fn dump_and_restore(cluster: &Cluster, into: &str) {
         .output()
         .expect("pg_restore runs");
     let _ = std::fs::remove_file(&dump);
-    assert!(out.status.success(), "pg_restore: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg_restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The generated objects came back as pg_zdm made them.
@@ -84,7 +95,10 @@ fn assert_generated_objects_intact(c: &mut postgres::Client) {
           WHERE p.pronamespace = 'zdm'::regnamespace AND p.proname LIKE 'zdm\\_%'
             AND (pg_get_userbyid(p.proowner) <> 'app_owner' OR has_function_privilege('public', p.oid, 'EXECUTE'))",
     );
-    assert_eq!(foreign, 0, "generated functions owned by app_owner, not executable by PUBLIC");
+    assert_eq!(
+        foreign, 0,
+        "generated functions owned by app_owner, not executable by PUBLIC"
+    );
     let not_always: i64 = one(
         c,
         "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm\\_%' AND tgenabled <> 'A'",
@@ -114,7 +128,10 @@ fn continue_to_complete(c: &mut postgres::Client) {
     );
     let (rows, taxed): (i64, i64) = {
         let r = c
-            .query_one("SELECT count(*), count(tax) FROM orders WHERE amount = (id % 1000) OR id IN (2, 30001)", &[])
+            .query_one(
+                "SELECT count(*), count(tax) FROM orders WHERE amount = (id % 1000) OR id IN (2, 30001)",
+                &[],
+            )
             .unwrap();
         (r.get(0), r.get(1))
     };
@@ -134,7 +151,10 @@ fn a_restored_migration_continues_or_rolls_back() {
     dump_and_restore(&cluster, "restored_backfilling");
     let mut c = as_owner(&cluster, "restored_backfilling");
     assert_generated_objects_intact(&mut c);
-    let phases: String = one(&mut c, "SELECT string_agg(name || ' ' || phase, ', ' ORDER BY name) FROM zdm.migrations");
+    let phases: String = one(
+        &mut c,
+        "SELECT string_agg(name || ' ' || phase, ', ' ORDER BY name) FROM zdm.migrations",
+    );
     assert_eq!(phases, "orders_v2 backfilling, users_fn backfilling");
     continue_to_complete(&mut c);
 
@@ -155,10 +175,19 @@ fn a_restored_migration_continues_or_rolls_back() {
     let amount_type: String = one(&mut c, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'");
     assert_eq!(amount_type, "integer", "swapped back to the original table");
     let (rows, kept): (i64, i64) = {
-        let r = c.query_one("SELECT count(*), count(*) FILTER (WHERE id = 30002 AND amount = 600) FROM orders", &[]).unwrap();
+        let r = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE id = 30002 AND amount = 600) FROM orders",
+                &[],
+            )
+            .unwrap();
         (r.get(0), r.get(1))
     };
-    assert_eq!((rows, kept), (20001, 1), "the new application's write survived the swap back");
+    assert_eq!(
+        (rows, kept),
+        (20001, 1),
+        "the new application's write survived the swap back"
+    );
     let leftovers: i64 = one(
         &mut c,
         "SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE 'zdm\\_%' AND relnamespace = 'public'::regnamespace)

@@ -6,7 +6,9 @@
 //!                │   (nothing to backfill)      │ └► swapped ─┘  (shadow tables)
 //!                └────────────┴─────────────────┴───────┴──► rolled_back
 //! ```
-//! `completed` and `rolled_back` are final. Pure code: unit-tested without a server.
+//! A migration whose table was dropped goes from any phase before a final one
+//! to `abandoned`. `completed`, `rolled_back` and `abandoned` are final.
+//! Pure code: unit-tested without a server.
 
 use crate::error::{ZdmError, ZdmResult};
 use serde::{Deserialize, Serialize};
@@ -28,15 +30,18 @@ pub enum Phase {
     Completed,
     /// Everything start created was removed. Final.
     RolledBack,
+    /// Its table was dropped; what pg_zdm made for it was removed. Final.
+    Abandoned,
 }
 
-pub const ALL_PHASES: [Phase; 6] = [
+pub const ALL_PHASES: [Phase; 7] = [
     Phase::Started,
     Phase::Backfilling,
     Phase::Backfilled,
     Phase::Swapped,
     Phase::Completed,
     Phase::RolledBack,
+    Phase::Abandoned,
 ];
 
 impl Phase {
@@ -48,6 +53,7 @@ impl Phase {
             Phase::Swapped => "swapped",
             Phase::Completed => "completed",
             Phase::RolledBack => "rolled_back",
+            Phase::Abandoned => "abandoned",
         }
     }
 
@@ -61,7 +67,12 @@ impl Phase {
 
     /// A migration in a final phase holds no lock on its columns any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Completed | Phase::RolledBack)
+        matches!(self, Phase::Completed | Phase::RolledBack | Phase::Abandoned)
+    }
+
+    /// Its name may be started again (the old one is archived first).
+    pub fn frees_its_name(self) -> bool {
+        matches!(self, Phase::RolledBack | Phase::Abandoned)
     }
 
     /// Every existing row is done (backfilled, or already swapped in).
@@ -83,7 +94,7 @@ impl Phase {
                 | (Backfilled, Swapped)
                 | (Swapped, Completed)
                 | (Swapped, RolledBack)
-        )
+        ) || (to == Abandoned && !self.is_final())
     }
 
     /// Check a transition, with an error that says what to do instead.
@@ -101,6 +112,7 @@ impl Phase {
                 "A completed migration has dropped its old objects; write a new migration to undo it.".to_string()
             }
             (Phase::RolledBack, _) => "It was rolled back; start a new migration instead.".to_string(),
+            (Phase::Abandoned, _) => "Its table was dropped; start a new migration instead.".to_string(),
             (Phase::Completed, _) => "It is already completed.".to_string(),
             _ => "See zdm.status() for the migration's phase.".to_string(),
         };
@@ -131,6 +143,7 @@ mod tests {
         for to in ALL_PHASES {
             assert!(!Phase::Completed.can_move_to(to));
             assert!(!Phase::RolledBack.can_move_to(to));
+            assert!(!Phase::Abandoned.can_move_to(to));
         }
     }
 
@@ -143,6 +156,13 @@ mod tests {
         let e = Phase::Started.check_move(Phase::Completed, "m\\'1").unwrap_err();
         assert!(e.hint.unwrap().contains("CALL zdm.backfill(E'm\\\\''1');"));
         assert!(Phase::Backfilled.check_move(Phase::Completed, "m").is_ok());
+    }
+
+    #[test]
+    fn any_active_migration_can_be_abandoned() {
+        for from in ALL_PHASES {
+            assert_eq!(from.can_move_to(Phase::Abandoned), !from.is_final(), "{from}");
+        }
     }
 
     #[test]

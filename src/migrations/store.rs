@@ -166,7 +166,7 @@ pub fn phase_of(name: &str) -> ZdmResult<Option<Phase>> {
 /// Is the name taken? A rolled-back migration's name is free again: the next
 /// start of that name archives it ([`archive`]). A completed one's stays taken.
 pub fn name_taken(name: &str) -> ZdmResult<bool> {
-    Ok(!matches!(phase_of(name)?, None | Some(Phase::RolledBack)))
+    Ok(!phase_of(name)?.is_none_or(Phase::frees_its_name))
 }
 
 /// The spec a migration was started with, as stored.
@@ -182,7 +182,7 @@ pub fn spec_of(name: &str) -> ZdmResult<Value> {
 pub fn active_with_operations(operations: &Value) -> ZdmResult<Option<String>> {
     crate::session::get_optional(
         "SELECT name FROM zdm.migrations
-          WHERE phase NOT IN ('completed', 'rolled_back') AND spec -> 'operations' = $1
+          WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned') AND spec -> 'operations' = $1
           ORDER BY created_at LIMIT 1",
         &[JsonB(operations.clone()).into()],
     )
@@ -200,7 +200,7 @@ pub fn archive(name: &str) -> ZdmResult<String> {
     writing(|| {
         Spi::run_with_args(
             "UPDATE zdm.migrations SET name = $2, updated_at = clock_timestamp()
-              WHERE name = $1 AND phase = 'rolled_back'",
+              WHERE name = $1 AND phase IN ('rolled_back', 'abandoned')",
             &[name.into(), archived.as_str().into()],
         )
     })
@@ -227,7 +227,7 @@ pub fn conflicting_migration(table_name: &str, columns: &[String]) -> ZdmResult<
             "SELECT name, CASE WHEN '*' = ANY(columns) OR '*' = ANY($2::text[]) THEN ARRAY['*']
                         ELSE ARRAY(SELECT unnest(columns) INTERSECT SELECT unnest($2::text[])) END
                FROM zdm.migrations
-              WHERE phase NOT IN ('completed', 'rolled_back')
+              WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned')
                 -- Names as stored (schema-qualified, quoted by the server): no
                 -- lookup, so no schema the caller may not use stops the check.
                 AND table_name = $1
@@ -255,7 +255,7 @@ pub fn move_phase(m: &MigrationRow, to: Phase, event: &str, detail: Option<Value
         Spi::run_with_args(
             "UPDATE zdm.migrations
                 SET phase = $2, updated_at = clock_timestamp(),
-                    completed_at = CASE WHEN $2 IN ('completed', 'rolled_back') THEN clock_timestamp() END
+                    completed_at = CASE WHEN $2 IN ('completed', 'rolled_back', 'abandoned') THEN clock_timestamp() END
               WHERE name = $1",
             &[m.name.as_str().into(), to.as_str().into()],
         )
