@@ -338,10 +338,13 @@ fn alembic_recipe_down_up_down_up_complete() {
     assert_eq!(version, "0004_orders_v2_contract");
 }
 
-/// `psql -c "CALL zdm.backfill(...); SELECT 1"`: one query string, one
-/// implicit transaction. The 25001 hint says so (not only "outside BEGIN").
+/// What the recipes rely on besides the tools: `psql -c "CALL zdm.backfill(...);
+/// SELECT 1"` is one query string, one implicit transaction, and the 25001 hint
+/// says so (not only "outside BEGIN"); a lone CALL works through the extended
+/// protocol (JDBC, so Flyway); `zdm.plan_steps()` shows, before the start, the
+/// exact index statement `zdm.pending_statements()` gives after it.
 #[test]
-fn backfill_in_a_multi_statement_string_hint_names_it() {
+fn top_level_steps_as_the_recipes_use_them() {
     let c = common::cluster_with_zdm();
     let mut conn = c.connect();
     app_tables(&mut conn);
@@ -356,11 +359,45 @@ fn backfill_in_a_multi_statement_string_hint_names_it() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("cannot run inside a transaction block"), "{err}");
     assert!(err.contains("HINT:") && err.contains("not in one query string with other statements"), "{err}");
-    // Alone, the same CALL runs.
-    let ok = Command::new(c.tool("psql"))
-        .args(["-h", "127.0.0.1", "-p", &c.port.to_string(), "-U", "postgres", "-d", "postgres"])
-        .args(["-v", "ON_ERROR_STOP=1", "-c", "CALL zdm.backfill('ms')"])
-        .output()
-        .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // Alone, the same CALL runs, through the extended query protocol too
+    // (JDBC, so Flyway, sends every statement that way).
+    conn.execute("CALL zdm.backfill('ms', 100)", &[]).unwrap();
+    let phase: String = conn
+        .query_one("SELECT phase FROM zdm.migrations WHERE name = 'ms'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(phase, "backfilled");
+    // The index statement zdm.plan_steps() shows before the start is the one
+    // zdm.pending_statements() gives after it (tools without \gexec write it out).
+    let planned: Vec<String> = conn
+        .query(
+            "SELECT statement || ';' FROM zdm.plan_steps('{\"name\": \"ms2\", \"operations\": [{\"op\": \"rename_column\",
+                    \"table\": \"public.users\", \"column\": \"email\", \"new_name\": \"mail\"}]}') WHERE top_level",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    conn.batch_execute("CREATE INDEX users_email_idx ON public.users (email)").unwrap();
+    let planned_with_index: Vec<String> = conn
+        .query(
+            "SELECT statement || ';' FROM zdm.plan_steps('{\"name\": \"ms2\", \"operations\": [{\"op\": \"rename_column\",
+                    \"table\": \"public.users\", \"column\": \"email\", \"new_name\": \"mail\"}]}') WHERE top_level",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(planned.is_empty(), "{planned:?}");
+    conn.batch_execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'ms2')").unwrap();
+    let pending: Vec<String> = conn
+        .query("SELECT statement FROM zdm.pending_statements('ms2')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(planned_with_index.len(), 1);
+    assert_eq!(pending, planned_with_index);
 }
