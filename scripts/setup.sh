@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Installs what pg_zdm needs on Debian 12, skipping what is already there:
 # PostgreSQL 15 (server, headers, pg_cron, pg_repack), clang, sudo, and
-# cargo-pgrx 0.18.1 initialised against the system PostgreSQL.
+# cargo-pgrx 0.18.1 initialised against the system PostgreSQL; for the tests
+# of the migration-tool recipes, sqitch (with DBD::Pg) from Debian and Alembic
+# with psycopg2 from PyPI, in a virtualenv ($ZDM_VENV, default
+# $HOME/.cache/pg_zdm/venv: Debian's python3 refuses pip outside one).
 # Works as root, or as a user with sudo. Needs a Rust toolchain (rustup).
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGRX_VERSION=0.18.1
-PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-repack libclang-dev clang sudo)
+PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-repack libclang-dev clang sudo
+          sqitch libdbd-pg-perl python3-venv)
+VENV=${ZDM_VENV:-$HOME/.cache/pg_zdm/venv}
+ALEMBIC_PIN='alembic>=1.20,<1.21'
+DRIVER_PIN='psycopg2-binary>=2.9,<2.10'
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -42,4 +49,14 @@ PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
 if ! grep -q "^pg15 *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml" 2>/dev/null; then
     echo "setup: cargo pgrx init --pg15 $PG_CONFIG"
     cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+
+# Alembic for harness/tests/migration_tools.rs (which looks for it in $VENV/bin).
+if "$VENV/bin/alembic" --version 2>/dev/null | grep -q '^alembic 1\.20\.' \
+   && "$VENV/bin/python" -c 'import psycopg2' 2>/dev/null; then
+    echo "setup: alembic present in $VENV"
+else
+    echo "setup: alembic and psycopg2 into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$ALEMBIC_PIN" "$DRIVER_PIN"
 fi

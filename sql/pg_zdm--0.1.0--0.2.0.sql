@@ -30,6 +30,14 @@ SELECT m.name AS migration,
             WHEN m.phase = 'started' AND m.plan ? 'backfill' THEN 'needs backfill'
             WHEN m.phase = 'backfilled' AND m.plan ? 'shadow' THEN 'ready to verify and swap'
             WHEN m.phase = 'swapped' THEN 'swapped: ready to complete'
+            -- complete refuses while an index the migration builds at top
+            -- level (CREATE INDEX CONCURRENTLY) is missing or not valid
+            WHEN EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(m.plan -> 'start') s
+                          WHERE (s ->> 'top_level')::boolean AND s ? 'builds_index'
+                            AND NOT coalesce((SELECT i.indisvalid FROM pg_catalog.pg_index i
+                                               WHERE i.indexrelid = pg_catalog.to_regclass(s ->> 'builds_index')),
+                                             false))
+                 THEN 'index builds pending: run zdm.pending_statements()'
             ELSE 'ready to complete'
        END AS state,
        m.waiting_reason,

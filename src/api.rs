@@ -730,9 +730,15 @@ pub mod zdm {
                 format!("CALL zdm.backfill({}) cannot run inside a transaction block", Literal::new(migration)),
             )
             .detail("The backfill commits after every batch, which PostgreSQL allows only for a CALL at top level.")
+            // PostgreSQL does not say which kind of transaction block this
+            // is: an explicit BEGIN, or the implicit one of a query string
+            // holding several statements. The hint names both.
             .hint(format!(
-                "Run it outside BEGIN ... COMMIT (psql: \\set AUTOCOMMIT on), schedule it with zdm.schedule_backfill(), \
-                 or call SELECT zdm.backfill_batch({}); repeatedly from your own transactions.",
+                "Send the CALL alone, at top level: not inside BEGIN ... COMMIT (psql: \\set AUTOCOMMIT on), \
+                 and not in one query string with other statements (psql -c \"CALL ...; SELECT 1\", or a driver \
+                 sending a whole file at once, runs them all in one implicit transaction). \
+                 Or schedule it with zdm.schedule_backfill({0}), or call SELECT zdm.backfill_batch({0}); \
+                 repeatedly from your own transactions.",
                 Literal::new(migration)
             ))
             .raise();

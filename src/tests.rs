@@ -445,6 +445,44 @@ pub(crate) mod tests {
     }
 
     #[pg_test]
+    fn backfill_in_a_transaction_hint_names_both_causes() {
+        users_table("public.tbh");
+        Spi::run("SELECT zdm.rename_column('public.tbh', 'name', 'full_name', 'tbh')").unwrap();
+        // PostgreSQL cannot say whether BEGIN or a multi-statement query string
+        // (psql -c "CALL ...; SELECT 1") made the transaction: the hint names both.
+        let e = error_text("SELECT zdm._backfill_precheck('tbh', NULL)");
+        assert!(e.starts_with("25001: "), "{e}");
+        assert!(e.contains("BEGIN"), "{e}");
+        assert!(e.contains("one query string"), "{e}");
+        assert!(e.contains("psql -c"), "{e}");
+    }
+
+    #[pg_test]
+    fn progress_says_when_index_builds_are_pending() {
+        users_table("public.ipx");
+        Spi::run("SELECT zdm.create_index('public.ipx', 'ipx_email_idx', '(email)', 'ipx')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT state FROM zdm.progress WHERE migration = 'ipx'").unwrap(),
+            "index builds pending: run zdm.pending_statements()"
+        );
+        // The planned index, built (here without CONCURRENTLY: a pg_test is a transaction).
+        Spi::run("CREATE INDEX ipx_email_idx ON public.ipx (email)").unwrap();
+        assert_eq!(
+            one::<String>("SELECT state FROM zdm.progress WHERE migration = 'ipx'").unwrap(),
+            "ready to complete"
+        );
+        // A column copy rebuilds the column's index on the new column: pending after its backfill.
+        Spi::run("CREATE INDEX ipx_name_idx ON public.ipx (name)").unwrap();
+        Spi::run("SELECT zdm.rename_column('public.ipx', 'name', 'full_name', 'ipr')").unwrap();
+        while one::<i64>("SELECT zdm.backfill_batch('ipr', 5000)").unwrap() > 0 {}
+        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'ipr'").unwrap(), "backfilled");
+        assert_eq!(
+            one::<String>("SELECT state FROM zdm.progress WHERE migration = 'ipr'").unwrap(),
+            "index builds pending: run zdm.pending_statements()"
+        );
+    }
+
+    #[pg_test]
     fn pause_resume_and_settings() {
         users_table("public.pr");
         Spi::run("SELECT zdm.rename_column('public.pr', 'name', 'full_name', 'pr')").unwrap();
