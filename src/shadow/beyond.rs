@@ -12,8 +12,8 @@
 //! 1. every transaction that was running when verify began has ended (any of
 //!    them may still be writing with the copy phase's trigger; none that
 //!    began after can: the backfill had committed, so the trigger copied);
-//! 2. then the settle has run (so every note of theirs is settled), and the
-//!    comparison matched;
+//! 2. then a settle has run (so every note of theirs is settled), and
+//!    verify's comparison matched (before or after that settle);
 //! 3. the bound is the greatest key in the original *or the shadow*, read
 //!    after that settle: a row only the shadow holds sorts at or below it.
 //! Until then inserts probe, which is only slower.

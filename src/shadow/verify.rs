@@ -8,10 +8,12 @@
 //! rows and name up to five. The result is kept in `zdm.migrations.shadow`;
 //! `swap_tables` swaps only after a match.
 //!
-//! The settle (`sqlgen::shadow_settle`) runs before each comparison. Under
-//! load a delete in flight during the settle may commit before the comparison
-//! and leave a late copy to be seen; such a mismatch goes away with the next
-//! settle, so a finished backfill's mismatch is compared again (3 passes)
+//! The settle (`sqlgen::shadow_settle`) runs only after a comparison that
+//! did not match (its row locks last until verify commits: taken before a
+//! comparison, they made writers wait through it). Under load a delete in
+//! flight during the settle may commit before the comparison and leave a late
+//! copy to be seen; such a mismatch goes away with the next settle, so a
+//! finished backfill's mismatch is settled and compared again (3 passes)
 //! before it is reported. The swap settles once more under its lock.
 
 use crate::catalog::introspect::spi_err;
@@ -51,6 +53,46 @@ fn settle_call(sp: &ShadowPlan, backfill_done: bool) -> Option<String> {
 /// Comparisons before a mismatch is reported (see `verify`).
 const VERIFY_PASSES: u32 = 3;
 
+/// How many comparisons `verify` may make: one, and one after a settle when
+/// there is a settle to run; up to `VERIFY_PASSES` once the backfill is done
+/// (a delete in flight during a settle can leave one more late copy).
+fn max_passes(m: &MigrationRow, can_settle: bool) -> u32 {
+    match (can_settle, m.phase == Phase::Backfilled) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => VERIFY_PASSES,
+    }
+}
+
+/// Row counts and per-column checksums of the original and the shadow, read
+/// in one statement (one snapshot).
+struct Sums {
+    source_rows: i64,
+    shadow_rows: i64,
+    source_sums: Vec<String>,
+    shadow_sums: Vec<String>,
+}
+
+impl Sums {
+    fn matched(&self) -> bool {
+        self.source_rows == self.shadow_rows && self.source_sums == self.shadow_sums
+    }
+}
+
+fn compare(sp: &ShadowPlan) -> ZdmResult<Sums> {
+    Spi::connect(|c| {
+        // No row limit: a limit would keep the executor from a parallel plan.
+        let r = c.select(&sp.verify_sql, None, &[])?.first();
+        Ok::<_, pgrx::spi::Error>(Sums {
+            source_rows: r.get::<i64>(1)?.unwrap_or(0),
+            shadow_rows: r.get::<i64>(2)?.unwrap_or(0),
+            source_sums: r.get::<Vec<String>>(3)?.unwrap_or_default(),
+            shadow_sums: r.get::<Vec<String>>(4)?.unwrap_or_default(),
+        })
+    })
+    .map_err(spi_err)
+}
+
 /// Run the comparison, record it, and return it.
 /// `for_swap`: called by `swap_tables` right before it drops the trigger,
 /// so the inserts' bound (below) is not worth waiting for.
@@ -65,11 +107,6 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
         .hint("verify compares the shadow with the original before the swap."));
     }
     let started = Instant::now();
-    // Copies of rows deleted while a batch copied them go first (see
-    // `sqlgen::shadow_settle`): they are not differences, only late. A delete
-    // that was in flight during the settle and commits before the comparison
-    // leaves one such copy to be seen: a mismatch is settled and compared
-    // again, a few times, before it is reported.
     // After a copy phase, inserts skip the probe of the notes only once no
     // writer of the copy phase is left and its notes are settled (`beyond`).
     let beyond = (m.phase == Phase::Backfilled && !for_swap)
@@ -80,32 +117,31 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
         Some(_) => super::beyond::older_transactions_ended()?,
         None => false,
     };
-    let mut passes = 0;
-    let (source_rows, shadow_rows, source_sums, shadow_sums) = loop {
+    // Compare first, settle only on a mismatch: the settle's row locks on the
+    // shadow last until verify commits, and writers of those rows would wait
+    // through every comparison that follows it (seconds on a large table).
+    // Copies of rows deleted while a batch copied them are not differences,
+    // only late (see `sqlgen::shadow_settle`), and a delete in flight during
+    // a settle may leave one more: a mismatch is settled and compared again.
+    let settle = settle_call(&sp, m.phase.backfill_done());
+    let mut passes = 1;
+    let mut sums = compare(&sp)?;
+    while !sums.matched() && passes < max_passes(&m, settle.is_some()) {
+        if passes > 1 {
+            crate::session::sleep_ms(200);
+        }
+        Spi::run(settle.as_deref().expect("max_passes allows a second pass only with a settle")).map_err(spi_err)?;
         passes += 1;
-        if let Some(settle) = settle_call(&sp, m.phase.backfill_done()) {
-            Spi::run(&settle).map_err(spi_err)?;
-        }
-        let sums = Spi::connect(|c| {
-            // No row limit: a limit would keep the executor from a parallel plan.
-            let r = c.select(&sp.verify_sql, None, &[])?.first();
-            Ok::<_, pgrx::spi::Error>((
-                r.get::<i64>(1)?.unwrap_or(0),
-                r.get::<i64>(2)?.unwrap_or(0),
-                r.get::<Vec<String>>(3)?.unwrap_or_default(),
-                r.get::<Vec<String>>(4)?.unwrap_or_default(),
-            ))
-        })
-        .map_err(spi_err)?;
-        let matched = sums.0 == sums.1 && sums.2 == sums.3;
-        if matched || passes >= VERIFY_PASSES || m.phase != Phase::Backfilled {
-            break sums;
-        }
-        crate::session::sleep_ms(200);
-    };
-    let sums_match = source_rows == shadow_rows && source_sums == shadow_sums;
+        sums = compare(&sp)?;
+    }
+    let sums_match = sums.matched();
     if let Some(b) = beyond.filter(|_| sums_match) {
         if copy_writers_gone {
+            // The bound is read after a settle that followed the wait for the
+            // copy phase's writers (see `beyond`): the loop's, or one now.
+            if let Some(settle) = settle.as_deref().filter(|_| passes == 1) {
+                Spi::run(settle).map_err(spi_err)?;
+            }
             super::beyond::set_bound_after_copy(name, b)?;
         } else {
             pgrx::notice!(
@@ -114,6 +150,7 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
             );
         }
     }
+    let Sums { source_rows, shadow_rows, source_sums, shadow_sums } = sums;
     // Only on a mismatch: which rows (a join of both tables, in a second look).
     let (differing, sample) = if sums_match {
         (0, Vec::new())

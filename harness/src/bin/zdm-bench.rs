@@ -579,32 +579,43 @@ fn rebuild(cluster: &Cluster, rows: i64) {
             std::thread::sleep(Duration::from_secs(2));
             let t0 = Instant::now();
             let mut held = String::from("-");
+            // pg_zdm's phases, each with when it ended (from the clients' epoch).
+            let mut phase_ends: Vec<(&str, Duration)> = Vec::new();
             match method {
                 "pg_zdm shadow rebuild" => {
+                    phase_ends.push(("before pg_zdm began", epoch.elapsed()));
                     let m = format!("rebuild_{round}");
                     c.batch_execute(&format!(
                         "SELECT zdm.create_shadow_table('public.rb', '{{}}', NULL, '{m}')"
                     ))
                     .unwrap();
+                    phase_ends.push(("start", epoch.elapsed()));
                     let started = t0.elapsed().as_secs_f64();
                     c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+                    phase_ends.push(("backfill", epoch.elapsed()));
                     let backfilled = t0.elapsed().as_secs_f64();
                     c.batch_execute(&format!("SELECT zdm.verify('{m}')")).unwrap();
+                    phase_ends.push(("verify", epoch.elapsed()));
                     let verified = t0.elapsed().as_secs_f64();
                     let swap: String = c
                         .query_one(&format!("SELECT zdm.swap_tables('{m}')::text"), &[])
                         .unwrap()
                         .get(0);
+                    phase_ends.push(("swap", epoch.elapsed()));
                     let swap: serde_json::Value = serde_json::from_str(&swap).unwrap();
                     held = format!("{}", swap["lock_held_ms"]);
                     c.batch_execute(&format!("SELECT zdm.complete('{m}')")).unwrap();
+                    phase_ends.push(("complete", epoch.elapsed()));
                     let done = t0.elapsed().as_secs_f64();
                     eprintln!(
-                        "round {} pg_zdm phases: start {started:.2} s, backfill {:.2} s, verify {:.2} s, swap + complete {:.2} s",
+                        "round {} pg_zdm phases: start {started:.2} s, backfill {:.2} s, verify {:.2} s, swap + complete {:.2} s; swap: {} attempt(s), lock held {} ms, waited {} ms",
                         round + 1,
                         backfilled - started,
                         verified - backfilled,
-                        done - verified
+                        done - verified,
+                        swap["attempts"],
+                        swap["lock_held_ms"],
+                        swap["lock_wait_ms"]
                     );
                 }
                 "pg_repack" => {
@@ -627,6 +638,15 @@ fn rebuild(cluster: &Cluster, rows: i64) {
             let probe = prober.stop();
             let errors = report_errors(&reports);
             let writers_max = reports.iter().map(|r| r.latencies.max_ms()).fold(0.0, f64::max);
+            if let Some(worst) = reports.iter().max_by(|a, b| a.latencies.max_ms().total_cmp(&b.latencies.max_ms())) {
+                let at = worst.latencies.max_at();
+                let during = phase_ends.iter().find(|(_, end)| at < *end).map_or("-", |(p, _)| *p);
+                eprintln!(
+                    "round {} {method}: writers' worst wait began {:.2} s into the load (pg_zdm phase: {during})",
+                    round + 1,
+                    at.as_secs_f64()
+                );
+            }
             let diff = oracle_diff(
                 &mut c,
                 &format!("SELECT id, amount, status FROM {table}"),
