@@ -706,11 +706,15 @@ pub mod zdm {
     }
 
     /// Called by `zdm.backfill` when the loop ends on a finished or abandoned
-    /// migration: its pg_cron job, if any, is not needed any more.
+    /// migration: a shadow's late notes are settled, and its pg_cron job, if
+    /// any, is not needed any more.
     #[pg_extern]
     fn _backfill_ended(migration: &str) {
         api_call(|| {
-            authorized(migration)?;
+            let m = authorized(migration)?;
+            if m.phase == Phase::Backfilled {
+                as_owner_of(migration, || crate::shadow::verify::settle_after_copy_phase(&m))?;
+            }
             crate::scheduler::after_run(migration)
         })
         .or_raise();

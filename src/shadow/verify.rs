@@ -50,6 +50,25 @@ fn settle_call(sp: &ShadowPlan, backfill_done: bool) -> Option<String> {
     }
 }
 
+/// At the end of `CALL zdm.backfill` after a copy phase: writers that were
+/// open when the copy phase ended noted keys the settle ending it could not
+/// see yet. Once they have ended (a wait of at most two seconds), one more
+/// settle in the procedure's next short transaction, so that verify usually
+/// matches at its first comparison and needs no settle of its own.
+pub fn settle_after_copy_phase(m: &MigrationRow) -> ZdmResult<()> {
+    let Some(sp) = m.plan.shadow.as_ref().filter(|sp| sp.indexes_after_copy) else {
+        return Ok(());
+    };
+    if m.phase != Phase::Backfilled {
+        return Ok(());
+    }
+    if let Some(settle) = settle_call(sp, true) {
+        super::beyond::older_transactions_ended()?;
+        Spi::run(&settle).map_err(spi_err)?;
+    }
+    Ok(())
+}
+
 /// Comparisons before a mismatch is reported (see `verify`).
 const VERIFY_PASSES: u32 = 3;
 
