@@ -51,10 +51,10 @@ fn integer_key_becomes_bigint_under_load() {
          ALTER TABLE public.accounts_oracle ADD PRIMARY KEY (id);
          CREATE TABLE public.holds (id bigint PRIMARY KEY,
                                     account_id integer REFERENCES public.accounts (id) ON DELETE CASCADE);
-         INSERT INTO public.holds SELECT g, g FROM generate_series(1, 1000) g;
-         VACUUM ANALYZE public.accounts;"
+         INSERT INTO public.holds SELECT g, g FROM generate_series(1, 1000) g;"
     ))
     .unwrap();
+    c.batch_execute("VACUUM ANALYZE public.accounts").unwrap();
     let call = "SELECT zdm.alter_column_type('public.accounts', 'id', 'bigint')";
     let spec = r#"{"op": "alter_column_type", "table": "public.accounts", "column": "id", "new_type": "bigint"}"#;
     let plan: serde_json::Value = c
@@ -130,7 +130,8 @@ fn integer_key_becomes_bigint_under_load() {
     assert!(beyond > 0, "keys beyond the integer range");
     let after = schema(&cluster);
     for want in [
-        "id bigint DEFAULT nextval('public.accounts_id_seq'::regclass) NOT NULL",
+        "id bigint NOT NULL",
+        "ALTER COLUMN id SET DEFAULT nextval('public.accounts_id_seq'::regclass)",
         "FOREIGN KEY (account_id) REFERENCES public.accounts(id) ON DELETE CASCADE",
     ] {
         assert!(after.contains(want), "missing {want:?} in\n{after}");
