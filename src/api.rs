@@ -301,6 +301,10 @@ fn plan_json(p: &Prepared) -> Value {
         "migration": p.name,
         "table": p.table_name,
         "kind": p.kind,
+        // Set when the operation goes another way than its name says (a key
+        // column's type: a shadow table), with the reason.
+        "carried_out_as": p.plan.carried_out_as,
+        "referencing_columns": p.plan.referencing_columns,
         "columns": p.columns,
         "phases": {
             "start": steps(&p.plan.start),
@@ -317,6 +321,24 @@ fn plan_json(p: &Prepared) -> Value {
             "rollback": steps(&p.plan.rollback),
         }
     })
+}
+
+/// A start that went another way than its operation's name (a key column's
+/// type through a shadow table) says so, and names the columns left behind:
+/// the caller expects the phases of the operation it called.
+fn announce_carried_out_as(p: &Prepared) {
+    if let Some(c) = &p.plan.carried_out_as {
+        pgrx::notice!(
+            "pg_zdm: migration {} is carried out as {} ({}): {}",
+            Literal::new(&p.name),
+            c.kind,
+            c.alterations.join(", "),
+            c.reason
+        );
+    }
+    for r in &p.plan.referencing_columns {
+        pgrx::notice!("pg_zdm: {}", r.hint);
+    }
 }
 
 /// The migration a spec describes, planned, and for a shadow the locks
@@ -518,6 +540,7 @@ pub mod zdm {
             None,
             Some(serde_json::to_value(&report).unwrap()),
         )?;
+        announce_carried_out_as(&p);
         if p.plan.backfill.is_none() {
             // Validation (a scan under SHARE UPDATE EXCLUSIVE) waits for complete:
             // here it would run while start's ACCESS EXCLUSIVE lock is still held.

@@ -38,6 +38,7 @@ pub mod sqlgen;
 pub mod toplevel;
 
 mod guard_tests;
+mod key_type_tests;
 mod security_tests;
 mod tests;
 

@@ -249,6 +249,37 @@ pub struct Plan {
     /// Shadow-table migrations: what the swap, verify and the clean-up need.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowPlan>,
+    /// An operation carried out another way than its own (`alter_column_type`
+    /// of a key column: through a shadow table), and why; shown by `zdm.plan()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_out_as: Option<CarriedOutAs>,
+    /// Columns of other tables that reference a column the migration changes
+    /// and are left as they are (an integer foreign key to a key that becomes
+    /// bigint), each with how to change it too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referencing_columns: Vec<ReferencingColumn>,
+}
+
+/// The operation a migration became, e.g. `create_shadow_table` with these
+/// alterations for an `alter_column_type` of a key column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedOutAs {
+    pub kind: String,
+    pub alterations: Vec<String>,
+    pub reason: String,
+}
+
+/// A foreign key column of another table (or of the table itself) that keeps
+/// its type while the column it references changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferencingColumn {
+    /// Schema-qualified, quoted.
+    pub table: String,
+    /// Raw name.
+    pub column: String,
+    pub column_type: String,
+    pub foreign_key: String,
+    pub hint: String,
 }
 
 /// The names and SQL a shadow migration's swap, verify and complete work with.
@@ -310,6 +341,11 @@ impl Plan {
     /// Append another operation's plan (a migration with several operations).
     /// Rollback runs in reverse order of start, so later operations are undone first.
     pub fn merge(&mut self, other: Plan) -> Result<(), &'static str> {
+        // A shadow replaces the whole table: nothing else can share its
+        // migration (an alter_column_type of a key column becomes one).
+        if !self.start.is_empty() && (self.shadow.is_some() || other.shadow.is_some()) {
+            return Err("a shadow table migration (create_shadow_table, or alter_column_type of a key column) has exactly one operation");
+        }
         if self.backfill.is_some() && other.backfill.is_some() {
             return Err("two operations of one migration both need a backfill");
         }
@@ -320,6 +356,10 @@ impl Plan {
         if other.shadow.is_some() {
             self.shadow = other.shadow;
         }
+        if other.carried_out_as.is_some() {
+            self.carried_out_as = other.carried_out_as;
+        }
+        self.referencing_columns.extend(other.referencing_columns);
         self.validate.extend(other.validate);
         self.complete.extend(other.complete);
         let mut rollback = other.rollback;

@@ -1355,7 +1355,7 @@ cv_pkey PRIMARY KEY (id) valid=true",
         );
     }
 
-    fn shadow_leftovers() -> i64 {
+    pub(crate) fn shadow_leftovers() -> i64 {
         one::<i64>(
             r"SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE 'zdm\_%')
                   + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -124,7 +124,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
         let val = if t.value_is_int { "$2::text::int8" } else { "$2" };
         // Alternate prepared (extended protocol) and simple statements.
         let prepared = seq % 2 == 0;
-        // $1 is always the key (int8), $2.. text values.
+        // $1 is always the key, cast to int8 (so an integer key works too, and
+        // reads of it keep their result type when it becomes bigint), $2.. text values.
         let (stmt, oracle_stmt, key, params): (String, String, i64, Vec<Option<String>>) = match roll {
             0..=24 => {
                 next_id += 1;
@@ -135,8 +136,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
                     Some(format!("o{seq}"))
                 };
                 (
-                    format!("INSERT INTO {tb} ({k}, {v}, {o}) VALUES ($1, {val}, $3)"),
-                    format!("INSERT INTO {ob} ({k}, {ov}, {oo}) VALUES ($1, {val}, $3)"),
+                    format!("INSERT INTO {tb} ({k}, {v}, {o}) VALUES ($1::int8, {val}, $3)"),
+                    format!("INSERT INTO {ob} ({k}, {ov}, {oo}) VALUES ($1::int8, {val}, $3)"),
                     next_id,
                     vec![Some(value), other],
                 )
@@ -144,8 +145,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             25..=54 => {
                 let id = pick_id(&mut rng, &mine);
                 (
-                    format!("UPDATE {tb} SET {v} = {val} WHERE {k} = $1"),
-                    format!("UPDATE {ob} SET {ov} = {val} WHERE {k} = $1"),
+                    format!("UPDATE {tb} SET {v} = {val} WHERE {k} = $1::int8"),
+                    format!("UPDATE {ob} SET {ov} = {val} WHERE {k} = $1::int8"),
                     id,
                     vec![Some(value)],
                 )
@@ -158,8 +159,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
                     Some(format!("u{seq}"))
                 };
                 (
-                    format!("UPDATE {tb} SET {o} = $2 WHERE {k} = $1"),
-                    format!("UPDATE {ob} SET {oo} = $2 WHERE {k} = $1"),
+                    format!("UPDATE {tb} SET {o} = $2 WHERE {k} = $1::int8"),
+                    format!("UPDATE {ob} SET {oo} = $2 WHERE {k} = $1::int8"),
                     id,
                     vec![other],
                 )
@@ -170,8 +171,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
                 next_id += 1;
                 mine[i] = next_id;
                 (
-                    format!("UPDATE {tb} SET {k} = $2::text::int8 WHERE {k} = $1"),
-                    format!("UPDATE {ob} SET {k} = $2::text::int8 WHERE {k} = $1"),
+                    format!("UPDATE {tb} SET {k} = $2::text::int8 WHERE {k} = $1::int8"),
+                    format!("UPDATE {ob} SET {k} = $2::text::int8 WHERE {k} = $1::int8"),
                     old,
                     vec![Some(next_id.to_string())],
                 )
@@ -179,8 +180,8 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
             70..=74 => {
                 let id = pick_id(&mut rng, &mine);
                 (
-                    format!("DELETE FROM {tb} WHERE {k} = $1"),
-                    format!("DELETE FROM {ob} WHERE {k} = $1"),
+                    format!("DELETE FROM {tb} WHERE {k} = $1::int8"),
+                    format!("DELETE FROM {ob} WHERE {k} = $1::int8"),
                     id,
                     vec![],
                 )
@@ -193,7 +194,7 @@ fn run_client(name: &str, url: &str, t: &Target, id: u32, epoch: Instant, stop: 
                 // type" (0A000), whatever the tool (README, known limits); the
                 // read itself still goes through the migrated column.
                 (
-                    format!("SELECT {k}, {v}::text, {o} FROM {tb} WHERE {k} = $1"),
+                    format!("SELECT {k}::int8, {v}::text, {o} FROM {tb} WHERE {k} = $1::int8"),
                     String::new(),
                     id,
                     vec![],

@@ -374,4 +374,61 @@ impl super::Lookup for ServerLookup {
     fn table(&self, name: &str) -> ZdmResult<TableInfo> {
         load_table(name)
     }
+
+    fn referencing_columns(&self, oid: u32, attnum: i16) -> ZdmResult<Vec<super::Referencing>> {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT c.conname::text, n.nspname::text, r.relname::text, a.attname::text,
+                        a.atttypid::int8, a.atttypmod
+                   FROM pg_catalog.pg_constraint c
+                   CROSS JOIN LATERAL unnest(c.conkey, c.confkey) AS k(attnum, refnum)
+                   JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+                  WHERE c.contype = 'f' AND c.confrelid = $1::int8::oid AND k.refnum = $2
+                  ORDER BY n.nspname, r.relname, c.conname",
+                None,
+                &[(oid as i64).into(), attnum.into()],
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                let type_oid = r.get::<i64>(5)?.unwrap_or_default() as u32;
+                let typmod = r.get::<i32>(6)?.unwrap_or(-1);
+                out.push(super::Referencing {
+                    foreign_key: Ident::new(r.get::<String>(1)?.unwrap_or_default()),
+                    table: QualifiedName::new(
+                        Ident::new(r.get::<String>(2)?.unwrap_or_default()),
+                        Ident::new(r.get::<String>(3)?.unwrap_or_default()),
+                    ),
+                    column: Ident::new(r.get::<String>(4)?.unwrap_or_default()),
+                    type_sql: type_name(type_oid, typmod),
+                    type_oid,
+                    typmod,
+                });
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+        .map_err(spi_err)
+    }
+
+    fn sequence(&self, name: &str) -> ZdmResult<Option<super::SequenceInfo>> {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT s.seqtypid::int8, s.seqmax, s.seqincrement FROM pg_catalog.pg_sequence s
+                  WHERE s.seqrelid = pg_catalog.to_regclass($1)",
+                None,
+                &[name.into()],
+            )?;
+            let mut out = None;
+            for r in rows {
+                out = Some(super::SequenceInfo {
+                    type_oid: r.get::<i64>(1)?.unwrap_or_default() as u32,
+                    max: r.get::<i64>(2)?.unwrap_or_default(),
+                    increment: r.get::<i64>(3)?.unwrap_or_default(),
+                });
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+        .map_err(spi_err)
+    }
 }

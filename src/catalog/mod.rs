@@ -4,4 +4,6 @@
 pub mod introspect;
 pub mod model;
 
-pub use model::{CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, TableInfo};
+pub use model::{
+    CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, Referencing, SequenceInfo, TableInfo,
+};

@@ -72,6 +72,29 @@ pub trait Lookup {
     fn relation_exists(&self, schema: &str, name: &str) -> crate::error::ZdmResult<bool>;
     /// Another table, read whole (a foreign key's referenced table).
     fn table(&self, name: &str) -> crate::error::ZdmResult<TableInfo>;
+    /// Foreign key columns (of any table, this one included) that reference
+    /// column `attnum` of table `oid`.
+    fn referencing_columns(&self, oid: u32, attnum: i16) -> crate::error::ZdmResult<Vec<Referencing>>;
+    /// A sequence's type, maximum and increment (None: no such sequence).
+    fn sequence(&self, name: &str) -> crate::error::ZdmResult<Option<SequenceInfo>>;
+}
+
+/// A column of a foreign key that references a column of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referencing {
+    pub foreign_key: Ident,
+    pub table: QualifiedName,
+    pub column: Ident,
+    pub type_sql: SqlFragment,
+    pub type_oid: u32,
+    pub typmod: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceInfo {
+    pub type_oid: u32,
+    pub max: i64,
+    pub increment: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -10,10 +10,12 @@
 //!   a cast back; the column's name is the new value, as in pgroll). A value that cannot be
 //!   converted fails the writer's statement with the cast's own error, never
 //!   a silent NULL. Complete drops the old column and renames the new one.
+//! - A key column (not binary compatible): through a shadow table, see `key_type`.
 
 use super::column_copy::ColumnCopy;
+use super::key_type::KeyTypeChange;
 use super::{check_new_column_name, fit_name, require_column, require_key, Operation, PlanContext};
-use crate::catalog::{ColumnInfo, TableInfo};
+use crate::catalog::{ColumnInfo, Lookup, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::expr::{analyze, analyze_mapped, analyze_type, row_of, ExprRules, RowExpr};
 use crate::ident::{Ident, Literal, QualifiedName, SqlFragment};
@@ -29,6 +31,8 @@ pub enum AlterColumnType {
         new_type: SqlFragment,
     },
     Copy(ColumnCopy),
+    /// A key column: a shadow table.
+    Key(KeyTypeChange),
 }
 
 /// Typmod of numeric(p, s) is ((p << 16) | s) + 4.
@@ -76,7 +80,12 @@ pub fn binary_compatible(old_oid: u32, old_typmod: i32, new_oid: u32, new_typmod
 }
 
 impl AlterColumnType {
-    pub fn new(table: &TableInfo, spec: &AlterColumnTypeSpec, quote: fn(&str) -> Ident) -> ZdmResult<Self> {
+    pub fn new(
+        table: &TableInfo,
+        spec: &AlterColumnTypeSpec,
+        lookup: &dyn Lookup,
+        quote: fn(&str) -> Ident,
+    ) -> ZdmResult<Self> {
         let col = require_column(table, &spec.column)?;
         let (new_oid, new_typmod, new_type) = analyze_type(&spec.new_type, "new_type")?;
         let tname = table.name.display_raw();
@@ -105,6 +114,16 @@ impl AlterColumnType {
         }
 
         let key = require_key(table)?;
+        if table.is_key_column(&spec.column) {
+            return Ok(AlterColumnType::Key(KeyTypeChange::new(
+                table,
+                col,
+                spec,
+                (new_oid, &new_type),
+                lookup,
+                crate::shadow::probe::probe,
+            )?));
+        }
         let new_name = spec
             .new_column
             .clone()
@@ -157,6 +176,7 @@ impl AlterColumnType {
         match self {
             AlterColumnType::InPlace { table, .. } => table,
             AlterColumnType::Copy(c) => &c.table,
+            AlterColumnType::Key(k) => k.table(),
         }
     }
 
@@ -164,8 +184,28 @@ impl AlterColumnType {
         match self {
             AlterColumnType::InPlace { column, .. } => column,
             AlterColumnType::Copy(c) => &c.old,
+            AlterColumnType::Key(k) => k.column(),
         }
     }
+
+    fn new_type(&self) -> &SqlFragment {
+        match self {
+            AlterColumnType::InPlace { new_type, .. } => new_type,
+            AlterColumnType::Copy(c) => &c.new_type,
+            AlterColumnType::Key(k) => k.new_type(),
+        }
+    }
+}
+
+/// The default migration name of a type change, `<table>_<column>_to_<type>`
+/// (before fitting), whichever way it goes.
+pub fn type_change_name(table: &QualifiedName, column: &ColumnInfo, new_type: &SqlFragment) -> String {
+    let ty: String = new_type
+        .0
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{}_{}_to_{}", table.name.raw(), column.name.raw(), ty.trim_matches('_'))
 }
 
 /// `up_expr`: the new value from the row, where the column's name is its old
@@ -247,24 +287,12 @@ impl Operation for AlterColumnType {
         match self {
             AlterColumnType::InPlace { column, .. } => vec![column.name.raw().to_string()],
             AlterColumnType::Copy(c) => vec![c.old.name.raw().to_string(), c.new_name.raw().to_string()],
+            AlterColumnType::Key(k) => k.claimed_columns(),
         }
     }
 
     fn default_name(&self) -> String {
-        let ty: String = match self {
-            AlterColumnType::InPlace { new_type, .. } => new_type.0.clone(),
-            AlterColumnType::Copy(c) => c.new_type.0.clone(),
-        };
-        let ty: String = ty
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        fit_name(&format!(
-            "{}_{}_to_{}",
-            self.table().name.raw(),
-            self.column().name.raw(),
-            ty.trim_matches('_')
-        ))
+        fit_name(&type_change_name(self.table(), self.column(), self.new_type()))
     }
 
     fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
@@ -308,6 +336,7 @@ impl Operation for AlterColumnType {
                 );
                 copy.plan(ctx, &what)
             }
+            AlterColumnType::Key(k) => k.plan(ctx),
         }
     }
 }

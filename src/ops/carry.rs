@@ -61,6 +61,8 @@ pub fn carry_over(
         ))
         .hint("Rebuild the table with a shadow table instead."));
     }
+    // Callers route key columns elsewhere (alter_column_type: a shadow table;
+    // rename_column: a refusal saying what works); kept as the last guard.
     if table.is_key_column(column) {
         return Err(ZdmError::not_supported(format!(
             "column \"{column}\" is part of the key of relation \"{tname}\"; {op} does not change key columns"

@@ -305,6 +305,7 @@ impl ColumnCopy {
             complete,
             rollback,
             shadow: None,
+            ..Default::default()
         })
     }
 }

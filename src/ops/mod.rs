@@ -11,6 +11,7 @@ pub mod column_copy;
 pub mod constraints;
 pub mod drop_column;
 pub mod indexes;
+pub mod key_type;
 pub mod rename_column;
 pub mod set_not_null;
 pub mod shadow_table;
@@ -80,7 +81,9 @@ pub fn build(
         OperationSpec::AddForeignKey(a) => Ok(Box::new(constraints::AddForeignKey::new(table, a, lookup, quote)?)),
         OperationSpec::AddUnique(a) => Ok(Box::new(indexes::CreateIndex::unique(table, a, lookup, quote)?)),
         OperationSpec::CreateIndex(a) => Ok(Box::new(indexes::CreateIndex::new(table, a, lookup, quote)?)),
-        OperationSpec::AlterColumnType(a) => Ok(Box::new(alter_column_type::AlterColumnType::new(table, a, quote)?)),
+        OperationSpec::AlterColumnType(a) => Ok(Box::new(alter_column_type::AlterColumnType::new(
+            table, a, lookup, quote,
+        )?)),
         OperationSpec::CreateShadowTable(a) => Ok(Box::new(shadow_table::ShadowTable::new(
             table,
             a,

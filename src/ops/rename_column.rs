@@ -4,8 +4,8 @@
 use super::column_copy::ColumnCopy;
 use super::{check_new_column_name, fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::TableInfo;
-use crate::error::ZdmResult;
-use crate::ident::Ident;
+use crate::error::{ZdmError, ZdmResult};
+use crate::ident::{Ident, Literal};
 use crate::plan::Plan;
 
 pub struct RenameColumn {
@@ -23,6 +23,9 @@ impl RenameColumn {
         let col = require_column(table, column)?;
         check_new_column_name(table, new_name)?;
         let key = require_key(table)?;
+        if table.is_key_column(column) {
+            return Err(key_rename_refusal(table, column, new_name, quote));
+        }
         let new_ident = quote(new_name);
         let carry = super::carry::carry_over(table, col, &new_ident, "rename_column", rewrite)?;
         Ok(RenameColumn {
@@ -40,6 +43,27 @@ impl RenameColumn {
             },
         })
     }
+}
+
+/// A key column cannot be renamed with both names working until complete:
+/// a second column cannot stand in for the key (triggers, batches and other
+/// tables' foreign keys find rows by it), and a shadow table (the way a key's
+/// type changes, `key_type`) switches the name at the swap, for every client
+/// at once: not what rename_column promises, so it is not chosen silently.
+fn key_rename_refusal(table: &TableInfo, column: &str, new_name: &str, quote: fn(&str) -> Ident) -> ZdmError {
+    let tname = table.name.display_raw();
+    let (old, new) = (quote(column), quote(new_name));
+    ZdmError::not_supported(format!(
+        "column \"{column}\" is part of the key of relation \"{tname}\"; rename_column cannot keep both of its names working until complete"
+    ))
+    .hint(format!(
+        "Rows are found by their key, so no second column can stand in for it. To switch names at one moment for every client: \
+         SELECT zdm.create_shadow_table({}, ARRAY[{}]); (the new name from the swap on, zdm.rollback swaps back; \
+         not while other tables' foreign keys reference the column), or the catalog-only ALTER TABLE {} RENAME COLUMN {old} TO {new}.",
+        Literal::pure(&table.name.to_string()),
+        Literal::pure(&format!("RENAME COLUMN {old} TO {new}")),
+        table.name,
+    ))
 }
 
 impl Operation for RenameColumn {

@@ -636,6 +636,7 @@ pub fn plan_from_shape(
         complete,
         rollback,
         shadow: Some(shadow_plan),
+        ..Default::default()
     })
 }
 
