@@ -51,7 +51,7 @@ if ! grep -q "^pg15 *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml" 2>/dev/null; th
     cargo pgrx init --pg15 "$PG_CONFIG"
 fi
 
-# Alembic for harness/tests/migration_tools.rs (which looks for it in $VENV/bin).
+# Alembic for pgrx-tests/tests/migration_tools.rs (which looks for it in $VENV/bin).
 if "$VENV/bin/alembic" --version 2>/dev/null | grep -q '^alembic 1\.20\.' \
    && "$VENV/bin/python" -c 'import psycopg2' 2>/dev/null; then
     echo "setup: alembic present in $VENV"

@@ -3,7 +3,7 @@
 #   1. set-up (scripts/setup.sh: packages and cargo-pgrx, skipped when present)
 #   2. unit tests and in-server #[pg_test]s: cargo pgrx test pg15
 #   3. the release build installed into the system PostgreSQL
-#   4. the external suite (harness/): real clusters, concurrent sessions, faults
+#   4. the external suite (pgrx-tests/): real clusters, concurrent sessions, faults
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$(dirname "$0")/.."

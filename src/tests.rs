@@ -1,5 +1,5 @@
 //! In-server tests (`cargo pgrx test`): each runs in its own transaction,
-//! against a real PostgreSQL. Concurrency lives in the external suite (harness/).
+//! against a real PostgreSQL. Concurrency lives in the external suite (pgrx-tests/).
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
@@ -1634,7 +1634,7 @@ cv_pkey PRIMARY KEY (id) valid=true",
             one::<pgrx::JsonB>("SELECT zdm.verify('ix1')").unwrap().0["matched"],
             true
         );
-        // (When verify lets inserts skip the probe: harness/tests/shadow_copy_phase.rs,
+        // (When verify lets inserts skip the probe: pgrx-tests/tests/shadow_copy_phase.rs,
         // on a cluster where no other test's transactions run.)
         // The trigger now copies each write.
         Spi::run("UPDATE public.ix SET v = 42 WHERE id = 9").unwrap();

@@ -5,7 +5,7 @@
 //! - [`load`] runs old-app / new-app writer clients that mirror every write into
 //!   an untouched oracle table, recording every latency and every error;
 //! - [`prober`] reads a table every 10 ms and records the longest wait.
-//! Used by the integration tests (harness/tests) and by the demo.
+//! Used by the integration tests (pgrx-tests/tests) and by the demo.
 
 pub mod cluster;
 pub mod load;
