@@ -754,7 +754,10 @@ pub mod zdm {
         if in_transaction_block() {
             ZdmError::new(
                 PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-                format!("CALL zdm.backfill({}) cannot run inside a transaction block", Literal::new(migration)),
+                format!(
+                    "CALL zdm.backfill({}) cannot run inside a transaction block",
+                    Literal::new(migration)
+                ),
             )
             .detail("The backfill commits after every batch, which PostgreSQL allows only for a CALL at top level.")
             // PostgreSQL does not say which kind of transaction block this

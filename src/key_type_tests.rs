@@ -51,7 +51,8 @@ mod tests {
         .unwrap();
     }
 
-    const ACC_SPEC: &str = r#"{"op": "alter_column_type", "table": "public.acc", "column": "id", "new_type": "bigint"}"#;
+    const ACC_SPEC: &str =
+        r#"{"op": "alter_column_type", "table": "public.acc", "column": "id", "new_type": "bigint"}"#;
 
     /// The plan says what the call becomes and why, and which foreign key
     /// columns stay integer (with the call that widens them).
@@ -66,7 +67,10 @@ mod tests {
         assert_eq!(way["kind"], "create_shadow_table");
         assert_eq!(way["alterations"], serde_json::json!(["ALTER COLUMN id TYPE bigint"]));
         assert!(
-            way["reason"].as_str().unwrap().contains("part of the key of public.acc"),
+            way["reason"]
+                .as_str()
+                .unwrap()
+                .contains("part of the key of public.acc"),
             "{way}"
         );
         let refs = plan["referencing_columns"].as_array().unwrap();
@@ -84,7 +88,9 @@ mod tests {
             refs[0]["hint"]
         );
         // The shadow's phases, swap locks included, and the sequence widened last by complete.
-        assert!(plan["phases"]["swap"]["locks"].as_array().is_some_and(|l| !l.is_empty()));
+        assert!(plan["phases"]["swap"]["locks"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()));
         let complete = plan["phases"]["complete"].as_array().unwrap();
         // (Named as PostgreSQL chose: `acc_id_seq1` when a test running
         // alongside holds `acc_id_seq`.)
@@ -115,7 +121,8 @@ mod tests {
         let m = one::<String>("SELECT zdm.alter_column_type('public.acc', 'id', 'bigint')").unwrap();
         assert_eq!(m, "acc_id_to_bigint");
         assert_eq!(
-            one::<String>("SELECT kind || ' ' || (plan ? 'shadow') || ' ' || columns::text FROM zdm.migrations").unwrap(),
+            one::<String>("SELECT kind || ' ' || (plan ? 'shadow') || ' ' || columns::text FROM zdm.migrations")
+                .unwrap(),
             "alter_column_type true {*}"
         );
         // A migration file run again: same spec, same name, nothing done.
@@ -152,8 +159,10 @@ mod tests {
         assert_eq!(column_type("public.acc_ref", "acc_id"), "integer");
         assert_eq!(sequence_of("public.acc", "id"), "bigint 9223372036854775807");
         assert_eq!(
-            one::<String>("SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM public.acc WHERE id IN (7, 8, 301, 302)")
-                .as_deref(),
+            one::<String>(
+                "SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM public.acc WHERE id IN (7, 8, 301, 302)"
+            )
+            .as_deref(),
             Some("7:renamed,301:before swap,302:after swap")
         );
         assert_eq!(one::<i64>("SELECT count(*) FROM public.acc"), Some(301));
@@ -173,10 +182,7 @@ mod tests {
         );
         assert_eq!(leftovers(), 0);
         // Completed: the same call again is a no-op, not a second migration.
-        assert_eq!(
-            sqlstate("SELECT zdm.complete('acc_id_to_bigint')"),
-            None
-        );
+        assert_eq!(sqlstate("SELECT zdm.complete('acc_id_to_bigint')"), None);
     }
 
     /// Rolled back before and after the swap: the table as it was; the name
@@ -339,7 +345,8 @@ mod tests {
         }
         Spi::run("INSERT INTO public.dd (id) VALUES (14)").unwrap();
         assert_eq!(
-            one::<String>("SELECT concat_ws('|', qty, code IS NOT NULL, title) FROM public.dd WHERE id = 14").as_deref(),
+            one::<String>("SELECT concat_ws('|', qty, code IS NOT NULL, title) FROM public.dd WHERE id = 14")
+                .as_deref(),
             Some("42.00|t|none")
         );
         assert_eq!(column_type("public.dd", "code"), "text");

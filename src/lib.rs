@@ -41,6 +41,7 @@ mod guard_tests;
 mod key_type_tests;
 mod security_tests;
 mod tests;
+mod verify_tests;
 
 ::pgrx::pg_module_magic!(name, version);
 

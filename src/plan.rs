@@ -308,6 +308,14 @@ pub struct ShadowPlan {
     /// The verify queries (see `sqlgen::shadow_sync`): checksums, and the
     /// differing keys when they do not match; and what they compare.
     pub verify_sql: String,
+    /// The same comparison without the rows of noted keys (see
+    /// `sqlgen::shadow_sync::verify_sums_sql`): verify's fallback after a
+    /// mismatch, so that it never settles before comparing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_pending_sql: Option<String>,
+    /// The table of noted keys (`zdm_stale_<migration>`), schema-qualified, quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     pub verify_diff_sql: String,
     pub compared_columns: Vec<String>,
     /// Shadow columns filled by their default, not compared.

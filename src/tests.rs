@@ -475,7 +475,10 @@ pub(crate) mod tests {
         Spi::run("CREATE INDEX ipx_name_idx ON public.ipx (name)").unwrap();
         Spi::run("SELECT zdm.rename_column('public.ipx', 'name', 'full_name', 'ipr')").unwrap();
         while one::<i64>("SELECT zdm.backfill_batch('ipr', 5000)").unwrap() > 0 {}
-        assert_eq!(one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'ipr'").unwrap(), "backfilled");
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'ipr'").unwrap(),
+            "backfilled"
+        );
         assert_eq!(
             one::<String>("SELECT state FROM zdm.progress WHERE migration = 'ipr'").unwrap(),
             "index builds pending: run zdm.pending_statements()"

@@ -20,7 +20,9 @@ use zdm_harness::cluster::Cluster;
 const ROWS: i64 = 200;
 
 fn recipes_dir(tool: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/migration_tools").join(tool)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/migration_tools")
+        .join(tool)
 }
 
 /// A copy of a tool's project in a fresh directory (the tools write caches
@@ -101,22 +103,25 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// After an up: the rename backfilled with its index valid, the shadow swapped in.
 fn check_up(conn: &mut postgres::Client, round: usize) {
-    let active: Vec<(String, String)> = phases(conn)
-        .into_iter()
-        .filter(|(n, _)| !n.contains('@'))
-        .collect();
+    let active: Vec<(String, String)> = phases(conn).into_iter().filter(|(n, _)| !n.contains('@')).collect();
     assert_eq!(
         active,
         pairs(&[("orders_v2", "swapped"), ("users_full_name", "backfilled")]),
         "after up #{round}"
     );
     let state: String = conn
-        .query_one("SELECT state FROM zdm.progress WHERE migration = 'users_full_name'", &[])
+        .query_one(
+            "SELECT state FROM zdm.progress WHERE migration = 'users_full_name'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(state, "ready to complete", "every index built after up #{round}");
     let unfilled: i64 = conn
-        .query_one("SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name", &[])
+        .query_one(
+            "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(unfilled, 0, "full_name backfilled after up #{round}");
@@ -165,7 +170,10 @@ fn check_completed(conn: &mut postgres::Client) {
         .get(0);
     let counts: (i64, i64) = {
         let r = conn
-            .query_one("SELECT (SELECT count(*) FROM public.users), (SELECT count(*) FROM public.orders)", &[])
+            .query_one(
+                "SELECT (SELECT count(*) FROM public.users), (SELECT count(*) FROM public.orders)",
+                &[],
+            )
             .unwrap();
         (r.get(0), r.get(1))
     };
@@ -235,14 +243,19 @@ fn cycle(c: &Cluster, up: &dyn Fn(), down: &dyn Fn(), complete: &dyn Fn()) {
 }
 
 fn sqitch_bin() -> PathBuf {
-    let bin = std::env::var_os("ZDM_SQITCH").map(PathBuf::from).unwrap_or_else(|| "sqitch".into());
+    let bin = std::env::var_os("ZDM_SQITCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "sqitch".into());
     let ok = Command::new(&bin).arg("--version").output().map(|o| o.status.success());
     assert!(
         matches!(ok, Ok(true)),
         "sqitch not found ({}): run scripts/setup.sh, or apt-get install sqitch libdbd-pg-perl (or set ZDM_SQITCH)",
         bin.display()
     );
-    let dbd = Command::new("perl").args(["-MDBD::Pg", "-e1"]).output().map(|o| o.status.success());
+    let dbd = Command::new("perl")
+        .args(["-MDBD::Pg", "-e1"])
+        .output()
+        .map(|o| o.status.success());
     assert!(
         matches!(dbd, Ok(true)),
         "sqitch's pg engine needs DBD::Pg: run scripts/setup.sh, or apt-get install libdbd-pg-perl"
@@ -253,10 +266,12 @@ fn sqitch_bin() -> PathBuf {
 /// The alembic of the virtualenv scripts/setup.sh creates ($ZDM_VENV, default
 /// $HOME/.cache/pg_zdm/venv), unless ZDM_ALEMBIC names another one.
 fn alembic_bin() -> PathBuf {
-    let venv = std::env::var_os("ZDM_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/pg_zdm/venv")
-    });
-    let bin = std::env::var_os("ZDM_ALEMBIC").map(PathBuf::from).unwrap_or_else(|| venv.join("bin/alembic"));
+    let venv = std::env::var_os("ZDM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/pg_zdm/venv"));
+    let bin = std::env::var_os("ZDM_ALEMBIC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv.join("bin/alembic"));
     let ok = Command::new(&bin).arg("--version").output().map(|o| o.status.success());
     assert!(
         matches!(ok, Ok(true)),
@@ -289,7 +304,10 @@ fn sqitch_recipe_down_up_down_up_complete() {
     cycle(
         &c,
         &|| {
-            run("sqitch deploy --to orders_v2", &mut sqitch_cmd(&["deploy", "--to", "orders_v2"]));
+            run(
+                "sqitch deploy --to orders_v2",
+                &mut sqitch_cmd(&["deploy", "--to", "orders_v2"]),
+            );
         },
         &|| {
             run("sqitch revert -y", &mut sqitch_cmd(&["revert", "-y"]));
@@ -321,7 +339,10 @@ fn alembic_recipe_down_up_down_up_complete() {
     cycle(
         &c,
         &|| {
-            run("alembic upgrade 0002_orders_v2", &mut alembic_cmd(&["upgrade", "0002_orders_v2"]));
+            run(
+                "alembic upgrade 0002_orders_v2",
+                &mut alembic_cmd(&["upgrade", "0002_orders_v2"]),
+            );
         },
         &|| {
             run("alembic downgrade base", &mut alembic_cmd(&["downgrade", "base"]));
@@ -351,14 +372,26 @@ fn top_level_steps_as_the_recipes_use_them() {
     conn.batch_execute("SELECT zdm.rename_column('public.users', 'name', 'full_name', 'ms')")
         .unwrap();
     let out = Command::new(c.tool("psql"))
-        .args(["-h", "127.0.0.1", "-p", &c.port.to_string(), "-U", "postgres", "-d", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &c.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
         .args(["-c", "CALL zdm.backfill('ms'); SELECT 1"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("cannot run inside a transaction block"), "{err}");
-    assert!(err.contains("HINT:") && err.contains("not in one query string with other statements"), "{err}");
+    assert!(
+        err.contains("HINT:") && err.contains("not in one query string with other statements"),
+        "{err}"
+    );
     // Alone, the same CALL runs, through the extended query protocol too
     // (JDBC, so Flyway, sends every statement that way).
     conn.execute("CALL zdm.backfill('ms', 100)", &[]).unwrap();
@@ -379,7 +412,8 @@ fn top_level_steps_as_the_recipes_use_them() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    conn.batch_execute("CREATE INDEX users_email_idx ON public.users (email)").unwrap();
+    conn.batch_execute("CREATE INDEX users_email_idx ON public.users (email)")
+        .unwrap();
     let planned_with_index: Vec<String> = conn
         .query(
             "SELECT statement || ';' FROM zdm.plan_steps('{\"name\": \"ms2\", \"operations\": [{\"op\": \"rename_column\",
@@ -391,7 +425,8 @@ fn top_level_steps_as_the_recipes_use_them() {
         .map(|r| r.get(0))
         .collect();
     assert!(planned.is_empty(), "{planned:?}");
-    conn.batch_execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'ms2')").unwrap();
+    conn.batch_execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'ms2')")
+        .unwrap();
     let pending: Vec<String> = conn
         .query("SELECT statement FROM zdm.pending_statements('ms2')", &[])
         .unwrap()

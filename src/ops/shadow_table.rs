@@ -603,7 +603,9 @@ pub fn plan_from_shape(
             reverse: reverse_truncate_trigger.to_string(),
             reverse_function: reverse_truncate_fn.to_string(),
         }),
-        verify_sql: verify_sums_sql(table, shadow, &key_types, &compared),
+        verify_sql: verify_sums_sql(table, shadow, &key_types, &compared, None),
+        verify_pending_sql: Some(verify_sums_sql(table, shadow, &key_types, &compared, Some(&notes))),
+        notes: Some(notes.to_string()),
         verify_diff_sql: verify_diff_sql(table, shadow, &key_types, &compared),
         compared_columns: compared.iter().map(|c| c.column.raw().to_string()).collect(),
         not_compared: shape

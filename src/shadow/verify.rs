@@ -8,13 +8,14 @@
 //! rows and name up to five. The result is kept in `zdm.migrations.shadow`;
 //! `swap_tables` swaps only after a match.
 //!
-//! The settle (`sqlgen::shadow_settle`) runs only after a comparison that
-//! did not match (its row locks last until verify commits: taken before a
-//! comparison, they made writers wait through it). Under load a delete in
-//! flight during the settle may commit before the comparison and leave a late
-//! copy to be seen; such a mismatch goes away with the next settle, so a
-//! finished backfill's mismatch is settled and compared again (3 passes)
-//! before it is reported. The swap settles once more under its lock.
+//! No settle (`sqlgen::shadow_settle`) runs before a comparison: its row
+//! locks on the shadow last until verify commits, and writers of those rows
+//! waited through the comparison (seconds on a large table). On a mismatch
+//! the comparison is made again without the rows of noted keys, whose copies
+//! may be late by design until a settle; a finished backfill's mismatch gets
+//! three tries (a delete in flight may note one more key). After a match of a
+//! finished backfill the settle runs, its locks held only until commit; the
+//! swap settles once more under its lock.
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
@@ -36,18 +37,12 @@ pub fn shadow_plan(m: &MigrationRow) -> ZdmResult<ShadowPlan> {
     })
 }
 
-/// The settle to run before a comparison, if any. Once the backfill is done
-/// it also copies the rows of noted keys the shadow lacks; before, batches
-/// still copy those, and a shadow filled without indexes cannot be settled
-/// at all (every note would scan it): the comparison then only tells how far
-/// the copy is.
-fn settle_call(sp: &ShadowPlan, backfill_done: bool) -> Option<String> {
-    let settle = sp.settle_function.as_ref()?;
-    match (backfill_done, sp.indexes_after_copy) {
-        (true, _) => Some(format!("SELECT {settle}(true)")),
-        (false, false) => Some(format!("SELECT {settle}(false)")),
-        (false, true) => None,
-    }
+/// The settle of a finished backfill: it also copies the rows of noted keys
+/// the shadow lacks (before, batches still copy those).
+fn settle_call(sp: &ShadowPlan) -> Option<String> {
+    sp.settle_function
+        .as_ref()
+        .map(|settle| format!("SELECT {settle}(true)"))
 }
 
 /// At the end of `CALL zdm.backfill` after a copy phase: writers that were
@@ -62,7 +57,7 @@ pub fn settle_after_copy_phase(m: &MigrationRow) -> ZdmResult<()> {
     if m.phase != Phase::Backfilled {
         return Ok(());
     }
-    if let Some(settle) = settle_call(sp, true) {
+    if let Some(settle) = settle_call(sp) {
         super::beyond::older_transactions_ended()?;
         Spi::run(&settle).map_err(spi_err)?;
     }
@@ -72,15 +67,12 @@ pub fn settle_after_copy_phase(m: &MigrationRow) -> ZdmResult<()> {
 /// Comparisons before a mismatch is reported (see `verify`).
 const VERIFY_PASSES: u32 = 3;
 
-/// How many comparisons `verify` may make: one, and one after a settle when
-/// there is a settle to run; up to `VERIFY_PASSES` once the backfill is done
-/// (a delete in flight during a settle can leave one more late copy).
-fn max_passes(m: &MigrationRow, can_settle: bool) -> u32 {
-    match (can_settle, m.phase == Phase::Backfilled) {
-        (false, _) => 1,
-        (true, false) => 2,
-        (true, true) => VERIFY_PASSES,
-    }
+/// How many keys are noted now (left out of a comparison by `verify_pending_sql`).
+fn noted_keys(sp: &ShadowPlan) -> ZdmResult<i64> {
+    let Some(notes) = &sp.notes else { return Ok(0) };
+    Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {notes}"))
+        .map_err(spi_err)
+        .map(|n| n.unwrap_or(0))
 }
 
 /// Row counts and per-column checksums of the original and the shadow, read
@@ -98,10 +90,10 @@ impl Sums {
     }
 }
 
-fn compare(sp: &ShadowPlan) -> ZdmResult<Sums> {
+fn compare(sql: &str) -> ZdmResult<Sums> {
     Spi::connect(|c| {
         // No row limit: a limit would keep the executor from a parallel plan.
-        let r = c.select(&sp.verify_sql, None, &[])?.first();
+        let r = c.select(sql, None, &[])?.first();
         Ok::<_, pgrx::spi::Error>(Sums {
             source_rows: r.get::<i64>(1)?.unwrap_or(0),
             shadow_rows: r.get::<i64>(2)?.unwrap_or(0),
@@ -136,31 +128,36 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
         Some(_) => super::beyond::older_transactions_ended()?,
         None => false,
     };
-    // Compare first, settle only on a mismatch: the settle's row locks on the
-    // shadow last until verify commits, and writers of those rows would wait
-    // through every comparison that follows it (seconds on a large table).
-    // Copies of rows deleted while a batch copied them are not differences,
-    // only late (see `sqlgen::shadow_settle`), and a delete in flight during
-    // a settle may leave one more: a mismatch is settled and compared again.
-    let settle = settle_call(&sp, m.phase.backfill_done());
+    // Never a settle before a comparison: its row locks on the shadow last
+    // until verify commits, and writers of those rows would wait through the
+    // comparison (seconds on a large table). A mismatch is compared again
+    // without the rows of noted keys, whose copies may be late by design
+    // until a settle (see `sqlgen::shadow_settle`); a delete in flight may
+    // note one more key, so a finished backfill's mismatch gets a few tries.
     let mut passes = 1;
-    let mut sums = compare(&sp)?;
-    while !sums.matched() && passes < max_passes(&m, settle.is_some()) {
-        if passes > 1 {
+    let mut sums = compare(&sp.verify_sql)?;
+    let mut left_out = None;
+    if let Some(pending_sql) = sp.verify_pending_sql.as_deref().filter(|_| !sums.matched()) {
+        loop {
+            sums = compare(pending_sql)?;
+            passes += 1;
+            if sums.matched() || passes >= VERIFY_PASSES || m.phase != Phase::Backfilled {
+                break;
+            }
             crate::session::sleep_ms(200);
         }
-        Spi::run(settle.as_deref().expect("max_passes allows a second pass only with a settle")).map_err(spi_err)?;
-        passes += 1;
-        sums = compare(&sp)?;
+        if sums.matched() {
+            left_out = Some(noted_keys(&sp)?);
+        }
     }
     let sums_match = sums.matched();
+    // The settle, once the comparison is done: its locks last only until commit.
+    if let Some(settle) = settle_call(&sp).filter(|_| sums_match && m.phase == Phase::Backfilled) {
+        Spi::run(&settle).map_err(spi_err)?;
+    }
     if let Some(b) = beyond.filter(|_| sums_match) {
         if copy_writers_gone {
-            // The bound is read after a settle that followed the wait for the
-            // copy phase's writers (see `beyond`): the loop's, or one now.
-            if let Some(settle) = settle.as_deref().filter(|_| passes == 1) {
-                Spi::run(settle).map_err(spi_err)?;
-            }
+            // Read after a settle that followed the wait for the copy phase's writers.
             super::beyond::set_bound_after_copy(name, b)?;
         } else {
             pgrx::notice!(
@@ -169,7 +166,12 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
             );
         }
     }
-    let Sums { source_rows, shadow_rows, source_sums, shadow_sums } = sums;
+    let Sums {
+        source_rows,
+        shadow_rows,
+        source_sums,
+        shadow_sums,
+    } = sums;
     // Only on a mismatch: which rows (a join of both tables, in a second look).
     let (differing, sample) = if sums_match {
         (0, Vec::new())
@@ -201,6 +203,9 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
         "not_compared": sp.not_compared,
         "took_ms": (started.elapsed().as_secs_f64() * 1000.0).round(),
         "passes": passes,
+        // Compared without the rows of these keys: copies the next settle
+        // (at the latest the swap's, under its lock) makes the original's.
+        "noted_keys_left_out": left_out,
         "backfilled": m.phase == Phase::Backfilled,
     });
     if m.phase != Phase::Backfilled {

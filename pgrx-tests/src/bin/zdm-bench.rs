@@ -638,7 +638,10 @@ fn rebuild(cluster: &Cluster, rows: i64) {
             let probe = prober.stop();
             let errors = report_errors(&reports);
             let writers_max = reports.iter().map(|r| r.latencies.max_ms()).fold(0.0, f64::max);
-            if let Some(worst) = reports.iter().max_by(|a, b| a.latencies.max_ms().total_cmp(&b.latencies.max_ms())) {
+            if let Some(worst) = reports
+                .iter()
+                .max_by(|a, b| a.latencies.max_ms().total_cmp(&b.latencies.max_ms()))
+            {
                 let at = worst.latencies.max_at();
                 let during = phase_ends.iter().find(|(_, end)| at < *end).map_or("-", |(p, _)| *p);
                 eprintln!(
