@@ -37,11 +37,7 @@ pub mod spec;
 pub mod sqlgen;
 pub mod toplevel;
 
-mod guard_tests;
-mod key_type_tests;
-mod security_tests;
 mod tests;
-mod verify_tests;
 
 ::pgrx::pg_module_magic!(name, version);
 
