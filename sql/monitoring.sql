@@ -1,4 +1,4 @@
--- The seed document's monitoring queries, ready to use during a migration.
+-- Monitoring queries, ready to use during a migration.
 
 -- Who waits on whom: every waiting session with each session blocking it.
 CREATE VIEW zdm.blocking_locks AS

@@ -126,7 +126,7 @@ BEGIN
 END
 $$;
 
--- Idempotent calls (issue 15): a rolled-back migration whose name is started
+-- Idempotent calls: a rolled-back migration whose name is started
 -- again is renamed <name>@<n>; its events follow it.
 ALTER TABLE zdm.events DROP CONSTRAINT events_migration_fkey;
 ALTER TABLE zdm.events ADD CONSTRAINT events_migration_fkey

@@ -76,7 +76,7 @@ pub fn require_built(m: &MigrationRow) -> ZdmResult<()> {
     Ok(())
 }
 
-/// Refuse to complete when a built index is not the one planned (issue 15: a
+/// Refuse to complete when a built index is not the one planned (a
 /// pasted CREATE INDEX edited by hand, on the wrong column, was accepted).
 /// Compared by what defines an index, names aside: see [`index_shape`].
 pub fn require_as_planned(m: &MigrationRow) -> ZdmResult<()> {

@@ -98,7 +98,7 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
         .collect();
 
     let ops = [
-        // The key's type: through a shadow table, by itself (issue 15).
+        // The key's type: through a shadow table, by itself.
         "SELECT zdm.alter_column_type('public.items', 'id', 'bigint')",
         // Before add_check: a column a constraint uses is not carried over by a type change (yet).
         "SELECT zdm.alter_column_type('public.items', 'amount', 'bigint')",

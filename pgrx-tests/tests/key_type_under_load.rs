@@ -1,5 +1,5 @@
 //! An `integer` primary key becoming `bigint` with the natural call,
-//! `zdm.alter_column_type('accounts', 'id', 'bigint')` (issue 15), under two
+//! `zdm.alter_column_type('accounts', 'id', 'bigint')`, under two
 //! writer clients and a prober, on a table another table references: rolled
 //! back before the swap and after it (the schema as pg_dump saw it each time),
 //! then started again and completed. No client statement fails, the table

@@ -1,5 +1,5 @@
 //! Least privilege with real sessions and real roles: the owner of the tables,
-//! who is not a superuser, runs the seed document's case study from start to
+//! who is not a superuser, runs the users/orders case study from start to
 //! complete (CALL zdm.backfill at top level, CREATE INDEX CONCURRENTLY from
 //! zdm.pending_statements, verify, swap, complete) while an application role
 //! writes; a third role gets 42501 from every call on those migrations.

@@ -90,7 +90,7 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
     assert_eq!(phase, "rolled_back");
 
     // Nothing to backfill: a no-op (NOTICE), so a generic "start, backfill,
-    // complete" file runs for every operation (issue 15).
+    // complete" file runs for every operation.
     c.execute(
         "SELECT zdm.add_check('public.users', 'id_positive', 'id > 0', 'ck')",
         &[],

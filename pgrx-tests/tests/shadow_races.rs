@@ -1,6 +1,6 @@
 //! The races between the shadow trigger and the batched copy, each forced to
-//! happen with real concurrent sessions (KNOWLEDGE.md §5 lists how other tools
-//! lost rows in exactly these interleavings):
+//! happen with real concurrent sessions (online-rebuild tools have lost rows in
+//! exactly these interleavings):
 //! - rows updated, deleted, re-inserted and re-keyed while the batch that
 //!   copies them is open (not yet committed): the batch does not lock the
 //!   original's rows, so a deleted or updated row may be copied as it was;

@@ -48,7 +48,7 @@ fn assert_equals_oracle(admin: &mut postgres::Client, value: &str, other: &str) 
     assert!(diff.is_empty(), "table differs from the oracle:\n{}", diff.join("\n"));
 }
 
-/// The seed document's orders restructuring, on 1,000,000 rows, start to complete.
+/// The orders restructuring (amount to numeric, currency and tax added), on 1,000,000 rows, start to complete.
 #[test]
 fn orders_restructure_under_load_start_to_complete() {
     const ROWS: i64 = 1_000_000;

@@ -1,4 +1,4 @@
-//! add_column (seed document, technique 1).
+//! add_column.
 //!
 //! - A default PostgreSQL can keep in the catalog (not volatile) and no
 //!   different fill: `ADD COLUMN ... DEFAULT d`, catalog only, one short step;

@@ -1,4 +1,4 @@
-//! add_check and add_foreign_key (seed document, technique 6): the
+//! add_check and add_foreign_key: the
 //! constraint is added `NOT VALID` at start (a short lock; new rows are checked
 //! from then on) and validated by complete (`VALIDATE CONSTRAINT` takes only
 //! SHARE UPDATE EXCLUSIVE: reads and writes go on during the scan).

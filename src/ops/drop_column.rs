@@ -1,4 +1,4 @@
-//! drop_column (seed document, technique 5).
+//! drop_column.
 //!
 //! start marks the column deprecated (its comment) and, when it is NOT NULL
 //! without a default, keeps inserts of the new application (which no longer

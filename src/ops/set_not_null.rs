@@ -1,4 +1,4 @@
-//! set_not_null (seed document, technique 6).
+//! set_not_null.
 //!
 //! start: `CHECK (c IS NOT NULL) NOT VALID` (new writes of NULL are refused
 //! from now on), plus with a `fill_expr` a fill trigger and a backfill that

@@ -1,4 +1,4 @@
-//! In-server tests of type changes of key columns (issue 15, part 3): an
+//! In-server tests of type changes of key columns: an
 //! `integer` key becoming `bigint` with the natural call, through a shadow
 //! table; the refusal of a key rename; and new-application inserts of the new
 //! column over the old column's DEFAULT.
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(column_type("public.acc", "id"), "integer");
     }
 
-    /// Issue 15: "a new-application INSERT that sets only the new column of
+    /// "A new-application INSERT that sets only the new column of
     /// alter_column_type when the old column has a DEFAULT keeps the old
     /// column's default instead of down(new)". It does not: PostgreSQL fills
     /// the default before the BEFORE INSERT trigger, which overwrites it with

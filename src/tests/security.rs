@@ -42,7 +42,7 @@ mod tests {
         one::<String>(&format!("SELECT phase FROM zdm.migrations WHERE name = '{m}'")).unwrap()
     }
 
-    /// The case study of the seed document, run by the owner of the tables:
+    /// The users/orders case study, run by the owner of the tables:
     /// rename `users.name`, restructure `orders` through a shadow, add an
     /// index; every call the outsider makes on them is refused with 42501.
     #[pg_test]

@@ -81,7 +81,7 @@ fn backfill(cluster: &Cluster, rows: i64, memory_rows: i64) {
             } else {
                 format!("SELECT zdm.create_shadow_table('{t}', ARRAY['ALTER COLUMN name TYPE varchar(100)'])")
             };
-            // The seed document's single statement fills a shadow that has its
+            // The hand-written way: one statement fills a shadow that has its
             // indexes (LIKE ... INCLUDING ALL); pg_zdm builds them after its copy.
             let indexed = *side == "single INSERT ... SELECT";
             if indexed {
@@ -188,14 +188,14 @@ fn throughput(cluster: &Cluster, sql: &str, rows: i64, seconds: u64, key_base: i
 }
 
 /// Write overhead of sync triggers: single-row UPDATE and INSERT throughput
-/// with no trigger, with pg_zdm's column sync trigger, and with the seed
-/// document's hand-written trigger, on the same table, runs interleaved.
+/// with no trigger, with pg_zdm's sync triggers, and with the hand-written
+/// triggers a DBA would write for the same job, on the same table, runs interleaved.
 fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
     let mut c = cluster.connect();
     make_table(&mut c, "bench_t", rows);
     c.batch_execute("ALTER TABLE bench_t ADD COLUMN full_name text")
         .unwrap();
-    // The seed document's trigger (technique 3), as written there.
+    // A hand-written column sync trigger: fill whichever side is missing.
     c.batch_execute(
         "CREATE FUNCTION sync_full_name() RETURNS TRIGGER AS $$
          BEGIN
@@ -205,7 +205,7 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
          END; $$ LANGUAGE plpgsql;",
     )
     .unwrap();
-    // The seed document's shadow-table trigger (pattern 2), on this table's columns.
+    // A hand-written shadow-table trigger, on this table's columns.
     c.batch_execute(
         "CREATE FUNCTION sync_to_bench_t_new() RETURNS TRIGGER AS $$
          BEGIN
@@ -231,9 +231,9 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
         "no trigger",
         "empty BEFORE trigger, WHEN (false)",
         "pg_zdm column sync",
-        "seed document's trigger",
+        "hand-written trigger",
         "pg_zdm shadow sync",
-        "seed document's shadow trigger",
+        "hand-written shadow trigger",
     ];
     let set_variant = |c: &mut postgres::Client, v: &str| {
         c.batch_execute(
@@ -265,7 +265,7 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
             "empty BEFORE trigger, WHEN (false)" => {
                 c.batch_execute("CREATE TRIGGER noop BEFORE INSERT OR UPDATE ON bench_t FOR EACH ROW WHEN (false) EXECUTE FUNCTION noop_trigger()").unwrap();
             }
-            "seed document's trigger" => {
+            "hand-written trigger" => {
                 c.batch_execute("CREATE TRIGGER seed_sync BEFORE INSERT OR UPDATE ON bench_t FOR EACH ROW EXECUTE FUNCTION sync_full_name()").unwrap();
             }
             _ => {}
@@ -290,7 +290,7 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
                 c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
                 c.batch_execute(&format!("SELECT zdm.verify('{m}')")).unwrap();
             }
-            "seed document's shadow trigger" => {
+            "hand-written shadow trigger" => {
                 c.batch_execute(
                     "CREATE TABLE bench_t_new (LIKE bench_t INCLUDING ALL);
                      INSERT INTO bench_t_new SELECT * FROM bench_t;
@@ -345,7 +345,7 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
         let ((u, ur), (o, or), (i, ir)) = (r("UPDATE"), r("OTHER"), r("INSERT"));
         println!("| {v} | {u:.0} | {ur:.2} | {o:.0} | {or:.2} | {i:.0} | {ir:.2} |");
     }
-    println!("\n(targets: pg_zdm column sync >= 0.95x no trigger; pg_zdm shadow sync >= 0.75x no trigger and not below the seed's shadow trigger)");
+    println!("\n(targets: pg_zdm column sync >= 0.95x no trigger; pg_zdm shadow sync >= 0.75x no trigger and not below the hand-written shadow trigger)");
 }
 
 /// `table (id, amount integer, status)` with `rows` rows, `then` run on it,

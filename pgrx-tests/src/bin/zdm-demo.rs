@@ -1,4 +1,4 @@
-//! The pg_zdm demo: a throwaway cluster and the seed document's case study
+//! The pg_zdm demo: a throwaway cluster and the users/orders case study
 //! under a live load, each act ending with a report: a zero-downtime rename of
 //! `users.name` to `full_name` with both application versions writing, then
 //! `orders` restructured through a shadow table and `swap_tables()`.
@@ -36,7 +36,7 @@ fn step(epoch: Instant, what: &str) {
     println!("[{:>7.2} s] {what}", epoch.elapsed().as_secs_f64());
 }
 
-/// Act 2, the seed's pattern 2 (shadow tables): `orders` restructured while
+/// Act 2, shadow tables: `orders` restructured while
 /// clients insert, update (the key too), delete and read it, before, during
 /// and after the swap: amount integer -> numeric(10,2) (same name, so running
 /// statements stay valid), new `currency` and `tax_amount` columns.
@@ -207,7 +207,7 @@ fn main() {
              INSERT INTO public.users (id, name) VALUES (0, 'System');
              CREATE TABLE public.users_oracle (id bigint PRIMARY KEY, name varchar(255), email varchar(255));
              INSERT INTO public.users_oracle SELECT id, name, email FROM public.users;
-             -- The seed's orders table, restructured in act 2.
+             -- The orders table, restructured in act 2.
              CREATE TABLE public.orders (
                  id bigserial PRIMARY KEY,
                  user_id bigint NOT NULL DEFAULT 0 REFERENCES public.users (id) ON DELETE CASCADE,
