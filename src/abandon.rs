@@ -10,11 +10,12 @@
 //! and never CASCADE: an object something else still depends on stops the
 //! whole thing, with PostgreSQL's own message.
 
+use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::Literal;
 use crate::migrations::{store, Phase};
 use crate::plan::Step;
-use crate::session::{caught_message, caught_sqlstate, in_subtransaction};
+use crate::session::{caught_message, caught_sqlstate, get_optional, in_subtransaction};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use serde_json::json;
 
@@ -32,6 +33,15 @@ pub fn abandon_if_dropped(name: &str) -> ZdmResult<()> {
         ))
         .hint(format!("Use SELECT zdm.rollback({});", Literal::new(name))));
     }
+    if let Some(old) = m
+        .plan
+        .shadow
+        .as_ref()
+        .map(|sp| sp.old.as_str())
+        .filter(|_| m.phase == Phase::Swapped)
+    {
+        drop_old_table_with_its_foreign_keys(old)?;
+    }
     let skipped = run_cleanup(cleanup_steps(&m))?;
     crate::scheduler::unschedule(name)?;
     pgrx::notice!(
@@ -44,6 +54,28 @@ pub fn abandon_if_dropped(name: &str) -> ZdmResult<()> {
         "abandoned",
         Some(json!({ "table": m.table_name, "skipped": skipped })),
     )
+}
+
+/// After a swap, other tables' foreign keys still reference the old table
+/// (kept for a swap back); the new table's twins went with the dropped table
+/// (`DROP TABLE ... CASCADE`). When nothing but such foreign keys depends on
+/// the old table, it is dropped with them, as that CASCADE would have done
+/// without pg_zdm; anything else depending on it stops the abandon.
+fn drop_old_table_with_its_foreign_keys(old: &str) -> ZdmResult<()> {
+    let only_foreign_keys = get_optional::<bool>(
+        "SELECT pg_catalog.bool_and(d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+                                    AND c.contype = 'f')
+           FROM pg_catalog.pg_depend d
+           LEFT JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+          WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.refobjid = pg_catalog.to_regclass($1) AND d.deptype = 'n'",
+        &[old.into()],
+    )
+    .map_err(spi_err)?;
+    if only_foreign_keys == Some(true) {
+        crate::executor::run_statement(&format!("DROP TABLE IF EXISTS {old} CASCADE"));
+    }
+    Ok(())
 }
 
 /// After a swap the migration's table is the former shadow: complete's steps

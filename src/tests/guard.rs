@@ -92,12 +92,17 @@ mod tests {
         users_table("public.g5");
         Spi::run(
             "CREATE VIEW public.g5_view AS SELECT * FROM public.g5;
+             CREATE TABLE public.g5_ref (id int PRIMARY KEY, user_id bigint REFERENCES public.g5);
+             INSERT INTO public.g5_ref VALUES (1, 10);
              SELECT zdm.create_shadow_table('public.g5', ARRAY['ADD COLUMN x int'], NULL, 'g5');
              DO $$ BEGIN WHILE zdm.backfill_batch('g5') > 0 LOOP END LOOP; END $$;
              SELECT zdm.swap_tables('g5');",
         )
         .unwrap();
         assert!(leftovers("g3") > 0 && leftovers("g4") > 0 && leftovers("g5") > 0);
+        // After the swap g5_ref references the new table (NOT VALID, until
+        // complete) and still the old one (for a swap back): the CASCADE takes
+        // the first, the abandon the second.
         Spi::run("DROP TABLE public.g3; DROP TABLE public.g4; DROP TABLE public.g5 CASCADE").unwrap();
         for m in ["g3", "g4", "g5"] {
             assert_eq!(
@@ -108,6 +113,18 @@ mod tests {
             assert_eq!(leftovers(m), 0, "everything of {m} removed");
             assert_eq!(sqlstate(&format!("SELECT zdm.rollback('{m}')")), None, "{m}: no-op");
         }
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.g5_ref'::regclass AND contype = 'f'"
+            ),
+            Some(0),
+            "as DROP TABLE g5 CASCADE does without pg_zdm"
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.g5_ref"),
+            Some(1),
+            "the referencing rows stay"
+        );
         // A new table of the same name migrates again, under the same name.
         users_table("public.g3");
         Spi::run("SELECT zdm.rename_column('public.g3', 'name', 'full_name', 'g3')").unwrap();
@@ -118,6 +135,30 @@ mod tests {
             .as_deref(),
             Some("g3 started, g3@1 abandoned")
         );
+    }
+
+    /// Something of the user's own depends on the old table: the DROP of
+    /// the table fails (PostgreSQL's 2BP01, with pg_zdm's hint) and changes nothing.
+    #[pg_test]
+    fn an_abandon_that_would_drop_a_users_object_stops_the_drop() {
+        users_table("public.g8");
+        Spi::run(
+            "SELECT zdm.create_shadow_table('public.g8', ARRAY['ADD COLUMN x int'], NULL, 'g8');
+             DO $$ BEGIN WHILE zdm.backfill_batch('g8') > 0 LOOP END LOOP; END $$;
+             SELECT zdm.swap_tables('g8');
+             CREATE VIEW public.g8_before AS SELECT * FROM public.zdm_old_g8;",
+        )
+        .unwrap();
+        let err = error_text("DROP TABLE public.g8");
+        assert!(
+            err.starts_with("2BP01: pg_zdm could not remove what it made for the dropped table: cannot drop table public.zdm_old_g8 because other objects depend on it"),
+            "{err}"
+        );
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'g8'").as_deref(),
+            Some("swapped")
+        );
+        assert_eq!(one::<bool>("SELECT to_regclass('public.g8') IS NOT NULL"), Some(true));
     }
 
     /// Dropped with the guard disabled (a superuser's choice): rollback
