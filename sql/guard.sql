@@ -92,8 +92,11 @@ $$;
 
 -- What of a shadow migration's second table is broken, if anything: the
 -- shadow (before the swap) or the old table (after) gone, renamed, short of a
--- column it was made with, or with a trigger not firing ALWAYS. Its
--- constraints and indexes may change (a pg_restore adds the shadow's).
+-- column it was made with, or with a trigger not firing ALWAYS; the table of
+-- noted keys gone or renamed; before the swap, anything on the shadow that
+-- could make the sync's writes or the settle's do nothing (row-level
+-- security, a rule, a trigger of the user's). Its constraints and indexes may
+-- change (a pg_restore adds the shadow's).
 CREATE FUNCTION zdm._guard_second_table(m zdm.migrations) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -118,11 +121,22 @@ BEGIN
                 WHERE tg.tgrelid = t AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
         RETURN 'a trigger of table ' || second;
     END IF;
+    IF m.plan->'shadow' ? 'notes' AND zdm._table_oid(m.plan->'shadow'->>'notes') IS NULL THEN
+        RETURN 'table ' || (m.plan->'shadow'->>'notes');
+    END IF;
+    IF NOT swapped AND (EXISTS (SELECT FROM pg_class c WHERE c.oid = t AND (c.relrowsecurity OR c.relforcerowsecurity))
+                        OR EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = t)
+                        OR EXISTS (SELECT FROM pg_trigger tg
+                                    WHERE tg.tgrelid = t AND NOT tg.tgisinternal
+                                      AND NOT starts_with(tg.tgname::text, 'zdm_'))) THEN
+        RETURN 'the writes into table ' || second;
+    END IF;
     RETURN NULL;
 END
 $$;
 
--- After an ALTER TABLE, ALTER TRIGGER or ALTER SCHEMA from outside: the
+-- After an ALTER TABLE, ALTER TRIGGER, ALTER SCHEMA, CREATE TRIGGER or
+-- CREATE RULE from outside: the
 -- tables of active migrations still have their names and claimed columns,
 -- their triggers fire for every write (ENABLE ALWAYS), and a shadow
 -- migration's second table is intact.
@@ -163,5 +177,5 @@ $$;
 
 CREATE EVENT TRIGGER zdm_guard_drop ON sql_drop EXECUTE FUNCTION zdm._guard_drop();
 CREATE EVENT TRIGGER zdm_guard_alter ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'ALTER SCHEMA')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'ALTER SCHEMA', 'CREATE TRIGGER', 'CREATE RULE')
     EXECUTE FUNCTION zdm._guard_alter();

@@ -16,6 +16,7 @@ use pgrx::prelude::*;
 /// so the SQL generated from them means the same in any session.
 pub fn load_table(name: &str) -> ZdmResult<TableInfo> {
     let oid = resolve_oid(name)?;
+    refuse_temporary(oid, name)?;
     with_local_settings(&[("search_path", "pg_catalog".to_string())], || {
         load_table_by_oid(oid, name)
     })
@@ -35,6 +36,22 @@ pub fn type_name(oid: u32, typmod: i32) -> SqlFragment {
         pg_sys::pfree(text.cast());
         SqlFragment(name)
     }
+}
+
+/// A temporary table lives for one session and is dropped at its end without
+/// any event trigger seeing it: a migration of it would outlive it. Nobody
+/// else can write it, so a plain ALTER TABLE is already without downtime.
+fn refuse_temporary(oid: u32, name: &str) -> ZdmResult<()> {
+    let temporary = Spi::get_one_with_args::<bool>(
+        "SELECT relpersistence = 't' FROM pg_catalog.pg_class WHERE oid = $1",
+        &[pg_sys::Oid::from(oid).into()],
+    )
+    .map_err(spi_err)?;
+    if temporary == Some(true) {
+        return Err(ZdmError::not_supported(format!("\"{name}\" is a temporary table"))
+            .hint("Only this session can use it: change it with ALTER TABLE directly."));
+    }
+    Ok(())
 }
 
 /// The table's oid, or 42P01 naming it.

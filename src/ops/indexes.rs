@@ -9,7 +9,7 @@
 use super::{fit_name, require_column, Operation, PlanContext};
 use crate::catalog::{Lookup, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
-use crate::ident::{Ident, QualifiedName};
+use crate::ident::{Ident, Literal, QualifiedName};
 use crate::plan::{LockMode, Plan, Step};
 use crate::session::with_local_settings;
 use crate::spec::{AddUniqueSpec, CreateIndexSpec};
@@ -212,8 +212,8 @@ impl Operation for CreateIndex {
                 &idx,
             )],
             rollback: vec![Step::locked(
-                format!("drop index {}", self.index.name.raw()),
-                format!("DROP INDEX IF EXISTS {idx}"),
+                format!("drop index {} (if it is the table's)", self.index.name.raw()),
+                drop_index_of_table(&idx, &t),
                 &t,
                 LockMode::AccessExclusive,
             )],
@@ -229,5 +229,45 @@ impl Operation for CreateIndex {
             ));
         }
         Ok(plan)
+    }
+}
+
+/// Drop `index` only if it is an index of `table`: until the pending build
+/// runs, the name is free, and another role's index (or any relation) of
+/// that name must survive a rollback. A missing table fails with 42P01
+/// (a migration being abandoned skips the step).
+fn drop_index_of_table(index: &str, table: &str) -> String {
+    let (index_lit, table_lit) = (Literal::pure(index), Literal::pure(table));
+    let body = format!(
+        "BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_index
+                WHERE indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({index_lit})
+                  AND indrelid OPERATOR(pg_catalog.=) {table_lit}::pg_catalog.regclass) THEN
+        DROP INDEX {index};
+    END IF;
+END;
+"
+    );
+    format!("DO {}", crate::sqlgen::dollar_quote(&body))
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::drop_index_of_table;
+
+    #[test]
+    fn a_rollback_drops_only_an_index_of_its_table() {
+        assert_eq!(
+            drop_index_of_table("public.\"w$zdm$idx\"", "public.w"),
+            "DO $zdm1$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_index
+                WHERE indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('public.\"w$zdm$idx\"')
+                  AND indrelid OPERATOR(pg_catalog.=) 'public.w'::pg_catalog.regclass) THEN
+        DROP INDEX public.\"w$zdm$idx\";
+    END IF;
+END;
+$zdm1$"
+        );
     }
 }

@@ -161,6 +161,40 @@ mod tests {
         assert_eq!(one::<bool>("SELECT to_regclass('public.g8') IS NOT NULL"), Some(true));
     }
 
+    /// A migration of a temporary table would outlive it (dropped at the end
+    /// of its session, unseen by event triggers): refused.
+    #[pg_test]
+    fn a_temporary_table_is_not_migrated() {
+        Spi::run("CREATE TEMP TABLE g9 (id int PRIMARY KEY, a int)").unwrap();
+        let err = error_text("SELECT zdm.add_column('g9', 'b', 'int')");
+        assert!(
+            err.starts_with("0A000: \"pg_temp_") && err.contains(".g9\" is a temporary table / "),
+            "{err}"
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+    }
+
+    /// Until its build runs, a planned index's name is free: a rollback (or
+    /// an abandon) drops an index of that name only if it is the table's.
+    #[pg_test]
+    fn a_rollback_leaves_another_tables_index_of_the_planned_name() {
+        users_table("public.g11");
+        Spi::run(
+            "SELECT zdm.create_index('public.g11', 'g11_idx', '(email)', 'g11');
+             CREATE TABLE public.g11_other (id int, e text);
+             CREATE INDEX g11_idx ON public.g11_other (e);
+             SELECT zdm.rollback('g11');",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = 'public.g11_idx'::regclass"
+            )
+            .as_deref(),
+            Some("g11_other")
+        );
+    }
+
     /// Dropped with the guard disabled (a superuser's choice): rollback
     /// abandons the migration instead of failing on the missing table.
     #[pg_test]
@@ -191,6 +225,18 @@ mod tests {
             "ALTER TABLE public.zdm_shadow_g7 RENAME COLUMN x TO y",
             "ALTER TABLE public.zdm_shadow_g7 RENAME TO g7_copy",
             "ALTER SCHEMA public RENAME TO g7_schema",
+        ] {
+            assert_eq!(sqlstate(sql).as_deref(), Some("55006"), "{sql}");
+        }
+        // Anything that could make the sync's or the settle's writes do
+        // nothing, and the notes table moved away.
+        for sql in [
+            "ALTER TABLE public.zdm_shadow_g7 ENABLE ROW LEVEL SECURITY",
+            "ALTER TABLE public.zdm_shadow_g7 FORCE ROW LEVEL SECURITY",
+            "CREATE RULE g7_nothing AS ON UPDATE TO public.zdm_shadow_g7 DO INSTEAD NOTHING",
+            "CREATE FUNCTION pg_temp.g7_skip() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+             CREATE TRIGGER g7_skip BEFORE UPDATE ON public.zdm_shadow_g7 FOR EACH ROW EXECUTE FUNCTION pg_temp.g7_skip()",
+            "ALTER TABLE public.zdm_stale_g7 RENAME TO g7_notes",
         ] {
             assert_eq!(sqlstate(sql).as_deref(), Some("55006"), "{sql}");
         }
