@@ -124,19 +124,48 @@ BEGIN
     IF m.plan->'shadow' ? 'notes' AND zdm._table_oid(m.plan->'shadow'->>'notes') IS NULL THEN
         RETURN 'table ' || (m.plan->'shadow'->>'notes');
     END IF;
-    IF NOT swapped AND (EXISTS (SELECT FROM pg_class c WHERE c.oid = t AND (c.relrowsecurity OR c.relforcerowsecurity))
-                        OR EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = t)
-                        OR EXISTS (SELECT FROM pg_trigger tg
-                                    WHERE tg.tgrelid = t AND NOT tg.tgisinternal
-                                      AND NOT starts_with(tg.tgname::text, 'zdm_'))) THEN
-        RETURN 'the writes into table ' || second;
+    IF NOT swapped THEN
+        RETURN zdm._guard_shadow_writes(m);
     END IF;
     RETURN NULL;
 END
 $$;
 
--- After an ALTER TABLE, ALTER TRIGGER, ALTER SCHEMA, CREATE TRIGGER or
--- CREATE RULE from outside: the
+-- Before the swap: anything on the shadow that could make the sync's writes
+-- or the settle's do nothing (row-level security, a rule, a user's trigger).
+CREATE FUNCTION zdm._guard_shadow_writes(m zdm.migrations) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'the writes into table ' || (m.plan->'shadow'->>'shadow')
+      FROM (SELECT zdm._table_oid(m.plan->'shadow'->>'shadow') AS t) s
+     WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = s.t AND (c.relrowsecurity OR c.relforcerowsecurity))
+        OR EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = s.t)
+        OR EXISTS (SELECT FROM pg_trigger tg
+                    WHERE tg.tgrelid = s.t AND NOT tg.tgisinternal AND NOT starts_with(tg.tgname::text, 'zdm_'))
+$$;
+
+-- After a CREATE TRIGGER or CREATE RULE from outside: nothing of the kind
+-- on the shadow of an active migration before its swap. (Not the checks of
+-- zdm._guard_alter: a pg_restore creates a sync trigger, then enables it ALWAYS.)
+CREATE FUNCTION zdm._guard_create() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m zdm.migrations;
+    broken text;
+BEGIN
+    IF zdm._guard_idle() THEN
+        RETURN;
+    END IF;
+    FOR m IN SELECT * FROM zdm.migrations
+              WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned', 'swapped') AND plan ? 'shadow' LOOP
+        broken := zdm._guard_shadow_writes(m);
+        IF broken IS NOT NULL THEN
+            PERFORM zdm._guard_refuse(broken, m.name);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- After an ALTER TABLE, ALTER TRIGGER or ALTER SCHEMA from outside: the
 -- tables of active migrations still have their names and claimed columns,
 -- their triggers fire for every write (ENABLE ALWAYS), and a shadow
 -- migration's second table is intact.
@@ -177,5 +206,8 @@ $$;
 
 CREATE EVENT TRIGGER zdm_guard_drop ON sql_drop EXECUTE FUNCTION zdm._guard_drop();
 CREATE EVENT TRIGGER zdm_guard_alter ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'ALTER SCHEMA', 'CREATE TRIGGER', 'CREATE RULE')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'ALTER SCHEMA')
     EXECUTE FUNCTION zdm._guard_alter();
+CREATE EVENT TRIGGER zdm_guard_create ON ddl_command_end
+    WHEN TAG IN ('CREATE TRIGGER', 'CREATE RULE')
+    EXECUTE FUNCTION zdm._guard_create();

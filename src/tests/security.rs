@@ -245,9 +245,9 @@ mod tests {
         // sync's writes do nothing); with the guard disabled, it still runs
         // with no more than the owner's rights.
         assert_eq!(as_role("zdm_o3", &spy).as_deref(), Some("55006"));
-        Spi::run("ALTER EVENT TRIGGER zdm_guard_alter DISABLE").unwrap();
+        Spi::run("ALTER EVENT TRIGGER zdm_guard_create DISABLE").unwrap();
         ok_as("zdm_o3", &spy);
-        Spi::run("ALTER EVENT TRIGGER zdm_guard_alter ENABLE").unwrap();
+        Spi::run("ALTER EVENT TRIGGER zdm_guard_create ENABLE").unwrap();
         backfill(None, "acct3");
         ok_as("zdm_w3", &format!("INSERT INTO {app}.acct VALUES (1000, 1)"));
         Spi::run(&format!("SELECT zdm.verify('acct3')")).unwrap();
