@@ -43,6 +43,11 @@ mod tests;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // An error caught inside pg_zdm and raised again carries a Rust backtrace
+    // in its DETAIL when the server's environment has RUST_BACKTRACE set: a
+    // user is shown PostgreSQL's message and detail, never pg_zdm's insides.
+    // (A backend is one thread; this runs before any other Rust code of ours.)
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     guc::register();
 }
 

@@ -123,4 +123,21 @@ mod tests {
             Some("55000")
         );
     }
+
+    /// A step that fails shows PostgreSQL's own error, with no Rust
+    /// backtrace in its DETAIL, whatever RUST_BACKTRACE the server has.
+    #[pg_test]
+    fn a_failed_step_shows_no_backtrace() {
+        users_table("public.bt1");
+        Spi::run(
+            "SELECT zdm.rename_column('public.bt1', 'name', 'full_name', 'bt1');
+             CREATE VIEW public.bt1_view AS SELECT full_name FROM public.bt1;",
+        )
+        .unwrap();
+        assert_eq!(
+            error_with_detail("SELECT zdm.rollback('bt1')"),
+            "2BP01: cannot drop column full_name of table public.bt1 because other objects depend on it / \
+             view public.bt1_view depends on column full_name of table public.bt1"
+        );
+    }
 }
