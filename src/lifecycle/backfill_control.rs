@@ -35,12 +35,7 @@ pub fn precheck(migration: &str, batch_size: Option<i32>) -> ZdmResult<()> {
             Literal::new(migration)
         )));
     }
-    if let Some(s) = batch_size {
-        if s <= 0 {
-            return Err(ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
-                .hint("Leave it NULL to use the migration's setting or zdm.batch_size."));
-        }
-    }
+    backfill::check_batch_size(batch_size)?;
     // Refuses unknown and rolled-back migrations; one with nothing to do
     // gets a NOTICE, and the loop then ends at its first step.
     authorized(migration)?;
@@ -68,36 +63,37 @@ pub fn ended(migration: &str) -> ZdmResult<()> {
 
 /// `zdm.pause()`: a running CALL or cron run stops after its current batch.
 pub fn pause(migration: &str) -> ZdmResult<()> {
-    authorized(migration)?;
-    let m = store::get_for_update(migration)?;
-    if m.phase.is_final() || m.phase.backfill_done() {
-        return Err(ZdmError::wrong_state(format!(
-            "migration \"{migration}\" is {}; its backfill is not running",
-            m.phase
-        ))
-        .hint("Only a migration in phase started or backfilling can be paused."));
-    }
-    if !m.paused {
-        store::set_paused(migration, true)?;
-        store::log_event(migration, "pause", None, None, None)?;
-    }
-    Ok(())
+    set_paused(
+        migration,
+        true,
+        "its backfill is not running",
+        "Only a migration in phase started or backfilling can be paused.",
+    )
 }
 
 /// `zdm.resume()`: the next CALL (or cron run) continues where it stopped.
 pub fn resume(migration: &str) -> ZdmResult<()> {
+    set_paused(
+        migration,
+        false,
+        "there is no backfill to resume",
+        "A finished backfill needs no resume; complete the migration with zdm.complete().",
+    )
+}
+
+/// Pause or resume a backfill that has rows left (55000 otherwise, saying
+/// `why_not` with `hint`); logged when it changes anything.
+fn set_paused(migration: &str, paused: bool, why_not: &str, hint: &str) -> ZdmResult<()> {
     authorized(migration)?;
     let m = store::get_for_update(migration)?;
     if m.phase.is_final() || m.phase.backfill_done() {
-        return Err(ZdmError::wrong_state(format!(
-            "migration \"{migration}\" is {}; there is no backfill to resume",
-            m.phase
-        ))
-        .hint("A finished backfill needs no resume; complete the migration with zdm.complete()."));
+        return Err(
+            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; {why_not}", m.phase)).hint(hint),
+        );
     }
-    if m.paused {
-        store::set_paused(migration, false)?;
-        store::log_event(migration, "resume", None, None, None)?;
+    if m.paused != paused {
+        store::set_paused(migration, paused)?;
+        store::log_event(migration, if paused { "pause" } else { "resume" }, None, None, None)?;
     }
     Ok(())
 }
@@ -107,20 +103,7 @@ pub fn resume(migration: &str) -> ZdmResult<()> {
 pub fn set_settings(migration: &str, settings: &Value) -> ZdmResult<Value> {
     authorized(migration)?;
     let m = store::get_for_update(migration)?;
-    let given = backfill::BackfillSettings::parse(settings)?;
-    let mut merged = m.settings.clone();
-    let obj = settings.as_object().cloned().unwrap_or_default();
-    macro_rules! take {
-        ($field:ident) => {
-            if obj.contains_key(stringify!($field)) {
-                merged.$field = given.$field;
-            }
-        };
-    }
-    take!(batch_size);
-    take!(batch_delay_ms);
-    take!(target_batch_ms);
-    take!(max_replication_lag_ms);
+    let merged = m.settings.overridden_by(settings)?;
     store::set_settings(migration, &merged)?;
     store::log_event(
         migration,

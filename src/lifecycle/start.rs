@@ -80,7 +80,7 @@ fn serialize_starts_on(table_name: &str) -> ZdmResult<()> {
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('zdm:' || pg_catalog.to_regclass($1)::oid::text))",
         &[table_name.into()],
     )
-    .map_err(crate::catalog::introspect::spi_err)
+    .map_err(crate::error::spi_err)
 }
 
 /// The operations of a spec as stored and compared: what `parse_spec` makes
