@@ -3,10 +3,11 @@
 //! runs (`zdm.plan()`, `zdm.plan_steps()`).
 
 use crate::catalog::introspect::load_table;
+use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, Literal};
 use crate::migrations::store;
-use crate::ops::{self, check_migration_name, PlanContext};
+use crate::ops::{self, check_migration_name, Operation, PlanContext};
 use crate::plan::Plan;
 use crate::privilege::{as_table_owner, require_table_owner};
 use crate::spec::MigrationSpec;
@@ -25,59 +26,12 @@ fn quote(s: &str) -> Ident {
     Ident::new(s)
 }
 
+/// Check `spec` against the live catalog and plan it; nothing is changed.
 pub fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
-    let first_table = spec.operations[0].table().to_string();
-    if spec.operations.len() > 1
-        && spec
-            .operations
-            .iter()
-            .any(|o| matches!(o, crate::spec::OperationSpec::CreateShadowTable(_)))
-    {
-        return Err(
-            ZdmError::not_supported("a shadow table migration has exactly one operation")
-                .hint("Put every change of the table in the shadow's alterations and column_map."),
-        );
-    }
-    let mut table = None;
-    let mut built = Vec::new();
-    for op in &spec.operations {
-        let t = load_table(op.table())?;
-        let table_name = t.name.to_string();
-        require_table_owner(&table_name, None)?;
-        // A column another migration is changing carries that migration's
-        // triggers: say so first, rather than refusing because of them.
-        conflict_check(&t.name.to_string(), &op.named_columns())?;
-        if let Some(ref first) = table {
-            let first: &crate::catalog::TableInfo = first;
-            if first.oid != t.oid {
-                return Err(ZdmError::not_supported(format!(
-                    "a migration changes one table; \"{}\" and \"{}\" differ",
-                    first_table,
-                    op.table()
-                ))
-                .hint("Write one migration per table."));
-            }
-        }
-        // The shadow's probe creates (and rolls back) tables: as the owner would.
-        built.push(as_table_owner(&table_name, || {
-            ops::build(op, &t, &crate::catalog::introspect::ServerLookup, quote)
-        })??);
-        table = Some(t);
-    }
-    let table = table.expect("at least one operation");
+    let (table, built) = build_operations(spec)?;
     let name = match &spec.name {
         Some(n) => n.clone(),
-        None => {
-            let names: Vec<String> = built.iter().map(|o| o.default_name()).collect();
-            // Made of table and column names, which may hold control
-            // characters that a migration name may not (see check_migration_name).
-            let printable: String = names
-                .join("_and_")
-                .chars()
-                .map(|c| if crate::ident::is_control(c) { '_' } else { c })
-                .collect();
-            unused_name(&ops::fit_name(&printable))?
-        }
+        None => default_name(&built)?,
     };
     check_migration_name(&name)?;
     let ctx = PlanContext {
@@ -103,6 +57,64 @@ pub fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
         columns,
         plan,
     })
+}
+
+/// Every operation of `spec` built (every check made) against its table,
+/// as the table's owner, after the caller's right and other migrations'
+/// claims are checked. All operations change one table.
+fn build_operations(spec: &MigrationSpec) -> ZdmResult<(TableInfo, Vec<Box<dyn Operation>>)> {
+    let first_table = spec.operations[0].table().to_string();
+    if spec.operations.len() > 1
+        && spec
+            .operations
+            .iter()
+            .any(|o| matches!(o, crate::spec::OperationSpec::CreateShadowTable(_)))
+    {
+        return Err(
+            ZdmError::not_supported("a shadow table migration has exactly one operation")
+                .hint("Put every change of the table in the shadow's alterations and column_map."),
+        );
+    }
+    let mut table: Option<TableInfo> = None;
+    let mut built = Vec::new();
+    for op in &spec.operations {
+        let t = load_table(op.table())?;
+        let table_name = t.name.to_string();
+        require_table_owner(&table_name, None)?;
+        // A column another migration is changing carries that migration's
+        // triggers: say so first, rather than refusing because of them.
+        conflict_check(&t.name.to_string(), &op.named_columns())?;
+        if let Some(first) = &table {
+            if first.oid != t.oid {
+                return Err(ZdmError::not_supported(format!(
+                    "a migration changes one table; \"{}\" and \"{}\" differ",
+                    first_table,
+                    op.table()
+                ))
+                .hint("Write one migration per table."));
+            }
+        }
+        // The shadow's probe creates (and rolls back) tables: as the owner would.
+        built.push(as_table_owner(&table_name, || {
+            ops::build(op, &t, &crate::catalog::introspect::ServerLookup, quote)
+        })??);
+        table = Some(t);
+    }
+    Ok((table.expect("at least one operation"), built))
+}
+
+/// The name of an unnamed migration: its operations' default names, made
+/// printable, cut to fit, and suffixed if an earlier migration has it.
+fn default_name(built: &[Box<dyn Operation>]) -> ZdmResult<String> {
+    let names: Vec<String> = built.iter().map(|o| o.default_name()).collect();
+    // Made of table and column names, which may hold control
+    // characters that a migration name may not (see check_migration_name).
+    let printable: String = names
+        .join("_and_")
+        .chars()
+        .map(|c| if crate::ident::is_control(c) { '_' } else { c })
+        .collect();
+    unused_name(&ops::fit_name(&printable))
 }
 
 /// A generated name already used by an earlier migration (names stay in the
