@@ -8,10 +8,8 @@
 //! cannot COMMIT. Throttling decisions (pause, replication lag, batch size) are
 //! made here, per batch; the loop only sleeps when told to, after its COMMIT.
 
-use crate::catalog::introspect::spi_err;
-use crate::error::{ZdmError, ZdmResult};
+use crate::error::{spi_err, ZdmError, ZdmResult};
 use crate::executor::{run_steps, with_lock_retry, RetryPolicy};
-use crate::guc;
 use crate::ident::Literal;
 use crate::migrations::store::{self, BatchCheckpoint, MigrationRow};
 use crate::migrations::Phase;
@@ -22,63 +20,7 @@ use crate::session::{
 use crate::sqlgen::shadow_settle::{beyond_upper_function, UpperBound};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::time::Instant;
-
-/// Backfill settings of one migration: the zdm.* GUCs, overridden by the
-/// migration's own `settings` (zdm.set_backfill_settings()).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackfillSettings {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_delay_ms: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_batch_ms: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_replication_lag_ms: Option<i32>,
-}
-
-/// Settings with every value resolved.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Effective {
-    pub batch_size: i32,
-    pub batch_delay_ms: i32,
-    pub target_batch_ms: i32,
-    pub max_replication_lag_ms: i32,
-}
-
-impl BackfillSettings {
-    pub fn parse(v: &serde_json::Value) -> ZdmResult<BackfillSettings> {
-        let s: BackfillSettings = serde_json::from_value(v.clone()).map_err(|e| {
-            ZdmError::invalid_parameter(format!("invalid backfill settings: {e}"))
-                .hint("Keys: batch_size, batch_delay_ms, target_batch_ms, max_replication_lag_ms (integers; null resets to the zdm.* setting).")
-        })?;
-        let check = |name: &str, v: Option<i32>, min: i32| match v {
-            Some(x) if x < min => Err(ZdmError::invalid_parameter(format!(
-                "{name} must be at least {min}, got {x}"
-            ))),
-            _ => Ok(()),
-        };
-        check("batch_size", s.batch_size, 1)?;
-        check("batch_delay_ms", s.batch_delay_ms, 0)?;
-        check("target_batch_ms", s.target_batch_ms, 0)?;
-        check("max_replication_lag_ms", s.max_replication_lag_ms, 0)?;
-        Ok(s)
-    }
-
-    pub fn effective(&self) -> Effective {
-        Effective {
-            batch_size: self.batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()),
-            batch_delay_ms: self.batch_delay_ms.unwrap_or_else(|| guc::BATCH_DELAY_MS.get()),
-            target_batch_ms: self.target_batch_ms.unwrap_or_else(|| guc::TARGET_BATCH_TIME_MS.get()),
-            max_replication_lag_ms: self
-                .max_replication_lag_ms
-                .unwrap_or_else(|| guc::MAX_REPLICATION_LAG_MS.get()),
-        }
-    }
-}
 
 /// Next batch size: scaled toward the target duration, at most halved or
 /// doubled at a time so one odd batch cannot swing it, within [10, 1 000 000].
@@ -117,7 +59,8 @@ impl Step {
     }
 }
 
-fn check_batch_size(size: Option<i32>) -> ZdmResult<()> {
+/// 22023 for a batch size given that is not positive (NULL: the migration's own).
+pub fn check_batch_size(size: Option<i32>) -> ZdmResult<()> {
     match size {
         Some(s) if s <= 0 => Err(
             ZdmError::invalid_parameter(format!("batch size must be positive, got {s}"))
@@ -410,23 +353,5 @@ mod tests {
         assert_eq!(adapt_batch_size(1000, 5.0, 0), 1000);
         assert_eq!(adapt_batch_size(12, 1000.0, 100), 10);
         assert_eq!(adapt_batch_size(900_000, 1.0, 100), 1_000_000);
-    }
-
-    #[test]
-    fn settings_parse_and_refuse() {
-        let s = BackfillSettings::parse(&serde_json::json!({"batch_size": 500, "batch_delay_ms": 10})).unwrap();
-        assert_eq!(s.batch_size, Some(500));
-        assert_eq!(
-            BackfillSettings::parse(&serde_json::json!({"batch_size": 0}))
-                .unwrap_err()
-                .sqlstate(),
-            "22023"
-        );
-        assert_eq!(
-            BackfillSettings::parse(&serde_json::json!({"colour": 1}))
-                .unwrap_err()
-                .sqlstate(),
-            "22023"
-        );
     }
 }

@@ -114,6 +114,14 @@ impl<T> OrRaise<T> for ZdmResult<T> {
     }
 }
 
+/// Internal SPI failures are bugs or catalog races, not user errors: keep the message.
+pub fn spi_err(e: pgrx::spi::Error) -> ZdmError {
+    ZdmError::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("pg_zdm catalog query failed: {e}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

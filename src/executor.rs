@@ -73,9 +73,11 @@ pub struct ExecReport {
 }
 
 /// Run `steps` as one all-or-nothing unit with lock timeouts and retries.
+/// Top-level steps (`CREATE INDEX CONCURRENTLY`) are left out, by design:
+/// they cannot run inside a transaction, so the user runs them
+/// (`zdm.pending_statements()`), and complete checks them (`toplevel`).
 pub fn run_steps(steps: &[Step], policy: &RetryPolicy) -> ZdmResult<ExecReport> {
-    // Top-level statements (CREATE INDEX CONCURRENTLY) are run by the user; see `toplevel`.
-    let steps: Vec<Step> = steps.iter().filter(|s| !s.top_level).cloned().collect();
+    let steps = run_in_transaction(steps);
     let steps = steps.as_slice();
     if steps.is_empty() {
         return Ok(ExecReport::default());
@@ -96,6 +98,12 @@ pub fn run_steps(steps: &[Step], policy: &RetryPolicy) -> ZdmResult<ExecReport> 
     })?;
     report.statements = steps.len();
     Ok(report)
+}
+
+/// The steps of a group that run here, inside the group's transaction: all
+/// but the top-level ones, in their order.
+fn run_in_transaction(steps: &[Step]) -> Vec<Step> {
+    steps.iter().filter(|s| !s.top_level).cloned().collect()
 }
 
 /// Run one statement of pg_zdm's. A function pg_zdm generates lives in schema
@@ -336,6 +344,17 @@ fn xorshift(mut x: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::plan::Step;
+
+    #[test]
+    fn top_level_steps_are_left_to_the_user() {
+        let steps = [
+            Step::unlocked("before", "SELECT 1".into()),
+            Step::top_level_index("index", "CREATE INDEX CONCURRENTLY i ON t (b)".into(), "t", "i"),
+            Step::unlocked("after", "SELECT 2".into()),
+        ];
+        let kept: Vec<String> = run_in_transaction(&steps).into_iter().map(|s| s.description).collect();
+        assert_eq!(kept, ["before", "after"]);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_cap() {

@@ -11,7 +11,9 @@
 //! - `migrations`  the catalog tables and the phase state machine
 //! - `shadow`      shadow tables: probe, verify, swap
 //! - `privilege`   who may act on a migration, and with whose rights statements run
-//! - `api`         the `zdm.*` SQL functions
+//! - `lifecycle`   start, the backfill's controls, complete, rollback
+//! - `report`      what a plan and a migration's status show
+//! - `api`         the `zdm.*` SQL functions (thin wrappers)
 //! - `session`     subtransactions, local settings, sleeps (server plumbing)
 //! - sql/          hand-written SQL: catalog tables, views, the committing procedure, the DDL guard
 
@@ -26,10 +28,12 @@ pub mod executor;
 pub mod expr;
 pub mod guc;
 pub mod ident;
+pub mod lifecycle;
 pub mod migrations;
 pub mod ops;
 pub mod plan;
 pub mod privilege;
+pub mod report;
 pub mod scheduler;
 pub mod session;
 pub mod shadow;

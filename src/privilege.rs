@@ -20,8 +20,7 @@
 //!   given as text is still resolved with the caller's path
 //!   ([`with_caller_search_path`]).
 
-use crate::catalog::introspect::spi_err;
-use crate::error::{ZdmError, ZdmResult};
+use crate::error::{spi_err, ZdmError, ZdmResult};
 use crate::session::with_local_settings;
 use pgrx::pg_sys;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;

@@ -13,8 +13,7 @@
 //! never fires: a job removed during its own run gets that run cancelled by
 //! pg_cron); complete and rollback remove them.
 
-use crate::catalog::introspect::spi_err;
-use crate::error::{ZdmError, ZdmResult};
+use crate::error::{spi_err, ZdmError, ZdmResult};
 use crate::ident::Literal;
 use crate::migrations::store;
 use crate::session::get_optional;

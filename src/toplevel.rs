@@ -7,8 +7,7 @@
 //! failed build is dropped (CONCURRENTLY) and rebuilt, at most
 //! `MAX_INDEX_RETRIES` times, and never left behind by complete or rollback.
 
-use crate::catalog::introspect::spi_err;
-use crate::error::{ZdmError, ZdmResult};
+use crate::error::{spi_err, ZdmError, ZdmResult};
 use crate::ident::Literal;
 use crate::migrations::store::{self, MigrationRow};
 use crate::session::get_optional;

@@ -366,13 +366,8 @@ fn check_table_kind(t: TableInfo, asked_as: &str) -> ZdmResult<TableInfo> {
     }
 }
 
-/// Internal SPI failures are bugs or catalog races, not user errors: keep the message.
-pub fn spi_err(e: pgrx::spi::Error) -> ZdmError {
-    ZdmError::new(
-        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        format!("pg_zdm catalog query failed: {e}"),
-    )
-}
+/// Kept here too for the modules that read the catalog through this one.
+pub use crate::error::spi_err;
 
 /// The server side of [`super::Lookup`].
 pub struct ServerLookup;

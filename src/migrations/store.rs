@@ -7,9 +7,8 @@
 //! and logs an event.
 
 use super::phase::Phase;
-use crate::backfill::BackfillSettings;
-use crate::catalog::introspect::spi_err;
-use crate::error::{ZdmError, ZdmResult};
+use super::settings::BackfillSettings;
+use crate::error::{spi_err, ZdmError, ZdmResult};
 use crate::plan::Plan;
 use pgrx::prelude::*;
 use pgrx::JsonB;

@@ -14,6 +14,7 @@
 
 use super::column_copy::ColumnCopy;
 use super::key_type::KeyTypeChange;
+use super::shared::type_change_name;
 use super::{check_new_column_name, fit_name, require_column, require_key, Operation, PlanContext};
 use crate::catalog::{ColumnInfo, Lookup, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -195,17 +196,6 @@ impl AlterColumnType {
             AlterColumnType::Key(k) => k.new_type(),
         }
     }
-}
-
-/// The default migration name of a type change, `<table>_<column>_to_<type>`
-/// (before fitting), whichever way it goes.
-pub fn type_change_name(table: &QualifiedName, column: &ColumnInfo, new_type: &SqlFragment) -> String {
-    let ty: String = new_type
-        .0
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("{}_{}_to_{}", table.name.raw(), column.name.raw(), ty.trim_matches('_'))
 }
 
 /// `up_expr`: the new value from the row, where the column's name is its old

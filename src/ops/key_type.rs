@@ -195,7 +195,7 @@ impl Operation for KeyTypeChange {
     }
 
     fn default_name(&self) -> String {
-        fit_name(&super::alter_column_type::type_change_name(
+        fit_name(&super::shared::type_change_name(
             &self.table,
             &self.column,
             &self.new_type,

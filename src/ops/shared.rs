@@ -1,10 +1,11 @@
 //! Plan pieces several operations share, so that each is written once:
-//! NOT NULL through a validated check, the fill trigger, and the backfill's
-//! batch function.
+//! NOT NULL through a validated check, the fill trigger, the backfill's
+//! batch function, and the default name of a type change (whichever way it
+//! goes: `alter_column_type` or, for a key column, `key_type`).
 
 use super::PlanContext;
-use crate::catalog::KeyInfo;
-use crate::ident::{Ident, QualifiedName};
+use crate::catalog::{ColumnInfo, KeyInfo};
+use crate::ident::{Ident, QualifiedName, SqlFragment};
 use crate::plan::{BackfillPlan, LockMode, Step};
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::fill_trigger::{FillOn, FillTrigger};
@@ -179,4 +180,15 @@ impl FillNulls<'_> {
         cleanup.push(drop);
         (start, cleanup, backfill)
     }
+}
+
+/// The default migration name of a type change, `<table>_<column>_to_<type>`
+/// (before fitting), whichever way it goes.
+pub fn type_change_name(table: &QualifiedName, column: &ColumnInfo, new_type: &SqlFragment) -> String {
+    let ty: String = new_type
+        .0
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{}_{}_to_{}", table.name.raw(), column.name.raw(), ty.trim_matches('_'))
 }
