@@ -18,3 +18,6 @@ pub mod probe;
 pub mod shape;
 pub mod swap;
 pub mod verify;
+
+#[cfg(test)]
+mod golden;
