@@ -6,10 +6,10 @@
 //! After an intended change: `ZDM_BLESS_GOLDEN=1 cargo test --lib golden`
 //! writes the files again; read their diff before committing them.
 
+use super::plan::plan_from_shape;
 use super::shape::{IndexBuild, ReverseColumn, ShadowColumn, ShadowForeignKey, ShadowShape, Source};
 use crate::catalog::{ColumnInfo, IndexInfo, KeyInfo, TableInfo};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
-use crate::ops::shadow_table::plan_from_shape;
 use crate::ops::PlanContext;
 use serde_json::Value;
 

@@ -8,7 +8,7 @@
 //! rows and name up to five. The result is kept in `zdm.migrations.shadow`;
 //! `swap_tables` swaps only after a match.
 //!
-//! No settle (`sqlgen::shadow_settle`) runs before a comparison: its row
+//! No settle (`shadow::settle`) runs before a comparison: its row
 //! locks on the shadow last until verify commits, and writers of those rows
 //! waited through the comparison (seconds on a large table). On a mismatch
 //! the comparison is made again without the rows of noted keys, whose copies
@@ -16,6 +16,8 @@
 //! three tries (a delete in flight may note one more key). After a match of a
 //! finished backfill the settle runs, its locks held only until commit; the
 //! swap settles once more under its lock.
+
+pub mod sql;
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
@@ -132,7 +134,7 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
     // until verify commits, and writers of those rows would wait through the
     // comparison (seconds on a large table). A mismatch is compared again
     // without the rows of noted keys, whose copies may be late by design
-    // until a settle (see `sqlgen::shadow_settle`); a delete in flight may
+    // until a settle (see `shadow::settle`); a delete in flight may
     // note one more key, so a finished backfill's mismatch gets a few tries.
     let mut passes = 1;
     let mut sums = compare(&sp.verify_sql)?;
