@@ -3,6 +3,7 @@
 //! complete and rollback drop or rename.
 
 use super::names::Names;
+use crate::ident::{Ident, QualifiedName};
 use crate::plan::{BeyondUpper, LockMode, Step};
 use crate::shadow::beyond::sql::{beyond_upper_function, UpperBound};
 use crate::shadow::settle::Settle;
@@ -133,34 +134,48 @@ pub fn drop_generated(names: &Names, drop_batch: Step, beyond: Option<&BeyondUpp
     steps
 }
 
+/// Drops, each under ACCESS EXCLUSIVE: two triggers of the table, then a table.
+fn drop_triggers_then(
+    names: &Names,
+    triggers: [(&str, &Ident); 2],
+    (what, table): (&str, &QualifiedName),
+) -> Vec<Step> {
+    let mut steps: Vec<Step> = triggers
+        .into_iter()
+        .map(|(what, trigger)| {
+            names.on_table(
+                what,
+                format!("DROP TRIGGER IF EXISTS {trigger} ON {}", names.table),
+                LockMode::AccessExclusive,
+            )
+        })
+        .collect();
+    steps.push(Step::locked(
+        what,
+        format!("DROP TABLE IF EXISTS {table}"),
+        &table.to_string(),
+        LockMode::AccessExclusive,
+    ));
+    steps
+}
+
 /// Complete: the reverse triggers and the old table go, then the generated
 /// objects; indexes and identity sequences take the original's names.
 pub fn complete(shape: &ShadowShape, names: &Names, drop_generated: Vec<Step>) -> Vec<Step> {
-    let (table, old) = (&names.table, &names.old);
-    let mut complete = vec![
-        names.on_table(
-            "drop the reverse sync trigger",
-            format!("DROP TRIGGER IF EXISTS {} ON {table}", names.reverse_trigger),
-            LockMode::AccessExclusive,
-        ),
-        names.on_table(
-            "drop the reverse truncate trigger",
-            format!("DROP TRIGGER IF EXISTS {} ON {table}", names.reverse_truncate_trigger),
-            LockMode::AccessExclusive,
-        ),
-        Step::locked(
-            "drop the old table",
-            format!("DROP TABLE IF EXISTS {old}"),
-            &old.to_string(),
-            LockMode::AccessExclusive,
-        ),
-    ];
+    let mut complete = drop_triggers_then(
+        names,
+        [
+            ("drop the reverse sync trigger", &names.reverse_trigger),
+            ("drop the reverse truncate trigger", &names.reverse_truncate_trigger),
+        ],
+        ("drop the old table", &names.old),
+    );
     complete.extend(drop_generated);
     for (s, o) in &shape.index_names {
         if s != o {
             complete.push(Step::unlocked(
                 format!("give index {} its original name {}", s.raw(), o.raw()),
-                format!("ALTER INDEX {}.{s} RENAME TO {o}", table.schema),
+                format!("ALTER INDEX {}.{s} RENAME TO {o}", names.table.schema),
             ));
         }
     }
@@ -176,25 +191,17 @@ pub fn complete(shape: &ShadowShape, names: &Names, drop_generated: Vec<Step>) -
 /// Rollback (before the swap, or after the swap back): the feeding triggers
 /// and the shadow go, then the generated objects.
 pub fn rollback(names: &Names, drop_generated: Vec<Step>) -> Vec<Step> {
-    let (table, shadow) = (&names.table, &names.shadow);
-    let mut rollback = vec![
-        names.on_table(
-            "drop the trigger feeding the shadow",
-            format!("DROP TRIGGER IF EXISTS {} ON {table}", names.forward_trigger),
-            LockMode::AccessExclusive,
-        ),
-        names.on_table(
-            "drop the trigger following a TRUNCATE of the original",
-            format!("DROP TRIGGER IF EXISTS {} ON {table}", names.truncate_trigger),
-            LockMode::AccessExclusive,
-        ),
-        Step::locked(
-            "drop the shadow table",
-            format!("DROP TABLE IF EXISTS {shadow}"),
-            &shadow.to_string(),
-            LockMode::AccessExclusive,
-        ),
-    ];
+    let mut rollback = drop_triggers_then(
+        names,
+        [
+            ("drop the trigger feeding the shadow", &names.forward_trigger),
+            (
+                "drop the trigger following a TRUNCATE of the original",
+                &names.truncate_trigger,
+            ),
+        ],
+        ("drop the shadow table", &names.shadow),
+    );
     rollback.extend(drop_generated);
     rollback
 }
