@@ -214,7 +214,7 @@ pub struct BackfillPlan {
     #[serde(default)]
     pub batch_statements: Vec<String>,
     /// A shadow's "key beyond the backfill" function, re-created once the
-    /// upper bound is known (see `sqlgen::shadow_settle::beyond_upper_function`).
+    /// upper bound is known (see `shadow::beyond::sql::beyond_upper_function`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beyond_upper: Option<BeyondUpper>,
 }
@@ -305,11 +305,11 @@ pub struct ShadowPlan {
     /// the one created on the new table at the swap, with its function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate_triggers: Option<TruncateTriggers>,
-    /// The verify queries (see `sqlgen::shadow_sync`): checksums, and the
+    /// The verify queries (see `shadow::verify::sql`): checksums, and the
     /// differing keys when they do not match; and what they compare.
     pub verify_sql: String,
     /// The same comparison without the rows of noted keys (see
-    /// `sqlgen::shadow_sync::verify_sums_sql`): verify's fallback after a
+    /// `shadow::verify::sql::verify_sums_sql`): verify's fallback after a
     /// mismatch, so that it never settles before comparing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_pending_sql: Option<String>,
@@ -329,7 +329,7 @@ pub struct ShadowPlan {
     #[serde(default)]
     pub not_valid_checks: Vec<String>,
     /// `zdm.shadow_settle_<migration>`: removes copies of rows deleted while a
-    /// batch copied them (see `sqlgen::shadow_settle`); run by verify and the swap.
+    /// batch copied them (see `shadow::settle`); run by verify and the swap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_function: Option<String>,
     /// The shadow had no indexes during the copy (built when the backfill

@@ -153,3 +153,24 @@ impl TableInfo {
             .is_some_and(|k| k.columns.iter().any(|(c, _)| c.raw() == name))
     }
 }
+
+#[cfg(test)]
+impl ColumnInfo {
+    /// A plain column for unit tests: no default, collation, identity or comment.
+    pub fn test(name: &str, attnum: i16, ty: &str, not_null: bool) -> ColumnInfo {
+        ColumnInfo {
+            name: Ident::test(name),
+            attnum,
+            type_sql: SqlFragment(ty.into()),
+            type_oid: 0,
+            typmod: -1,
+            collation_sql: None,
+            not_null,
+            default_sql: None,
+            identity: false,
+            generated: false,
+            comment: None,
+            owned_sequence: None,
+        }
+    }
+}

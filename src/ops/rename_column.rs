@@ -95,32 +95,15 @@ mod tests {
     use crate::catalog::{ColumnInfo, Dependent, KeyInfo};
     use crate::ident::{QualifiedName, SqlFragment};
 
-    fn col(name: &str, attnum: i16, ty: &str, not_null: bool) -> ColumnInfo {
-        ColumnInfo {
-            name: Ident::test(name),
-            attnum,
-            type_sql: SqlFragment(ty.into()),
-            type_oid: 0,
-            typmod: -1,
-            collation_sql: None,
-            not_null,
-            default_sql: None,
-            identity: false,
-            generated: false,
-            comment: None,
-            owned_sequence: None,
-        }
-    }
-
     fn users() -> TableInfo {
         TableInfo {
             oid: 1,
             name: QualifiedName::new(Ident::test("public"), Ident::test("users")),
             relkind: 'r',
             columns: vec![
-                col("id", 1, "bigint", true),
-                col("name", 2, "character varying(255)", true),
-                col("email", 3, "text", false),
+                ColumnInfo::test("id", 1, "bigint", true),
+                ColumnInfo::test("name", 2, "character varying(255)", true),
+                ColumnInfo::test("email", 3, "text", false),
             ],
             key: Some(KeyInfo {
                 index_name: "users_pkey".into(),

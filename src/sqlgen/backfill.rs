@@ -42,7 +42,7 @@ pub enum BatchWork {
     /// runs again with `ON CONFLICT DO NOTHING`. A row deleted after the
     /// batch's snapshot may still be copied: its delete noted the key, and the
     /// settle function called after the copy removes such copies (see
-    /// `sqlgen::shadow_settle`).
+    /// `shadow::settle`).
     CopyInto {
         /// Schema-qualified, quoted.
         target: String,

@@ -6,8 +6,12 @@
 pub mod backfill;
 pub mod column_sync;
 pub mod fill_trigger;
-pub mod shadow_settle;
-pub mod shadow_sync;
+
+/// The shadow's "key after the bound" function lives in `shadow::beyond::sql`;
+/// `backfill` reaches it by this older path.
+pub mod shadow_settle {
+    pub use crate::shadow::beyond::sql::{beyond_upper_function, UpperBound};
+}
 
 /// Wrap a function body in a dollar quote whose tag does not occur in the body
 /// (a quoted identifier may contain `$zdm$`; the tag then grows a number).
@@ -73,11 +77,7 @@ pub fn own_table_only(table: &crate::ident::QualifiedName) -> String {
 /// writes made under `session_replication_role = replica` (a logical
 /// replication subscriber's apply worker, some restore tools), which would
 /// otherwise never reach the new column or the shadow.
-pub fn fire_always(
-    create_trigger: String,
-    trigger: &crate::ident::Ident,
-    table: &crate::ident::QualifiedName,
-) -> String {
+pub fn fire_always(create_trigger: String, trigger: &impl std::fmt::Display, table: &impl std::fmt::Display) -> String {
     format!("{create_trigger};\nALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
 }
 

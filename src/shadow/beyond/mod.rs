@@ -2,7 +2,7 @@
 //!
 //! The row-copy trigger inserts a new key plainly when the shadow cannot
 //! hold it, and otherwise probes the notes first (a deleted row's copy may
-//! still be there, see `sqlgen::shadow_sync`). With the shadow's indexes in
+//! still be there, see `shadow::sync`). With the shadow's indexes in
 //! place from the start, keys after the backfill's bound are such keys from
 //! the moment the backfill begins. After a copy phase they are not: the
 //! settle that ends it copies rows inserted during the copy, keys after the
@@ -17,6 +17,8 @@
 //! 3. the bound is the greatest key in the original *or the shadow*, read
 //!    after that settle: a row only the shadow holds sorts at or below it.
 //! Until then inserts probe, which is only slower.
+
+pub mod sql;
 
 use crate::catalog::introspect::spi_err;
 use crate::error::ZdmResult;

@@ -1,8 +1,7 @@
 //! Keys whose shadow row may be stale, and the function that settles them.
 //!
 //! The backfill copies rows into the shadow without locking them in the
-//! original (row locks on every source row cost a WAL record and a dirtied
-//! page each: the copy ran at half the speed of a plain `INSERT ... SELECT`).
+//! original (a row lock costs a WAL record and a dirtied page per row).
 //! Without them a batch may copy a row as its snapshot saw it after a writer
 //! changed it:
 //! - a delete: a batch reads a row, a writer deletes it (its trigger deletes
@@ -11,7 +10,7 @@
 //!   snapshot), then the batch copies the row that no longer exists;
 //! - an update of a row not copied yet: the trigger finds no shadow row to
 //!   update and inserts none (inserting ahead of the batches makes them meet
-//!   writers' rows and start again, see `sqlgen::shadow_sync`); a batch whose
+//!   writers' rows and start again, see `shadow::sync`); a batch whose
 //!   snapshot is older than the update copies the old version.
 //! So the trigger notes those keys (every delete while batches run, and every
 //! update that finds no shadow row) in a small table, and the settle function
@@ -38,20 +37,17 @@
 //!   the batches are over (`copy_missing`) no batch will copy it: the row is
 //!   copied from the original, if the original has it.
 //!
-//! The copy phase (a shadow without indexes, see `ops::shadow_table`) uses
+//! The copy phase (a shadow without indexes, see `shadow::copy_phase`) uses
 //! the same notes: its trigger notes every key written and nothing else, and
 //! the one settle that ends it makes all those rows right at once. Nobody
 //! else writes the shadow then (`no_other_writer`), so it deletes the noted
-//! keys' rows and copies them again in two set statements: the general path
-//! joined the notes with both whole tables four times (50,000 notes on
-//! 1,000,000 rows, measured ad hoc in psql: the settle alone took 1.4 s; the
-//! whole end-of-copy step, two index builds included, went from 1.86 s to
-//! 1.20 s).
+//! keys' rows and copies them again in two set statements, much faster than
+//! the general path (see docs/shadow-tables.md, "The settle").
 //!
 //! Notes live in a logged table: after a crash they are still there.
 
-use super::dollar_quote;
 use crate::ident::{comment_text, Ident, Literal, QualifiedName, SqlFragment};
+use crate::sqlgen::dollar_quote;
 
 pub struct Settle<'a> {
     pub migration: &'a str,
@@ -197,80 +193,6 @@ impl Settle<'_> {
         )
     }
 
-    /// The greatest key in the original or the shadow (text[], NULL when
-    /// both are empty): the bound after which, once a copy phase is over and
-    /// settled, no shadow row can exist that the original does not have.
-    /// Each side is one backward index scan.
-    pub fn greatest_key_sql(&self) -> String {
-        let side = |table: String, cols: Vec<String>| {
-            let texts: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
-            let desc: Vec<String> = cols.iter().map(|c| format!("{c} DESC")).collect();
-            let typed: Vec<String> = cols
-                .iter()
-                .zip(&self.key)
-                .map(|(c, (_, ty, _))| format!("{c}::{ty}"))
-                .collect();
-            format!(
-                "(SELECT ARRAY[{}] AS zdm_k, ROW({}) AS zdm_r FROM {table} ORDER BY {} LIMIT 1)",
-                texts.join(", "),
-                typed.join(", "),
-                desc.join(", ")
-            )
-        };
-        let source: Vec<String> = self.key.iter().map(|(s, _, _)| format!("zdm_s.{s}")).collect();
-        let target: Vec<String> = self.key.iter().map(|(_, _, t)| format!("zdm_t.{t}")).collect();
-        format!(
-            "SELECT zdm_k FROM ({}\n UNION ALL {}) AS zdm_b ORDER BY zdm_r DESC LIMIT 1",
-            side(format!("ONLY {} AS zdm_s", self.source), source),
-            side(format!("{} AS zdm_t", self.target), target),
-        )
-    }
-
-    /// The sync function of the copy phase, while the shadow has no indexes:
-    /// it only notes the key of every row written (the old and the new key
-    /// of an update that moves a row); the settle run once the indexes are
-    /// built makes those rows right. SECURITY DEFINER like the row-copy
-    /// function it is replaced by, every name and operator qualified.
-    pub fn create_note_every_write_function(&self, function: &QualifiedName) -> String {
-        let key = |row: &str| {
-            let c: Vec<String> = self.key.iter().map(|(s, _, _)| format!("{row}.{s}")).collect();
-            format!("({})", c.join(", "))
-        };
-        let body = format!(
-            "-- pg_zdm migration {migration} (shadow sync, copy phase): notes the key
--- of every row written in {source}. The batches copy rows into {target},
--- which has no index yet; once its indexes are built this function is
--- replaced by the one that copies each write, and the settle makes the rows
--- of the noted keys equal to the original's.
-BEGIN
-    {own_table_only}
-    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        {note_new}
-    ELSE
-        {note_old}
-        IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND {old} OPERATOR(pg_catalog.<>) {new} THEN
-            {note_new}
-        END IF;
-    END IF;
-    RETURN NULL;
-END;
-",
-            migration = comment_text(self.migration),
-            source = comment_text(&self.source.to_string()),
-            target = comment_text(&self.target.to_string()),
-            own_table_only = super::own_table_only(self.source),
-            note_new = self.note_key("NEW"),
-            note_old = self.note_key("OLD"),
-            old = key("OLD"),
-            new = key("NEW"),
-        );
-        format!(
-            "CREATE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS {}",
-            dollar_quote(&body)
-        )
-    }
-
     /// `zdm.shadow_settle_<migration>(copy_missing)`: rows removed.
     pub fn create_function(&self, function: &QualifiedName) -> String {
         let notes = self.notes;
@@ -360,77 +282,18 @@ LANGUAGE plpgsql AS {}",
     }
 }
 
-/// What is known of the backfill's upper bound (the last key it copies).
-pub enum UpperBound<'a> {
-    /// Not computed yet (the backfill has not begun): no key is beyond.
-    NotYet,
-    /// The table was empty when the backfill began: every key is beyond.
-    Empty,
-    /// The key, one literal per key column.
-    Key(&'a [Literal]),
-}
-
-/// Key types whose order does not depend on a collation: the function below
-/// compares them exactly as the batch function does, inlined or not. (Type
-/// names as `introspect::type_name` writes them.)
-pub fn beyond_upper_applies(key_types: &[String]) -> bool {
-    const ORDERED: [&str; 8] = [
-        "smallint",
-        "integer",
-        "bigint",
-        "numeric",
-        "pg_catalog.uuid",
-        "pg_catalog.date",
-        "timestamp without time zone",
-        "timestamp with time zone",
-    ];
-    !key_types.is_empty() && key_types.iter().all(|t| ORDERED.contains(&t.as_str()))
-}
-
-/// `function(key...) RETURNS boolean`: true when the key sorts after the
-/// backfill's upper bound. No batch copies such a key (batches stop at the
-/// bound), and only writers' triggers write it in the shadow, in the same
-/// transaction as the original: the shadow cannot hold a late copy of it, so
-/// the trigger inserts it without probing the notes (a probe costs as much as
-/// the rest of the insert's trigger). A SQL function, STABLE, without SET: the
-/// trigger's `IF` inlines it and folds the bound in as a constant; replacing it
-/// invalidates the plans that inlined it.
-pub fn beyond_upper_function(function: &str, key_types: &[String], upper: UpperBound) -> String {
-    let body = match upper {
-        UpperBound::NotYet => "SELECT false".to_string(),
-        UpperBound::Empty => "SELECT true".to_string(),
-        UpperBound::Key(values) => {
-            let params: Vec<String> = (1..=key_types.len()).map(|i| format!("${i}")).collect();
-            // Inlined into a SECURITY DEFINER trigger that may run under the
-            // caller's search_path: the operator is qualified, and so are the
-            // type names (but for SQL keywords, which always mean pg_catalog's).
-            let bound: Vec<String> = values.iter().zip(key_types).map(|(v, t)| format!("{v}::{t}")).collect();
-            format!(
-                "SELECT ({}) OPERATOR(pg_catalog.>) ({})",
-                params.join(", "),
-                bound.join(", ")
-            )
-        }
-    };
-    format!(
-        "CREATE OR REPLACE FUNCTION {function}({}) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE AS {}",
-        key_types.join(", "),
-        dollar_quote(&format!("{body}\n"))
-    )
-}
-
 #[cfg(test)]
-mod tests {
+#[cfg(test)]
+pub mod tests {
     use super::*;
 
-    fn names(schema: &str, table: &str) -> [QualifiedName; 3] {
+    pub fn names(schema: &str, table: &str) -> [QualifiedName; 3] {
         let n = |t: &str| QualifiedName::new(Ident::test(schema), Ident::test(t));
         [n(table), n("zdm_shadow_m"), n("zdm_stale_m")]
     }
 
     /// A settle of migration m over `names`, with these key pairs.
-    fn settle<'a>(names: &'a [QualifiedName; 3], key: Vec<(&str, &str, &str)>) -> Settle<'a> {
+    pub fn settle<'a>(names: &'a [QualifiedName; 3], key: Vec<(&str, &str, &str)>) -> Settle<'a> {
         Settle {
             migration: "m",
             source: &names[0],
@@ -520,61 +383,5 @@ mod tests {
             .expect(&f);
         assert!(copy < lock, "{f}");
         assert!(f.contains("        INSERT INTO \"My Schema\".zdm_shadow_m (a, b2, amount) OVERRIDING SYSTEM VALUE\n        SELECT a, \"B\", amount\n          FROM ONLY \"My Schema\".\"Order; DROP TABLE x\" AS zdm_s\n         WHERE (zdm_s.a, zdm_s.\"B\") IN (SELECT zdm_n.a, zdm_n.\"B\" FROM \"My Schema\".zdm_stale_m AS zdm_n\n                            WHERE zdm_n.ctid = ANY (zdm_missing))\n        ON CONFLICT (a, b2) DO NOTHING;"), "{f}");
-    }
-
-    #[test]
-    fn greatest_key_of_either_table() {
-        let names = names("public", "t");
-        let s = settle(&names, vec![("a", "integer", "a2"), ("b", "date", "b")]);
-        assert_eq!(
-            s.greatest_key_sql(),
-            "SELECT zdm_k FROM ((SELECT ARRAY[zdm_s.a::text, zdm_s.b::text] AS zdm_k, ROW(zdm_s.a::integer, zdm_s.b::date) AS zdm_r FROM ONLY public.t AS zdm_s ORDER BY zdm_s.a DESC, zdm_s.b DESC LIMIT 1)\n UNION ALL (SELECT ARRAY[zdm_t.a2::text, zdm_t.b::text] AS zdm_k, ROW(zdm_t.a2::integer, zdm_t.b::date) AS zdm_r FROM public.zdm_shadow_m AS zdm_t ORDER BY zdm_t.a2 DESC, zdm_t.b DESC LIMIT 1)) AS zdm_b ORDER BY zdm_r DESC LIMIT 1"
-        );
-    }
-
-    #[test]
-    fn the_copy_phase_trigger_notes_every_key_written() {
-        let names = names("public", "Order; DROP TABLE x");
-        let s = settle(&names, vec![("id", "bigint", "id")]);
-        let f =
-            s.create_note_every_write_function(&QualifiedName::new(Ident::test("zdm"), Ident::test("shadow_sync_m")));
-        assert!(
-            f.starts_with(
-                "CREATE FUNCTION zdm.shadow_sync_m() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS $zdm$"
-            ),
-            "{f}"
-        );
-        assert!(f.contains("    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN\n        INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);\n    ELSE\n        INSERT INTO public.zdm_stale_m (id) VALUES (OLD.id);\n        IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND (OLD.id) OPERATOR(pg_catalog.<>) (NEW.id) THEN\n            INSERT INTO public.zdm_stale_m (id) VALUES (NEW.id);\n        END IF;\n    END IF;\n    RETURN NULL;"), "{f}");
-        // Nothing in it touches the shadow, which has no index yet.
-        assert!(!f.split("BEGIN").nth(1).unwrap().contains("zdm_shadow_m"), "{f}");
-    }
-
-    #[test]
-    fn keys_beyond_the_upper_bound() {
-        let types = vec!["bigint".to_string(), "pg_catalog.uuid".to_string()];
-        assert!(beyond_upper_applies(&types));
-        assert!(
-            !beyond_upper_applies(&["pg_catalog.text".to_string()]),
-            "collations order text"
-        );
-        assert!(
-            !beyond_upper_applies(&["uuid".to_string()]),
-            "an unqualified name may be the caller's type"
-        );
-        assert!(!beyond_upper_applies(&[]));
-        let f = "zdm.shadow_beyond_m";
-        assert_eq!(
-            beyond_upper_function(f, &types, UpperBound::NotYet),
-            "CREATE OR REPLACE FUNCTION zdm.shadow_beyond_m(bigint, pg_catalog.uuid) RETURNS boolean\nLANGUAGE sql STABLE PARALLEL SAFE AS $zdm$\nSELECT false\n$zdm$"
-        );
-        assert!(beyond_upper_function(f, &types, UpperBound::Empty).ends_with("$zdm$\nSELECT true\n$zdm$"));
-        let key = [Literal::test("10"), Literal::test("it's")];
-        assert!(
-            beyond_upper_function(f, &types, UpperBound::Key(&key)).ends_with(
-                "$zdm$\nSELECT ($1, $2) OPERATOR(pg_catalog.>) ('10'::bigint, 'it''s'::pg_catalog.uuid)\n$zdm$"
-            ),
-            "{}",
-            beyond_upper_function(f, &types, UpperBound::Key(&key))
-        );
     }
 }

@@ -8,7 +8,7 @@
 //! rows and name up to five. The result is kept in `zdm.migrations.shadow`;
 //! `swap_tables` swaps only after a match.
 //!
-//! No settle (`sqlgen::shadow_settle`) runs before a comparison: its row
+//! No settle (`shadow::settle`) runs before a comparison: its row
 //! locks on the shadow last until verify commits, and writers of those rows
 //! waited through the comparison (seconds on a large table). On a mismatch
 //! the comparison is made again without the rows of noted keys, whose copies
@@ -16,6 +16,8 @@
 //! three tries (a delete in flight may note one more key). After a match of a
 //! finished backfill the settle runs, its locks held only until commit; the
 //! swap settles once more under its lock.
+
+pub mod sql;
 
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
@@ -104,6 +106,92 @@ fn compare(sql: &str) -> ZdmResult<Sums> {
     .map_err(spi_err)
 }
 
+/// The comparison, made again without the rows of noted keys after a
+/// mismatch. Never a settle before a comparison: its row locks on the shadow
+/// last until verify commits, and writers of those rows would wait through
+/// the comparison (seconds on a large table). The rows of noted keys may be
+/// late by design until a settle (see `shadow::settle`); a delete in flight
+/// may note one more key, so a finished backfill's mismatch gets a few
+/// tries. Returns the sums, the passes, and the noted keys left out.
+fn compare_with_tries(m: &MigrationRow, sp: &ShadowPlan) -> ZdmResult<(Sums, u32, Option<i64>)> {
+    let mut passes = 1;
+    let mut sums = compare(&sp.verify_sql)?;
+    let mut left_out = None;
+    if let Some(pending_sql) = sp.verify_pending_sql.as_deref().filter(|_| !sums.matched()) {
+        loop {
+            sums = compare(pending_sql)?;
+            passes += 1;
+            if sums.matched() || passes >= VERIFY_PASSES || m.phase != Phase::Backfilled {
+                break;
+            }
+            crate::session::sleep_ms(200);
+        }
+        if sums.matched() {
+            left_out = Some(noted_keys(sp)?);
+        }
+    }
+    Ok((sums, passes, left_out))
+}
+
+/// Only on a mismatch: which rows (a join of both tables, in a second look).
+fn differing_rows(sp: &ShadowPlan) -> ZdmResult<(i64, Vec<String>)> {
+    Spi::connect(|c| {
+        let r = c.select(&sp.verify_diff_sql, Some(1), &[])?.first();
+        Ok::<_, pgrx::spi::Error>((
+            r.get::<i64>(1)?.unwrap_or(0),
+            r.get::<Vec<String>>(2)?.unwrap_or_default(),
+        ))
+    })
+    .map_err(spi_err)
+}
+
+/// What verify found, as recorded and returned.
+struct Outcome {
+    sums: Sums,
+    passes: u32,
+    left_out: Option<i64>,
+    differing: (i64, Vec<String>),
+    started: Instant,
+}
+
+fn report(name: &str, m: &MigrationRow, sp: &ShadowPlan, o: Outcome) -> ZdmResult<Value> {
+    let matched = o.sums.matched();
+    let Sums {
+        source_rows,
+        shadow_rows,
+        source_sums,
+        shadow_sums,
+    } = o.sums;
+    let columns: Vec<Value> = sp
+        .compared_columns
+        .iter()
+        .zip(source_sums.iter().zip(&shadow_sums))
+        .map(|(c, (s, d))| json!({"column": c, "matched": s == d, "source": s, "shadow": d}))
+        .collect();
+    let mut result = json!({
+        "migration": name,
+        "matched": matched,
+        "source_rows": source_rows,
+        "shadow_rows": shadow_rows,
+        "differing_rows": o.differing.0,
+        "sample_keys": o.differing.1,
+        "columns": columns,
+        "not_compared": sp.not_compared,
+        "took_ms": (o.started.elapsed().as_secs_f64() * 1000.0).round(),
+        "passes": o.passes,
+        // Compared without the rows of these keys: copies the next settle
+        // (at the latest the swap's, under its lock) makes the original's.
+        "noted_keys_left_out": o.left_out,
+        "backfilled": m.phase == Phase::Backfilled,
+    });
+    if m.phase != Phase::Backfilled {
+        result["note"] = json!("the backfill is not finished: rows it has not copied yet count as differences");
+    }
+    let at: Option<String> = Spi::get_one("SELECT pg_catalog.clock_timestamp()::text").map_err(spi_err)?;
+    result["at"] = json!(at);
+    Ok(result)
+}
+
 /// Run the comparison, record it, and return it.
 /// `for_swap`: called by `swap_tables` right before it drops the trigger,
 /// so the inserts' bound (below) is not worth waiting for.
@@ -128,28 +216,7 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
         Some(_) => super::beyond::older_transactions_ended()?,
         None => false,
     };
-    // Never a settle before a comparison: its row locks on the shadow last
-    // until verify commits, and writers of those rows would wait through the
-    // comparison (seconds on a large table). A mismatch is compared again
-    // without the rows of noted keys, whose copies may be late by design
-    // until a settle (see `sqlgen::shadow_settle`); a delete in flight may
-    // note one more key, so a finished backfill's mismatch gets a few tries.
-    let mut passes = 1;
-    let mut sums = compare(&sp.verify_sql)?;
-    let mut left_out = None;
-    if let Some(pending_sql) = sp.verify_pending_sql.as_deref().filter(|_| !sums.matched()) {
-        loop {
-            sums = compare(pending_sql)?;
-            passes += 1;
-            if sums.matched() || passes >= VERIFY_PASSES || m.phase != Phase::Backfilled {
-                break;
-            }
-            crate::session::sleep_ms(200);
-        }
-        if sums.matched() {
-            left_out = Some(noted_keys(&sp)?);
-        }
-    }
+    let (sums, passes, left_out) = compare_with_tries(&m, &sp)?;
     let sums_match = sums.matched();
     // The settle, once the comparison is done: its locks last only until commit.
     if let Some(settle) = settle_call(&sp).filter(|_| sums_match && m.phase == Phase::Backfilled) {
@@ -166,53 +233,19 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
             );
         }
     }
-    let Sums {
-        source_rows,
-        shadow_rows,
-        source_sums,
-        shadow_sums,
-    } = sums;
-    // Only on a mismatch: which rows (a join of both tables, in a second look).
-    let (differing, sample) = if sums_match {
+    let differing = if sums_match {
         (0, Vec::new())
     } else {
-        Spi::connect(|c| {
-            let r = c.select(&sp.verify_diff_sql, Some(1), &[])?.first();
-            Ok::<_, pgrx::spi::Error>((
-                r.get::<i64>(1)?.unwrap_or(0),
-                r.get::<Vec<String>>(2)?.unwrap_or_default(),
-            ))
-        })
-        .map_err(spi_err)?
+        differing_rows(&sp)?
     };
-    let columns: Vec<Value> = sp
-        .compared_columns
-        .iter()
-        .zip(source_sums.iter().zip(&shadow_sums))
-        .map(|(c, (s, d))| json!({"column": c, "matched": s == d, "source": s, "shadow": d}))
-        .collect();
-    let matched = sums_match;
-    let mut result = json!({
-        "migration": name,
-        "matched": matched,
-        "source_rows": source_rows,
-        "shadow_rows": shadow_rows,
-        "differing_rows": differing,
-        "sample_keys": sample,
-        "columns": columns,
-        "not_compared": sp.not_compared,
-        "took_ms": (started.elapsed().as_secs_f64() * 1000.0).round(),
-        "passes": passes,
-        // Compared without the rows of these keys: copies the next settle
-        // (at the latest the swap's, under its lock) makes the original's.
-        "noted_keys_left_out": left_out,
-        "backfilled": m.phase == Phase::Backfilled,
-    });
-    if m.phase != Phase::Backfilled {
-        result["note"] = json!("the backfill is not finished: rows it has not copied yet count as differences");
-    }
-    let at: Option<String> = Spi::get_one("SELECT pg_catalog.clock_timestamp()::text").map_err(spi_err)?;
-    result["at"] = json!(at);
+    let outcome = Outcome {
+        sums,
+        passes,
+        left_out,
+        differing,
+        started,
+    };
+    let result = report(name, &m, &sp, outcome)?;
     store::set_shadow_state(name, "verify", result.clone())?;
     store::log_event(name, "verify", None, None, Some(result.clone()))?;
     Ok(result)
