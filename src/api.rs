@@ -160,7 +160,9 @@ pub mod zdm {
     /// max_replication_lag_ms; a null value goes back to the GUC.
     #[pg_extern]
     fn set_backfill_settings(migration: &str, settings: JsonB) -> JsonB {
-        api_call(|| backfill_control::set_settings(migration, &settings.0)).map(JsonB).or_raise()
+        api_call(|| backfill_control::set_settings(migration, &settings.0))
+            .map(JsonB)
+            .or_raise()
     }
 
     /// Run the backfill from pg_cron: a job named after the migration runs a

@@ -87,9 +87,7 @@ fn set_paused(migration: &str, paused: bool, why_not: &str, hint: &str) -> ZdmRe
     authorized(migration)?;
     let m = store::get_for_update(migration)?;
     if m.phase.is_final() || m.phase.backfill_done() {
-        return Err(
-            ZdmError::wrong_state(format!("migration \"{migration}\" is {}; {why_not}", m.phase)).hint(hint),
-        );
+        return Err(ZdmError::wrong_state(format!("migration \"{migration}\" is {}; {why_not}", m.phase)).hint(hint));
     }
     if m.paused != paused {
         store::set_paused(migration, paused)?;

@@ -89,8 +89,16 @@ mod tests {
     fn settings_parse_and_refuse() {
         let s = BackfillSettings::parse(&json!({"batch_size": 500, "batch_delay_ms": 10})).unwrap();
         assert_eq!(s.batch_size, Some(500));
-        assert_eq!(BackfillSettings::parse(&json!({"batch_size": 0})).unwrap_err().sqlstate(), "22023");
-        assert_eq!(BackfillSettings::parse(&json!({"colour": 1})).unwrap_err().sqlstate(), "22023");
+        assert_eq!(
+            BackfillSettings::parse(&json!({"batch_size": 0}))
+                .unwrap_err()
+                .sqlstate(),
+            "22023"
+        );
+        assert_eq!(
+            BackfillSettings::parse(&json!({"colour": 1})).unwrap_err().sqlstate(),
+            "22023"
+        );
     }
 
     #[test]

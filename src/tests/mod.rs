@@ -38,20 +38,31 @@ pub(crate) mod tests {
     /// Run `sql` (a statement PL/pgSQL can EXECUTE); return its error's
     /// "SQLSTATE: message / hint", or "" when it succeeded.
     pub(crate) fn error_text(sql: &str) -> String {
-        Spi::run(
-            "CREATE OR REPLACE FUNCTION pg_temp.zdm_error_text(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-             DECLARE code text; msg text; hint text;
+        error_with(sql, "PG_EXCEPTION_HINT")
+    }
+
+    /// Run `sql`; its error as "SQLSTATE: message / detail", or "" when it succeeded.
+    pub(crate) fn error_with_detail(sql: &str) -> String {
+        error_with(sql, "PG_EXCEPTION_DETAIL")
+    }
+
+    /// `sql`'s error as "SQLSTATE: message / <item>", `item` one of GET
+    /// STACKED DIAGNOSTICS' items, or "" when it succeeded.
+    fn error_with(sql: &str, item: &str) -> String {
+        Spi::run(&format!(
+            "CREATE OR REPLACE FUNCTION pg_temp.zdm_error_with(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+             DECLARE code text; msg text; more text;
              BEGIN
                  EXECUTE stmt;
                  RETURN '';
              EXCEPTION WHEN others THEN
-                 GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-                 RETURN code || ': ' || msg || ' / ' || hint;
-             END $$",
-        )
+                 GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, more = {item};
+                 RETURN code || ': ' || msg || ' / ' || more;
+             END $$"
+        ))
         .unwrap();
         let lit = crate::ident::Literal::new(sql);
-        one::<String>(&format!("SELECT pg_temp.zdm_error_text({lit})")).unwrap_or_default()
+        one::<String>(&format!("SELECT pg_temp.zdm_error_with({lit})")).unwrap_or_default()
     }
 
     pub(crate) fn one<T: IntoDatum + FromDatum>(sql: &str) -> Option<T> {
@@ -167,24 +178,6 @@ pub(crate) mod tests {
             .unwrap()
         };
         (all("prosrc"), all("pg_get_functiondef(oid)"))
-    }
-
-    /// Run `sql`; its error as "SQLSTATE: message / detail", or "" when it succeeded.
-    pub(crate) fn error_with_detail(sql: &str) -> String {
-        Spi::run(
-            "CREATE OR REPLACE FUNCTION pg_temp.zdm_error_detail(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-             DECLARE code text; msg text; detail text;
-             BEGIN
-                 EXECUTE stmt;
-                 RETURN '';
-             EXCEPTION WHEN others THEN
-                 GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
-                 RETURN code || ': ' || msg || ' / ' || detail;
-             END $$",
-        )
-        .unwrap();
-        let lit = crate::ident::Literal::new(sql);
-        one::<String>(&format!("SELECT pg_temp.zdm_error_detail({lit})")).unwrap_or_default()
     }
 }
 
