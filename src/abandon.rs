@@ -7,11 +7,11 @@
 //! DROP's own transaction), or from `zdm.rollback` of a migration whose table
 //! is gone (dropped while the guard was disabled). The clean-up statements run
 //! with the caller's rights (whoever could drop the table owns these objects)
-//! and never CASCADE: an object something else still depends on stops the
-//! whole thing, with PostgreSQL's own message.
+//! and without CASCADE (but for the old table's foreign keys, see
+//! `drop_old_table_with_its_foreign_keys`): an object something else still
+//! depends on stops the whole thing, with PostgreSQL's own message.
 
-use crate::catalog::introspect::spi_err;
-use crate::error::{ZdmError, ZdmResult};
+use crate::error::{spi_err, ZdmError, ZdmResult};
 use crate::ident::Literal;
 use crate::migrations::{store, Phase};
 use crate::plan::Step;
