@@ -1,0 +1,102 @@
+//! The catalog reads the shadow's shape is made of: how each index of the
+//! shadow is dropped and built again, which shadow index copies which
+//! original one, and which columns are GENERATED ALWAYS identities. Apart
+//! from the flow so that the SQL text is in one place (rule 3 of
+//! docs/architecture.md).
+
+use crate::catalog::introspect::spi_err;
+use crate::error::{ZdmError, ZdmResult};
+use crate::ident::Ident;
+use crate::shadow::shape::IndexBuild;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+
+/// How to drop each index of the shadow and build it again as it is now
+/// (definitions read under search_path = pg_catalog: every name qualified).
+pub(super) fn index_builds(shadow: &str, oid: u32) -> ZdmResult<Vec<IndexBuild>> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT ic.relname::text,
+                    con.oid IS NOT NULL,
+                    CASE WHEN con.oid IS NOT NULL
+                         THEN pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', $2, con.conname)
+                         ELSE pg_catalog.format('DROP INDEX %I.%I', n.nspname, ic.relname) END,
+                    CASE WHEN con.oid IS NOT NULL
+                         THEN pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s', $2, con.conname,
+                                                pg_catalog.pg_get_constraintdef(con.oid))
+                         ELSE pg_catalog.pg_get_indexdef(i.indexrelid) END,
+                    CASE WHEN con.oid IS NOT NULL
+                         THEN pg_catalog.format('COMMENT ON CONSTRAINT %I ON %s IS %L', con.conname, $2,
+                                                pg_catalog.obj_description(con.oid, 'pg_constraint'))
+                         ELSE pg_catalog.format('COMMENT ON INDEX %I.%I IS %L', n.nspname, ic.relname,
+                                                pg_catalog.obj_description(i.indexrelid, 'pg_class')) END,
+                    coalesce(pg_catalog.obj_description(con.oid, 'pg_constraint'),
+                             pg_catalog.obj_description(i.indexrelid, 'pg_class')) IS NOT NULL
+               FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace
+               LEFT JOIN pg_catalog.pg_constraint con
+                      ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                     AND con.contype IN ('p', 'u', 'x')
+              WHERE i.indrelid = $1::int8::oid
+              ORDER BY i.indexrelid",
+            None,
+            &[(oid as i64).into(), shadow.into()],
+        )?
+        .map(|r| {
+            let mut build = vec![r.get::<String>(4)?.unwrap_or_default()];
+            if r.get::<bool>(6)?.unwrap_or(false) {
+                build.push(r.get::<String>(5)?.unwrap_or_default());
+            }
+            Ok(IndexBuild {
+                name: Ident::new(r.get::<String>(1)?.unwrap_or_default().as_str()),
+                constraint: r.get::<bool>(2)?.unwrap_or(false),
+                drop: r.get::<String>(3)?.unwrap_or_default(),
+                build,
+            })
+        })
+        .collect::<Result<_, pgrx::spi::Error>>()
+    })
+    .map_err(spi_err)
+}
+
+/// LIKE ... INCLUDING INDEXES builds the copies in the order of the original's
+/// index list (by oid), so the n-th new index copies the n-th old one. Checked
+/// column by column, so a mismatch is an internal error, never a wrong name.
+pub(super) fn pair_indexes(orig: u32, shadow: u32) -> ZdmResult<Vec<(String, String)>> {
+    let list = |oid: u32| -> ZdmResult<Vec<(String, String)>> {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT ic.relname::text, i.indkey::text || '/' || i.indisunique || '/' || i.indisprimary || '/' || ic.relam
+                   FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                  WHERE i.indrelid = $1::int8::oid ORDER BY i.indexrelid",
+                None,
+                &[(oid as i64).into()],
+            )?
+            .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())))
+            .collect::<Result<_, pgrx::spi::Error>>()
+        })
+        .map_err(spi_err)
+    };
+    let (o, s) = (list(orig)?, list(shadow)?);
+    if o.len() != s.len() || o.iter().zip(&s).any(|(a, b)| a.1 != b.1) {
+        return Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "the shadow table's indexes do not match the original's one for one",
+        ));
+    }
+    Ok(s.into_iter().zip(o).map(|(s, o)| (s.0, o.0)).collect())
+}
+
+pub(super) fn identity_always_columns(oid: u32) -> ZdmResult<Vec<i16>> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = $1::int8::oid AND attidentity = 'a'",
+            None,
+            &[(oid as i64).into()],
+        )?
+        .map(|r| Ok(r.get::<i16>(1)?.unwrap_or(0)))
+        .collect::<Result<_, pgrx::spi::Error>>()
+    })
+    .map_err(spi_err)
+}
