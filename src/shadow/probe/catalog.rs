@@ -1,4 +1,5 @@
-//! The catalog reads the shadow's shape is made of: how each index of the
+//! The catalog reads the shadow's shape is made of: how the original is
+//! stored, the shadow's columns as LIKE made them, how each index of the
 //! shadow is dropped and built again, which shadow index copies which
 //! original one, and which columns are GENERATED ALWAYS identities. Apart
 //! from the flow so that the SQL text is in one place (rule 3 of
@@ -10,6 +11,60 @@ use crate::ident::Ident;
 use crate::shadow::shape::IndexBuild;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
+use std::collections::HashMap;
+
+/// How the original is stored, for the shadow's CREATE TABLE: persistence
+/// (`relpersistence`), storage options (the TOAST table's as `toast.*`),
+/// tablespace and owner (names quoted).
+pub(super) struct StorageSettings {
+    pub persistence: String,
+    pub options: Vec<String>,
+    pub tablespace: Option<String>,
+    pub owner: String,
+}
+
+pub(super) fn storage_settings(oid: u32) -> ZdmResult<StorageSettings> {
+    Spi::connect(|c| {
+        let r = c
+            .select(
+                "SELECT c.relpersistence::text,
+                        ARRAY(SELECT pg_catalog.format('%I = %L', o.option_name, o.option_value)
+                                FROM pg_catalog.pg_options_to_table(c.reloptions) o
+                              UNION ALL
+                              SELECT pg_catalog.format('toast.%I = %L', o.option_name, o.option_value)
+                                FROM pg_catalog.pg_class t, pg_catalog.pg_options_to_table(t.reloptions) o
+                               WHERE t.oid = c.reltoastrelid),
+                        (SELECT pg_catalog.quote_ident(spcname) FROM pg_catalog.pg_tablespace WHERE oid = c.reltablespace),
+                        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner))
+                   FROM pg_catalog.pg_class c WHERE c.oid = $1::int8::oid",
+                Some(1),
+                &[(oid as i64).into()],
+            )?
+            .first();
+        Ok::<_, pgrx::spi::Error>(StorageSettings {
+            persistence: r.get::<String>(1)?.unwrap_or_default(),
+            options: r.get::<Vec<String>>(2)?.unwrap_or_default(),
+            tablespace: r.get::<String>(3)?,
+            owner: r.get::<String>(4)?.unwrap_or_default(),
+        })
+    })
+    .map_err(spi_err)
+}
+
+/// attnum → name of the table's columns (the shadow's, as LIKE made them).
+pub(super) fn column_names(oid: u32) -> ZdmResult<HashMap<i16, String>> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT attnum, attname::text FROM pg_catalog.pg_attribute
+              WHERE attrelid = $1::int8::oid AND attnum > 0 AND NOT attisdropped",
+            None,
+            &[(oid as i64).into()],
+        )?
+        .map(|r| Ok((r.get::<i16>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default())))
+        .collect::<Result<_, pgrx::spi::Error>>()
+    })
+    .map_err(spi_err)
+}
 
 /// How to drop each index of the shadow and build it again as it is now
 /// (definitions read under search_path = pg_catalog: every name qualified).

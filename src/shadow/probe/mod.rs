@@ -16,14 +16,18 @@ mod catalog;
 mod refusals;
 
 use self::assemble::shape_of;
-use self::catalog::{identity_always_columns, index_builds, pair_indexes};
+use self::catalog::{
+    column_names, identity_always_columns, index_builds, pair_indexes, storage_settings, StorageSettings,
+};
 use self::refusals::refuse_unswappable_table;
 use super::shape::{IndexBuild, ShadowShape};
 use crate::catalog::introspect::{load_table, spi_err};
 use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::QualifiedName;
-use crate::session::{caught_message, caught_sqlstate, in_rolled_back_subtransaction, in_subtransaction, with_local_settings};
+use crate::session::{
+    caught_message, caught_sqlstate, in_rolled_back_subtransaction, in_subtransaction, with_local_settings,
+};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -73,83 +77,16 @@ pub fn probe(req: &ProbeRequest) -> ZdmResult<ShadowShape> {
 
 fn build(req: &ProbeRequest) -> ZdmResult<Built> {
     let orig = req.original;
-    let (persistence, options, tablespace, owner): (String, Vec<String>, Option<String>, String) = Spi::connect(|c| {
-        let r = c
-            .select(
-                "SELECT c.relpersistence::text,
-                        ARRAY(SELECT pg_catalog.format('%I = %L', o.option_name, o.option_value)
-                                FROM pg_catalog.pg_options_to_table(c.reloptions) o
-                              UNION ALL
-                              SELECT pg_catalog.format('toast.%I = %L', o.option_name, o.option_value)
-                                FROM pg_catalog.pg_class t, pg_catalog.pg_options_to_table(t.reloptions) o
-                               WHERE t.oid = c.reltoastrelid),
-                        (SELECT pg_catalog.quote_ident(spcname) FROM pg_catalog.pg_tablespace WHERE oid = c.reltablespace),
-                        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner))
-                   FROM pg_catalog.pg_class c WHERE c.oid = $1::int8::oid",
-                Some(1),
-                &[(orig.oid as i64).into()],
-            )?
-            .first();
-        Ok::<_, pgrx::spi::Error>((
-            r.get::<String>(1)?.unwrap_or_default(),
-            r.get::<Vec<String>>(2)?.unwrap_or_default(),
-            r.get::<String>(3)?,
-            r.get::<String>(4)?.unwrap_or_default(),
-        ))
-    })
-    .map_err(spi_err)?;
-    let unlogged = persistence == "u";
-    let mut create = vec![format!(
-        "CREATE {}TABLE {} (LIKE {} INCLUDING ALL){}{}",
-        if unlogged { "UNLOGGED " } else { "" },
-        req.shadow,
-        orig.name,
-        if options.is_empty() {
-            String::new()
-        } else {
-            format!(" WITH ({})", options.join(", "))
-        },
-        tablespace.map(|t| format!(" TABLESPACE {t}")).unwrap_or_default()
-    )];
-    create.push(format!("ALTER TABLE {} OWNER TO {owner}", req.shadow));
-    // LIKE copies a NOT VALID check as a valid one, and even NOT VALID it would
-    // refuse the old rows the backfill copies (new rows to the shadow). It is
-    // left out of the shadow and added back, NOT VALID, by the swap.
-    for check in orig.checks.iter().filter(|c| !c.validated) {
-        create.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", req.shadow, check.name));
-    }
+    let settings = storage_settings(orig.oid)?;
+    let unlogged = settings.persistence == "u";
+    let create = create_statements(req, &settings, unlogged);
     for sql in &create {
         Spi::run(sql).map_err(spi_err)?;
     }
     let shadow_oid = crate::catalog::introspect::resolve_oid(&req.shadow.to_string())?;
-    let origin: HashMap<i16, String> = Spi::connect(|c| {
-        c.select(
-            "SELECT attnum, attname::text FROM pg_catalog.pg_attribute
-              WHERE attrelid = $1::int8::oid AND attnum > 0 AND NOT attisdropped",
-            None,
-            &[(shadow_oid as i64).into()],
-        )?
-        .map(|r| Ok((r.get::<i16>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default())))
-        .collect::<Result<_, pgrx::spi::Error>>()
-    })
-    .map_err(spi_err)?;
+    let origin = column_names(shadow_oid)?;
     let index_pairs = pair_indexes(orig.oid, shadow_oid)?;
-    for (i, alteration) in req.alterations.iter().enumerate() {
-        let sql = format!("ALTER TABLE {} {alteration}", req.shadow);
-        in_subtransaction(|| Spi::run(&sql)).map_err(|e| {
-            ZdmError::new(
-                caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
-                format!(
-                    "alteration {} \"{alteration}\" cannot be applied to {}: {}",
-                    i + 1,
-                    orig.name.display_raw(),
-                    caught_message(&e)
-                ),
-            )
-            .hint("Alterations run in order on a copy of the table; later ones see the columns earlier ones renamed or added.")
-        })?
-        .map_err(spi_err)?;
-    }
+    apply_alterations(req)?;
     let shadow = load_table(&req.shadow.to_string())?;
     let index_pairs = index_pairs
         .into_iter()
@@ -166,4 +103,57 @@ fn build(req: &ProbeRequest) -> ZdmResult<Built> {
         create,
         unlogged,
     })
+}
+
+/// The statements that create the shadow as a copy of the original: same
+/// persistence, storage options, tablespace and owner.
+fn create_statements(req: &ProbeRequest, settings: &StorageSettings, unlogged: bool) -> Vec<String> {
+    let orig = req.original;
+    let mut create = vec![format!(
+        "CREATE {}TABLE {} (LIKE {} INCLUDING ALL){}{}",
+        if unlogged { "UNLOGGED " } else { "" },
+        req.shadow,
+        orig.name,
+        if settings.options.is_empty() {
+            String::new()
+        } else {
+            format!(" WITH ({})", settings.options.join(", "))
+        },
+        settings
+            .tablespace
+            .as_ref()
+            .map(|t| format!(" TABLESPACE {t}"))
+            .unwrap_or_default()
+    )];
+    create.push(format!("ALTER TABLE {} OWNER TO {}", req.shadow, settings.owner));
+    // LIKE copies a NOT VALID check as a valid one, and even NOT VALID it would
+    // refuse the old rows the backfill copies (new rows to the shadow). It is
+    // left out of the shadow and added back, NOT VALID, by the swap.
+    for check in orig.checks.iter().filter(|c| !c.validated) {
+        create.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", req.shadow, check.name));
+    }
+    create
+}
+
+/// The user's alterations, in order, on the shadow; the first that fails
+/// names itself, with PostgreSQL's SQLSTATE and message.
+fn apply_alterations(req: &ProbeRequest) -> ZdmResult<()> {
+    let orig = req.original;
+    for (i, alteration) in req.alterations.iter().enumerate() {
+        let sql = format!("ALTER TABLE {} {alteration}", req.shadow);
+        in_subtransaction(|| Spi::run(&sql)).map_err(|e| {
+            ZdmError::new(
+                caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
+                format!(
+                    "alteration {} \"{alteration}\" cannot be applied to {}: {}",
+                    i + 1,
+                    orig.name.display_raw(),
+                    caught_message(&e)
+                ),
+            )
+            .hint("Alterations run in order on a copy of the table; later ones see the columns earlier ones renamed or added.")
+        })?
+        .map_err(spi_err)?;
+    }
+    Ok(())
 }
