@@ -18,56 +18,82 @@ fn refuse(message: String, hint: &str) -> ZdmError {
 /// Tables the swap cannot handle, refused before anything is created.
 pub(super) fn refuse_unswappable_table(t: &TableInfo) -> ZdmResult<()> {
     let name = t.name.display_raw();
+    refuse_if_found(t, KIND_SQL, KIND_HINT, |why| {
+        format!("{name} is {why}; pg_zdm cannot swap it with a shadow table")
+    })?;
+    refuse_if_found(t, EVENT_TRIGGERS_SQL, EVENT_TRIGGERS_HINT, |ev| {
+        format!("event triggers are enabled in this database ({ev}); pg_zdm does not swap {name} under them")
+    })?;
+    refuse_if_found(t, PUBLICATIONS_SQL, PUBLICATIONS_HINT, |p| {
+        format!(
+            "publication(s) {p} would publish the shadow of {name}, or publish {name} with a row filter or column list"
+        )
+    })?;
+    refuse_if_found(t, DEPENDENTS_SQL, DEPENDENTS_HINT, |objs| {
+        format!("{name} has dependents the swap cannot re-point: {objs}")
+    })?;
+    refuse_if_found(t, ROW_TYPE_USERS_SQL, ROW_TYPE_USERS_HINT, |objs| {
+        format!("the row type of {name} is used by: {objs}")
+    })?;
+    refuse_if_found(t, VIEWS_SQL, VIEWS_HINT, |objs| {
+        format!("{name} is used by {objs}, which the swap cannot recreate")
+    })?;
+    Ok(())
+}
+
+/// Runs `sql` with the table's oid as `$1`: a non-null text is what refuses
+/// the table, and goes into the message.
+fn refuse_if_found(t: &TableInfo, sql: &str, hint: &str, message: impl FnOnce(String) -> String) -> ZdmResult<()> {
     let oid = t.oid as i64;
-    let q = |sql: &str| -> ZdmResult<Option<String>> {
-        crate::session::get_optional::<String>(sql, &[oid.into()]).map_err(spi_err)
-    };
-    if let Some(why) = q("SELECT CASE WHEN c.relpersistence = 't' THEN 'a temporary table'
+    match crate::session::get_optional::<String>(sql, &[oid.into()]).map_err(spi_err)? {
+        Some(found) => Err(refuse(message(found), hint)),
+        None => Ok(()),
+    }
+}
+
+/// What kind of table it is, when the swap cannot handle that kind.
+const KIND_SQL: &str = "SELECT CASE WHEN c.relpersistence = 't' THEN 'a temporary table'
                                     WHEN c.relispartition THEN 'a partition'
                                     WHEN c.reloftype <> 0 THEN 'a typed table (OF type)'
                                     WHEN EXISTS (SELECT FROM pg_catalog.pg_inherits WHERE inhrelid = c.oid) THEN 'an inheritance child'
                                     WHEN EXISTS (SELECT FROM pg_catalog.pg_inherits WHERE inhparent = c.oid) THEN 'an inheritance parent'
                                     WHEN EXISTS (SELECT FROM pg_catalog.pg_rewrite WHERE ev_class = c.oid) THEN 'a table with rules'
                                END
-                          FROM pg_catalog.pg_class c WHERE c.oid = $1::oid")?
-    {
-        return Err(refuse(
-            format!("{name} is {why}; pg_zdm cannot swap it with a shadow table"),
-            "The swap renames the table and re-points its dependents; this kind of table would not come out the same. \
-             Use column operations (zdm.alter_column_type, zdm.add_column...) instead.",
-        ));
-    }
-    if let Some(ev) = q(
-        // pg_zdm's own (its DDL guard, an extension member) lets its DDL through.
-        "SELECT string_agg(pg_catalog.quote_ident(e.evtname), ', ') FROM pg_catalog.pg_event_trigger e
+                          FROM pg_catalog.pg_class c WHERE c.oid = $1::oid";
+const KIND_HINT: &str =
+    "The swap renames the table and re-points its dependents; this kind of table would not come out the same. \
+             Use column operations (zdm.alter_column_type, zdm.add_column...) instead.";
+
+/// The enabled event triggers. pg_zdm's own (its DDL guard, an extension
+/// member) lets its DDL through.
+const EVENT_TRIGGERS_SQL: &str = "SELECT string_agg(pg_catalog.quote_ident(e.evtname), ', ') FROM pg_catalog.pg_event_trigger e
           WHERE e.evtenabled <> 'D' AND $1::oid IS NOT NULL
             AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                              WHERE d.classid = 'pg_catalog.pg_event_trigger'::pg_catalog.regclass
                                AND d.objid = e.oid AND d.deptype = 'e'
-                               AND d.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x WHERE x.extname = 'pg_zdm'))",
-    )? {
-        return Err(refuse(
-            format!("event triggers are enabled in this database ({ev}); pg_zdm does not swap {name} under them"),
-            "The swap runs DDL (DROP/CREATE VIEW, RENAME, CREATE TRIGGER) that event triggers may refuse or act on halfway. \
-             Disable them for the migration: ALTER EVENT TRIGGER ... DISABLE;",
-        ));
-    }
-    if let Some(p) = q(
-        "SELECT string_agg(pg_catalog.quote_ident(p.pubname), ', ') FROM pg_catalog.pg_publication p
+                               AND d.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x WHERE x.extname = 'pg_zdm'))";
+const EVENT_TRIGGERS_HINT: &str =
+    "The swap runs DDL (DROP/CREATE VIEW, RENAME, CREATE TRIGGER) that event triggers may refuse or act on halfway. \
+             Disable them for the migration: ALTER EVENT TRIGGER ... DISABLE;";
+
+/// Publications that would publish the shadow (FOR ALL TABLES, FOR TABLES IN
+/// SCHEMA), or publish the table with a row filter or column list.
+const PUBLICATIONS_SQL: &str =
+    "SELECT string_agg(pg_catalog.quote_ident(p.pubname), ', ') FROM pg_catalog.pg_publication p
                           WHERE p.puballtables
                              OR EXISTS (SELECT FROM pg_catalog.pg_publication_namespace pn JOIN pg_catalog.pg_class c
                                           ON c.relnamespace = pn.pnnspid WHERE pn.pnpubid = p.oid AND c.oid = $1::oid)
                              OR EXISTS (SELECT FROM pg_catalog.pg_publication_rel pr
                                          WHERE pr.prpubid = p.oid AND pr.prrelid = $1::oid
-                                           AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL))",
-    )? {
-        return Err(refuse(
-            format!("publication(s) {p} would publish the shadow of {name}, or publish {name} with a row filter or column list"),
-            "A FOR ALL TABLES or FOR TABLES IN SCHEMA publication would send the shadow table to subscribers that lack it. \
-             Publish the table by name (ALTER PUBLICATION ... ADD TABLE) for the migration.",
-        ));
-    }
-    if let Some(objs) = q("SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), '; ')
+                                           AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL))";
+const PUBLICATIONS_HINT: &str =
+    "A FOR ALL TABLES or FOR TABLES IN SCHEMA publication would send the shadow table to subscribers that lack it. \
+             Publish the table by name (ALTER PUBLICATION ... ADD TABLE) for the migration.";
+
+/// Dependents other than those the swap re-points or rebuilds: views,
+/// constraints, the table's own triggers, policies and defaults, its indexes,
+/// sequences and TOAST table, statistics objects, publications, types.
+const DEPENDENTS_SQL: &str = "SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), '; ')
                              FROM pg_catalog.pg_depend d
                             WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = $1::oid
                               AND d.deptype IN ('n', 'a')
@@ -84,28 +110,24 @@ pub(super) fn refuse_unswappable_table(t: &TableInfo) -> ZdmResult<()> {
                               AND NOT (d.classid = 'pg_catalog.pg_attrdef'::regclass
                                        AND (SELECT adrelid FROM pg_catalog.pg_attrdef WHERE oid = d.objid) = $1::oid)
                               AND d.classid NOT IN ('pg_catalog.pg_statistic_ext'::regclass, 'pg_catalog.pg_publication_rel'::regclass,
-                                                    'pg_catalog.pg_type'::regclass)")?
-    {
-        return Err(refuse(
-            format!("{name} has dependents the swap cannot re-point: {objs}"),
-            "Materialized views, rules, functions with SQL-standard bodies and policies of other tables stay bound to the old table. \
-             Drop them for the migration and create them again after complete.",
-        ));
-    }
-    if let Some(objs) = q(
-        "SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), '; ')
+                                                    'pg_catalog.pg_type'::regclass)";
+const DEPENDENTS_HINT: &str = "Materialized views, rules, functions with SQL-standard bodies and policies of other tables stay bound to the old table. \
+             Drop them for the migration and create them again after complete.";
+
+/// Users of the table's row type (or its array type).
+const ROW_TYPE_USERS_SQL: &str =
+    "SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), '; ')
                              FROM pg_catalog.pg_class c
                              JOIN pg_catalog.pg_type t ON t.oid = c.reltype
                              JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_type'::regclass
                                                         AND d.refobjid IN (t.oid, t.typarray) AND d.deptype = 'n'
-                            WHERE c.oid = $1::oid",
-    )? {
-        return Err(refuse(
-            format!("the row type of {name} is used by: {objs}"),
-            "Functions and columns of the table's row type stay bound to the old table's type. Drop or change them first.",
-        ));
-    }
-    if let Some(objs) = q("WITH RECURSIVE v(oid) AS (
+                            WHERE c.oid = $1::oid";
+const ROW_TYPE_USERS_HINT: &str =
+    "Functions and columns of the table's row type stay bound to the old table's type. Drop or change them first.";
+
+/// Materialized views, and views with triggers or rules, on the table
+/// directly or through other views.
+const VIEWS_SQL: &str = "WITH RECURSIVE v(oid) AS (
                                SELECT DISTINCT r.ev_class FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
                                 WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
                                   AND d.refobjid = $1::oid AND r.ev_class <> $1::oid
@@ -120,16 +142,9 @@ pub(super) fn refuse_unswappable_table(t: &TableInfo) -> ZdmResult<()> {
                              FROM v JOIN pg_catalog.pg_class c ON c.oid = v.oid
                             WHERE c.relkind = 'm'
                                OR EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = c.oid)
-                               OR EXISTS (SELECT FROM pg_catalog.pg_rewrite WHERE ev_class = c.oid AND rulename <> '_RETURN')")?
-    {
-        return Err(refuse(
-            format!("{name} is used by {objs}, which the swap cannot recreate"),
-            "Views are dropped and recreated on the new table during the swap; materialized views, and views with triggers or rules, are not. \
-             Drop them for the migration and create them again after complete.",
-        ));
-    }
-    Ok(())
-}
+                               OR EXISTS (SELECT FROM pg_catalog.pg_rewrite WHERE ev_class = c.oid AND rulename <> '_RETURN')";
+const VIEWS_HINT: &str = "Views are dropped and recreated on the new table during the swap; materialized views, and views with triggers or rules, are not. \
+             Drop them for the migration and create them again after complete.";
 
 /// Views, triggers and policies that use a column the shadow renames or drops
 /// would not survive the swap: their text names the old column.
