@@ -155,3 +155,32 @@ pub(super) fn identity_always_columns(oid: u32) -> ZdmResult<Vec<i16>> {
     })
     .map_err(spi_err)
 }
+
+/// Other tables' foreign keys to the table: each named `"fk on table"`, with
+/// the referenced columns in key order.
+pub(super) fn incoming_foreign_keys(oid: u32) -> ZdmResult<Vec<(String, Vec<String>)>> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT pg_catalog.format('%s on %s', pg_catalog.quote_ident(con.conname), con.conrelid::regclass),
+                    ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o)
+               FROM pg_catalog.pg_constraint con
+              WHERE con.contype = 'f' AND con.confrelid = $1::int8::oid AND con.conrelid <> con.confrelid",
+            None,
+            &[(oid as i64).into()],
+        )?
+        .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<String>>(2)?.unwrap_or_default())))
+        .collect::<Result<_, pgrx::spi::Error>>()
+    })
+    .map_err(spi_err)
+}
+
+/// The index that is the table's replica identity, if one is.
+pub(super) fn replica_identity_index(oid: u32) -> ZdmResult<Option<String>> {
+    crate::session::get_optional(
+        "SELECT ic.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+          WHERE i.indrelid = $1::int8::oid AND i.indisreplident",
+        &[(oid as i64).into()],
+    )
+    .map_err(spi_err)
+}

@@ -4,12 +4,12 @@
 //! lose, checked once the shape is known. Each refusal names the object and
 //! says what to do in its hint.
 
+use super::catalog::{incoming_foreign_keys, replica_identity_index};
 use crate::catalog::introspect::spi_err;
 use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
 use crate::shadow::shape::ShadowShape;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
-use pgrx::prelude::*;
 
 fn refuse(message: String, hint: &str) -> ZdmError {
     ZdmError::not_supported(message).hint(hint.to_string())
@@ -146,9 +146,17 @@ const VIEWS_SQL: &str = "WITH RECURSIVE v(oid) AS (
 const VIEWS_HINT: &str = "Views are dropped and recreated on the new table during the swap; materialized views, and views with triggers or rules, are not. \
              Drop them for the migration and create them again after complete.";
 
+/// Dependents the shadow's renames or drops would lose, refused once the
+/// shape is known.
+pub(super) fn refuse_lost_dependents(shape: &ShadowShape) -> ZdmResult<()> {
+    refuse_lost_column_users(shape)?;
+    refuse_unkept_referenced_keys(shape)?;
+    refuse_lost_replica_identity(shape)
+}
+
 /// Views, triggers and policies that use a column the shadow renames or drops
 /// would not survive the swap: their text names the old column.
-pub(super) fn refuse_lost_dependents(shape: &ShadowShape) -> ZdmResult<()> {
+fn refuse_lost_column_users(shape: &ShadowShape) -> ZdmResult<()> {
     let orig = &shape.original;
     for c in &orig.columns {
         let kept = shape
@@ -173,40 +181,14 @@ pub(super) fn refuse_lost_dependents(shape: &ShadowShape) -> ZdmResult<()> {
             .hint("The swap recreates views, triggers and policies from their definitions, which name the old column. Change or drop them first."));
         }
     }
-    // Foreign keys of other tables need the referenced columns, unique, in the shadow.
-    let incoming: Vec<(String, Vec<String>)> = Spi::connect(|c| {
-        c.select(
-            "SELECT pg_catalog.format('%s on %s', pg_catalog.quote_ident(con.conname), con.conrelid::regclass),
-                    ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
-                            JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o)
-               FROM pg_catalog.pg_constraint con
-              WHERE con.contype = 'f' AND con.confrelid = $1::int8::oid AND con.conrelid <> con.confrelid",
-            None,
-            &[(orig.oid as i64).into()],
-        )?
-        .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<String>>(2)?.unwrap_or_default())))
-        .collect::<Result<_, pgrx::spi::Error>>()
-    })
-    .map_err(spi_err)?;
-    for (fk, cols) in incoming {
-        let mapped: Option<Vec<i16>> = cols
-            .iter()
-            .map(|c| {
-                // Re-created from its definition, which names the column: same name only.
-                let s = shape.copied_into(c).filter(|s| s.name.raw() == c)?;
-                shape.shadow.column(s.name.raw()).map(|x| x.attnum)
-            })
-            .collect();
-        let unique = mapped.as_ref().is_some_and(|m| {
-            shape.shadow.indexes.iter().any(|i| {
-                i.unique
-                    && i.predicate.is_none()
-                    && i.key_count == m.len()
-                    && m.iter()
-                        .all(|a| i.elements[..i.key_count].iter().any(|(x, _, _)| x == a))
-            })
-        });
-        if !unique {
+    Ok(())
+}
+
+/// Foreign keys of other tables need the referenced columns, unique, in the shadow.
+fn refuse_unkept_referenced_keys(shape: &ShadowShape) -> ZdmResult<()> {
+    let orig = &shape.original;
+    for (fk, cols) in incoming_foreign_keys(orig.oid)? {
+        if !kept_unique(shape, &cols) {
             return Err(ZdmError::new(
                 PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
                 format!(
@@ -218,14 +200,35 @@ pub(super) fn refuse_lost_dependents(shape: &ShadowShape) -> ZdmResult<()> {
             .hint("Keep the referenced columns and their unique index in the shadow, or drop the foreign key first."));
         }
     }
-    // A replica identity on an index needs that index's copy in the shadow.
-    let replident: Option<String> = crate::session::get_optional(
-        "SELECT ic.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-          WHERE i.indrelid = $1::int8::oid AND i.indisreplident",
-        &[(orig.oid as i64).into()],
-    )
-    .map_err(spi_err)?;
-    if let Some(idx) = replident {
+    Ok(())
+}
+
+/// Does the shadow keep these columns of the original, under the same names,
+/// as the keys of a unique index without a predicate?
+fn kept_unique(shape: &ShadowShape, cols: &[String]) -> bool {
+    let mapped: Option<Vec<i16>> = cols
+        .iter()
+        .map(|c| {
+            // Re-created from its definition, which names the column: same name only.
+            let s = shape.copied_into(c).filter(|s| s.name.raw() == c)?;
+            shape.shadow.column(s.name.raw()).map(|x| x.attnum)
+        })
+        .collect();
+    mapped.as_ref().is_some_and(|m| {
+        shape.shadow.indexes.iter().any(|i| {
+            i.unique
+                && i.predicate.is_none()
+                && i.key_count == m.len()
+                && m.iter()
+                    .all(|a| i.elements[..i.key_count].iter().any(|(x, _, _)| x == a))
+        })
+    })
+}
+
+/// A replica identity on an index needs that index's copy in the shadow.
+fn refuse_lost_replica_identity(shape: &ShadowShape) -> ZdmResult<()> {
+    let orig = &shape.original;
+    if let Some(idx) = replica_identity_index(orig.oid)? {
         if !shape.index_names.iter().any(|(_, o)| o.raw() == idx) {
             return Err(ZdmError::wrong_state(format!(
                 "the replica identity of {} is index {idx}, which the shadow does not keep",
