@@ -184,3 +184,12 @@ pub(super) fn replica_identity_index(oid: u32) -> ZdmResult<Option<String>> {
     )
     .map_err(spi_err)
 }
+
+/// A relation's name without its schema, quoted (`regclass` text in).
+pub(super) fn bare_relation_name(regclass: &str) -> ZdmResult<Option<String>> {
+    crate::session::get_optional(
+        "SELECT pg_catalog.quote_ident(relname::text) FROM pg_catalog.pg_class WHERE oid = $1::regclass",
+        &[regclass.into()],
+    )
+    .map_err(spi_err)
+}
