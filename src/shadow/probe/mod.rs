@@ -5,11 +5,12 @@
 //! unknown column in an alteration, an impossible type change) reach the user
 //! with their own SQLSTATE, before anything is created.
 //!
-//! By job: this file is the flow (`probe`: refuse, build, shape); `catalog`
-//! holds the catalog reads the shape is made of; `assemble` turns what the
-//! build brought back into a `ShadowShape`; `refusals` holds the refusals of
-//! tables whose dependents cannot be re-pointed by the swap, checked before
-//! anything is created.
+//! By job: this file is the flow (`probe`: refuse, build in the rolled-back
+//! subtransaction, shape); `catalog` holds the catalog reads the shape is made
+//! of; `assemble` turns what the build brought back into a `ShadowShape`;
+//! `refusals` holds what a shadow refuses (tables the swap cannot handle,
+//! checked before anything is created, and dependents the shadow's renames
+//! or drops would lose).
 
 mod assemble;
 mod catalog;
