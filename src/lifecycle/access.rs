@@ -3,7 +3,7 @@
 //! The rules themselves (who owns a table, how rights are switched) are in
 //! `privilege`; this is where a migration's row meets them.
 
-use crate::error::ZdmResult;
+use crate::error::{ZdmError, ZdmResult};
 use crate::ident::Literal;
 use crate::migrations::{store, Phase};
 use crate::privilege::{as_table_owner, require_table_owner};
@@ -19,12 +19,24 @@ pub fn authorized(name: &str) -> ZdmResult<store::MigrationRow> {
 /// Run `f` for an authorized migration, with the rights of its table's owner.
 pub fn as_owner_of<R>(name: &str, f: impl FnOnce() -> ZdmResult<R>) -> ZdmResult<R> {
     let m = authorized(name)?;
-    as_table_owner(&m.table_name, f).map_err(|e| {
-        e.hint(format!(
-            "The table of this migration was dropped: SELECT zdm.rollback({}); abandons the migration and removes what pg_zdm made for it.",
-            Literal::new(name)
+    as_table_owner(&m.table_name, f).map_err(|e| table_gone(&m, e))?
+}
+
+/// The table of `m` is gone (`e`: 42P01): an active migration can still be
+/// abandoned by rollback; a finished one (abandoned with its table) has
+/// nothing left to do, which is a phase error, not a missing table.
+fn table_gone(m: &store::MigrationRow, e: ZdmError) -> ZdmError {
+    let name = Literal::new(&m.name);
+    if m.phase.is_final() {
+        return ZdmError::wrong_state(format!(
+            "migration {name} is {}; its table {} is gone",
+            m.phase, m.table_name
         ))
-    })?
+        .hint("Nothing is left to do on it; start a new migration if a table of that name needs the change.");
+    }
+    e.hint(format!(
+        "The table of this migration was dropped: SELECT zdm.rollback({name}); abandons the migration and removes what pg_zdm made for it."
+    ))
 }
 
 /// A call that asks for the phase the migration is already in (rollback of a

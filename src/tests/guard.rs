@@ -113,6 +113,45 @@ mod tests {
             assert_eq!(leftovers(m), 0, "everything of {m} removed");
             assert_eq!(sqlstate(&format!("SELECT zdm.rollback('{m}')")), None, "{m}: no-op");
         }
+        // Nothing else is left to do on an abandoned migration.
+        for call in [
+            "SELECT zdm.complete('g4')",
+            "SELECT zdm.backfill_batch('g4')",
+            "SELECT zdm.verify('g4')",
+        ] {
+            let err = error_text(call);
+            assert!(
+                err.starts_with(
+                    "55000: migration 'g4' is abandoned; its table public.g4 is gone / Nothing is left to do"
+                ),
+                "{call}: {err}"
+            );
+        }
+        let err = error_text("SELECT zdm.schedule_backfill('g4')");
+        assert!(
+            err.starts_with("55000: migration 'g4' is abandoned; there is nothing to backfill"),
+            "{err}"
+        );
+        // A live migration is not abandoned by hand.
+        users_table("public.g12");
+        Spi::run("SELECT zdm.rename_column('public.g12', 'name', 'full_name', 'g12')").unwrap();
+        let err = error_text("SELECT zdm._abandon_dropped('g12')");
+        assert!(
+            err.starts_with(
+                "55000: the table public.g12 of migration 'g12' still exists / Use SELECT zdm.rollback('g12');"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            one::<String>("SELECT phase FROM zdm.migrations WHERE name = 'g12'").as_deref(),
+            Some("started")
+        );
+        // Its history may be forgotten, as a rolled-back one's.
+        Spi::run("SELECT zdm.forget('g4')").unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM zdm.migrations WHERE name = 'g4'"),
+            Some(0)
+        );
         assert_eq!(
             one::<i64>(
                 "SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.g5_ref'::regclass AND contype = 'f'"

@@ -218,8 +218,10 @@ pub fn verify(name: &str, for_swap: bool) -> ZdmResult<Value> {
     };
     let (sums, passes, left_out) = compare_with_tries(&m, &sp)?;
     let sums_match = sums.matched();
-    // The settle, once the comparison is done: its locks last only until commit.
-    if let Some(settle) = settle_call(&sp).filter(|_| sums_match && m.phase == Phase::Backfilled) {
+    // The settle, once the comparison is done: its locks last only until
+    // commit. Not for the swap: it runs this in a subtransaction it rolls
+    // back, and settles under its own lock.
+    if let Some(settle) = settle_call(&sp).filter(|_| sums_match && m.phase == Phase::Backfilled && !for_swap) {
         Spi::run(&settle).map_err(spi_err)?;
     }
     if let Some(b) = beyond.filter(|_| sums_match) {
