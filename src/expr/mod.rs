@@ -17,9 +17,13 @@ use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, SqlFragment};
 use crate::session::{caught_message, caught_sqlstate, in_subtransaction, with_local_settings};
-use pgrx::pg_sys;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
-use std::ffi::CString;
+
+mod lexer;
+mod parse;
+
+pub use lexer::column_ref_len;
+use parse::{analyse_select, analyse_type, check_structure, Analysed};
 
 /// A checked expression.
 #[derive(Debug, Clone)]
@@ -110,6 +114,30 @@ fn analyze_here(
         let code = caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR);
         ZdmError::new(code, format!("{what} \"{text}\": {}", caught_message(&e))).hint(hint())
     })?;
+    refuse_effects(&analysed, &text, rules)?;
+    let mut columns = Vec::new();
+    let over_new = rewrite_columns(&text, &analysed, what, |attno| {
+        let (name, _) = row.get(attno as usize - 1)?;
+        if !columns.contains(&name.raw().to_string()) {
+            columns.insert(0, name.raw().to_string());
+        }
+        let target = write_as.iter().find(|(from, _)| from == name).map_or(name, |(_, to)| to);
+        Some(format!("NEW.{target}"))
+    })?;
+    Ok(RowExpr {
+        text,
+        over_new,
+        columns,
+        volatile: analysed.volatile,
+        result_type: analysed.result_type,
+    })
+}
+
+/// What an expression computed for one row at a time may not do: read other
+/// tables, aggregate, return sets, read the whole row — or, where its value
+/// must be reproducible, call a volatile function.
+fn refuse_effects(analysed: &Analysed, text: &str, rules: &ExprRules) -> ZdmResult<()> {
+    let what = rules.what;
     if analysed.has_sublinks {
         return Err(ZdmError::not_supported(format!("{what} \"{text}\" contains a subquery"))
             .hint("Expressions may use only the row's own columns, constants and functions: a subquery could read or write other tables."));
@@ -130,18 +158,25 @@ fn analyze_here(
                 .hint("Name the columns it needs."),
         );
     }
-    // Rewrite from the end so earlier locations stay valid.
-    let mut over_new = text.clone();
-    let mut columns = Vec::new();
+    Ok(())
+}
+
+/// `text` with each column reference the analysed tree found replaced by
+/// what `with` gives for its attribute number (None: left as written).
+/// References are replaced from the end, so earlier locations stay valid.
+fn rewrite_columns(
+    text: &str,
+    analysed: &Analysed,
+    what: &str,
+    mut with: impl FnMut(i16) -> Option<String>,
+) -> ZdmResult<String> {
+    let mut out = text.to_string();
     let mut vars = analysed.vars.clone();
     vars.sort_by_key(|(_, loc)| std::cmp::Reverse(*loc));
     for (attno, loc) in vars {
-        let (name, _) = row.get(attno as usize - 1).ok_or_else(|| {
-            ZdmError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("{what}: column {attno} not found"),
-            )
-        })?;
+        let Some(replacement) = with(attno) else {
+            continue;
+        };
         let start = loc as usize - PREFIX.len();
         let len = column_ref_len(&text[start..]).ok_or_else(|| {
             ZdmError::not_supported(format!(
@@ -149,23 +184,9 @@ fn analyze_here(
             ))
             .hint("Write column names plainly, as name or \"Name\".")
         })?;
-        let target = write_as
-            .iter()
-            .find(|(from, _)| from == name)
-            .map_or(name, |(_, to)| to);
-        over_new.replace_range(start..start + len, &format!("NEW.{target}"));
-        if !columns.contains(&name.raw().to_string()) {
-            columns.push(name.raw().to_string());
-        }
+        out.replace_range(start..start + len, &replacement);
     }
-    columns.reverse();
-    Ok(RowExpr {
-        text,
-        over_new,
-        columns,
-        volatile: analysed.volatile,
-        result_type: analysed.result_type,
-    })
+    Ok(out)
 }
 
 /// A type name as the user wrote it (`numeric(10,2)`), resolved by the
@@ -184,15 +205,7 @@ fn analyze_type_here(type_text: &str, what: &str) -> ZdmResult<(u32, i32, SqlFra
     }
     check_structure(&format!("NULL::{text}"), what)?;
     let sql = format!("{PREFIX}NULL::{text})");
-    let (oid, typmod) = in_subtransaction(|| unsafe {
-        let c = CString::new(sql.as_str()).unwrap();
-        let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        let raw = (*(*list).elements).ptr_value as *mut pg_sys::RawStmt;
-        let query = pg_sys::parse_analyze_fixedparams(raw, c.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut());
-        let target = (*(*(*query).targetList).elements).ptr_value as *mut pg_sys::TargetEntry;
-        let expr = (*target).expr as *mut pg_sys::Node;
-        (pg_sys::exprType(expr).to_u32(), pg_sys::exprTypmod(expr))
-    })
+    let (oid, typmod) = in_subtransaction(|| unsafe { analyse_type(&sql) })
     .map_err(|e| {
         ZdmError::new(
             caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT),
@@ -227,184 +240,8 @@ pub fn replace_column(
                 ),
             )
         })?;
-        let mut out = text.clone();
-        let mut vars = analysed.vars;
-        vars.sort_by_key(|(_, loc)| std::cmp::Reverse(*loc));
-        for (a, loc) in vars {
-            if a != attnum {
-                continue;
-            }
-            let start = loc as usize - PREFIX.len();
-            let len = column_ref_len(&text[start..]).ok_or_else(|| {
-                ZdmError::not_supported(format!(
-                    "{what} \"{text}\": cannot read the column reference at offset {start}"
-                ))
-            })?;
-            out.replace_range(start..start + len, to.quoted());
-        }
+        let out = rewrite_columns(&text, &analysed, what, |a| (a == attnum).then(|| to.quoted().to_string()))?;
         Ok(out)
     })
 }
 
-/// One SELECT with one target and nothing else.
-fn check_structure(text: &str, what: &str) -> ZdmResult<()> {
-    let sql = format!("{PREFIX}{text})");
-    let ok = in_subtransaction(|| unsafe {
-        let c = CString::new(sql.as_str()).unwrap();
-        let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        if list.is_null() || (*list).length != 1 {
-            return false;
-        }
-        let raw = (*(*list).elements).ptr_value as *mut pg_sys::RawStmt;
-        let stmt = (*raw).stmt;
-        if (*stmt).type_ != pg_sys::NodeTag::T_SelectStmt {
-            return false;
-        }
-        let s = stmt as *mut pg_sys::SelectStmt;
-        let s = &*s;
-        !s.targetList.is_null()
-            && (*s.targetList).length == 1
-            && s.fromClause.is_null()
-            && s.whereClause.is_null()
-            && s.groupClause.is_null()
-            && s.havingClause.is_null()
-            && s.windowClause.is_null()
-            && s.valuesLists.is_null()
-            && s.sortClause.is_null()
-            && s.limitOffset.is_null()
-            && s.limitCount.is_null()
-            && s.lockingClause.is_null()
-            && s.withClause.is_null()
-            && s.distinctClause.is_null()
-            && s.intoClause.is_null()
-            && s.op == pg_sys::SetOperation::SETOP_NONE
-    });
-    match ok {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
-            format!("{what} \"{text}\" is not a single expression"),
-        )
-        .hint("Give one SQL expression, e.g. coalesce(email, 'none'), without FROM, WHERE or a second statement.")),
-        Err(e) => Err(ZdmError::new(
-            caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
-            format!("{what} \"{text}\": {}", caught_message(&e)),
-        )
-        .hint("Give one SQL expression, e.g. coalesce(email, 'none').")),
-    }
-}
-
-#[derive(Clone)]
-struct Analysed {
-    has_sublinks: bool,
-    has_aggregates_or_sets: bool,
-    volatile: bool,
-    result_type: u32,
-    /// (attribute number, location in the query text) of each column reference.
-    vars: Vec<(i16, i32)>,
-}
-
-unsafe fn analyse_select(sql: &str) -> Analysed {
-    let c = CString::new(sql).unwrap();
-    let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-    let raw = (*(*list).elements).ptr_value as *mut pg_sys::RawStmt;
-    let query = pg_sys::parse_analyze_fixedparams(raw, c.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut());
-    let q = &*query;
-    let target = (*(*q.targetList).elements).ptr_value as *mut pg_sys::TargetEntry;
-    let expr = (*target).expr as *mut pg_sys::Node;
-    let mut vars: Vec<(i16, i32)> = Vec::new();
-    collect_vars(expr, &mut vars as *mut Vec<(i16, i32)> as *mut std::ffi::c_void);
-    Analysed {
-        has_sublinks: q.hasSubLinks,
-        has_aggregates_or_sets: q.hasAggs || q.hasWindowFuncs || q.hasTargetSRFs,
-        volatile: pg_sys::contain_volatile_functions(expr),
-        result_type: pg_sys::exprType(expr).to_u32(),
-        vars,
-    }
-}
-
-unsafe extern "C-unwind" fn collect_vars(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
-    if node.is_null() {
-        return false;
-    }
-    if (*node).type_ == pg_sys::NodeTag::T_Var {
-        let v = &*(node as *mut pg_sys::Var);
-        let out = &mut *(ctx as *mut Vec<(i16, i32)>);
-        if v.varlevelsup == 0 && v.location >= 0 {
-            out.push((v.varattno, v.location));
-        }
-        return false;
-    }
-    pg_sys::expression_tree_walker(node, Some(collect_vars), ctx)
-}
-
-/// Length of the column reference starting `text`: `name`, `"Name"`,
-/// `tbl.name` or `schema.tbl.name`, as the lexer reads identifiers.
-pub fn column_ref_len(text: &str) -> Option<usize> {
-    let b = text.as_bytes();
-    let mut i = ident_len(b, 0)?;
-    loop {
-        let mut j = i;
-        while j < b.len() && b[j].is_ascii_whitespace() {
-            j += 1;
-        }
-        if j < b.len() && b[j] == b'.' {
-            j += 1;
-            while j < b.len() && b[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            match ident_len(b, j) {
-                Some(end) => i = end,
-                None => return Some(i),
-            }
-        } else {
-            return Some(i);
-        }
-    }
-}
-
-/// End of the identifier starting at `i`, if there is one.
-fn ident_len(b: &[u8], i: usize) -> Option<usize> {
-    if i >= b.len() {
-        return None;
-    }
-    if b[i] == b'"' {
-        let mut j = i + 1;
-        while j < b.len() {
-            if b[j] == b'"' {
-                if j + 1 < b.len() && b[j + 1] == b'"' {
-                    j += 2;
-                    continue;
-                }
-                return Some(j + 1);
-            }
-            j += 1;
-        }
-        return None;
-    }
-    let start_ok = b[i].is_ascii_alphabetic() || b[i] == b'_' || b[i] >= 0x80;
-    if !start_ok {
-        return None;
-    }
-    let mut j = i + 1;
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80) {
-        j += 1;
-    }
-    Some(j)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_references_are_measured_like_the_lexer() {
-        assert_eq!(column_ref_len("amount::numeric"), Some(6));
-        assert_eq!(column_ref_len("\"Big \"\"X\"\"\" + 1"), Some(11));
-        assert_eq!(column_ref_len("users.amount * 2"), Some(12));
-        assert_eq!(column_ref_len("public . users . amount)"), Some(23));
-        assert_eq!(column_ref_len("prénom || 'x'"), Some(7));
-        assert_eq!(column_ref_len("1 + a"), None);
-        assert_eq!(column_ref_len("\"unterminated"), None);
-    }
-}
