@@ -3,7 +3,8 @@
 #   1. set-up (scripts/setup.sh: packages and cargo-pgrx, skipped when present)
 #   2. unit tests and in-server #[pg_test]s: cargo pgrx test pg15
 #   3. the release build installed into the system PostgreSQL
-#   4. the external suite (pgrx-tests/): real clusters, concurrent sessions, faults
+#   4. SQL-level tests as pg_regress pairs (scripts/regress.sh)
+#   5. the external suite (pgrx-tests/): real clusters, concurrent sessions, faults
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$(dirname "$0")/.."
@@ -37,11 +38,14 @@ fi
 extdir="$("$PG_CONFIG" --sharedir)/extension"
 if [ "$(id -u)" -eq 0 ]; then cp sql/released/pg_zdm--*.sql "$extdir/"; else sudo cp sql/released/pg_zdm--*.sql "$extdir/"; fi
 
+echo "== SQL regression tests (pgrx-tests/regress)"
+PG_CONFIG="$PG_CONFIG" logged scripts/regress.sh
+
 echo "== external suite"
 export ZDM_PG_CONFIG="$PG_CONFIG"
 logged cargo test -p zdm_harness --tests -- --test-threads=2
 
-passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG" | awk '{s += $4} END {print s + 0}')
-failed=$(grep -E 'test result:' "$LOG" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
+passed=$(grep -oE '(test result: [a-zA-Z]+\.|regress:) [0-9]+ passed' "$LOG" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
+failed=$(grep -E 'test result:|regress:' "$LOG" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
 echo
 echo "$passed passed, $failed failed"

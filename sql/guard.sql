@@ -176,9 +176,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
            WHEN relation = zdm._table_oid(m.table_name) AND subcommand = 'alter column type'
                 AND (column_name = ANY (m.columns) OR '*' = ANY (m.columns))
-           THEN format('the type of column %I of table %s', column_name, m.table_name)
+           THEN format('table %s (the type of its column %I)', m.table_name, column_name)
            WHEN relation = zdm._table_oid(second.name) AND subcommand IN ('add column', 'alter column type')
-           THEN format('the columns of table %s', second.name)
+           THEN format('table %s (its columns)', second.name)
            END
       FROM (SELECT m.plan->'shadow'->>(CASE WHEN m.phase = 'swapped' THEN 'old' ELSE 'shadow' END) AS name) second
 $$;
