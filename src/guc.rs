@@ -31,6 +31,102 @@ pub static SHADOW_INDEXES_AFTER_COPY: GucSetting<bool> = GucSetting::<bool>::new
 /// Set by pg_zdm around its own catalog writes; the guard trigger refuses others.
 pub static CATALOG_WRITE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// An integer setting: its name, its two descriptions (as `SHOW` and the
+/// docs give them), the static holding its value, its bounds and its unit.
+struct IntSetting {
+    name: &'static std::ffi::CStr,
+    short: &'static std::ffi::CStr,
+    long: &'static std::ffi::CStr,
+    setting: &'static GucSetting<i32>,
+    min: i32,
+    max: i32,
+    unit: GucFlags,
+}
+
+const INT_SETTINGS: &[IntSetting] = &[
+    IntSetting {
+        name: c"zdm.lock_timeout",
+        short: c"How long one pg_zdm DDL statement waits for its lock before retrying.",
+        long: c"Readers and writers that arrive while pg_zdm waits for a lock queue behind it for at most this long.",
+        setting: &LOCK_TIMEOUT_MS,
+        min: 1,
+        max: 60_000,
+        unit: GucFlags::UNIT_MS,
+    },
+    IntSetting {
+        name: c"zdm.lock_attempts",
+        short: c"How many times a pg_zdm DDL step is tried when its lock is not available.",
+        long: c"After the last attempt the step fails with SQLSTATE 55P03, naming the sessions that held the lock.",
+        setting: &LOCK_ATTEMPTS,
+        min: 1,
+        max: 1000,
+        unit: GucFlags::empty(),
+    },
+    IntSetting {
+        name: c"zdm.retry_backoff",
+        short: c"First pause between two attempts of a DDL step; doubles each attempt, with jitter.",
+        long: c"",
+        setting: &RETRY_BACKOFF_MS,
+        min: 0,
+        max: 60_000,
+        unit: GucFlags::UNIT_MS,
+    },
+    IntSetting {
+        name: c"zdm.retry_backoff_max",
+        short: c"Longest pause between two attempts of a DDL step.",
+        long: c"",
+        setting: &RETRY_BACKOFF_MAX_MS,
+        min: 0,
+        max: 600_000,
+        unit: GucFlags::UNIT_MS,
+    },
+    IntSetting {
+        name: c"zdm.batch_size",
+        short: c"Rows per backfill batch.",
+        long: c"",
+        setting: &BATCH_SIZE,
+        min: 1,
+        max: 10_000_000,
+        unit: GucFlags::empty(),
+    },
+    IntSetting {
+        name: c"zdm.batch_delay",
+        short: c"Pause between two backfill batches.",
+        long: c"",
+        setting: &BATCH_DELAY_MS,
+        min: 0,
+        max: 600_000,
+        unit: GucFlags::UNIT_MS,
+    },
+    IntSetting {
+        name: c"zdm.target_batch_time",
+        short: c"Target duration of one backfill batch; the batch size adapts to stay near it (0: fixed size).",
+        long: c"A batch keeps its rows locked until it commits, so this bounds how long a writer waits for the backfill.",
+        setting: &TARGET_BATCH_TIME_MS,
+        min: 0,
+        max: 600_000,
+        unit: GucFlags::UNIT_MS,
+    },
+    IntSetting {
+        name: c"zdm.max_replication_lag",
+        short: c"The backfill waits while a standby's replay lags more than this (0: never waits).",
+        long: c"Measured as replay_lag of pg_stat_replication; the wait shows in zdm.progress.waiting_reason.",
+        setting: &MAX_REPLICATION_LAG_MS,
+        min: 0,
+        max: 86_400_000,
+        unit: GucFlags::UNIT_MS,
+    },
+    IntSetting {
+        name: c"zdm.progress_interval",
+        short: c"Seconds between two progress NOTICEs of a running backfill.",
+        long: c"",
+        setting: &PROGRESS_INTERVAL_S,
+        min: 1,
+        max: 3600,
+        unit: GucFlags::UNIT_S,
+    },
+];
+
 pub fn register() {
     GucRegistry::define_bool_guc(
         c"zdm.catalog_write",
@@ -39,86 +135,6 @@ pub fn register() {
         &CATALOG_WRITE,
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL | GucFlags::NO_RESET_ALL,
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.lock_timeout",
-        c"How long one pg_zdm DDL statement waits for its lock before retrying.",
-        c"Readers and writers that arrive while pg_zdm waits for a lock queue behind it for at most this long.",
-        &LOCK_TIMEOUT_MS,
-        1,
-        60_000,
-        GucContext::Userset,
-        GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.lock_attempts",
-        c"How many times a pg_zdm DDL step is tried when its lock is not available.",
-        c"After the last attempt the step fails with SQLSTATE 55P03, naming the sessions that held the lock.",
-        &LOCK_ATTEMPTS,
-        1,
-        1000,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.retry_backoff",
-        c"First pause between two attempts of a DDL step; doubles each attempt, with jitter.",
-        c"",
-        &RETRY_BACKOFF_MS,
-        0,
-        60_000,
-        GucContext::Userset,
-        GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.retry_backoff_max",
-        c"Longest pause between two attempts of a DDL step.",
-        c"",
-        &RETRY_BACKOFF_MAX_MS,
-        0,
-        600_000,
-        GucContext::Userset,
-        GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.batch_size",
-        c"Rows per backfill batch.",
-        c"",
-        &BATCH_SIZE,
-        1,
-        10_000_000,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.batch_delay",
-        c"Pause between two backfill batches.",
-        c"",
-        &BATCH_DELAY_MS,
-        0,
-        600_000,
-        GucContext::Userset,
-        GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.target_batch_time",
-        c"Target duration of one backfill batch; the batch size adapts to stay near it (0: fixed size).",
-        c"A batch keeps its rows locked until it commits, so this bounds how long a writer waits for the backfill.",
-        &TARGET_BATCH_TIME_MS,
-        0,
-        600_000,
-        GucContext::Userset,
-        GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"zdm.max_replication_lag",
-        c"The backfill waits while a standby's replay lags more than this (0: never waits).",
-        c"Measured as replay_lag of pg_stat_replication; the wait shows in zdm.progress.waiting_reason.",
-        &MAX_REPLICATION_LAG_MS,
-        0,
-        86_400_000,
-        GucContext::Userset,
-        GucFlags::UNIT_MS,
     );
     GucRegistry::define_bool_guc(
         c"zdm.shadow_indexes_after_copy",
@@ -130,14 +146,7 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
-        c"zdm.progress_interval",
-        c"Seconds between two progress NOTICEs of a running backfill.",
-        c"",
-        &PROGRESS_INTERVAL_S,
-        1,
-        3600,
-        GucContext::Userset,
-        GucFlags::UNIT_S,
-    );
+    for s in INT_SETTINGS {
+        GucRegistry::define_int_guc(s.name, s.short, s.long, s.setting, s.min, s.max, GucContext::Userset, s.unit);
+    }
 }

@@ -283,7 +283,6 @@ LANGUAGE plpgsql AS {}",
 }
 
 #[cfg(test)]
-#[cfg(test)]
 pub mod tests {
     use super::*;
 

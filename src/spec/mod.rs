@@ -6,6 +6,12 @@
 //!
 //! Parse errors name the offending field (`operations[1].new_name: ...`).
 
+mod diff;
+mod operations;
+
+pub use diff::differences;
+pub use operations::*;
+
 use crate::error::{ZdmError, ZdmResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -49,143 +55,6 @@ pub enum OperationSpec {
     /// sync by a trigger, backfilled, verified, then swapped in by `zdm.swap_tables()`.
     CreateShadowTable(ShadowTableSpec),
 }
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowTableSpec {
-    pub table: String,
-    /// `ALTER TABLE` actions applied to the shadow: `ALTER COLUMN amount TYPE numeric(10,2)`.
-    #[serde(default)]
-    pub alterations: Vec<String>,
-    /// Shadow column → SQL expression over the original row that fills it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column_map: Option<std::collections::BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddColumnSpec {
-    pub table: String,
-    pub column: String,
-    #[serde(rename = "type")]
-    pub col_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
-    #[serde(default)]
-    pub not_null: bool,
-    /// Value for existing rows and rows inserted without the column until
-    /// complete (default: the default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fill_expr: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetNotNullSpec {
-    pub table: String,
-    pub column: String,
-    /// Value for rows where the column is NULL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fill_expr: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DropColumnSpec {
-    pub table: String,
-    pub column: String,
-    /// Value for rows the new application writes without the column, when it is NOT NULL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub down_expr: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddCheckSpec {
-    pub table: String,
-    pub constraint: String,
-    pub check: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddForeignKeySpec {
-    pub table: String,
-    pub constraint: String,
-    pub columns: Vec<String>,
-    pub references: String,
-    pub referenced_columns: Vec<String>,
-    #[serde(default = "no_action")]
-    pub on_delete: String,
-}
-
-fn no_action() -> String {
-    "NO ACTION".to_string()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddUniqueSpec {
-    pub table: String,
-    pub constraint: String,
-    pub columns: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateIndexSpec {
-    pub table: String,
-    pub index: String,
-    /// What follows `ON table` in CREATE INDEX: `USING btree (email) WHERE deleted_at IS NULL`.
-    pub definition: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlterColumnTypeSpec {
-    pub table: String,
-    pub column: String,
-    pub new_type: String,
-    /// New value from the row, where the column's name is its old value
-    /// (default: a cast of the column).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub up_expr: Option<String>,
-    /// Old value from the row, where the column's name (or `new_column`) is
-    /// its NEW value (default: a cast back).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub down_expr: Option<String>,
-    /// Name of the new-type column while both exist (default `<column>_new`):
-    /// what the new application writes until complete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_column: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenameColumnSpec {
-    /// The table, as regclass text (`public.users`, `"My Schema"."My Table"`).
-    pub table: String,
-    pub column: String,
-    pub new_name: String,
-}
-
-/// The claim of a migration on every column of its table (shadow tables):
-/// conflicts with any other active migration of the table.
-pub const WHOLE_TABLE: &str = "*";
-
-/// Every `op` value pg_zdm knows, for error hints.
-pub const KNOWN_OPS: &[&str] = &[
-    "rename_column",
-    "alter_column_type",
-    "add_column",
-    "set_not_null",
-    "drop_column",
-    "add_check",
-    "add_foreign_key",
-    "add_unique",
-    "create_index",
-    "create_shadow_table",
-];
 
 impl OperationSpec {
     pub fn table(&self) -> &str {
@@ -344,40 +213,6 @@ fn from_value_with_path<T: for<'de> Deserialize<'de>>(value: &Value, at: &str) -
     })
 }
 
-/// Where two normalized specs differ, one `path: existing → given` per leaf,
-/// for the DETAIL of a start that reuses a name with another spec.
-pub fn differences(existing: &Value, given: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    diff_at("", existing, given, &mut out);
-    out
-}
-
-fn diff_at(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for k in keys {
-                let none = Value::Null;
-                diff_at(&join(k), x.get(k).unwrap_or(&none), y.get(k).unwrap_or(&none), out);
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (u, v)) in x.iter().zip(y).enumerate() {
-                diff_at(&format!("{path}[{i}]"), u, v, out);
-            }
-        }
-        _ if a != b => out.push(format!("{}: {a} → {b}", if path.is_empty() { "spec" } else { path })),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,19 +259,5 @@ mod tests {
         assert!(parse_spec(&json!([1])).is_err());
         assert!(parse_spec(&json!({"operations": []})).is_err());
         assert!(parse_spec(&json!({"table": "t"})).is_err());
-    }
-
-    #[test]
-    fn differences_name_each_changed_leaf() {
-        let a = serde_json::json!([{"op": "rename_column", "table": "public.u", "column": "name", "new_name": "full_name"}]);
-        let b = serde_json::json!([{"op": "rename_column", "table": "public.u", "column": "name", "new_name": "nom"}]);
-        assert_eq!(super::differences(&a, &b), vec![r#"[0].new_name: "full_name" → "nom""#]);
-        assert!(super::differences(&a, &a).is_empty());
-        let c = serde_json::json!([{"op": "drop_column"}, {"op": "x"}]);
-        assert_eq!(
-            super::differences(&a, &c).len(),
-            1,
-            "different lengths: the whole value"
-        );
     }
 }
