@@ -296,6 +296,12 @@ STRICT
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_abandon_dropped_wrapper';
 
+CREATE FUNCTION zdm."_alter_table_subcommands"(command pg_catalog.pg_ddl_command)
+RETURNS TABLE (relation oid, subcommand text, column_name text)
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_alter_table_subcommands_wrapper';
+
 -- The DDL guard: event triggers that refuse, with 55006, DDL from outside
 -- pg_zdm that would break an active migration (its table renamed, a column it
 -- claims dropped or renamed, one of its triggers dropped or not firing for
@@ -463,21 +469,47 @@ BEGIN
 END
 $$;
 
+-- What one ALTER TABLE subcommand from outside breaks in migration m, if
+-- anything: the type of a column its triggers copy changed under them; on
+-- its second table (the shadow before the swap, the old table after), a
+-- column added or a type changed, which the sync's writes into it do not
+-- expect. (A pg_restore of the shadow does neither; its ADD PRIMARY KEY sets
+-- NOT NULL, so that one is not told apart from a user's.)
+CREATE FUNCTION zdm._guard_subcommand(m zdm.migrations, relation oid, subcommand text, column_name text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+           WHEN relation = zdm._table_oid(m.table_name) AND subcommand = 'alter column type'
+                AND (column_name = ANY (m.columns) OR '*' = ANY (m.columns))
+           THEN format('the type of column %I of table %s', column_name, m.table_name)
+           WHEN relation = zdm._table_oid(second.name) AND subcommand IN ('add column', 'alter column type')
+           THEN format('the columns of table %s', second.name)
+           END
+      FROM (SELECT m.plan->'shadow'->>(CASE WHEN m.phase = 'swapped' THEN 'old' ELSE 'shadow' END) AS name) second
+$$;
+
 -- After an ALTER TABLE, ALTER TRIGGER or ALTER SCHEMA from outside: the
 -- tables of active migrations still have their names and claimed columns,
--- their triggers fire for every write (ENABLE ALWAYS), and a shadow
--- migration's second table is intact.
+-- their triggers fire for every write (ENABLE ALWAYS), no subcommand changed
+-- what their triggers read or write, and a shadow migration's second table
+-- is intact.
 CREATE FUNCTION zdm._guard_alter() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     m zdm.migrations;
     t oid;
     broken text;
+    sub record;
 BEGIN
     IF zdm._guard_idle() THEN
         RETURN;
     END IF;
     FOR m IN SELECT * FROM zdm.migrations WHERE phase NOT IN ('completed', 'rolled_back', 'abandoned') LOOP
+        FOR sub IN SELECT s.* FROM pg_event_trigger_ddl_commands() c, zdm._alter_table_subcommands(c.command) s LOOP
+            broken := zdm._guard_subcommand(m, sub.relation, sub.subcommand, sub.column_name);
+            IF broken IS NOT NULL THEN
+                PERFORM zdm._guard_refuse(broken, m.name);
+            END IF;
+        END LOOP;
         t := zdm._table_oid(m.table_name);
         IF t IS NULL THEN
             PERFORM zdm._guard_refuse('table ' || m.table_name, m.name);

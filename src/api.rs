@@ -241,6 +241,32 @@ pub mod zdm {
         crate::privilege::own_ddl_in_progress()
     }
 
+    /// Read by the DDL guard (sql/guard.sql): what each subcommand of an
+    /// `ALTER TABLE` did, and to which column. Its argument comes only from
+    /// `pg_event_trigger_ddl_commands()` (no value of the type can be typed in).
+    #[pg_extern(sql = "
+        CREATE FUNCTION zdm.\"_alter_table_subcommands\"(command pg_catalog.pg_ddl_command)
+        RETURNS TABLE (relation oid, subcommand text, column_name text)
+        STRICT
+        LANGUAGE c /* Rust */
+        AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+    ")]
+    fn _alter_table_subcommands(
+        command: pgrx::Internal,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(relation, pg_sys::Oid),
+            name!(subcommand, String),
+            name!(column_name, Option<String>),
+        ),
+    > {
+        let command = command.unwrap().map(|d| d.cast_mut_ptr::<pg_sys::CollectedCommand>());
+        // SAFETY: the pointer is the CollectedCommand of the event trigger running now.
+        let subcommands = unsafe { crate::guard::alter_table_subcommands(command.unwrap_or(std::ptr::null_mut())) };
+        TableIterator::new(subcommands.into_iter().map(|s| (s.relation, s.kind.to_string(), s.column)))
+    }
+
     /// Read by the catalog's guard trigger: true only while pg_zdm itself
     /// writes its catalog (a session cannot set it).
     #[pg_extern]

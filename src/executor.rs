@@ -5,7 +5,9 @@
 //! 1. `lock_timeout` is set to `zdm.lock_timeout`;
 //! 2. the strongest lock the group needs is taken up front on each relation
 //!    (`LOCK TABLE ... IN <mode> MODE`), so statements never upgrade a lock
-//!    while readers queue behind them;
+//!    while readers queue behind them; all of them within one
+//!    `zdm.lock_timeout` (each `LOCK` gets what is left of it), so a session
+//!    queued behind the first waits at most that long plus the hold time;
 //! 3. the statements run.
 //! If a lock is not available (SQLSTATE 55P03) the subtransaction rolls back —
 //! nothing is left half-done, and the sessions that queued behind us go on —
@@ -85,9 +87,7 @@ pub fn run_steps(steps: &[Step], policy: &RetryPolicy) -> ZdmResult<ExecReport> 
     let locks = strongest_locks(steps);
     let what = steps.first().map(|s| s.description.as_str()).unwrap_or("DDL");
     let ((), mut report) = with_lock_retry(policy, &locks, what, || {
-        for (relation, mode) in &locks {
-            Spi::run(&format!("LOCK TABLE {relation} IN {} MODE", mode.as_sql())).expect("LOCK TABLE");
-        }
+        take_locks(&locks, policy);
         for step in steps {
             if step.caller_rights {
                 crate::privilege::as_role(crate::privilege::caller(), || run_statement(&step.sql));
@@ -98,6 +98,22 @@ pub fn run_steps(steps: &[Step], policy: &RetryPolicy) -> ZdmResult<ExecReport> 
     })?;
     report.statements = steps.len();
     Ok(report)
+}
+
+/// `LOCK TABLE` of each relation in turn, in the order given, all within one
+/// `policy.lock_timeout_ms`: each waits at most what the ones before it left.
+/// Sessions queued behind a lock already taken wait for every later one too;
+/// a timeout per lock would let them wait that many times over. The
+/// statements that follow get the whole timeout again.
+pub fn take_locks(locks: &[(String, LockMode)], policy: &RetryPolicy) {
+    let started = Instant::now();
+    for (relation, mode) in locks {
+        let spent = started.elapsed().as_millis() as u64;
+        let left = policy.lock_timeout_ms.saturating_sub(spent).max(1);
+        crate::session::set_local("lock_timeout", &format!("{left}ms"));
+        Spi::run(&format!("LOCK TABLE {relation} IN {} MODE", mode.as_sql())).expect("LOCK TABLE");
+    }
+    crate::session::set_local("lock_timeout", &format!("{}ms", policy.lock_timeout_ms));
 }
 
 /// The steps of a group that run here, inside the group's transaction: all

@@ -27,6 +27,7 @@ pub mod catalog;
 pub mod error;
 pub mod executor;
 pub mod expr;
+pub mod guard;
 pub mod guc;
 pub mod ident;
 pub mod lifecycle;
@@ -77,7 +78,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/guard.sql",
     name = "ddl_guard",
-    requires = ["bootstrap", api::zdm::_own_ddl_in_progress]
+    requires = ["bootstrap", api::zdm::_own_ddl_in_progress, api::zdm::_alter_table_subcommands]
 );
 extension_sql_file!(
     "../sql/api.sql",

@@ -94,7 +94,8 @@ pub fn with_local_settings<R>(settings: &[(&str, String)], f: impl FnOnce() -> R
     result
 }
 
-fn set_local(name: &str, value: &str) {
+/// `SET LOCAL name = value`, undone at the end of the (sub)transaction.
+pub fn set_local(name: &str, value: &str) {
     Spi::run_with_args(
         "SELECT pg_catalog.set_config($1, $2, true)",
         &[name.into(), value.into()],

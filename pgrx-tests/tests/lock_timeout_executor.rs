@@ -174,3 +174,61 @@ fn a_blocking_autovacuum_is_cancelled_as_postgresql_would() {
         .get(0);
     assert_eq!(cancelled, 0, "the vacuum of public.av is gone");
 }
+
+/// A swap locks the table, the shadow, then each referencing table: two of
+/// those held by short transactions, each released within one lock_timeout,
+/// the second only after the two waits add up to more than one. All the locks
+/// of an attempt fit in one `zdm.lock_timeout`, so readers queued behind the
+/// table's lock wait at most that long (plus the swap's hold), not once per
+/// relation.
+#[test]
+fn all_the_locks_of_an_attempt_fit_in_one_lock_timeout() {
+    let cluster = common::cluster_with_zdm();
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE TABLE public.t (id bigint PRIMARY KEY, v int);
+             INSERT INTO public.t SELECT g, g FROM generate_series(1, 1000) g;
+             CREATE TABLE public.c1 (id bigint PRIMARY KEY, t_id bigint REFERENCES public.t);
+             CREATE TABLE public.c2 (id bigint PRIMARY KEY, t_id bigint REFERENCES public.t);
+             SELECT zdm.create_shadow_table('public.t', ARRAY['ADD COLUMN w int'], NULL, 'lb');",
+        )
+        .unwrap();
+    admin.batch_execute("CALL zdm.backfill('lb')").unwrap();
+    admin.batch_execute("SELECT zdm.verify('lb')").unwrap();
+
+    // Each holder locks its table now and commits `after` from now.
+    let holder = |table: &'static str, after: u64| {
+        let mut c = cluster.connect();
+        c.batch_execute(&format!("BEGIN; LOCK TABLE public.{table} IN ROW EXCLUSIVE MODE;"))
+            .unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(after));
+            c.batch_execute("COMMIT").unwrap();
+        })
+    };
+    let epoch = Instant::now();
+    let prober = Prober::spawn(&cluster.url("postgres"), "public.t", epoch);
+    std::thread::sleep(Duration::from_millis(200));
+    let h1 = holder("c1", 450);
+    let h2 = holder("c2", 1400);
+    let mut migrator = cluster.connect();
+    let swap: String = migrator
+        .query_one(
+            "SELECT zdm.swap_tables('lb', lock_timeout => '500ms', max_attempts => 20)::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let swap: serde_json::Value = serde_json::from_str(&swap).unwrap();
+    h1.join().unwrap();
+    h2.join().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let longest = prober.stop().longest_wait_ms();
+    let held = swap["lock_held_ms"].as_f64().unwrap();
+    println!("swap {swap}; readers' longest wait {longest:.0} ms");
+    assert!(swap["attempts"].as_u64().unwrap() >= 2, "the first attempt cannot have fit: {swap}");
+    // One lock_timeout (500 ms) and the hold, plus scheduling slack; a
+    // timeout per lock would have kept them about 950 ms.
+    assert!(longest < 500.0 + held + 200.0, "readers waited {longest:.0} ms");
+}

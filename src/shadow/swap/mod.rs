@@ -34,7 +34,7 @@ pub use record::{IncomingForeignKey, SwapRecord};
 use super::verify::shadow_plan;
 use crate::catalog::introspect::spi_err;
 use crate::error::{ZdmError, ZdmResult};
-use crate::executor::{run_steps, with_lock_retry, RetryPolicy};
+use crate::executor::{run_steps, take_locks, with_lock_retry, RetryPolicy};
 use crate::ident::Literal;
 use crate::migrations::store::{self, MigrationRow};
 use crate::migrations::Phase;
@@ -84,7 +84,7 @@ pub fn swap(name: &str, policy: &RetryPolicy) -> ZdmResult<Value> {
         with_local_settings(
             &[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())],
             || {
-                take_locks(&locks);
+                take_locks(&locks, policy);
                 let locked_at = Instant::now();
                 // No writer is in flight under the lock, so every delete is committed and
                 // its note visible: the last copies of deleted rows go now. The settle
@@ -137,13 +137,6 @@ fn verify_keeping_no_row_lock(m: &MigrationRow) -> ZdmResult<Value> {
     Ok(result)
 }
 
-/// `LOCK TABLE` of each relation in turn, in the order given.
-fn take_locks(locks: &[(String, LockMode)]) {
-    for (relation, mode) in locks {
-        Spi::run(&format!("LOCK TABLE {relation} IN {} MODE", mode.as_sql())).expect("LOCK");
-    }
-}
-
 /// 55000 unless the trigger feeding the shadow is there and fires for every
 /// write (`ENABLE ALWAYS`): writes it missed never reached the shadow, and a
 /// swap would lose them.
@@ -187,7 +180,7 @@ pub fn swap_back(m: &MigrationRow, policy: &RetryPolicy) -> ZdmResult<Value> {
             with_local_settings(
                 &[("search_path", crate::privilege::FIXED_SEARCH_PATH.to_string())],
                 || {
-                    take_locks(&locks);
+                    take_locks(&locks, policy);
                     let locked_at = Instant::now();
                     let views = views_on(&t).unwrap_or_else(|e| e.raise());
                     for s in back::statements(&sp, &record, &views) {
