@@ -30,6 +30,7 @@ pub struct TableFacts {
     pub oid: u32,
     /// `schema.table`, quoted as needed (as a spec names it).
     pub qualified: String,
+    pub schema: String,
     /// Bytes of the heap (all partitions for a partitioned table).
     pub size: i64,
     /// pg_class.reltuples summed over partitions; negative: never analysed.
@@ -89,7 +90,7 @@ pub fn gather(statements: &[Statement], long_transaction: &str) -> ZdmResult<Fac
         match &s.kind {
             Kind::DropIndex { indexes, .. } => {
                 for i in indexes {
-                    if let Some(f) = read_index(&quoted(i))? {
+                    if let Some(f) = read_index(i.schema.as_deref(), &i.name)? {
                         facts.indexes.insert(i.display(), f);
                     }
                 }
@@ -123,10 +124,7 @@ fn read_cmd_facts(facts: &mut Facts, table: &RelName, tf: Option<&TableFacts>, c
             ..
         }) => {
             // USING INDEX names an index of the table's schema.
-            let schema = tf.qualified.rsplit_once('.').map(|(s, _)| s.to_string()).unwrap_or_default();
-            let name: Option<String> = Spi::get_one_with_args("SELECT $1 || '.' || pg_catalog.quote_ident($2)", &[schema.into(), i.clone().into()])
-                .map_err(spi_err)?;
-            if let Some(f) = read_index(&name.unwrap_or_default())? {
+            if let Some(f) = read_index(Some(&tf.schema), i)? {
                 facts.indexes.insert(i.clone(), f);
             }
         }
@@ -164,18 +162,11 @@ pub fn tables_named(kind: &Kind) -> Vec<RelName> {
     }
 }
 
-fn quoted(r: &RelName) -> String {
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    match &r.schema {
-        Some(s) => format!("{}.{}", q(s), q(&r.name)),
-        None => q(&r.name),
-    }
-}
-
 const TABLE_FACTS: &str = "
 SELECT (SELECT pg_catalog.jsonb_build_object(
   'oid', c.oid::int8,
   'qualified', pg_catalog.format('%I.%I', n.nspname, c.relname),
+  'schema', n.nspname,
   'size', zdm_size.bytes,
   'rows', CASE WHEN c.relkind = 'p'
               THEN (SELECT coalesce(sum(greatest(pc.reltuples, 0)), 0) FROM pg_catalog.pg_partition_tree(c.oid) p
@@ -195,16 +186,20 @@ SELECT (SELECT pg_catalog.jsonb_build_object(
        LATERAL (SELECT CASE WHEN c.relkind = 'p'
                             THEN (SELECT coalesce(sum(pg_catalog.pg_relation_size(p.relid)), 0) FROM pg_catalog.pg_partition_tree(c.oid) p)
                             ELSE pg_catalog.pg_relation_size(c.oid) END::int8 AS bytes) zdm_size
- WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'p'))";
+ WHERE c.oid = pg_catalog.to_regclass(CASE WHEN $1 IS NULL THEN pg_catalog.quote_ident($2) ELSE pg_catalog.quote_ident($1) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident($2) END) AND c.relkind IN ('r', 'p'))";
 
 fn read_table(r: &RelName) -> ZdmResult<Option<TableFacts>> {
-    read_visible(TABLE_FACTS, &quoted(r))
+    read_visible(TABLE_FACTS, r.schema.as_deref(), &r.name)
 }
 
-/// One object's facts, None when the caller cannot see it: not there, or in a
+
+/// One object's facts ($1 its schema, NULL: by search_path; $2 its name,
+/// both quoted by the server), None when the caller cannot see it: not there, or in a
 /// schema they have no USAGE on (to_regclass raises 42501 for that).
-fn read_visible<T: serde::de::DeserializeOwned>(query: &str, name: &str) -> ZdmResult<Option<T>> {
-    let read = in_subtransaction(|| with_caller_search_path(|| Spi::get_one_with_args::<JsonB>(query, &[name.into()])));
+fn read_visible<T: serde::de::DeserializeOwned>(query: &str, schema: Option<&str>, name: &str) -> ZdmResult<Option<T>> {
+    let read = in_subtransaction(|| {
+        with_caller_search_path(|| Spi::get_one_with_args::<JsonB>(query, &[schema.into(), name.into()]))
+    });
     match read {
         Ok(json) => Ok(json.map_err(spi_err)?.and_then(|j| serde_json::from_value(j.0).ok())),
         Err(e) if caught_sqlstate(&e) == Some(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE) => Ok(None),
@@ -223,10 +218,10 @@ SELECT (SELECT pg_catalog.jsonb_build_object(
   FROM pg_catalog.pg_index i
   JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_class t ON t.oid = i.indrelid JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
- WHERE i.indexrelid = pg_catalog.to_regclass($1))";
+ WHERE i.indexrelid = pg_catalog.to_regclass(CASE WHEN $1 IS NULL THEN pg_catalog.quote_ident($2) ELSE pg_catalog.quote_ident($1) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident($2) END))";
 
-fn read_index(name: &str) -> ZdmResult<Option<IndexFacts>> {
-    read_visible(INDEX_FACTS, name)
+fn read_index(schema: Option<&str>, name: &str) -> ZdmResult<Option<IndexFacts>> {
+    read_visible(INDEX_FACTS, schema, name)
 }
 
 const LONG_TRANSACTIONS: &str = "

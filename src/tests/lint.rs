@@ -161,6 +161,11 @@ mod tests {
         assert_eq!(r["verdict"], json!("danger"));
         assert_eq!(r["spec"]["operations"][0]["op"], json!("create_index"));
         assert_eq!(r["spec"]["operations"][0]["definition"], json!("(note)"));
+        // A name that needs quoting is found, and named as a spec names it.
+        Spi::run("CREATE SCHEMA \"S.1\"; CREATE TABLE \"S.1\".\"Odd \"\"T\"\"\" (a int); INSERT INTO \"S.1\".\"Odd \"\"T\"\"\" VALUES (1)").unwrap();
+        let r = lint("CREATE INDEX odd_a ON \"S.1\".\"Odd \"\"T\"\"\" (a)", false);
+        assert_eq!(r[0]["table"]["name"], json!("\"S.1\".\"Odd \"\"T\"\"\""));
+        assert_eq!(r[0]["verdict"], json!("danger"));
         // A statement with nothing to say is one ok row.
         assert_eq!(one::<String>("SELECT verdict FROM zdm.lint('SELECT 1')").unwrap(), "ok");
     }
