@@ -557,3 +557,54 @@ CREATE FUNCTION zdm."plan_steps"(
 STRICT
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'plan_steps_wrapper';
+
+-- The migration linter (src/lint/): zdm.lint, zdm.lint_json, zdm.lint_check, zdm.convert.
+CREATE FUNCTION zdm."lint"(
+	"sql" TEXT, /* & str */
+	"in_transaction" bool DEFAULT false, /* bool */
+	"long_transaction" TEXT DEFAULT '1 minute' /* & str */
+) RETURNS TABLE (
+	"statement_no" INT,  /* i32 */
+	"line" INT,  /* i32 */
+	"statement" TEXT,  /* String */
+	"objects" TEXT[],  /* Vec < String > */
+	"lock_mode" TEXT,  /* Option < String > */
+	"table_work" TEXT,  /* String */
+	"table_name" TEXT,  /* Option < String > */
+	"table_bytes" bigint,  /* Option < i64 > */
+	"table_rows" bigint,  /* Option < i64 > */
+	"verdict" TEXT,  /* String */
+	"rule" TEXT,  /* Option < String > */
+	"reason" TEXT,  /* Option < String > */
+	"safe_way" TEXT,  /* Option < String > */
+	"spec" jsonb  /* Option < JsonB > */
+)
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lint_wrapper';
+
+CREATE FUNCTION zdm."lint_json"(
+	"sql" TEXT, /* & str */
+	"in_transaction" bool DEFAULT false, /* bool */
+	"long_transaction" TEXT DEFAULT '1 minute' /* & str */
+) RETURNS jsonb /* JsonB */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lint_json_wrapper';
+
+CREATE FUNCTION zdm."lint_check"(
+	"sql" TEXT, /* & str */
+	"in_transaction" bool DEFAULT false, /* bool */
+	"long_transaction" TEXT DEFAULT '1 minute' /* & str */
+) RETURNS TEXT /* String */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lint_check_wrapper';
+
+CREATE FUNCTION zdm."convert"(
+	"sql" TEXT, /* & str */
+	"in_transaction" bool DEFAULT false /* bool */
+) RETURNS jsonb /* JsonB */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'convert_wrapper';

@@ -14,6 +14,7 @@
 //! - `lifecycle`   start, the backfill's controls, complete, rollback
 //! - `report`      what a plan and a migration's status show
 //! - `api`         the `zdm.*` SQL functions (thin wrappers)
+//! - `lint`        zdm.lint(sql): a migration's statements judged against this database
 //! - `session`     subtransactions, local settings, sleeps (server plumbing)
 //! - sql/          hand-written SQL: catalog tables, views, the committing procedure, the DDL guard
 
@@ -30,6 +31,7 @@ pub mod guard;
 pub mod guc;
 pub mod ident;
 pub mod lifecycle;
+pub mod lint;
 pub mod migrations;
 pub mod ops;
 pub mod plan;
