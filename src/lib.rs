@@ -15,6 +15,7 @@
 //! - `report`      what a plan and a migration's status show
 //! - `api`         the `zdm.*` SQL functions (thin wrappers)
 //! - `session`     subtransactions, local settings, sleeps (server plumbing)
+//! - `runner`      zdm.run(): the migrate phase in a background worker
 //! - sql/          hand-written SQL: catalog tables, views, the committing procedure, the DDL guard
 
 use pgrx::prelude::*;
@@ -34,6 +35,7 @@ pub mod ops;
 pub mod plan;
 pub mod privilege;
 pub mod report;
+pub mod runner;
 pub mod scheduler;
 pub mod session;
 pub mod shadow;
@@ -53,6 +55,7 @@ pub extern "C-unwind" fn _PG_init() {
     // (A backend is one thread; this runs before any other Rust code of ours.)
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     guc::register();
+    runner::launcher::register_if_preloading();
 }
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
@@ -76,6 +79,11 @@ extension_sql_file!(
     "../sql/guard.sql",
     name = "ddl_guard",
     requires = ["bootstrap", api::zdm::_own_ddl_in_progress]
+);
+extension_sql_file!(
+    "../sql/runner.sql",
+    name = "runner",
+    requires = ["bootstrap", runner::api::_runner_wait_step]
 );
 extension_sql_file!(
     "../sql/api.sql",
