@@ -583,12 +583,12 @@ GRANT SELECT ON zdm.runners TO PUBLIC;
 CREATE PROCEDURE zdm.wait(migration text, timeout pg_catalog.interval DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
-    began pg_catalog.timestamptz := pg_catalog.clock_timestamp();
-    s     record;
+    began    pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    finished boolean;
 BEGIN
     LOOP
-        SELECT * INTO s FROM zdm._runner_wait_step(migration, began, timeout);
-        EXIT WHEN s.finished;
+        finished := zdm._runner_wait_step(migration, began, timeout);
+        EXIT WHEN finished;
         COMMIT;
         PERFORM pg_catalog.pg_sleep(0.2);
     END LOOP;

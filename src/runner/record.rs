@@ -177,7 +177,8 @@ pub fn worker_alive(id: i64) -> ZdmResult<bool> {
 }
 
 /// Active runners of this database whose worker is gone and that were not
-/// launched in the last `grace_s` seconds (a worker takes a moment to start).
+/// launched in the last `grace_s` seconds since the server started (a worker
+/// takes a moment to take its lock).
 pub fn orphans(grace_s: i32) -> ZdmResult<Vec<(i64, String)>> {
     Spi::connect(|client| {
         client
@@ -186,8 +187,10 @@ pub fn orphans(grace_s: i32) -> ZdmResult<Vec<(i64, String)>> {
                   WHERE r.state OPERATOR(pg_catalog.=) ANY (ARRAY['launched', 'running'])
                     AND r.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database
                                                             WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-                    AND (r.launched_at IS NULL OR r.launched_at OPERATOR(pg_catalog.<)
-                         pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))
+                    AND (r.launched_at IS NULL
+                         OR r.launched_at OPERATOR(pg_catalog.<) pg_catalog.pg_postmaster_start_time()
+                         OR r.launched_at OPERATOR(pg_catalog.<)
+                            (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)))
                     AND NOT EXISTS (SELECT FROM pg_catalog.pg_locks l
                                      WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
                                        AND l.database OPERATOR(pg_catalog.=) r.database
