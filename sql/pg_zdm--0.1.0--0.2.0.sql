@@ -590,7 +590,7 @@ BEGIN
         finished := zdm._runner_wait_step(migration, began, timeout);
         EXIT WHEN finished;
         COMMIT;
-        PERFORM pg_catalog.pg_sleep(0.2);
+        PERFORM pg_catalog.pg_sleep(0.05);
     END LOOP;
 END
 $$;

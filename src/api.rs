@@ -61,7 +61,7 @@ pub mod zdm {
     /// Expand: create the new objects and sync triggers in one short transaction.
     #[pg_extern]
     fn start(spec: JsonB) -> String {
-        api_call(|| lifecycle::start::start(spec.0)).or_raise()
+        api_call(|| crate::runner::start_and_run(spec.0)).or_raise()
     }
 
     /// Contract: drop what the old application needed, in one short transaction.

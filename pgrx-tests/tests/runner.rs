@@ -3,7 +3,8 @@
 //! 1,000,000 rows under writers to "ready to complete"; the same file rolled
 //! back starts nothing; a worker killed mid-batch and a server stopped with
 //! `-m immediate` mid-batch resume by themselves; pause, resume, settings and
-//! cancel reach the running worker; a full max_worker_processes is 53400.
+//! cancel reach the running worker; a full max_worker_processes is 53400;
+//! `"run": true` in a spec.
 
 mod common;
 
@@ -300,9 +301,20 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'm'"), "backfilled");
     table_equals_oracle(&mut admin);
 
+    // "run": true in a spec: started and handed to a worker in one call.
+    owner
+        .batch_execute(
+            r#"SELECT zdm.complete('m');
+               SELECT zdm.start('{"name": "s", "run": true, "operations":
+                   [{"op": "rename_column", "table": "public.users", "column": "email", "new_name": "mail"}]}');"#,
+        )
+        .unwrap();
+    owner.batch_execute("CALL zdm.wait('s', '60 s')").unwrap();
+    assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 's'"), "backfilled");
+
     // A table owner that cannot log in cannot have a worker (PostgreSQL 15).
     admin.batch_execute("ALTER ROLE app_owner NOLOGIN").unwrap();
-    admin.batch_execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'm3')").unwrap();
+    admin.batch_execute("SELECT zdm.rename_column('public.users', 'full_name', 'fname', 'm3')").unwrap();
     let err = admin.batch_execute("SELECT zdm.run('m3')").expect_err("NOLOGIN owner");
     assert_eq!(common::sqlstate(&err), "55000", "{err}");
 }

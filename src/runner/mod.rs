@@ -77,6 +77,28 @@ pub fn run(migration: &str, through: &str) -> ZdmResult<String> {
     ))
 }
 
+/// `zdm.start(spec)`, where the spec may also say `"run": true` (or
+/// `"run": "swap"`): the migration is then handed to a runner in the same
+/// call ([`run`]). The key is taken out before the spec is parsed and stored.
+pub fn start_and_run(mut spec: serde_json::Value) -> ZdmResult<String> {
+    let through = match spec.as_object_mut().and_then(|o| o.remove("run")) {
+        None | Some(serde_json::Value::Bool(false)) | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(true)) => Some("backfilled".to_string()),
+        Some(serde_json::Value::String(s)) => Some(Through::parse(&s)?.as_str().to_string()),
+        Some(other) => {
+            return Err(ZdmError::invalid_parameter(format!(
+                "spec field \"run\" must be true, false, 'backfilled' or 'swap', got {other}"
+            ))
+            .hint("\"run\": true runs the migrate phase in a background worker once the transaction commits."))
+        }
+    };
+    let name = crate::lifecycle::start::start(spec)?;
+    if let Some(through) = through {
+        run(&name, &through)?;
+    }
+    Ok(name)
+}
+
 /// `zdm.cancel(m)`: the worker stops before its next step (a batch, an index
 /// build); false when no runner was active.
 pub fn cancel(migration: &str) -> ZdmResult<bool> {
