@@ -59,6 +59,7 @@ pub mod zdm {
     }
 
     /// Expand: create the new objects and sync triggers in one short transaction.
+    /// With `"run": true` (or `"swap"`) in the spec, also `zdm.run()` it.
     #[pg_extern]
     fn start(spec: JsonB) -> String {
         api_call(|| crate::runner::start_and_run(spec.0)).or_raise()
