@@ -59,9 +59,10 @@ pub mod zdm {
     }
 
     /// Expand: create the new objects and sync triggers in one short transaction.
+    /// With `"run": true` (or `"swap"`) in the spec, also `zdm.run()` it.
     #[pg_extern]
     fn start(spec: JsonB) -> String {
-        api_call(|| lifecycle::start::start(spec.0)).or_raise()
+        api_call(|| crate::runner::start_and_run(spec.0)).or_raise()
     }
 
     /// Contract: drop what the old application needed, in one short transaction.

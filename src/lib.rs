@@ -16,6 +16,7 @@
 //! - `api`         the `zdm.*` SQL functions (thin wrappers)
 //! - `lint`        zdm.lint(sql): a migration's statements judged against this database
 //! - `session`     subtransactions, local settings, sleeps (server plumbing)
+//! - `runner`      zdm.run(): the migrate phase in a background worker
 //! - sql/          hand-written SQL: catalog tables, views, the committing procedure, the DDL guard
 
 use pgrx::prelude::*;
@@ -37,6 +38,7 @@ pub mod ops;
 pub mod plan;
 pub mod privilege;
 pub mod report;
+pub mod runner;
 pub mod scheduler;
 pub mod session;
 pub mod shadow;
@@ -56,6 +58,7 @@ pub extern "C-unwind" fn _PG_init() {
     // (A backend is one thread; this runs before any other Rust code of ours.)
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     guc::register();
+    runner::launcher::register_if_preloading();
 }
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
@@ -79,6 +82,11 @@ extension_sql_file!(
     "../sql/guard.sql",
     name = "ddl_guard",
     requires = ["bootstrap", api::zdm::_own_ddl_in_progress, api::zdm::_alter_table_subcommands]
+);
+extension_sql_file!(
+    "../sql/runner.sql",
+    name = "runner",
+    requires = ["bootstrap", runner::api::_runner_wait_step]
 );
 extension_sql_file!(
     "../sql/api.sql",

@@ -59,7 +59,10 @@ pub fn api_call<R>(f: impl FnOnce() -> R) -> R {
             // default reads it: a backslash in a literal means itself.
             ("standard_conforming_strings", "on".to_string()),
         ],
-        f,
+        || {
+            crate::runner::resume_once();
+            f()
+        },
     )
 }
 
