@@ -312,6 +312,34 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     owner.batch_execute("CALL zdm.wait('s', '60 s')").unwrap();
     assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 's'"), "backfilled");
 
+    // A migration rolled back while its worker runs: the worker stops at its
+    // next step, cleanly (no error), and the rollback is complete.
+    owner
+        .batch_execute(
+            r#"SELECT zdm.rename_column('public.users', 'full_name', 'fn2', 'r');
+               SELECT zdm.set_backfill_settings('r', '{"batch_size": 500, "target_batch_ms": 0, "batch_delay_ms": 50}');
+               SELECT zdm.run('r');"#,
+        )
+        .unwrap();
+    until(&mut admin, "SELECT rows_done >= 1000 FROM zdm.migrations WHERE name = 'r'", Duration::from_secs(30));
+    owner.batch_execute("SELECT zdm.rollback('r')").unwrap();
+    until(
+        &mut admin,
+        "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_zdm runner')",
+        Duration::from_secs(5),
+    );
+    let (state, error): (String, Option<String>) = {
+        let row = admin
+            .query_one("SELECT state, last_error FROM zdm.runners WHERE migration = 'r'", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((state.as_str(), error), ("cancelled", None), "the worker stopped without an error");
+    assert!(!one::<bool>(
+        &mut admin,
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'public.users'::regclass AND attname = 'fn2' AND NOT attisdropped)"
+    ));
+
     // A table owner that cannot log in cannot have a worker (PostgreSQL 15).
     admin.batch_execute("ALTER ROLE app_owner NOLOGIN").unwrap();
     admin.batch_execute("SELECT zdm.rename_column('public.users', 'full_name', 'fname', 'm3')").unwrap();
