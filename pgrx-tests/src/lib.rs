@@ -4,10 +4,13 @@
 //!   user when run as root) with pg_zdm installed from the system directories;
 //! - [`load`] runs old-app / new-app writer clients that mirror every write into
 //!   an untouched oracle table, recording every latency and every error;
-//! - [`prober`] reads a table every 10 ms and records the longest wait.
+//! - [`prober`] reads a table every 10 ms and records the longest wait;
+//! - [`fixtures`]: the tables, with their oracles, that the demo, the
+//!   benchmarks and the tests share.
 //! Used by the integration tests (pgrx-tests/tests) and by the demo.
 
 pub mod cluster;
+pub mod fixtures;
 pub mod load;
 pub mod prober;
 pub mod stats;

@@ -9,6 +9,7 @@
 mod common;
 
 use std::time::{Duration, Instant};
+use zdm_harness::fixtures::status_orders_with_oracle;
 use zdm_harness::load::{oracle_diff, report_errors, Client, Target};
 use zdm_harness::prober::Prober;
 use zdm_harness::stats::Latencies;
@@ -30,22 +31,12 @@ fn target(value_col: &str) -> Target {
     }
 }
 
-fn orders(c: &mut postgres::Client, table: &str) {
-    c.batch_execute(&format!(
-        "CREATE TABLE {table} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
-         INSERT INTO {table} SELECT g, (g * 7) % 100000, 'new' FROM generate_series(1, {ROWS}) g;"
-    ))
-    .unwrap();
-    c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
-}
-
 #[test]
 fn alter_type_with_both_apps_writing_vs_the_naive_alter() {
     let cluster = common::cluster_with_zdm();
     let mut admin = cluster.connect();
-    orders(&mut admin, "public.orders");
-    admin.batch_execute("CREATE TABLE public.orders_oracle AS SELECT * FROM public.orders; ALTER TABLE public.orders_oracle ADD PRIMARY KEY (id);").unwrap();
-    orders(&mut admin, "public.orders_naive");
+    status_orders_with_oracle(&mut admin, "public.orders", ROWS, "");
+    status_orders_with_oracle(&mut admin, "public.orders_naive", ROWS, "");
     let url = cluster.url("postgres");
 
     // The naive ALTER, with the same prober watching.

@@ -312,6 +312,14 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     owner.batch_execute("CALL zdm.wait('s', '60 s')").unwrap();
     assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 's'"), "backfilled");
 
+    // A start function's result handed straight to zdm.run.
+    owner
+        .batch_execute("SELECT zdm.complete('s'); SELECT zdm.run(zdm.rename_column('public.users', 'mail', 'mail2', 'n'));")
+        .unwrap();
+    owner.batch_execute("CALL zdm.wait('n', '60 s')").unwrap();
+    assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'n'"), "backfilled");
+    owner.batch_execute("SELECT zdm.rollback('n')").unwrap();
+
     // A migration rolled back while its worker runs: the worker stops at its
     // next step, cleanly (no error), and the rollback is complete.
     owner

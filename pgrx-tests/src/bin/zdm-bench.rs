@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zdm_harness::cluster::{Cluster, ClusterOptions};
-use zdm_harness::load::{oracle_diff, report_errors, Client, Target};
+use zdm_harness::fixtures::status_orders_with_oracle;
+use zdm_harness::load::{oracle_diff, report_errors, Client};
 use zdm_harness::prober::Prober;
 use zdm_harness::stats::Latencies;
 
@@ -366,37 +367,6 @@ fn triggers(cluster: &Cluster, rows: i64, seconds: u64) {
     println!("\n(targets: pg_zdm column sync >= 0.95x no trigger; pg_zdm shadow sync >= 0.75x no trigger and not below the hand-written shadow trigger)");
 }
 
-/// `table (id, amount integer, status)` with `rows` rows, `then` run on it,
-/// an identical `<table>_oracle`, and the clients' view of the pair.
-fn orders_with_oracle(c: &mut postgres::Client, table: &str, rows: i64, then: &str) -> Target {
-    c.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_oracle;
-         CREATE TABLE {table} (id bigint PRIMARY KEY, amount integer NOT NULL DEFAULT 0, status text);
-         INSERT INTO {table} SELECT g, g % 100000, 'new' FROM generate_series(1, {rows}) g;
-         {then}
-         CREATE TABLE {table}_oracle AS SELECT * FROM {table};
-         -- Keyed like the table: without it each client write to the oracle
-         -- scanned it whole while holding the table's lock (4M rows: a long
-         -- transaction that no lock_timeout could ever get past).
-         ALTER TABLE {table}_oracle ADD PRIMARY KEY (id);"
-    ))
-    .unwrap();
-    c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
-    c.batch_execute("CHECKPOINT").unwrap();
-    Target {
-        table: table.into(),
-        key: "id".into(),
-        value_col: "amount".into(),
-        other_col: "status".into(),
-        oracle: format!("{table}_oracle"),
-        oracle_value_col: "amount".into(),
-        oracle_other_col: "status".into(),
-        initial_rows: rows,
-        value_is_int: true,
-        key_updates: false,
-    }
-}
-
 /// One method of changing orders.amount from integer to numeric(12,2) under
 /// load; returns (timeline of worst client latency per 100 ms from the
 /// migration's start, reader worst wait, writer worst, p99 before, p99 during, total s, errors).
@@ -407,7 +377,7 @@ fn alter_run(
     method: AlterMethod,
 ) -> (Vec<f64>, f64, f64, f64, f64, f64, usize) {
     let mut c = cluster.connect();
-    let target = orders_with_oracle(&mut c, table, rows, "");
+    let target = status_orders_with_oracle(&mut c, table, rows, "");
     let url = cluster.url("postgres");
     let epoch = Instant::now();
     let prober = Prober::spawn(&url, table, epoch);
@@ -588,7 +558,7 @@ fn rebuild(cluster: &Cluster, rows: i64) {
         for method in ["pg_zdm shadow rebuild", "pg_repack", "VACUUM FULL"] {
             let table = "public.rb";
             // some dead space for the rebuild to reclaim
-            let target = orders_with_oracle(&mut c, table, rows, &format!("DELETE FROM {table} WHERE id % 10 = 0;"));
+            let target = status_orders_with_oracle(&mut c, table, rows, &format!("DELETE FROM {table} WHERE id % 10 = 0;"));
             let epoch = Instant::now();
             let prober = Prober::spawn(&url, table, epoch);
             let clients: Vec<Client> = (0..2)
@@ -693,7 +663,7 @@ fn rebuild(cluster: &Cluster, rows: i64) {
         // The swap alone: ACCESS EXCLUSIVE held and readers' worst wait, idle and under load.
         for loaded in [false, true] {
             let name = format!("swap_{round}_{loaded}");
-            let target = orders_with_oracle(&mut c, "public.sw", rows, "");
+            let target = status_orders_with_oracle(&mut c, "public.sw", rows, "");
             c.batch_execute(&format!(
                 "SELECT zdm.create_shadow_table('public.sw', ARRAY['ALTER COLUMN amount TYPE bigint'], NULL, '{name}')"
             ))

@@ -193,37 +193,7 @@ fn main() {
         epoch,
         &format!("creating users and orders ({rows} rows each), and an oracle twin of users"),
     );
-    admin
-        .batch_execute(&format!(
-            "CREATE TABLE public.users (
-                 id bigint PRIMARY KEY,
-                 name varchar(255) NOT NULL,
-                 email varchar(255),
-                 created_at timestamptz NOT NULL DEFAULT now());
-             INSERT INTO public.users (id, name, email)
-                  SELECT g, 'User ' || g, CASE WHEN g % 4 = 0 THEN NULL ELSE 'user' || g || '@example.com' END
-                    FROM generate_series(1, {rows}) g;
-             -- A system user the writers never touch, owner of the orders they insert.
-             INSERT INTO public.users (id, name) VALUES (0, 'System');
-             CREATE TABLE public.users_oracle (id bigint PRIMARY KEY, name varchar(255), email varchar(255));
-             INSERT INTO public.users_oracle SELECT id, name, email FROM public.users;
-             -- The orders table, restructured in act 2.
-             CREATE TABLE public.orders (
-                 id bigserial PRIMARY KEY,
-                 user_id bigint NOT NULL DEFAULT 0 REFERENCES public.users (id) ON DELETE CASCADE,
-                 amount integer NOT NULL,
-                 status varchar(20) NOT NULL DEFAULT 'pending',
-                 note text,
-                 created_at timestamptz NOT NULL DEFAULT now());
-             INSERT INTO public.orders (user_id, amount, status)
-                  SELECT 1 + (g * 7919) % {rows}, (g * 31) % 10000, (ARRAY['pending', 'paid', 'shipped'])[1 + g % 3]
-                    FROM generate_series(1, {rows}) g;
-             CREATE INDEX orders_user_id_idx ON public.orders (user_id);
-             CREATE INDEX orders_amount_idx ON public.orders (amount);
-             ALTER TABLE public.orders ADD CONSTRAINT orders_amount_positive CHECK (amount >= 0);"
-        ))
-        .expect("tables");
-    admin.batch_execute("ANALYZE public.users").unwrap();
+    zdm_harness::fixtures::case_study(&mut admin, rows);
 
     let prober = Prober::spawn(&url, "public.users", epoch);
     step(epoch, "old application: 2 clients writing users.name");
