@@ -103,6 +103,14 @@ $$;
 COMMENT ON FUNCTION zdm.create_index(regclass, name, text, text) IS
     'Start creating an index CONCURRENTLY: run zdm.pending_statements() at top level, then complete.';
 
+CREATE FUNCTION zdm.drop_index(tbl regclass, index_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_index', 'table', zdm._table_name(tbl), 'index', index_name::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_index(regclass, name, text) IS
+    'Start dropping an index: kept until complete; its DROP INDEX CONCURRENTLY runs at top level (zdm.pending_statements(migration)) before complete.';
+
 CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
                                         migration text DEFAULT NULL)
 RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$

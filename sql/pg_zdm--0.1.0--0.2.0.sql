@@ -608,3 +608,12 @@ CREATE FUNCTION zdm."convert"(
 STRICT
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'convert_wrapper';
+
+-- Single-table operations of issue 18 (the same wrappers as sql/api.sql).
+CREATE FUNCTION zdm.drop_index(tbl regclass, index_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_index', 'table', zdm._table_name(tbl), 'index', index_name::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_index(regclass, name, text) IS
+    'Start dropping an index: kept until complete; its DROP INDEX CONCURRENTLY runs at top level (zdm.pending_statements(migration)) before complete.';

@@ -10,6 +10,7 @@ pub mod carry;
 pub mod column_copy;
 pub mod constraints;
 pub mod drop_column;
+pub mod drop_index;
 pub mod indexes;
 pub mod key_type;
 pub mod rename_column;
@@ -89,6 +90,7 @@ pub fn build(
             a,
             crate::shadow::probe::probe,
         )?)),
+        OperationSpec::DropIndex(a) => Ok(Box::new(drop_index::DropIndex::new(table, a)?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,
             &a.column,
@@ -205,6 +207,25 @@ pub fn require_column<'t>(table: &'t TableInfo, column: &str) -> ZdmResult<&'t c
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
+    })
+}
+
+/// Find an index of the table or refuse with 42704 naming the table.
+pub fn require_index<'t>(table: &'t TableInfo, index: &str) -> ZdmResult<&'t crate::catalog::IndexInfo> {
+    table.indexes.iter().find(|i| i.name.raw() == index).ok_or_else(|| {
+        let names: Vec<&str> = table.indexes.iter().map(|i| i.name.raw()).collect();
+        ZdmError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!(
+                "index \"{index}\" of relation \"{}\" does not exist",
+                table.name.display_raw()
+            ),
+        )
+        .hint(if names.is_empty() {
+            "The table has no index.".to_string()
+        } else {
+            format!("Its indexes are: {}.", names.join(", "))
+        })
     })
 }
 

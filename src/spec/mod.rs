@@ -54,6 +54,8 @@ pub enum OperationSpec {
     /// Restructure a whole table: a shadow copy with the new structure, kept in
     /// sync by a trigger, backfilled, verified, then swapped in by `zdm.swap_tables()`.
     CreateShadowTable(ShadowTableSpec),
+    /// Drop an index: kept until complete, dropped CONCURRENTLY (a top-level statement).
+    DropIndex(DropIndexSpec),
 }
 
 impl OperationSpec {
@@ -69,6 +71,7 @@ impl OperationSpec {
             OperationSpec::AddUnique(a) => &a.table,
             OperationSpec::CreateIndex(a) => &a.table,
             OperationSpec::CreateShadowTable(a) => &a.table,
+            OperationSpec::DropIndex(a) => &a.table,
         }
     }
 
@@ -85,7 +88,7 @@ impl OperationSpec {
             OperationSpec::AddColumn(a) => vec![a.column.clone()],
             OperationSpec::SetNotNull(a) => vec![a.column.clone()],
             OperationSpec::DropColumn(a) => vec![a.column.clone()],
-            OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) => vec![],
+            OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) | OperationSpec::DropIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
             // A shadow migration replaces the whole table: it claims every column.
@@ -106,6 +109,7 @@ impl OperationSpec {
             OperationSpec::AddUnique(_) => "add_unique",
             OperationSpec::CreateIndex(_) => "create_index",
             OperationSpec::CreateShadowTable(_) => "create_shadow_table",
+            OperationSpec::DropIndex(_) => "drop_index",
         }
     }
 }
@@ -190,6 +194,7 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "add_unique" => Ok(OperationSpec::AddUnique(from_value_with_path(&args, at)?)),
         "create_index" => Ok(OperationSpec::CreateIndex(from_value_with_path(&args, at)?)),
         "create_shadow_table" => Ok(OperationSpec::CreateShadowTable(from_value_with_path(&args, at)?)),
+        "drop_index" => Ok(OperationSpec::DropIndex(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

@@ -121,6 +121,14 @@ pub struct RenameColumnSpec {
     pub new_name: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropIndexSpec {
+    pub table: String,
+    /// An index of the table (raw name, in the table's schema).
+    pub index: String,
+}
+
 /// The claim of a migration on every column of its table (shadow tables):
 /// conflicts with any other active migration of the table.
 pub const WHOLE_TABLE: &str = "*";
@@ -137,5 +145,6 @@ pub const KNOWN_OPS: &[&str] = &[
     "add_unique",
     "create_index",
     "create_shadow_table",
+    "drop_index",
 ];
 

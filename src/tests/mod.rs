@@ -7,6 +7,7 @@ mod backfill;
 mod column_ops;
 mod guard;
 mod idempotent;
+mod index_ops;
 mod key_type;
 mod lint;
 mod plans;
