@@ -111,6 +111,22 @@ $$;
 COMMENT ON FUNCTION zdm.drop_index(regclass, name, text) IS
     'Start dropping an index: kept until complete; its DROP INDEX CONCURRENTLY runs at top level (zdm.pending_statements(migration)) before complete.';
 
+CREATE FUNCTION zdm.set_default(tbl regclass, col name, default_expr text, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_default', 'table', zdm._table_name(tbl), 'column', col::text, 'default', default_expr))
+$$;
+COMMENT ON FUNCTION zdm.set_default(regclass, name, text, text) IS
+    'Start changing a column''s default: the old one stays until complete (catalog only).';
+
+CREATE FUNCTION zdm.drop_default(tbl regclass, col name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_default', 'table', zdm._table_name(tbl), 'column', col::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_default(regclass, name, text) IS
+    'Start dropping a column''s default: it stays until complete (catalog only).';
+
 CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
                                         migration text DEFAULT NULL)
 RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$

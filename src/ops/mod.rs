@@ -8,6 +8,7 @@ pub mod add_column;
 pub mod alter_column_type;
 pub mod carry;
 pub mod column_copy;
+pub mod column_default;
 pub mod constraints;
 pub mod drop_column;
 pub mod drop_index;
@@ -90,6 +91,8 @@ pub fn build(
             a,
             crate::shadow::probe::probe,
         )?)),
+        OperationSpec::SetDefault(a) => Ok(Box::new(column_default::ColumnDefault::set(table, a)?)),
+        OperationSpec::DropDefault(a) => Ok(Box::new(column_default::ColumnDefault::drop(table, a)?)),
         OperationSpec::DropIndex(a) => Ok(Box::new(drop_index::DropIndex::new(table, a)?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,

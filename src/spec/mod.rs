@@ -56,6 +56,10 @@ pub enum OperationSpec {
     CreateShadowTable(ShadowTableSpec),
     /// Drop an index: kept until complete, dropped CONCURRENTLY (a top-level statement).
     DropIndex(DropIndexSpec),
+    /// Give a column a new default, at complete (catalog only).
+    SetDefault(SetDefaultSpec),
+    /// Drop a column's default, at complete (catalog only).
+    DropDefault(DropDefaultSpec),
 }
 
 impl OperationSpec {
@@ -72,6 +76,8 @@ impl OperationSpec {
             OperationSpec::CreateIndex(a) => &a.table,
             OperationSpec::CreateShadowTable(a) => &a.table,
             OperationSpec::DropIndex(a) => &a.table,
+            OperationSpec::SetDefault(a) => &a.table,
+            OperationSpec::DropDefault(a) => &a.table,
         }
     }
 
@@ -88,6 +94,8 @@ impl OperationSpec {
             OperationSpec::AddColumn(a) => vec![a.column.clone()],
             OperationSpec::SetNotNull(a) => vec![a.column.clone()],
             OperationSpec::DropColumn(a) => vec![a.column.clone()],
+            OperationSpec::SetDefault(a) => vec![a.column.clone()],
+            OperationSpec::DropDefault(a) => vec![a.column.clone()],
             OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) | OperationSpec::DropIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
@@ -110,6 +118,8 @@ impl OperationSpec {
             OperationSpec::CreateIndex(_) => "create_index",
             OperationSpec::CreateShadowTable(_) => "create_shadow_table",
             OperationSpec::DropIndex(_) => "drop_index",
+            OperationSpec::SetDefault(_) => "set_default",
+            OperationSpec::DropDefault(_) => "drop_default",
         }
     }
 }
@@ -195,6 +205,8 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "create_index" => Ok(OperationSpec::CreateIndex(from_value_with_path(&args, at)?)),
         "create_shadow_table" => Ok(OperationSpec::CreateShadowTable(from_value_with_path(&args, at)?)),
         "drop_index" => Ok(OperationSpec::DropIndex(from_value_with_path(&args, at)?)),
+        "set_default" => Ok(OperationSpec::SetDefault(from_value_with_path(&args, at)?)),
+        "drop_default" => Ok(OperationSpec::DropDefault(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

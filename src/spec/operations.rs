@@ -129,6 +129,22 @@ pub struct DropIndexSpec {
     pub index: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetDefaultSpec {
+    pub table: String,
+    pub column: String,
+    /// An SQL expression (no column reference; volatile allowed).
+    pub default: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropDefaultSpec {
+    pub table: String,
+    pub column: String,
+}
+
 /// The claim of a migration on every column of its table (shadow tables):
 /// conflicts with any other active migration of the table.
 pub const WHOLE_TABLE: &str = "*";
@@ -146,5 +162,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "create_index",
     "create_shadow_table",
     "drop_index",
+    "set_default",
+    "drop_default",
 ];
 

@@ -4,6 +4,7 @@
 
 mod alter_type;
 mod backfill;
+mod catalog_ops;
 mod column_ops;
 mod guard;
 mod idempotent;
