@@ -127,6 +127,14 @@ $$;
 COMMENT ON FUNCTION zdm.drop_default(regclass, name, text) IS
     'Start dropping a column''s default: it stays until complete (catalog only).';
 
+CREATE FUNCTION zdm.drop_not_null(tbl regclass, col name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_not_null', 'table', zdm._table_name(tbl), 'column', col::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_not_null(regclass, name, text) IS
+    'Start letting a column accept NULL: at once (catalog only); rollback puts NOT NULL back unless NULLs were written.';
+
 CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
                                         migration text DEFAULT NULL)
 RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$

@@ -12,6 +12,7 @@ pub mod column_default;
 pub mod constraints;
 pub mod drop_column;
 pub mod drop_index;
+pub mod drop_not_null;
 pub mod indexes;
 pub mod key_type;
 pub mod rename_column;
@@ -93,6 +94,7 @@ pub fn build(
         )?)),
         OperationSpec::SetDefault(a) => Ok(Box::new(column_default::ColumnDefault::set(table, a)?)),
         OperationSpec::DropDefault(a) => Ok(Box::new(column_default::ColumnDefault::drop(table, a)?)),
+        OperationSpec::DropNotNull(a) => Ok(Box::new(drop_not_null::DropNotNull::new(table, a)?)),
         OperationSpec::DropIndex(a) => Ok(Box::new(drop_index::DropIndex::new(table, a)?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,

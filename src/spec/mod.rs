@@ -60,6 +60,8 @@ pub enum OperationSpec {
     SetDefault(SetDefaultSpec),
     /// Drop a column's default, at complete (catalog only).
     DropDefault(DropDefaultSpec),
+    /// Let a column accept NULL, at start (catalog only).
+    DropNotNull(DropNotNullSpec),
 }
 
 impl OperationSpec {
@@ -78,6 +80,7 @@ impl OperationSpec {
             OperationSpec::DropIndex(a) => &a.table,
             OperationSpec::SetDefault(a) => &a.table,
             OperationSpec::DropDefault(a) => &a.table,
+            OperationSpec::DropNotNull(a) => &a.table,
         }
     }
 
@@ -96,6 +99,7 @@ impl OperationSpec {
             OperationSpec::DropColumn(a) => vec![a.column.clone()],
             OperationSpec::SetDefault(a) => vec![a.column.clone()],
             OperationSpec::DropDefault(a) => vec![a.column.clone()],
+            OperationSpec::DropNotNull(a) => vec![a.column.clone()],
             OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) | OperationSpec::DropIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
@@ -120,6 +124,7 @@ impl OperationSpec {
             OperationSpec::DropIndex(_) => "drop_index",
             OperationSpec::SetDefault(_) => "set_default",
             OperationSpec::DropDefault(_) => "drop_default",
+            OperationSpec::DropNotNull(_) => "drop_not_null",
         }
     }
 }
@@ -207,6 +212,7 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "drop_index" => Ok(OperationSpec::DropIndex(from_value_with_path(&args, at)?)),
         "set_default" => Ok(OperationSpec::SetDefault(from_value_with_path(&args, at)?)),
         "drop_default" => Ok(OperationSpec::DropDefault(from_value_with_path(&args, at)?)),
+        "drop_not_null" => Ok(OperationSpec::DropNotNull(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

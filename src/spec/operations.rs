@@ -145,6 +145,13 @@ pub struct DropDefaultSpec {
     pub column: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropNotNullSpec {
+    pub table: String,
+    pub column: String,
+}
+
 /// The claim of a migration on every column of its table (shadow tables):
 /// conflicts with any other active migration of the table.
 pub const WHOLE_TABLE: &str = "*";
@@ -164,5 +171,6 @@ pub const KNOWN_OPS: &[&str] = &[
     "drop_index",
     "set_default",
     "drop_default",
+    "drop_not_null",
 ];
 

@@ -1,4 +1,4 @@
-//! In-server tests of the catalog-only operations: set_default, drop_default.
+//! In-server tests of the catalog-only operations: set_default, drop_default, drop_not_null.
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
@@ -102,6 +102,65 @@ mod tests {
             "0A000: column n of relation public.dq is an identity column: its values come from its sequence / \
              A default applies to ordinary columns only."
         );
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+    }
+
+    #[pg_test]
+    fn drop_not_null_at_start_and_its_rollback() {
+        users_table("public.dn");
+        let before = schema_of("public.dn");
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(phase || ': ' || lock_mode || ' ' || left(statement, 62), E'\n' ORDER BY phase DESC)
+                   FROM zdm.plan_steps('{\"op\": \"drop_not_null\", \"table\": \"public.dn\", \"column\": \"name\"}')"
+            )
+            .as_deref(),
+            Some(
+                "start: ACCESS EXCLUSIVE ALTER TABLE public.dn ALTER COLUMN name DROP NOT NULL\n\
+                 rollback: ACCESS EXCLUSIVE DO $zdm$\nBEGIN\n    ALTER TABLE public.dn ALTER COLUMN name SET"
+            )
+        );
+        let m = one::<String>("SELECT zdm.drop_not_null('public.dn', 'name')").unwrap();
+        assert_eq!(m, "dn_name_drop_not_null");
+        Spi::run("INSERT INTO dn (id, name) VALUES (9001, NULL)").unwrap();
+        assert_eq!(
+            error_text("SELECT zdm.rollback('dn_name_drop_not_null')"),
+            "23502: column name of relation public.dn has NULLs written since migration 'dn_name_drop_not_null' \
+             started / Nothing was changed. Replace them (UPDATE public.dn SET name = ... WHERE name IS NULL) and \
+             roll back again; or keep the NULLs: SELECT zdm.complete('dn_name_drop_not_null');"
+        );
+        Spi::run("UPDATE dn SET name = 'fixed' WHERE name IS NULL").unwrap();
+        Spi::run("SELECT zdm.rollback('dn_name_drop_not_null')").unwrap();
+        assert_eq!(schema_of("public.dn"), before);
+        assert_eq!(shadow_leftovers(), 0);
+        Spi::run("SELECT zdm.forget('dn_name_drop_not_null')").unwrap();
+        let m = one::<String>("SELECT zdm.drop_not_null('public.dn', 'name')").unwrap();
+        Spi::run("INSERT INTO dn (id, name) VALUES (9002, NULL)").unwrap();
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        assert_eq!(attr("dn", "name", "attnotnull").as_deref(), Some("false"));
+        assert_eq!(shadow_leftovers(), 0);
+    }
+
+    #[pg_test]
+    fn drop_not_null_refusals() {
+        users_table("public.dz");
+        Spi::run(
+            "ALTER TABLE dz ADD COLUMN n int GENERATED ALWAYS AS IDENTITY, ADD COLUMN r int NOT NULL DEFAULT 0;
+             CREATE UNIQUE INDEX dz_r ON dz (id, r);
+             ALTER TABLE dz REPLICA IDENTITY USING INDEX dz_r;",
+        )
+        .unwrap();
+        assert_eq!(
+            error_text("SELECT zdm.drop_not_null('public.dz', 'email')"),
+            "22023: column email of relation public.dz is already nullable / Nothing to change."
+        );
+        assert_eq!(
+            error_text("SELECT zdm.drop_not_null('public.dz', 'id')"),
+            "42P16: column id of relation public.dz is in the primary key / Change the table's key first."
+        );
+        assert!(error_text("SELECT zdm.drop_not_null('public.dz', 'n')").starts_with("42P16: column n of relation public.dz is an identity column"));
+        assert!(error_text("SELECT zdm.drop_not_null('public.dz', 'r')").starts_with("42P16: column r of relation public.dz is in index dz_r used as replica identity"));
+        assert_eq!(sqlstate("SELECT zdm.drop_not_null('public.dz', 'nope')").as_deref(), Some("42703"));
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
     }
 }
