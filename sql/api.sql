@@ -135,6 +135,23 @@ $$;
 COMMENT ON FUNCTION zdm.drop_not_null(regclass, name, text) IS
     'Start letting a column accept NULL: at once (catalog only); rollback puts NOT NULL back unless NULLs were written.';
 
+CREATE FUNCTION zdm.set_comment(tbl regclass, comment text, col name DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_comment', 'table', zdm._table_name(tbl), 'column', col::text, 'comment', comment))
+$$;
+COMMENT ON FUNCTION zdm.set_comment(regclass, text, name, text) IS
+    'Start changing a table''s comment (or a column''s, with col): at complete, catalog only; NULL removes it.';
+
+CREATE FUNCTION zdm.rename_constraint(tbl regclass, constraint_name name, new_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'rename_constraint', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text,
+        'new_name', new_name::text))
+$$;
+COMMENT ON FUNCTION zdm.rename_constraint(regclass, name, name, text) IS
+    'Start renaming a constraint (and its index): at complete, catalog only.';
+
 CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
                                         migration text DEFAULT NULL)
 RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$

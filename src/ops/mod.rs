@@ -16,7 +16,9 @@ pub mod drop_not_null;
 pub mod indexes;
 pub mod key_type;
 pub mod rename_column;
+pub mod rename_constraint;
 pub mod set_not_null;
+pub mod set_comment;
 pub mod shadow_table;
 pub mod shared;
 
@@ -95,6 +97,10 @@ pub fn build(
         OperationSpec::SetDefault(a) => Ok(Box::new(column_default::ColumnDefault::set(table, a)?)),
         OperationSpec::DropDefault(a) => Ok(Box::new(column_default::ColumnDefault::drop(table, a)?)),
         OperationSpec::DropNotNull(a) => Ok(Box::new(drop_not_null::DropNotNull::new(table, a)?)),
+        OperationSpec::SetComment(a) => Ok(Box::new(set_comment::SetComment::new(table, a)?)),
+        OperationSpec::RenameConstraint(a) => Ok(Box::new(rename_constraint::RenameConstraint::new(
+            table, a, lookup, quote,
+        )?)),
         OperationSpec::DropIndex(a) => Ok(Box::new(drop_index::DropIndex::new(table, a)?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,

@@ -62,6 +62,10 @@ pub enum OperationSpec {
     DropDefault(DropDefaultSpec),
     /// Let a column accept NULL, at start (catalog only).
     DropNotNull(DropNotNullSpec),
+    /// Change a table's or a column's comment, at complete.
+    SetComment(SetCommentSpec),
+    /// Rename a constraint (and its index), at complete.
+    RenameConstraint(RenameConstraintSpec),
 }
 
 impl OperationSpec {
@@ -81,6 +85,8 @@ impl OperationSpec {
             OperationSpec::SetDefault(a) => &a.table,
             OperationSpec::DropDefault(a) => &a.table,
             OperationSpec::DropNotNull(a) => &a.table,
+            OperationSpec::SetComment(a) => &a.table,
+            OperationSpec::RenameConstraint(a) => &a.table,
         }
     }
 
@@ -100,6 +106,8 @@ impl OperationSpec {
             OperationSpec::SetDefault(a) => vec![a.column.clone()],
             OperationSpec::DropDefault(a) => vec![a.column.clone()],
             OperationSpec::DropNotNull(a) => vec![a.column.clone()],
+            OperationSpec::SetComment(a) => a.column.iter().cloned().collect(),
+            OperationSpec::RenameConstraint(_) => vec![],
             OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) | OperationSpec::DropIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
@@ -125,6 +133,8 @@ impl OperationSpec {
             OperationSpec::SetDefault(_) => "set_default",
             OperationSpec::DropDefault(_) => "drop_default",
             OperationSpec::DropNotNull(_) => "drop_not_null",
+            OperationSpec::SetComment(_) => "set_comment",
+            OperationSpec::RenameConstraint(_) => "rename_constraint",
         }
     }
 }
@@ -213,6 +223,8 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "set_default" => Ok(OperationSpec::SetDefault(from_value_with_path(&args, at)?)),
         "drop_default" => Ok(OperationSpec::DropDefault(from_value_with_path(&args, at)?)),
         "drop_not_null" => Ok(OperationSpec::DropNotNull(from_value_with_path(&args, at)?)),
+        "set_comment" => Ok(OperationSpec::SetComment(from_value_with_path(&args, at)?)),
+        "rename_constraint" => Ok(OperationSpec::RenameConstraint(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

@@ -152,6 +152,25 @@ pub struct DropNotNullSpec {
     pub column: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetCommentSpec {
+    pub table: String,
+    /// The column whose comment changes; none: the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The new comment; null (or absent) removes it.
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConstraintSpec {
+    pub table: String,
+    pub constraint: String,
+    pub new_name: String,
+}
+
 /// The claim of a migration on every column of its table (shadow tables):
 /// conflicts with any other active migration of the table.
 pub const WHOLE_TABLE: &str = "*";
@@ -172,5 +191,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "set_default",
     "drop_default",
     "drop_not_null",
+    "set_comment",
+    "rename_constraint",
 ];
 

@@ -1,4 +1,5 @@
-//! In-server tests of the catalog-only operations: set_default, drop_default, drop_not_null.
+//! In-server tests of the catalog-only operations: set_default,
+//! drop_default, drop_not_null, set_comment, rename_constraint.
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
@@ -162,5 +163,90 @@ mod tests {
         assert!(error_text("SELECT zdm.drop_not_null('public.dz', 'r')").starts_with("42P16: column r of relation public.dz is in index dz_r used as replica identity"));
         assert_eq!(sqlstate("SELECT zdm.drop_not_null('public.dz', 'nope')").as_deref(), Some("42703"));
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
+    }
+
+    #[pg_test]
+    fn set_comment_of_a_table_and_a_column_at_complete() {
+        orders_table("public.sc");
+        Spi::run("COMMENT ON TABLE sc IS 'old'; COMMENT ON COLUMN sc.note IS 'old note'").unwrap();
+        let before = schema_of("public.sc");
+        let m = one::<String>("SELECT zdm.set_comment('public.sc', 'new')").unwrap();
+        assert_eq!(m, "sc_comment");
+        let c = one::<String>(r"SELECT zdm.set_comment('public.sc', E'it''s \\ new\nline', 'note', 'c1')").unwrap();
+        assert_eq!(schema_of("public.sc"), before, "nothing changes before complete");
+        assert_eq!(
+            one::<String>(
+                "SELECT lock_mode || ' ' || statement FROM zdm.plan_steps('{\"op\": \"set_comment\", \"table\": \"public.sc\", \"column\": \"amount\", \"comment\": \"a\"}')"
+            )
+            .as_deref(),
+            Some("SHARE UPDATE EXCLUSIVE COMMENT ON COLUMN public.sc.amount IS 'a'")
+        );
+        for name in [&m, &c] {
+            Spi::run(&format!("SELECT zdm.rollback('{name}')")).unwrap();
+        }
+        assert_eq!(schema_of("public.sc"), before);
+        Spi::run("SELECT zdm.set_comment('public.sc', 'new', migration => 't2')").unwrap();
+        Spi::run("SELECT zdm.set_comment('public.sc', E'it''s \\\\ new\nline', 'note', 'c2')").unwrap();
+        Spi::run("SELECT zdm.set_comment('public.sc', NULL, 'amount', 'c3')").unwrap();
+        for name in ["t2", "c2", "c3"] {
+            Spi::run(&format!("SELECT zdm.complete('{name}')")).unwrap();
+        }
+        assert_eq!(one::<String>("SELECT obj_description('sc'::regclass, 'pg_class')").as_deref(), Some("new"));
+        assert_eq!(
+            one::<String>("SELECT col_description('sc'::regclass, 3)").as_deref(),
+            Some("it's \\ new\nline")
+        );
+        assert_eq!(sqlstate("SELECT zdm.set_comment('public.sc', 'x', 'nope')").as_deref(), Some("42703"));
+        assert_eq!(shadow_leftovers(), 0);
+    }
+
+    #[pg_test]
+    fn rename_constraint_at_complete_with_its_index() {
+        orders_table("public.rc");
+        Spi::run(
+            "ALTER TABLE rc ADD CONSTRAINT rc_amount_check CHECK (amount >= 0), ADD CONSTRAINT rc_note_key UNIQUE (id, note);
+             CREATE TABLE rc_taken ();",
+        )
+        .unwrap();
+        let before = schema_of("public.rc");
+        let m = one::<String>("SELECT zdm.rename_constraint('public.rc', 'rc_note_key', 'rc_id_note_key')").unwrap();
+        assert_eq!(m, "rc_rename_rc_note_key_to_rc_id_note_key");
+        let k = one::<String>("SELECT zdm.rename_constraint('public.rc', 'rc_amount_check', 'rc_positive')").unwrap();
+        assert_eq!(schema_of("public.rc"), before);
+        assert_eq!(
+            sqlstate("SELECT zdm.set_not_null('public.rc', 'note')").as_deref(),
+            Some("55006"),
+            "its columns are claimed"
+        );
+        for name in [&m, &k] {
+            Spi::run(&format!("SELECT zdm.rollback('{name}')")).unwrap();
+        }
+        assert_eq!(schema_of("public.rc"), before);
+        Spi::run("SELECT zdm.rename_constraint('public.rc', 'rc_note_key', 'rc_id_note_key', 'r2')").unwrap();
+        Spi::run("SELECT zdm.complete('r2')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT pg_get_indexdef('public.rc_id_note_key'::regclass)").as_deref(),
+            Some("CREATE UNIQUE INDEX rc_id_note_key ON public.rc USING btree (id, note)")
+        );
+        // Refusals.
+        let refused = error_text("SELECT zdm.rename_constraint('public.rc', 'nope', 'x')");
+        assert!(refused.starts_with("42704: constraint \"nope\" of relation \"public.rc\" does not exist"), "{refused}");
+        assert_eq!(
+            error_text("SELECT zdm.rename_constraint('public.rc', 'rc_amount_check', 'rc_pkey')"),
+            "42710: \"rc_pkey\" is already the name of a constraint of the table / Choose another name."
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.rename_constraint('public.rc', 'rc_id_note_key', 'rc_taken')").as_deref(),
+            Some("42P07")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.rename_constraint('public.rc', 'rc_amount_check', 'rc_taken')"),
+            None,
+            "a check has no index"
+        );
+        Spi::run("SELECT zdm.set_not_null('public.rc', 'note')").unwrap();
+        let own = one::<String>("SELECT conname::text FROM pg_constraint WHERE conname LIKE 'zdm\\_%'").unwrap();
+        assert!(error_text(&format!("SELECT zdm.rename_constraint('public.rc', '{own}', 'mine')"))
+            .starts_with("55006: constraint"));
     }
 }
