@@ -152,6 +152,16 @@ $$;
 COMMENT ON FUNCTION zdm.rename_constraint(regclass, name, name, text) IS
     'Start renaming a constraint (and its index): at complete, catalog only.';
 
+CREATE FUNCTION zdm.set_replica_identity(tbl regclass, identity text, index_name name DEFAULT NULL,
+                                         migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_replica_identity', 'table', zdm._table_name(tbl), 'identity', identity,
+        'index', index_name::text))
+$$;
+COMMENT ON FUNCTION zdm.set_replica_identity(regclass, text, name, text) IS
+    'Start changing the replica identity (default, full, nothing, or index with index_name): at complete, catalog only.';
+
 CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
                                         migration text DEFAULT NULL)
 RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$

@@ -16,6 +16,7 @@ pub mod drop_not_null;
 pub mod indexes;
 pub mod key_type;
 pub mod rename_column;
+pub mod replica_identity;
 pub mod rename_constraint;
 pub mod set_not_null;
 pub mod set_comment;
@@ -101,6 +102,7 @@ pub fn build(
         OperationSpec::RenameConstraint(a) => Ok(Box::new(rename_constraint::RenameConstraint::new(
             table, a, lookup, quote,
         )?)),
+        OperationSpec::SetReplicaIdentity(a) => Ok(Box::new(replica_identity::SetReplicaIdentity::new(table, a)?)),
         OperationSpec::DropIndex(a) => Ok(Box::new(drop_index::DropIndex::new(table, a)?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,

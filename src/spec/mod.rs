@@ -66,6 +66,8 @@ pub enum OperationSpec {
     SetComment(SetCommentSpec),
     /// Rename a constraint (and its index), at complete.
     RenameConstraint(RenameConstraintSpec),
+    /// Change the table's replica identity, at complete (catalog only).
+    SetReplicaIdentity(SetReplicaIdentitySpec),
 }
 
 impl OperationSpec {
@@ -87,6 +89,7 @@ impl OperationSpec {
             OperationSpec::DropNotNull(a) => &a.table,
             OperationSpec::SetComment(a) => &a.table,
             OperationSpec::RenameConstraint(a) => &a.table,
+            OperationSpec::SetReplicaIdentity(a) => &a.table,
         }
     }
 
@@ -107,7 +110,7 @@ impl OperationSpec {
             OperationSpec::DropDefault(a) => vec![a.column.clone()],
             OperationSpec::DropNotNull(a) => vec![a.column.clone()],
             OperationSpec::SetComment(a) => a.column.iter().cloned().collect(),
-            OperationSpec::RenameConstraint(_) => vec![],
+            OperationSpec::RenameConstraint(_) | OperationSpec::SetReplicaIdentity(_) => vec![],
             OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) | OperationSpec::DropIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
@@ -135,6 +138,7 @@ impl OperationSpec {
             OperationSpec::DropNotNull(_) => "drop_not_null",
             OperationSpec::SetComment(_) => "set_comment",
             OperationSpec::RenameConstraint(_) => "rename_constraint",
+            OperationSpec::SetReplicaIdentity(_) => "set_replica_identity",
         }
     }
 }
@@ -225,6 +229,7 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "drop_not_null" => Ok(OperationSpec::DropNotNull(from_value_with_path(&args, at)?)),
         "set_comment" => Ok(OperationSpec::SetComment(from_value_with_path(&args, at)?)),
         "rename_constraint" => Ok(OperationSpec::RenameConstraint(from_value_with_path(&args, at)?)),
+        "set_replica_identity" => Ok(OperationSpec::SetReplicaIdentity(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

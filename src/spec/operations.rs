@@ -171,6 +171,16 @@ pub struct RenameConstraintSpec {
     pub new_name: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetReplicaIdentitySpec {
+    pub table: String,
+    /// `default`, `full`, `nothing`, or `index` (with `index`).
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+}
+
 /// The claim of a migration on every column of its table (shadow tables):
 /// conflicts with any other active migration of the table.
 pub const WHOLE_TABLE: &str = "*";
@@ -193,5 +203,6 @@ pub const KNOWN_OPS: &[&str] = &[
     "drop_not_null",
     "set_comment",
     "rename_constraint",
+    "set_replica_identity",
 ];
 

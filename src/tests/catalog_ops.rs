@@ -1,5 +1,6 @@
 //! In-server tests of the catalog-only operations: set_default,
-//! drop_default, drop_not_null, set_comment, rename_constraint.
+//! drop_default, drop_not_null, set_comment, rename_constraint,
+//! set_replica_identity.
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
@@ -248,5 +249,72 @@ mod tests {
         let own = one::<String>("SELECT conname::text FROM pg_constraint WHERE conname LIKE 'zdm\\_%'").unwrap();
         assert!(error_text(&format!("SELECT zdm.rename_constraint('public.rc', '{own}', 'mine')"))
             .starts_with("55006: constraint"));
+    }
+
+    #[pg_test]
+    fn set_replica_identity_at_complete() {
+        users_table("public.ri");
+        Spi::run("CREATE UNIQUE INDEX ri_name ON ri (name) INCLUDE (email)").unwrap();
+        let before = schema_of("public.ri");
+        let m = one::<String>("SELECT zdm.set_replica_identity('public.ri', 'index', 'ri_name')").unwrap();
+        assert_eq!(m, "ri_replica_identity");
+        assert_eq!(schema_of("public.ri"), before);
+        assert_eq!(sqlstate("SELECT zdm.drop_not_null('public.ri', 'name')").as_deref(), Some("55006"));
+        Spi::run("SELECT zdm.rollback('ri_replica_identity')").unwrap();
+        assert_eq!(schema_of("public.ri"), before);
+        Spi::run("SELECT zdm.set_replica_identity('public.ri', 'index', 'ri_name', 'r2')").unwrap();
+        Spi::run("SELECT zdm.complete('r2')").unwrap();
+        assert_eq!(one::<bool>("SELECT indisreplident FROM pg_index WHERE indexrelid = 'ri_name'::regclass"), Some(true));
+        assert_eq!(
+            error_text("SELECT zdm.set_replica_identity('public.ri', 'index', 'ri_name')"),
+            "22023: the replica identity of relation public.ri is already USING INDEX ri_name / Nothing to change."
+        );
+        Spi::run("SELECT zdm.set_replica_identity('public.ri', 'FULL', migration => 'r3')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT lock_mode || ' ' || statement FROM zdm.plan_steps('{\"op\": \"set_replica_identity\", \"table\": \"public.ri\", \"identity\": \"nothing\"}')").as_deref(),
+            Some("ACCESS EXCLUSIVE ALTER TABLE public.ri REPLICA IDENTITY NOTHING")
+        );
+        Spi::run("SELECT zdm.complete('r3')").unwrap();
+        assert_eq!(one::<String>("SELECT relreplident::text FROM pg_class WHERE oid = 'ri'::regclass").as_deref(), Some("f"));
+        assert_eq!(shadow_leftovers(), 0);
+    }
+
+    #[pg_test]
+    fn set_replica_identity_refuses_an_index_replication_cannot_use() {
+        users_table("public.rx");
+        Spi::run(
+            "ALTER TABLE rx ADD COLUMN code int NOT NULL DEFAULT 0;
+             CREATE INDEX rx_plain ON rx (name);
+             CREATE UNIQUE INDEX rx_email ON rx (email);
+             CREATE UNIQUE INDEX rx_part ON rx (name) WHERE id > 0;
+             CREATE UNIQUE INDEX rx_expr ON rx (lower(name));
+             ALTER TABLE rx ADD CONSTRAINT rx_deferred UNIQUE (id, code) DEFERRABLE;",
+        )
+        .unwrap();
+        let why = |index: &str| {
+            error_text(&format!("SELECT zdm.set_replica_identity('public.rx', 'index', '{index}')"))
+                .split(" / ")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let cannot = "42809: index {} cannot be the replica identity of relation public.rx: ";
+        for (index, reason) in [
+            ("rx_plain", "it is not unique"),
+            ("rx_email", "column email is nullable"),
+            ("rx_part", "it is partial"),
+            ("rx_expr", "it has an expression"),
+            ("rx_deferred", "it is deferrable"),
+        ] {
+            assert_eq!(why(index), format!("{}{reason}", cannot.replace("{}", index)));
+        }
+        Spi::run("CREATE UNIQUE INDEX rx_invalid ON rx (id, name)").unwrap();
+        Spi::run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'rx_invalid'::regclass").unwrap();
+        assert!(why("rx_invalid").ends_with("it is not valid (a failed or unfinished build)"));
+        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'index', 'nope')").as_deref(), Some("42704"));
+        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'index')").as_deref(), Some("22023"));
+        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'sideways')").as_deref(), Some("22023"));
+        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'default')").as_deref(), Some("22023"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
     }
 }
