@@ -668,3 +668,11 @@ RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION zdm.set_replica_identity(regclass, text, name, text) IS
     'Start changing the replica identity (default, full, nothing, or index with index_name): at complete, catalog only.';
+
+CREATE FUNCTION zdm.drop_constraint(tbl regclass, constraint_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_constraint', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_constraint(regclass, name, text) IS
+    'Start dropping a constraint: it keeps protecting the old application until complete drops it (catalog only).';

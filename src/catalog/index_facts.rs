@@ -45,3 +45,23 @@ pub fn replica_identity(table_oid: u32) -> ZdmResult<char> {
     .map_err(spi_err)?;
     Ok(c.and_then(|s| s.chars().next()).unwrap_or('d'))
 }
+
+/// Foreign keys of any table that rely on this unique index (`conindid`), as
+/// `name on schema.table` (quoted): they would go with it.
+pub fn referencing_foreign_keys(index_oid: u32) -> ZdmResult<Vec<String>> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pg_catalog.format('%I on %s', c.conname, c.conrelid::pg_catalog.regclass)
+                   FROM pg_catalog.pg_constraint c
+                  WHERE c.contype OPERATOR(pg_catalog.=) 'f'
+                    AND c.conindid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid
+                  ORDER BY 1",
+                None,
+                &[(index_oid as i64).into()],
+            )?
+            .map(|r| r.get::<String>(1).map(|v| v.unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(spi_err)
+}

@@ -11,10 +11,12 @@ pub mod column_copy;
 pub mod column_default;
 pub mod constraints;
 pub mod drop_column;
+pub mod drop_constraint;
 pub mod drop_index;
 pub mod drop_not_null;
 pub mod indexes;
 pub mod key_type;
+pub mod named_constraint;
 pub mod rename_column;
 pub mod replica_identity;
 pub mod rename_constraint;
@@ -103,6 +105,7 @@ pub fn build(
             table, a, lookup, quote,
         )?)),
         OperationSpec::SetReplicaIdentity(a) => Ok(Box::new(replica_identity::SetReplicaIdentity::new(table, a)?)),
+        OperationSpec::DropConstraint(a) => Ok(Box::new(drop_constraint::DropConstraint::new(table, a, quote)?)),
         OperationSpec::DropIndex(a) => Ok(Box::new(drop_index::DropIndex::new(table, a)?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,

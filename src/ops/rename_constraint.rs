@@ -6,6 +6,7 @@
 //! carries or rebuilds it (which know it by name) runs at the same time; a
 //! constraint pg_zdm made for a migration (`zdm_...`) is refused.
 
+use super::named_constraint::NamedConstraint;
 use super::{fit_name, Operation, PlanContext};
 use crate::catalog::{Lookup, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
@@ -28,45 +29,14 @@ impl RenameConstraint {
         lookup: &dyn Lookup,
         quote: fn(&str) -> Ident,
     ) -> ZdmResult<Self> {
-        let (attnums, has_index) = constraint_of(table, &spec.constraint)?;
-        let t = &table.name;
-        if spec.constraint.starts_with("zdm_") {
-            return Err(ZdmError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-                format!("constraint {} of relation {t} is pg_zdm's own", quote(&spec.constraint)),
-            )
-            .hint("A migration in progress made it and knows it by name: complete or roll it back instead."));
-        }
-        check_new_name(table, spec, has_index, lookup)?;
+        let constraint = NamedConstraint::find(table, &spec.constraint)?;
+        check_new_name(table, spec, constraint.index.is_some(), lookup)?;
         Ok(RenameConstraint {
-            table: t.clone(),
+            table: table.name.clone(),
             constraint: quote(&spec.constraint),
             new_name: quote(&spec.new_name),
-            columns: table
-                .columns
-                .iter()
-                .filter(|c| attnums.contains(&c.attnum))
-                .map(|c| c.name.raw().to_string())
-                .collect(),
+            columns: constraint.columns(table),
         })
-    }
-}
-
-/// The columns of a constraint of the table, and whether an index backs it; 42704 when there is none.
-fn constraint_of(table: &TableInfo, name: &str) -> ZdmResult<(Vec<i16>, bool)> {
-    if let Some(i) = table.indexes.iter().find(|i| i.constraint.as_ref().is_some_and(|c| c.raw() == name)) {
-        return Ok((i.attnums.clone(), true));
-    }
-    let check = table.checks.iter().find(|c| c.name.raw() == name).map(|c| c.attnums.clone());
-    let fk = || table.foreign_keys.iter().find(|f| f.name.raw() == name).map(|f| f.attnums.clone());
-    match check.or_else(fk) {
-        Some(attnums) => Ok((attnums, false)),
-        None if table.constraint_names.iter().any(|c| c == name) => Ok((vec![], false)),
-        None => Err(ZdmError::new(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("constraint \"{name}\" of relation \"{}\" does not exist", table.name.display_raw()),
-        )
-        .hint(format!("Its constraints are: {}.", table.constraint_names.join(", ")))),
     }
 }
 

@@ -68,6 +68,8 @@ pub enum OperationSpec {
     RenameConstraint(RenameConstraintSpec),
     /// Change the table's replica identity, at complete (catalog only).
     SetReplicaIdentity(SetReplicaIdentitySpec),
+    /// Drop a constraint at complete (the old application stays protected until then).
+    DropConstraint(DropConstraintSpec),
 }
 
 impl OperationSpec {
@@ -90,6 +92,7 @@ impl OperationSpec {
             OperationSpec::SetComment(a) => &a.table,
             OperationSpec::RenameConstraint(a) => &a.table,
             OperationSpec::SetReplicaIdentity(a) => &a.table,
+            OperationSpec::DropConstraint(a) => &a.table,
         }
     }
 
@@ -110,7 +113,9 @@ impl OperationSpec {
             OperationSpec::DropDefault(a) => vec![a.column.clone()],
             OperationSpec::DropNotNull(a) => vec![a.column.clone()],
             OperationSpec::SetComment(a) => a.column.iter().cloned().collect(),
-            OperationSpec::RenameConstraint(_) | OperationSpec::SetReplicaIdentity(_) => vec![],
+            OperationSpec::RenameConstraint(_)
+            | OperationSpec::SetReplicaIdentity(_)
+            | OperationSpec::DropConstraint(_) => vec![],
             OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) | OperationSpec::DropIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
@@ -139,6 +144,7 @@ impl OperationSpec {
             OperationSpec::SetComment(_) => "set_comment",
             OperationSpec::RenameConstraint(_) => "rename_constraint",
             OperationSpec::SetReplicaIdentity(_) => "set_replica_identity",
+            OperationSpec::DropConstraint(_) => "drop_constraint",
         }
     }
 }
@@ -230,6 +236,7 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "set_comment" => Ok(OperationSpec::SetComment(from_value_with_path(&args, at)?)),
         "rename_constraint" => Ok(OperationSpec::RenameConstraint(from_value_with_path(&args, at)?)),
         "set_replica_identity" => Ok(OperationSpec::SetReplicaIdentity(from_value_with_path(&args, at)?)),
+        "drop_constraint" => Ok(OperationSpec::DropConstraint(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

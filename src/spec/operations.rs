@@ -181,6 +181,13 @@ pub struct SetReplicaIdentitySpec {
     pub index: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropConstraintSpec {
+    pub table: String,
+    pub constraint: String,
+}
+
 /// The claim of a migration on every column of its table (shadow tables):
 /// conflicts with any other active migration of the table.
 pub const WHOLE_TABLE: &str = "*";
@@ -204,5 +211,6 @@ pub const KNOWN_OPS: &[&str] = &[
     "set_comment",
     "rename_constraint",
     "set_replica_identity",
+    "drop_constraint",
 ];
 
