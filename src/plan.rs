@@ -202,7 +202,7 @@ impl Step {
     }
 
     /// `DROP INDEX CONCURRENTLY`: top level too, run by the user when the
-    /// migration is about to complete (see `toplevel::pending_drops`).
+    /// migration is about to complete (see `toplevel::pending_with_drops`).
     pub fn top_level_drop(description: impl Into<String>, sql: String, relation: &str, index: &str) -> Step {
         Step {
             drops_index: Some(index.to_string()),

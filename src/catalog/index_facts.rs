@@ -65,3 +65,21 @@ pub fn referencing_foreign_keys(index_oid: u32) -> ZdmResult<Vec<String>> {
     })
     .map_err(spi_err)
 }
+
+/// Whether the table's replica identity is its primary key (`DEFAULT`) and a
+/// publication replicates its UPDATEs or DELETEs, which then need it.
+pub fn published_by_primary_key(table_oid: u32) -> ZdmResult<bool> {
+    let published = Spi::get_one_with_args::<bool>(
+        "SELECT c.relreplident OPERATOR(pg_catalog.=) 'd'
+                AND EXISTS (SELECT FROM pg_catalog.pg_publication_tables t
+                              JOIN pg_catalog.pg_publication p ON p.pubname OPERATOR(pg_catalog.=) t.pubname
+                             WHERE t.schemaname OPERATOR(pg_catalog.=) n.nspname
+                               AND t.tablename OPERATOR(pg_catalog.=) c.relname
+                               AND (p.pubupdate OR p.pubdelete))
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
+        &[(table_oid as i64).into()],
+    )
+    .map_err(spi_err)?;
+    Ok(published.unwrap_or(false))
+}

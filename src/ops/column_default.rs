@@ -78,14 +78,24 @@ impl Operation for ColumnDefault {
 
     fn default_name(&self) -> String {
         let what = if self.default.is_some() { "set" } else { "drop" };
-        fit_name(&format!("{}_{}_{what}_default", self.table.name.raw(), self.column.raw()))
+        fit_name(&format!(
+            "{}_{}_{what}_default",
+            self.table.name.raw(),
+            self.column.raw()
+        ))
     }
 
     fn plan(&self, _ctx: &PlanContext) -> ZdmResult<Plan> {
         let (t, c) = (self.table.to_string(), &self.column);
         let (description, action) = match &self.default {
-            Some(d) => (format!("new default of {}: catalog only", c.raw()), format!("SET DEFAULT {d}")),
-            None => (format!("drop the default of {}: catalog only", c.raw()), "DROP DEFAULT".into()),
+            Some(d) => (
+                format!("new default of {}: catalog only", c.raw()),
+                format!("SET DEFAULT {d}"),
+            ),
+            None => (
+                format!("drop the default of {}: catalog only", c.raw()),
+                "DROP DEFAULT".into(),
+            ),
         };
         Ok(Plan {
             complete: vec![Step::locked(

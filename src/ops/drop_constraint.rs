@@ -3,11 +3,12 @@
 //! key's referenced table is locked the same way, its triggers go too; a
 //! UNIQUE, PRIMARY KEY or EXCLUDE constraint takes its index along). Start
 //! changes nothing, so a rollback has nothing to undo. Refused: a constraint
-//! other tables' foreign keys rely on, or whose index is the replica identity.
+//! other tables' foreign keys rely on, or whose index is the replica identity
+//! (a primary key is, by default, for a table a publication replicates).
 
 use super::named_constraint::NamedConstraint;
 use super::{fit_name, Operation, PlanContext};
-use crate::catalog::index_facts::{index_facts, referencing_foreign_keys};
+use crate::catalog::index_facts::{index_facts, published_by_primary_key, referencing_foreign_keys};
 use crate::catalog::TableInfo;
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, QualifiedName};
@@ -42,9 +43,12 @@ impl DropConstraint {
                     "Drop those foreign keys first (operation drop_constraint on their tables).".into(),
                 ));
             }
-            if index_facts(index.oid)?.replica_identity {
+            if index_facts(index.oid)?.replica_identity || (index.primary && published_by_primary_key(table.oid)?) {
                 return Err(still_needed(
-                    format!("the index of constraint {name} is the replica identity of relation {}", table.name),
+                    format!(
+                        "the index of constraint {name} is the replica identity of relation {}",
+                        table.name
+                    ),
                     "Change the replica identity first (operation set_replica_identity).".into(),
                 ));
             }
@@ -73,7 +77,12 @@ impl Operation for DropConstraint {
         let mut complete = Vec::new();
         if let Some(r) = &self.referenced {
             // Its triggers on the referenced table go too: locked up front, same timeout.
-            complete.push(Step::locked(format!("lock {r} (the foreign key's triggers on it go)"), "SELECT 1".into(), r, aex));
+            complete.push(Step::locked(
+                format!("lock {r} (the foreign key's triggers on it go)"),
+                "SELECT 1".into(),
+                r,
+                aex,
+            ));
         }
         complete.push(Step::locked(
             format!("drop constraint {}: catalog only", self.constraint.raw()),

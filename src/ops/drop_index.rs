@@ -122,7 +122,10 @@ impl Operation for DropIndex {
                 ),
             ],
             rollback: vec![Step::unlocked(
-                format!("nothing to undo; refuse if index {} was dropped already", self.index.name.raw()),
+                format!(
+                    "nothing to undo; refuse if index {} was dropped already",
+                    self.index.name.raw()
+                ),
                 refuse_if(&format!("NOT ({exists}) AND {table_exists}"), &gone),
             )],
             ..Default::default()

@@ -48,8 +48,10 @@ impl DropNotNull {
                 return Err(must_stay("is in the primary key").hint("Change the table's key first."));
             }
             if index_facts(index.oid)?.replica_identity {
-                return Err(must_stay(&format!("is in index {} used as replica identity", index.name))
-                    .hint("Change the replica identity first (operation set_replica_identity)."));
+                return Err(
+                    must_stay(&format!("is in index {} used as replica identity", index.name))
+                        .hint("Change the replica identity first (operation set_replica_identity)."),
+                );
             }
         }
         Ok(DropNotNull {
@@ -65,7 +67,11 @@ impl Operation for DropNotNull {
     }
 
     fn default_name(&self) -> String {
-        fit_name(&format!("{}_{}_drop_not_null", self.table.name.raw(), self.column.raw()))
+        fit_name(&format!(
+            "{}_{}_drop_not_null",
+            self.table.name.raw(),
+            self.column.raw()
+        ))
     }
 
     fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {

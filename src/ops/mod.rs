@@ -18,10 +18,10 @@ pub mod indexes;
 pub mod key_type;
 pub mod named_constraint;
 pub mod rename_column;
-pub mod replica_identity;
 pub mod rename_constraint;
-pub mod set_not_null;
+pub mod replica_identity;
 pub mod set_comment;
+pub mod set_not_null;
 pub mod shadow_table;
 pub mod shared;
 

@@ -19,18 +19,27 @@ impl<'t> NamedConstraint<'t> {
         if !table.constraint_names.iter().any(|c| c == name) {
             return Err(ZdmError::new(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                format!("constraint \"{name}\" of relation \"{}\" does not exist", table.name.display_raw()),
+                format!(
+                    "constraint \"{name}\" of relation \"{}\" does not exist",
+                    table.name.display_raw()
+                ),
             )
             .hint(format!("Its constraints are: {}.", table.constraint_names.join(", "))));
         }
         if name.starts_with("zdm_") {
             return Err(ZdmError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-                format!("constraint \"{name}\" of relation \"{}\" is pg_zdm's own", table.name.display_raw()),
+                format!(
+                    "constraint \"{name}\" of relation \"{}\" is pg_zdm's own",
+                    table.name.display_raw()
+                ),
             )
             .hint("A migration in progress made it and knows it by name: complete or roll it back instead."));
         }
-        let index = table.indexes.iter().find(|i| i.constraint.as_ref().is_some_and(|c| c.raw() == name));
+        let index = table
+            .indexes
+            .iter()
+            .find(|i| i.constraint.as_ref().is_some_and(|c| c.raw() == name));
         let foreign_key = table.foreign_keys.iter().find(|f| f.name.raw() == name);
         let check = table.checks.iter().find(|c| c.name.raw() == name);
         let attnums = index

@@ -42,7 +42,12 @@ impl RenameConstraint {
 
 /// 1 to 63 bytes, free among the table's constraints and, when an index is
 /// renamed along, among the relations of its schema.
-fn check_new_name(table: &TableInfo, spec: &RenameConstraintSpec, has_index: bool, lookup: &dyn Lookup) -> ZdmResult<()> {
+fn check_new_name(
+    table: &TableInfo,
+    spec: &RenameConstraintSpec,
+    has_index: bool,
+    lookup: &dyn Lookup,
+) -> ZdmResult<()> {
     let new = &spec.new_name;
     if new.is_empty() || new.len() > 63 {
         return Err(ZdmError::new(
@@ -54,13 +59,17 @@ fn check_new_name(table: &TableInfo, spec: &RenameConstraintSpec, has_index: boo
     let taken = if table.constraint_names.iter().any(|c| c == new) {
         Some((PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, "a constraint of the table"))
     } else if has_index && lookup.relation_exists(schema, new)? {
-        Some((PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE, "a relation of its schema (its index is renamed too)"))
+        Some((
+            PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
+            "a relation of its schema (its index is renamed too)",
+        ))
     } else {
         None
     };
     match taken {
-        Some((code, what)) => Err(ZdmError::new(code, format!("\"{new}\" is already the name of {what}"))
-            .hint("Choose another name.")),
+        Some((code, what)) => {
+            Err(ZdmError::new(code, format!("\"{new}\" is already the name of {what}")).hint("Choose another name."))
+        }
         None => Ok(()),
     }
 }
@@ -83,8 +92,15 @@ impl Operation for RenameConstraint {
         let t = self.table.to_string();
         Ok(Plan {
             complete: vec![Step::locked(
-                format!("rename constraint {} to {}: catalog only", self.constraint.raw(), self.new_name.raw()),
-                format!("ALTER TABLE {t} RENAME CONSTRAINT {} TO {}", self.constraint, self.new_name),
+                format!(
+                    "rename constraint {} to {}: catalog only",
+                    self.constraint.raw(),
+                    self.new_name.raw()
+                ),
+                format!(
+                    "ALTER TABLE {t} RENAME CONSTRAINT {} TO {}",
+                    self.constraint, self.new_name
+                ),
                 &t,
                 LockMode::AccessExclusive,
             )],

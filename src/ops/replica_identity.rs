@@ -67,7 +67,10 @@ impl SetReplicaIdentity {
 fn usable_index(table: &TableInfo, index: &IndexInfo) -> ZdmResult<(Vec<String>, bool)> {
     let facts = index_facts(index.oid)?;
     // Key columns only: PostgreSQL checks neither INCLUDE columns nor their NULLs.
-    let columns: Vec<_> = index.elements[..index.key_count].iter().map(|(attnum, _, _)| *attnum).collect();
+    let columns: Vec<_> = index.elements[..index.key_count]
+        .iter()
+        .map(|(attnum, _, _)| *attnum)
+        .collect();
     let nullable = table
         .columns
         .iter()
@@ -88,7 +91,10 @@ fn usable_index(table: &TableInfo, index: &IndexInfo) -> ZdmResult<(Vec<String>,
     if let Some(reason) = reason {
         return Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("index {} cannot be the replica identity of relation {}: {reason}", index.name, table.name),
+            format!(
+                "index {} cannot be the replica identity of relation {}: {reason}",
+                index.name, table.name
+            ),
         )
         .hint("A replica identity index is unique, valid, not deferrable, not partial, on NOT NULL columns only."));
     }
@@ -123,4 +129,3 @@ impl Operation for SetReplicaIdentity {
         })
     }
 }
-

@@ -50,7 +50,11 @@ impl Operation for SetComment {
             Some(c) => (format!("COLUMN {t}.{c}"), format!("column {}", c.raw())),
             None => (format!("TABLE {t}"), format!("table {}", self.table.name.raw())),
         };
-        let text = self.comment.as_ref().map(|l| l.to_string()).unwrap_or_else(|| "NULL".into());
+        let text = self
+            .comment
+            .as_ref()
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "NULL".into());
         Ok(Plan {
             complete: vec![Step::locked(
                 format!("comment of {what}: catalog only"),

@@ -35,7 +35,11 @@ mod tests {
         let m = one::<String>("SELECT zdm.set_default('public.sd', 'amount', '42')").unwrap();
         assert_eq!(m, "sd_amount_set_default");
         Spi::run("INSERT INTO sd (id) VALUES (9001)").unwrap();
-        assert_eq!(one::<i32>("SELECT amount FROM sd WHERE id = 9001"), Some(0), "old default until complete");
+        assert_eq!(
+            one::<i32>("SELECT amount FROM sd WHERE id = 9001"),
+            Some(0),
+            "old default until complete"
+        );
         assert_eq!(schema_of("public.sd"), before);
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         Spi::run("INSERT INTO sd (id) VALUES (9002)").unwrap();
@@ -75,7 +79,11 @@ mod tests {
             Some("complete: ACCESS EXCLUSIVE ALTER TABLE public.dd ALTER COLUMN amount DROP DEFAULT")
         );
         let m = one::<String>("SELECT zdm.drop_default('public.dd', 'amount')").unwrap();
-        assert_eq!(sqlstate("INSERT INTO dd (id) VALUES (9001)"), None, "the old default until complete");
+        assert_eq!(
+            sqlstate("INSERT INTO dd (id) VALUES (9001)"),
+            None,
+            "the old default until complete"
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(sqlstate("INSERT INTO dd (id) VALUES (9002)").as_deref(), Some("23502"));
     }
@@ -85,7 +93,10 @@ mod tests {
         orders_table("public.dq");
         Spi::run("ALTER TABLE dq ADD COLUMN n int GENERATED ALWAYS AS IDENTITY").unwrap();
         let refused = error_text("SELECT zdm.set_default('public.dq', 'nope', '1')");
-        assert!(refused.starts_with("42703: column \"nope\" of relation \"public.dq\" does not exist"), "{refused}");
+        assert!(
+            refused.starts_with("42703: column \"nope\" of relation \"public.dq\" does not exist"),
+            "{refused}"
+        );
         assert_eq!(
             sqlstate("SELECT zdm.set_default('public.dq', 'amount', 'id + 1')").as_deref(),
             Some("42703"),
@@ -160,9 +171,14 @@ mod tests {
             error_text("SELECT zdm.drop_not_null('public.dz', 'id')"),
             "42P16: column id of relation public.dz is in the primary key / Change the table's key first."
         );
-        assert!(error_text("SELECT zdm.drop_not_null('public.dz', 'n')").starts_with("42P16: column n of relation public.dz is an identity column"));
-        assert!(error_text("SELECT zdm.drop_not_null('public.dz', 'r')").starts_with("42P16: column r of relation public.dz is in index dz_r used as replica identity"));
-        assert_eq!(sqlstate("SELECT zdm.drop_not_null('public.dz', 'nope')").as_deref(), Some("42703"));
+        assert!(error_text("SELECT zdm.drop_not_null('public.dz', 'n')")
+            .starts_with("42P16: column n of relation public.dz is an identity column"));
+        assert!(error_text("SELECT zdm.drop_not_null('public.dz', 'r')")
+            .starts_with("42P16: column r of relation public.dz is in index dz_r used as replica identity"));
+        assert_eq!(
+            sqlstate("SELECT zdm.drop_not_null('public.dz', 'nope')").as_deref(),
+            Some("42703")
+        );
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
     }
 
@@ -192,12 +208,18 @@ mod tests {
         for name in ["t2", "c2", "c3"] {
             Spi::run(&format!("SELECT zdm.complete('{name}')")).unwrap();
         }
-        assert_eq!(one::<String>("SELECT obj_description('sc'::regclass, 'pg_class')").as_deref(), Some("new"));
+        assert_eq!(
+            one::<String>("SELECT obj_description('sc'::regclass, 'pg_class')").as_deref(),
+            Some("new")
+        );
         assert_eq!(
             one::<String>("SELECT col_description('sc'::regclass, 3)").as_deref(),
             Some("it's \\ new\nline")
         );
-        assert_eq!(sqlstate("SELECT zdm.set_comment('public.sc', 'x', 'nope')").as_deref(), Some("42703"));
+        assert_eq!(
+            sqlstate("SELECT zdm.set_comment('public.sc', 'x', 'nope')").as_deref(),
+            Some("42703")
+        );
         assert_eq!(shadow_leftovers(), 0);
     }
 
@@ -231,7 +253,10 @@ mod tests {
         );
         // Refusals.
         let refused = error_text("SELECT zdm.rename_constraint('public.rc', 'nope', 'x')");
-        assert!(refused.starts_with("42704: constraint \"nope\" of relation \"public.rc\" does not exist"), "{refused}");
+        assert!(
+            refused.starts_with("42704: constraint \"nope\" of relation \"public.rc\" does not exist"),
+            "{refused}"
+        );
         assert_eq!(
             error_text("SELECT zdm.rename_constraint('public.rc', 'rc_amount_check', 'rc_pkey')"),
             "42710: \"rc_pkey\" is already the name of a constraint of the table / Choose another name."
@@ -247,8 +272,10 @@ mod tests {
         );
         Spi::run("SELECT zdm.set_not_null('public.rc', 'note')").unwrap();
         let own = one::<String>("SELECT conname::text FROM pg_constraint WHERE conname LIKE 'zdm\\_%'").unwrap();
-        assert!(error_text(&format!("SELECT zdm.rename_constraint('public.rc', '{own}', 'mine')"))
-            .starts_with("55006: constraint"));
+        assert!(
+            error_text(&format!("SELECT zdm.rename_constraint('public.rc', '{own}', 'mine')"))
+                .starts_with("55006: constraint")
+        );
     }
 
     #[pg_test]
@@ -259,12 +286,18 @@ mod tests {
         let m = one::<String>("SELECT zdm.set_replica_identity('public.ri', 'index', 'ri_name')").unwrap();
         assert_eq!(m, "ri_replica_identity");
         assert_eq!(schema_of("public.ri"), before);
-        assert_eq!(sqlstate("SELECT zdm.drop_not_null('public.ri', 'name')").as_deref(), Some("55006"));
+        assert_eq!(
+            sqlstate("SELECT zdm.drop_not_null('public.ri', 'name')").as_deref(),
+            Some("55006")
+        );
         Spi::run("SELECT zdm.rollback('ri_replica_identity')").unwrap();
         assert_eq!(schema_of("public.ri"), before);
         Spi::run("SELECT zdm.set_replica_identity('public.ri', 'index', 'ri_name', 'r2')").unwrap();
         Spi::run("SELECT zdm.complete('r2')").unwrap();
-        assert_eq!(one::<bool>("SELECT indisreplident FROM pg_index WHERE indexrelid = 'ri_name'::regclass"), Some(true));
+        assert_eq!(
+            one::<bool>("SELECT indisreplident FROM pg_index WHERE indexrelid = 'ri_name'::regclass"),
+            Some(true)
+        );
         assert_eq!(
             error_text("SELECT zdm.set_replica_identity('public.ri', 'index', 'ri_name')"),
             "22023: the replica identity of relation public.ri is already USING INDEX ri_name / Nothing to change."
@@ -275,7 +308,10 @@ mod tests {
             Some("ACCESS EXCLUSIVE ALTER TABLE public.ri REPLICA IDENTITY NOTHING")
         );
         Spi::run("SELECT zdm.complete('r3')").unwrap();
-        assert_eq!(one::<String>("SELECT relreplident::text FROM pg_class WHERE oid = 'ri'::regclass").as_deref(), Some("f"));
+        assert_eq!(
+            one::<String>("SELECT relreplident::text FROM pg_class WHERE oid = 'ri'::regclass").as_deref(),
+            Some("f")
+        );
         assert_eq!(shadow_leftovers(), 0);
     }
 
@@ -292,11 +328,13 @@ mod tests {
         )
         .unwrap();
         let why = |index: &str| {
-            error_text(&format!("SELECT zdm.set_replica_identity('public.rx', 'index', '{index}')"))
-                .split(" / ")
-                .next()
-                .unwrap()
-                .to_string()
+            error_text(&format!(
+                "SELECT zdm.set_replica_identity('public.rx', 'index', '{index}')"
+            ))
+            .split(" / ")
+            .next()
+            .unwrap()
+            .to_string()
         };
         let cannot = "42809: index {} cannot be the replica identity of relation public.rx: ";
         for (index, reason) in [
@@ -311,10 +349,22 @@ mod tests {
         Spi::run("CREATE UNIQUE INDEX rx_invalid ON rx (id, name)").unwrap();
         Spi::run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'rx_invalid'::regclass").unwrap();
         assert!(why("rx_invalid").ends_with("it is not valid (a failed or unfinished build)"));
-        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'index', 'nope')").as_deref(), Some("42704"));
-        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'index')").as_deref(), Some("22023"));
-        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'sideways')").as_deref(), Some("22023"));
-        assert_eq!(sqlstate("SELECT zdm.set_replica_identity('public.rx', 'default')").as_deref(), Some("22023"));
+        assert_eq!(
+            sqlstate("SELECT zdm.set_replica_identity('public.rx', 'index', 'nope')").as_deref(),
+            Some("42704")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.set_replica_identity('public.rx', 'index')").as_deref(),
+            Some("22023")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.set_replica_identity('public.rx', 'sideways')").as_deref(),
+            Some("22023")
+        );
+        assert_eq!(
+            sqlstate("SELECT zdm.set_replica_identity('public.rx', 'default')").as_deref(),
+            Some("22023")
+        );
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
     }
 }

@@ -25,18 +25,34 @@ mod tests {
         let before = table_ddl("public.dc");
         let m = one::<String>("SELECT zdm.drop_constraint('public.dc', 'dc_amount_check')").unwrap();
         assert_eq!(m, "dc_drop_dc_amount_check");
-        assert_eq!(sqlstate("INSERT INTO dc (id, amount) VALUES (9001, -1)").as_deref(), Some("23514"));
+        assert_eq!(
+            sqlstate("INSERT INTO dc (id, amount) VALUES (9001, -1)").as_deref(),
+            Some("23514")
+        );
         Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
         assert_eq!(table_ddl("public.dc"), before);
-        for (constraint, name) in [("dc_amount_check", "c1"), ("dc_note_key", "c2"), ("dc_parent_fkey", "c3")] {
-            Spi::run(&format!("SELECT zdm.drop_constraint('public.dc', '{constraint}', '{name}')")).unwrap();
+        for (constraint, name) in [
+            ("dc_amount_check", "c1"),
+            ("dc_note_key", "c2"),
+            ("dc_parent_fkey", "c3"),
+        ] {
+            Spi::run(&format!(
+                "SELECT zdm.drop_constraint('public.dc', '{constraint}', '{name}')"
+            ))
+            .unwrap();
         }
         assert_eq!(table_ddl("public.dc"), before);
         for name in ["c1", "c2", "c3"] {
             Spi::run(&format!("SELECT zdm.complete('{name}')")).unwrap();
         }
-        assert_eq!(sqlstate("INSERT INTO dc (id, amount, parent) VALUES (9001, -1, 42)"), None);
-        assert_eq!(one::<bool>("SELECT to_regclass('public.dc_note_key') IS NULL"), Some(true));
+        assert_eq!(
+            sqlstate("INSERT INTO dc (id, amount, parent) VALUES (9001, -1, 42)"),
+            None
+        );
+        assert_eq!(
+            one::<bool>("SELECT to_regclass('public.dc_note_key') IS NULL"),
+            Some(true)
+        );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'dc_parent'::regclass"),
             Some(0),
@@ -77,11 +93,27 @@ mod tests {
         );
         assert!(error_text("SELECT zdm.drop_constraint('public.dc', 'dc_ident_key')")
             .starts_with("2BP01: the index of constraint dc_ident_key is the replica identity of relation public.dc"));
-        assert!(error_text("SELECT zdm.drop_constraint('public.dc', 'nope')")
-            .starts_with("42704: constraint \"nope\" of relation \"public.dc\" does not exist / Its constraints are: "));
+        assert!(
+            error_text("SELECT zdm.drop_constraint('public.dc', 'nope')").starts_with(
+                "42704: constraint \"nope\" of relation \"public.dc\" does not exist / Its constraints are: "
+            )
+        );
+        Spi::run("CREATE TABLE dc_pub (id int PRIMARY KEY); CREATE PUBLICATION dc_pub FOR TABLE dc_pub").unwrap();
+        assert!(
+            error_text("SELECT zdm.drop_constraint('public.dc_pub', 'dc_pub_pkey')").starts_with(
+                "2BP01: the index of constraint dc_pub_pkey is the replica identity of relation public.dc_pub"
+            )
+        );
+        Spi::run("ALTER PUBLICATION dc_pub SET (publish = 'insert')").unwrap();
+        assert_eq!(
+            sqlstate("SELECT zdm.drop_constraint('public.dc_pub', 'dc_pub_pkey')"),
+            None
+        );
         Spi::run("SELECT zdm.set_not_null('public.dc', 'note')").unwrap();
         let own = one::<String>("SELECT conname::text FROM pg_constraint WHERE conname LIKE 'zdm\\_%'").unwrap();
-        assert!(error_text(&format!("SELECT zdm.drop_constraint('public.dc', '{own}')")).starts_with("55006: constraint"));
+        assert!(
+            error_text(&format!("SELECT zdm.drop_constraint('public.dc', '{own}')")).starts_with("55006: constraint")
+        );
         assert_eq!(
             sqlstate("SELECT zdm.drop_constraint('public.dc', 'dc_note_key')").as_deref(),
             Some("55006"),

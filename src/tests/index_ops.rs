@@ -33,7 +33,10 @@ mod tests {
         );
         build_pending(&m);
         let refused = error_text("SELECT zdm.rollback('di_drop_di_email')");
-        assert!(refused.starts_with("55000: index public.di_email was already dropped"), "{refused}");
+        assert!(
+            refused.starts_with("55000: index public.di_email was already dropped"),
+            "{refused}"
+        );
         assert!(
             refused.contains("CREATE INDEX CONCURRENTLY di_email ON public.di USING btree (email);"),
             "{refused}"
@@ -66,7 +69,9 @@ mod tests {
             Some("SHARE UPDATE EXCLUSIVE public.dp DROP INDEX CONCURRENTLY IF EXISTS public.dp_email")
         );
         assert_eq!(
-            one::<i64>(&format!("SELECT count(*) FROM zdm.plan_steps({spec}) WHERE phase = 'start'")),
+            one::<i64>(&format!(
+                "SELECT count(*) FROM zdm.plan_steps({spec}) WHERE phase = 'start'"
+            )),
             Some(0)
         );
     }
@@ -82,14 +87,19 @@ mod tests {
         )
         .unwrap();
         let refused = error_text("SELECT zdm.drop_index('public.dx', 'nope')");
-        assert!(refused.starts_with("42704: index \"nope\" of relation \"public.dx\" does not exist"), "{refused}");
-        assert!(error_text("SELECT zdm.drop_index('public.dx', 'dx_pkey')").starts_with("2BP01: index public.dx_pkey backs constraint dx_pkey"));
+        assert!(
+            refused.starts_with("42704: index \"nope\" of relation \"public.dx\" does not exist"),
+            "{refused}"
+        );
+        assert!(error_text("SELECT zdm.drop_index('public.dx', 'dx_pkey')")
+            .starts_with("2BP01: index public.dx_pkey backs constraint dx_pkey"));
         assert_eq!(
             error_text("SELECT zdm.drop_index('public.dx', 'dx_name_key')"),
             "2BP01: index public.dx_name_key backs constraint dx_name_key of relation public.dx / \
              Drop the constraint instead (operation drop_constraint): its index goes with it."
         );
-        assert!(error_text("SELECT zdm.drop_index('public.dx', 'dx_id')").starts_with("2BP01: index public.dx_id is the replica identity"));
+        assert!(error_text("SELECT zdm.drop_index('public.dx', 'dx_id')")
+            .starts_with("2BP01: index public.dx_id is the replica identity"));
         assert_eq!(one::<i64>("SELECT count(*) FROM zdm.migrations"), Some(0));
         assert_eq!(error_text("SELECT zdm.drop_index('public.dx', 'dx_id_email')"), "");
     }
