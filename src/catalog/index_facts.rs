@@ -1,6 +1,6 @@
 //! What the model (`IndexInfo`) leaves out of an index and of a table's
-//! replica identity, read only by the operations that act on them
-//! (drop_index, set_replica_identity).
+//! replica identity, read only by the operations that need it when they are
+//! built (drop_index, drop_not_null, drop_constraint, set_replica_identity).
 
 use crate::error::{spi_err, ZdmResult};
 use pgrx::prelude::*;
