@@ -103,6 +103,73 @@ $$;
 COMMENT ON FUNCTION zdm.create_index(regclass, name, text, text) IS
     'Start creating an index CONCURRENTLY: run zdm.pending_statements() at top level, then complete.';
 
+CREATE FUNCTION zdm.drop_index(tbl regclass, index_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_index', 'table', zdm._table_name(tbl), 'index', index_name::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_index(regclass, name, text) IS
+    'Start dropping an index: kept until complete; its DROP INDEX CONCURRENTLY runs at top level (zdm.pending_statements(migration)) before complete.';
+
+CREATE FUNCTION zdm.set_default(tbl regclass, col name, default_expr text, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_default', 'table', zdm._table_name(tbl), 'column', col::text, 'default', default_expr))
+$$;
+COMMENT ON FUNCTION zdm.set_default(regclass, name, text, text) IS
+    'Start changing a column''s default: the old one stays until complete (catalog only).';
+
+CREATE FUNCTION zdm.drop_default(tbl regclass, col name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_default', 'table', zdm._table_name(tbl), 'column', col::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_default(regclass, name, text) IS
+    'Start dropping a column''s default: it stays until complete (catalog only).';
+
+CREATE FUNCTION zdm.drop_not_null(tbl regclass, col name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_not_null', 'table', zdm._table_name(tbl), 'column', col::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_not_null(regclass, name, text) IS
+    'Start letting a column accept NULL: at once (catalog only); rollback puts NOT NULL back unless NULLs were written.';
+
+CREATE FUNCTION zdm.set_comment(tbl regclass, comment text, col name DEFAULT NULL, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_comment', 'table', zdm._table_name(tbl), 'column', col::text, 'comment', comment))
+$$;
+COMMENT ON FUNCTION zdm.set_comment(regclass, text, name, text) IS
+    'Start changing a table''s comment (or a column''s, with col): at complete, catalog only; NULL removes it.';
+
+CREATE FUNCTION zdm.rename_constraint(tbl regclass, constraint_name name, new_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'rename_constraint', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text,
+        'new_name', new_name::text))
+$$;
+COMMENT ON FUNCTION zdm.rename_constraint(regclass, name, name, text) IS
+    'Start renaming a constraint (and its index): at complete, catalog only.';
+
+CREATE FUNCTION zdm.set_replica_identity(tbl regclass, identity text, index_name name DEFAULT NULL,
+                                         migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'set_replica_identity', 'table', zdm._table_name(tbl), 'identity', identity,
+        'index', index_name::text))
+$$;
+COMMENT ON FUNCTION zdm.set_replica_identity(regclass, text, name, text) IS
+    'Start changing the replica identity (default, full, nothing, or index with index_name): at complete, catalog only.';
+
+CREATE FUNCTION zdm.drop_constraint(tbl regclass, constraint_name name, migration text DEFAULT NULL)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT zdm._start_one(migration, pg_catalog.jsonb_build_object(
+        'op', 'drop_constraint', 'table', zdm._table_name(tbl), 'constraint', constraint_name::text))
+$$;
+COMMENT ON FUNCTION zdm.drop_constraint(regclass, name, text) IS
+    'Start dropping a constraint: it keeps protecting the old application until complete drops it (catalog only).';
+
 CREATE FUNCTION zdm.create_shadow_table(tbl regclass, alterations text[] DEFAULT '{}', column_map jsonb DEFAULT NULL,
                                         migration text DEFAULT NULL)
 RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$

@@ -184,12 +184,13 @@ pub mod zdm {
     }
 
     /// Statements a migration still needs run at top level (CREATE INDEX
-    /// CONCURRENTLY), in order: `SELECT statement FROM zdm.pending_statements() \gexec`.
+    /// CONCURRENTLY; for a migration named, its DROP INDEX CONCURRENTLY once
+    /// the builds are done), in order: `SELECT statement FROM zdm.pending_statements() \gexec`.
     #[pg_extern]
     fn pending_statements(
         migration: default!(Option<&str>, "NULL"),
     ) -> TableIterator<'static, (name!(migration, String), name!(statement, String))> {
-        TableIterator::new(api_call(|| crate::toplevel::pending(migration)).or_raise())
+        TableIterator::new(api_call(|| crate::toplevel::pending_with_drops(migration)).or_raise())
     }
 
     /// Compare a shadow table with its original in one snapshot: row counts,

@@ -139,6 +139,10 @@ pub struct Step {
     /// The index a top-level step builds (schema-qualified, quoted): done once it is valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builds_index: Option<String>,
+    /// The index a top-level step of `complete` drops (`DROP INDEX
+    /// CONCURRENTLY`, schema-qualified, quoted): done once it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops_index: Option<String>,
     /// Changes another role's object (a referencing table's foreign key): run
     /// with the caller's rights, not the table owner's (see `privilege`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -156,6 +160,7 @@ impl Step {
             }),
             top_level: false,
             builds_index: None,
+            drops_index: None,
             caller_rights: false,
         }
     }
@@ -168,6 +173,7 @@ impl Step {
             lock: None,
             top_level: false,
             builds_index: None,
+            drops_index: None,
             caller_rights: false,
         }
     }
@@ -190,7 +196,18 @@ impl Step {
             }),
             top_level: true,
             builds_index: Some(index.to_string()),
+            drops_index: None,
             caller_rights: false,
+        }
+    }
+
+    /// `DROP INDEX CONCURRENTLY`: top level too, run by the user when the
+    /// migration is about to complete (see `toplevel::pending_with_drops`).
+    pub fn top_level_drop(description: impl Into<String>, sql: String, relation: &str, index: &str) -> Step {
+        Step {
+            drops_index: Some(index.to_string()),
+            builds_index: None,
+            ..Step::top_level_index(description, sql, relation, index)
         }
     }
 }

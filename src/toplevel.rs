@@ -247,3 +247,23 @@ pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
     }
     Ok(out)
 }
+
+/// [`pending`], plus the `DROP INDEX CONCURRENTLY` of a migration's complete
+/// (drop_index) once its builds are done and while the index exists. Only
+/// for a migration the caller names, and never for the scheduler: dropping
+/// is the contract (the old application loses the index), asked for by name.
+pub fn pending_with_drops(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
+    let mut out = pending(migration)?;
+    let Some(name) = migration else { return Ok(out) };
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    let m = store::get_for_update(name)?;
+    for step in m.plan.complete.iter().filter(|s| s.top_level) {
+        let Some(index) = &step.drops_index else { continue };
+        if index_state(index)? != IndexState::Missing {
+            out.push((name.to_string(), format!("{};", step.sql)));
+        }
+    }
+    Ok(out)
+}

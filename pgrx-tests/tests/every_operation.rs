@@ -1,4 +1,4 @@
-//! Every column operation, one after the other on the same table, under a
+//! Every single-table operation, one after the other on the same table, under a
 //! live writer load: each is started, backfilled (top-level statements run as
 //! psql's \gexec would), rolled back — the schema must come back exactly as
 //! pg_dump saw it — then started again and completed. Writers never fail,
@@ -17,21 +17,22 @@ fn schema_of(cluster: &Cluster, table: &str) -> String {
     cluster.schema_only(&["--table", table])
 }
 
-fn run_pending(c: &mut postgres::Client, m: &str) {
+fn run_pending(c: &mut postgres::Client, m: &str, contract: bool) {
     // What `SELECT statement FROM zdm.pending_statements(m) \gexec` does: each at top level.
-    let stmts: Vec<String> = c
-        .query("SELECT statement FROM zdm.pending_statements($1)", &[&m])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // Named, it also gives drop_index's DROP INDEX CONCURRENTLY: only before complete.
+    let sql = if contract {
+        "SELECT statement FROM zdm.pending_statements($1)"
+    } else {
+        "SELECT statement FROM zdm.pending_statements() WHERE migration = $1"
+    };
+    let stmts: Vec<String> = c.query(sql, &[&m]).unwrap().iter().map(|r| r.get(0)).collect();
     for s in stmts {
         c.batch_execute(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
     }
 }
 
-fn drive(c: &mut postgres::Client, m: &str) {
-    run_pending(c, m);
+fn drive(c: &mut postgres::Client, m: &str, contract: bool) {
+    run_pending(c, m, contract);
     let has_backfill: bool = c
         .query_one("SELECT plan ? 'backfill' FROM zdm.migrations WHERE name = $1", &[&m])
         .unwrap()
@@ -106,24 +107,32 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
         "SELECT zdm.add_column('public.items', 'handle', 'text', $$'h' || gen_random_uuid()$$, true, $$'h' || id$$)",
         "SELECT zdm.set_not_null('public.items', 'email', $$'none'$$)",
         "SELECT zdm.add_check('public.items', 'amount_positive', 'amount >= 0')",
+        "SELECT zdm.rename_constraint('public.items', 'amount_positive', 'items_amount_positive')",
         "SELECT zdm.add_foreign_key('public.items', 'items_parent', ARRAY['parent_id'], 'public.parent', ARRAY['id'])",
+        "SELECT zdm.drop_constraint('public.items', 'items_parent')",
         "SELECT zdm.create_index('public.items', 'items_email', 'USING btree (email)')",
+        "SELECT zdm.drop_index('public.items', 'items_email')",
+        "SELECT zdm.set_default('public.items', 'amount', '7')",
+        "SELECT zdm.set_comment('public.items', 'items, as the new application sees them')",
+        "SELECT zdm.set_comment('public.items', 'the amount', 'amount')",
         "SELECT zdm.add_unique('public.items', 'items_handle', ARRAY['handle'])",
         "SELECT zdm.rename_column('public.items', 'name', 'full_name')",
         // A column with a unique constraint and a default: both carried over, the index rebuilt CONCURRENTLY.
         "SELECT zdm.rename_column('public.items', 'handle', 'user_handle')",
         "SELECT zdm.drop_column('public.items', 'email')",
+        "SELECT zdm.drop_not_null('public.items', 'full_name')",
+        "SELECT zdm.set_replica_identity('public.items', 'index', 'items_handle')",
     ];
     for op in ops {
         let before = schema_of(&cluster, "public.items");
         let m: String = c.query_one(op, &[]).unwrap_or_else(|e| panic!("{op}: {e:?}")).get(0);
-        drive(&mut c, &m);
+        drive(&mut c, &m, false);
         c.execute("SELECT zdm.rollback($1)", &[&m])
             .unwrap_or_else(|e| panic!("rollback {m}: {e}"));
         let after = schema_of(&cluster, "public.items");
         assert_eq!(before, after, "{op}: rollback did not restore the schema");
         let m: String = c.query_one(op, &[]).unwrap().get(0);
-        drive(&mut c, &m);
+        drive(&mut c, &m, true);
         c.execute("SELECT zdm.complete($1)", &[&m])
             .unwrap_or_else(|e| panic!("complete {m}: {e}"));
         eprintln!("{m}: rolled back exactly, then completed");
@@ -156,16 +165,22 @@ fn every_operation_rolls_back_exactly_and_completes_under_load() {
     for want in [
         "status text DEFAULT 'active'::text NOT NULL",
         "user_handle text DEFAULT ('h'::text || gen_random_uuid()) NOT NULL",
-        "amount bigint DEFAULT (0)::bigint NOT NULL",
+        "amount bigint DEFAULT 7 NOT NULL",
         "id bigint NOT NULL",
-        "full_name text DEFAULT 'anonymous'::text NOT NULL",
-        "CONSTRAINT amount_positive CHECK ((amount >= 0))",
+        "full_name text DEFAULT 'anonymous'::text,",
+        "CONSTRAINT items_amount_positive CHECK ((amount >= 0))",
         "CONSTRAINT items_handle UNIQUE (user_handle)",
-        "FOREIGN KEY (parent_id) REFERENCES public.parent(id)",
+        "ALTER TABLE ONLY public.items REPLICA IDENTITY USING INDEX items_handle;",
+        "COMMENT ON TABLE public.items IS 'items, as the new application sees them';",
+        "COMMENT ON COLUMN public.items.amount IS 'the amount';",
     ] {
         assert!(final_schema.contains(want), "missing {want:?} in\n{final_schema}");
     }
     assert!(!final_schema.contains(" email "), "email was dropped:\n{final_schema}");
+    assert!(
+        !final_schema.contains("REFERENCES"),
+        "the foreign key was dropped:\n{final_schema}"
+    );
     assert!(
         !final_schema.contains("items_email"),
         "its index went with it:\n{final_schema}"

@@ -1,6 +1,7 @@
 //! Catalog introspection: everything pg_zdm reads about user tables.
 //! `model` is the plain data; `introspect` fills it from pg_catalog.
 
+pub mod index_facts;
 pub mod introspect;
 pub mod model;
 

@@ -8,11 +8,19 @@ pub mod add_column;
 pub mod alter_column_type;
 pub mod carry;
 pub mod column_copy;
+pub mod column_default;
 pub mod constraints;
 pub mod drop_column;
+pub mod drop_constraint;
+pub mod drop_index;
+pub mod drop_not_null;
 pub mod indexes;
 pub mod key_type;
+pub mod named_constraint;
 pub mod rename_column;
+pub mod rename_constraint;
+pub mod replica_identity;
+pub mod set_comment;
 pub mod set_not_null;
 pub mod shadow_table;
 pub mod shared;
@@ -89,6 +97,16 @@ pub fn build(
             a,
             crate::shadow::probe::probe,
         )?)),
+        OperationSpec::SetDefault(a) => Ok(Box::new(column_default::ColumnDefault::set(table, a)?)),
+        OperationSpec::DropDefault(a) => Ok(Box::new(column_default::ColumnDefault::drop(table, a)?)),
+        OperationSpec::DropNotNull(a) => Ok(Box::new(drop_not_null::DropNotNull::new(table, a)?)),
+        OperationSpec::SetComment(a) => Ok(Box::new(set_comment::SetComment::new(table, a)?)),
+        OperationSpec::RenameConstraint(a) => Ok(Box::new(rename_constraint::RenameConstraint::new(
+            table, a, lookup, quote,
+        )?)),
+        OperationSpec::SetReplicaIdentity(a) => Ok(Box::new(replica_identity::SetReplicaIdentity::new(table, a)?)),
+        OperationSpec::DropConstraint(a) => Ok(Box::new(drop_constraint::DropConstraint::new(table, a, quote)?)),
+        OperationSpec::DropIndex(a) => Ok(Box::new(drop_index::DropIndex::new(table, a)?)),
         OperationSpec::RenameColumn(a) => Ok(Box::new(rename_column::RenameColumn::new(
             table,
             &a.column,
@@ -205,6 +223,25 @@ pub fn require_column<'t>(table: &'t TableInfo, column: &str) -> ZdmResult<&'t c
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
+    })
+}
+
+/// Find an index of the table or refuse with 42704 naming the table.
+pub fn require_index<'t>(table: &'t TableInfo, index: &str) -> ZdmResult<&'t crate::catalog::IndexInfo> {
+    table.indexes.iter().find(|i| i.name.raw() == index).ok_or_else(|| {
+        let names: Vec<&str> = table.indexes.iter().map(|i| i.name.raw()).collect();
+        ZdmError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!(
+                "index \"{index}\" of relation \"{}\" does not exist",
+                table.name.display_raw()
+            ),
+        )
+        .hint(if names.is_empty() {
+            "The table has no index.".to_string()
+        } else {
+            format!("Its indexes are: {}.", names.join(", "))
+        })
     })
 }
 

@@ -54,6 +54,22 @@ pub enum OperationSpec {
     /// Restructure a whole table: a shadow copy with the new structure, kept in
     /// sync by a trigger, backfilled, verified, then swapped in by `zdm.swap_tables()`.
     CreateShadowTable(ShadowTableSpec),
+    /// Drop an index: kept until complete, dropped CONCURRENTLY (a top-level statement).
+    DropIndex(DropIndexSpec),
+    /// Give a column a new default, at complete (catalog only).
+    SetDefault(SetDefaultSpec),
+    /// Drop a column's default, at complete (catalog only).
+    DropDefault(DropDefaultSpec),
+    /// Let a column accept NULL, at start (catalog only).
+    DropNotNull(DropNotNullSpec),
+    /// Change a table's or a column's comment, at complete.
+    SetComment(SetCommentSpec),
+    /// Rename a constraint (and its index), at complete.
+    RenameConstraint(RenameConstraintSpec),
+    /// Change the table's replica identity, at complete (catalog only).
+    SetReplicaIdentity(SetReplicaIdentitySpec),
+    /// Drop a constraint at complete (the old application stays protected until then).
+    DropConstraint(DropConstraintSpec),
 }
 
 impl OperationSpec {
@@ -69,6 +85,14 @@ impl OperationSpec {
             OperationSpec::AddUnique(a) => &a.table,
             OperationSpec::CreateIndex(a) => &a.table,
             OperationSpec::CreateShadowTable(a) => &a.table,
+            OperationSpec::DropIndex(a) => &a.table,
+            OperationSpec::SetDefault(a) => &a.table,
+            OperationSpec::DropDefault(a) => &a.table,
+            OperationSpec::DropNotNull(a) => &a.table,
+            OperationSpec::SetComment(a) => &a.table,
+            OperationSpec::RenameConstraint(a) => &a.table,
+            OperationSpec::SetReplicaIdentity(a) => &a.table,
+            OperationSpec::DropConstraint(a) => &a.table,
         }
     }
 
@@ -85,7 +109,14 @@ impl OperationSpec {
             OperationSpec::AddColumn(a) => vec![a.column.clone()],
             OperationSpec::SetNotNull(a) => vec![a.column.clone()],
             OperationSpec::DropColumn(a) => vec![a.column.clone()],
-            OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) => vec![],
+            OperationSpec::SetDefault(a) => vec![a.column.clone()],
+            OperationSpec::DropDefault(a) => vec![a.column.clone()],
+            OperationSpec::DropNotNull(a) => vec![a.column.clone()],
+            OperationSpec::SetComment(a) => a.column.iter().cloned().collect(),
+            OperationSpec::RenameConstraint(_)
+            | OperationSpec::SetReplicaIdentity(_)
+            | OperationSpec::DropConstraint(_) => vec![],
+            OperationSpec::AddCheck(_) | OperationSpec::CreateIndex(_) | OperationSpec::DropIndex(_) => vec![],
             OperationSpec::AddForeignKey(a) => a.columns.clone(),
             OperationSpec::AddUnique(a) => a.columns.clone(),
             // A shadow migration replaces the whole table: it claims every column.
@@ -106,6 +137,14 @@ impl OperationSpec {
             OperationSpec::AddUnique(_) => "add_unique",
             OperationSpec::CreateIndex(_) => "create_index",
             OperationSpec::CreateShadowTable(_) => "create_shadow_table",
+            OperationSpec::DropIndex(_) => "drop_index",
+            OperationSpec::SetDefault(_) => "set_default",
+            OperationSpec::DropDefault(_) => "drop_default",
+            OperationSpec::DropNotNull(_) => "drop_not_null",
+            OperationSpec::SetComment(_) => "set_comment",
+            OperationSpec::RenameConstraint(_) => "rename_constraint",
+            OperationSpec::SetReplicaIdentity(_) => "set_replica_identity",
+            OperationSpec::DropConstraint(_) => "drop_constraint",
         }
     }
 }
@@ -190,6 +229,14 @@ fn parse_operation(value: &Value, at: &str) -> ZdmResult<OperationSpec> {
         "add_unique" => Ok(OperationSpec::AddUnique(from_value_with_path(&args, at)?)),
         "create_index" => Ok(OperationSpec::CreateIndex(from_value_with_path(&args, at)?)),
         "create_shadow_table" => Ok(OperationSpec::CreateShadowTable(from_value_with_path(&args, at)?)),
+        "drop_index" => Ok(OperationSpec::DropIndex(from_value_with_path(&args, at)?)),
+        "set_default" => Ok(OperationSpec::SetDefault(from_value_with_path(&args, at)?)),
+        "drop_default" => Ok(OperationSpec::DropDefault(from_value_with_path(&args, at)?)),
+        "drop_not_null" => Ok(OperationSpec::DropNotNull(from_value_with_path(&args, at)?)),
+        "set_comment" => Ok(OperationSpec::SetComment(from_value_with_path(&args, at)?)),
+        "rename_constraint" => Ok(OperationSpec::RenameConstraint(from_value_with_path(&args, at)?)),
+        "set_replica_identity" => Ok(OperationSpec::SetReplicaIdentity(from_value_with_path(&args, at)?)),
+        "drop_constraint" => Ok(OperationSpec::DropConstraint(from_value_with_path(&args, at)?)),
         other => Err(bad_field(&field("op"), &format!("unknown operation \"{other}\""))
             .hint(format!("Known operations: {}.", KNOWN_OPS.join(", ")))),
     }

@@ -121,6 +121,73 @@ pub struct RenameColumnSpec {
     pub new_name: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropIndexSpec {
+    pub table: String,
+    /// An index of the table (raw name, in the table's schema).
+    pub index: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetDefaultSpec {
+    pub table: String,
+    pub column: String,
+    /// An SQL expression (no column reference; volatile allowed).
+    pub default: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropDefaultSpec {
+    pub table: String,
+    pub column: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropNotNullSpec {
+    pub table: String,
+    pub column: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetCommentSpec {
+    pub table: String,
+    /// The column whose comment changes; none: the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The new comment; null (or absent) removes it.
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConstraintSpec {
+    pub table: String,
+    pub constraint: String,
+    pub new_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetReplicaIdentitySpec {
+    pub table: String,
+    /// `default`, `full`, `nothing`, or `index` (with `index`).
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropConstraintSpec {
+    pub table: String,
+    pub constraint: String,
+}
+
 /// The claim of a migration on every column of its table (shadow tables):
 /// conflicts with any other active migration of the table.
 pub const WHOLE_TABLE: &str = "*";
@@ -137,5 +204,13 @@ pub const KNOWN_OPS: &[&str] = &[
     "add_unique",
     "create_index",
     "create_shadow_table",
+    "drop_index",
+    "set_default",
+    "drop_default",
+    "drop_not_null",
+    "set_comment",
+    "rename_constraint",
+    "set_replica_identity",
+    "drop_constraint",
 ];
 

@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod column_sync;
 pub mod fill_trigger;
+pub mod refuse;
 
 /// The shadow's "key after the bound" function lives in `shadow::beyond::sql`;
 /// `backfill` reaches it by this older path.

@@ -4,9 +4,12 @@
 
 mod alter_type;
 mod backfill;
+mod catalog_ops;
 mod column_ops;
+mod constraint_ops;
 mod guard;
 mod idempotent;
+mod index_ops;
 mod key_type;
 mod lint;
 mod plans;
