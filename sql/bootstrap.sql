@@ -45,7 +45,10 @@ CREATE TABLE zdm.migrations (
     cron_job_id         bigint,                 -- pg_cron job of zdm.schedule_backfill()
     -- shadow tables: the last zdm.verify() result ('verify') and what
     -- zdm.swap_tables() changed ('swap'), for complete and rollback
-    shadow              jsonb
+    shadow              jsonb,
+    -- partitioned tables: each leaf partition's backfill in walk order,
+    -- {partition, state (pending, backfilling, done, gone), rows_done, rows_estimated}
+    backfill_partitions jsonb
 );
 COMMENT ON TABLE zdm.migrations IS
     'pg_zdm migrations, one row each. Written only by zdm.* functions; read it freely.';

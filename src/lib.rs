@@ -31,6 +31,7 @@ pub mod ident;
 pub mod lifecycle;
 pub mod migrations;
 pub mod ops;
+pub mod partition_backfill;
 pub mod plan;
 pub mod privilege;
 pub mod report;

@@ -143,6 +143,15 @@ pub struct Step {
     /// with the caller's rights, not the table owner's (see `privilege`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub caller_rights: bool,
+    /// A top-level step on one partition (its lock's relation) of this
+    /// partitioned table: skipped once the partition has left the table's
+    /// tree (detached or dropped during the migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
+    /// `ALTER INDEX parent ATTACH PARTITION index`: (parent index, index),
+    /// schema-qualified and quoted; done once the index hangs from the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attaches_index: Option<(String, String)>,
 }
 
 impl Step {
@@ -157,6 +166,8 @@ impl Step {
             top_level: false,
             builds_index: None,
             caller_rights: false,
+            partition_of: None,
+            attaches_index: None,
         }
     }
 
@@ -169,6 +180,8 @@ impl Step {
             top_level: false,
             builds_index: None,
             caller_rights: false,
+            partition_of: None,
+            attaches_index: None,
         }
     }
 
@@ -191,7 +204,15 @@ impl Step {
             top_level: true,
             builds_index: Some(index.to_string()),
             caller_rights: false,
+            partition_of: None,
+            attaches_index: None,
         }
+    }
+
+    /// The same step, for one partition of `table` only (see `partition_of`).
+    pub fn on_partition_of(mut self, table: &str) -> Step {
+        self.partition_of = Some(table.to_string());
+        self
     }
 }
 
@@ -217,6 +238,21 @@ pub struct BackfillPlan {
     /// upper bound is known (see `shadow::beyond::sql::beyond_upper_function`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beyond_upper: Option<BeyondUpper>,
+    /// A partitioned table's leaf partitions, walked one after the other,
+    /// each with its own batch function (the fields above then describe the
+    /// first). Empty for a plain table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionBackfill>,
+}
+
+/// The backfill of one leaf partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionBackfill {
+    /// Schema-qualified, quoted.
+    pub table: String,
+    pub upper_bound_sql: String,
+    /// Same signature as `BackfillPlan::function`.
+    pub function: String,
 }
 
 /// `function(key...) RETURNS boolean`, over keys of these types (in key order).

@@ -3,7 +3,8 @@
 
 pub mod introspect;
 pub mod model;
+pub mod partitions;
 
 pub use model::{
-    CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, Referencing, SequenceInfo, TableInfo,
+    CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, Partition, PartitionTree, Referencing, SequenceInfo, TableInfo,
 };

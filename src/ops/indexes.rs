@@ -119,6 +119,9 @@ pub struct CreateIndex {
     table: QualifiedName,
     index: QualifiedName,
     sql: String,
+    /// A partitioned table's tree and the definition (what follows `ON
+    /// table`): the index is built partition by partition.
+    partitioned: Option<(crate::catalog::PartitionTree, String)>,
     unique_constraint: bool,
     columns: Vec<String>,
 }
@@ -143,6 +146,7 @@ impl CreateIndex {
             table: table.name.clone(),
             index,
             sql,
+            partitioned: table.partitions.clone().map(|tree| (tree, spec.definition.trim().to_string())),
             unique_constraint: false,
             columns: vec![],
         })
@@ -183,6 +187,7 @@ impl CreateIndex {
             table: table.name.clone(),
             index,
             sql,
+            partitioned: None,
             unique_constraint: true,
             columns: cols.iter().map(|c| c.raw().to_string()).collect(),
         })
@@ -198,9 +203,25 @@ impl Operation for CreateIndex {
         fit_name(&format!("{}_add_{}", self.table.name.raw(), self.index.name.raw()))
     }
 
-    fn plan(&self, _ctx: &PlanContext) -> ZdmResult<Plan> {
+    fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
         let t = self.table.to_string();
         let idx = self.index.to_string();
+        if let Some((tree, definition)) = &self.partitioned {
+            let steps = super::partitioned::PartitionedIndex {
+                table: &self.table,
+                tree,
+                index: &self.index,
+                unique: false,
+                definition,
+                tag: "ix",
+            }
+            .steps(ctx);
+            return Ok(Plan {
+                start: steps.start,
+                rollback: steps.rollback,
+                ..Default::default()
+            });
+        }
         let mut plan = Plan {
             start: vec![Step::top_level_index(
                 format!(

@@ -12,6 +12,7 @@ pub mod constraints;
 pub mod drop_column;
 pub mod indexes;
 pub mod key_type;
+pub mod partitioned;
 pub mod rename_column;
 pub mod set_not_null;
 pub mod shadow_table;
@@ -73,6 +74,7 @@ pub fn build(
     lookup: &dyn crate::catalog::Lookup,
     quote: fn(&str) -> Ident,
 ) -> ZdmResult<Box<dyn Operation>> {
+    partitioned::refuse(spec, table)?;
     match spec {
         OperationSpec::AddColumn(a) => Ok(Box::new(add_column::AddColumn::new(table, a, quote)?)),
         OperationSpec::SetNotNull(a) => Ok(Box::new(set_not_null::SetNotNull::new(table, a)?)),

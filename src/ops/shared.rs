@@ -6,7 +6,7 @@
 use super::PlanContext;
 use crate::catalog::{ColumnInfo, KeyInfo};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
-use crate::plan::{BackfillPlan, LockMode, Step};
+use crate::plan::{BackfillPlan, LockMode, PartitionBackfill, Step};
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::fill_trigger::{FillOn, FillTrigger};
 
@@ -114,33 +114,68 @@ pub fn fill_trigger_steps(
     )
 }
 
-/// The migration's generated batch function: the step creating it, the step
-/// dropping it, and the backfill plan that calls it.
+/// The migration's generated batch function: the steps creating it, the step
+/// dropping it, and the backfill plan that calls it. A partitioned table's
+/// (`key.partitions`) has one per leaf partition, walked one after the other.
 pub fn batch_function(
     ctx: &PlanContext,
     keyset: &KeysetBatch,
     key: &KeyInfo,
     description: String,
-) -> (Step, Step, BackfillPlan) {
+) -> (Vec<Step>, Step, BackfillPlan) {
     let function = ctx.function_name("backfill");
-    let create = Step::unlocked(
-        "backfill batch function",
-        keyset.create_batch_function(&function, &ctx.migration, &description),
-    );
-    let drop = Step::unlocked(
-        "drop the backfill batch function",
-        format!("DROP FUNCTION IF EXISTS {function}(text[], integer, text[])"),
-    );
-    let plan = BackfillPlan {
-        description,
+    let signature = "(text[], integer, text[])";
+    let mut plan = BackfillPlan {
+        description: description.clone(),
         table: keyset.table.to_string(),
         key_columns: key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
         upper_bound_sql: keyset.upper_bound_sql(),
         function: function.to_string(),
         batch_statements: keyset.explain_statements(),
         beyond_upper: None,
+        partitions: Vec::new(),
     };
-    (create, drop, plan)
+    if key.partitions.is_empty() {
+        let create = Step::unlocked(
+            "backfill batch function",
+            keyset.create_batch_function(&function, &ctx.migration, &description),
+        );
+        let drop = Step::unlocked(
+            "drop the backfill batch function",
+            format!("DROP FUNCTION IF EXISTS {function}{signature}"),
+        );
+        return (vec![create], drop, plan);
+    }
+    let mut creates = Vec::new();
+    for (i, leaf) in key.partitions.iter().enumerate() {
+        let leaf_batch = KeysetBatch {
+            table: leaf,
+            key: keyset.key,
+            work: keyset.work.clone(),
+        };
+        let function = ctx.function_name(&format!("backfill_p{i}"));
+        creates.push(Step::unlocked(
+            format!("backfill batch function of partition {}", leaf.display_raw()),
+            leaf_batch.create_batch_function(&function, &ctx.migration, &description),
+        ));
+        plan.partitions.push(PartitionBackfill {
+            table: leaf.to_string(),
+            upper_bound_sql: leaf_batch.upper_bound_sql(),
+            function: function.to_string(),
+        });
+    }
+    // Shown by zdm.plan() as the batches of the first partition; each
+    // partition's run the same statements on their own table.
+    if let Some(first) = key.partitions.first() {
+        let first_batch = KeysetBatch { table: first, key: keyset.key, work: keyset.work.clone() };
+        plan.batch_statements = first_batch.explain_statements();
+    }
+    let functions: Vec<String> = plan.partitions.iter().map(|p| format!("{}{signature}", p.function)).collect();
+    let drop = Step::unlocked(
+        "drop the backfill batch functions of the partitions",
+        format!("DROP FUNCTION IF EXISTS {}", functions.join(", ")),
+    );
+    (creates, drop, plan)
 }
 
 /// Fill a column where it is NULL: a backfill `c = fill` over rows where `c IS
@@ -176,7 +211,7 @@ impl FillNulls<'_> {
             },
         };
         let (create, drop, backfill) = batch_function(ctx, &keyset, self.key, self.description);
-        start.push(create);
+        start.extend(create);
         cleanup.push(drop);
         (start, cleanup, backfill)
     }

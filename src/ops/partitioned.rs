@@ -1,0 +1,211 @@
+//! Partitioned tables: what PostgreSQL 15 cannot do to one without a long
+//! lock (refused here, before anything is created, with the way out), and
+//! the steps of an index built partition by partition.
+//!
+//! Everything else works as on a plain table because PostgreSQL recurses:
+//! ADD/DROP COLUMN, SET NOT NULL, ADD CHECK … NOT VALID and VALIDATE on the
+//! parent reach every partition; row triggers created on the parent (and
+//! their ENABLE ALWAYS) are cloned to every partition, present and future;
+//! the backfill walks the leaves one by one (`KeyInfo::partitions`).
+
+use super::PlanContext;
+use crate::catalog::{PartitionTree, TableInfo};
+use crate::error::{ZdmError, ZdmResult};
+use crate::ident::{Ident, Literal, QualifiedName};
+use crate::plan::{LockMode, Step};
+use crate::spec::OperationSpec;
+
+/// Refuse what a partitioned table cannot go through without a long lock.
+pub fn refuse(spec: &OperationSpec, table: &TableInfo) -> ZdmResult<()> {
+    let Some(tree) = &table.partitions else { return Ok(()) };
+    let tname = table.name.display_raw();
+    let key_column = |column: &str, change: &str, way_out: String| -> ZdmResult<()> {
+        if !tree.key_columns.iter().any(|c| c == column) {
+            return Ok(());
+        }
+        Err(ZdmError::not_supported(format!(
+            "column \"{column}\" is in the partition key of relation \"{tname}\"; PostgreSQL cannot {change} it while the table is partitioned by it"
+        ))
+        .hint(way_out))
+    };
+    match spec {
+        OperationSpec::CreateShadowTable(_) => Err(ZdmError::not_supported(format!(
+            "\"{tname}\" is a partitioned table; pg_zdm does not restructure partitioned tables through a shadow table yet"
+        ))
+        .hint(
+            "Column operations work on partitioned tables: zdm.add_column, zdm.rename_column, zdm.alter_column_type \
+             (of a column outside the key and the partition key), zdm.set_not_null, zdm.drop_column, zdm.add_check, \
+             zdm.create_index.",
+        )),
+        OperationSpec::AlterColumnType(a) => {
+            key_column(&a.column, "change the type of", rebuild_hint())?;
+            if table.is_key_column(&a.column) {
+                return Err(ZdmError::not_supported(format!(
+                    "column \"{}\" is part of the key of partitioned relation \"{tname}\"; its type changes only through a shadow table, which pg_zdm does not build for partitioned tables yet",
+                    a.column
+                ))
+                .hint(rebuild_hint()));
+            }
+            Ok(())
+        }
+        OperationSpec::DropColumn(a) => key_column(&a.column, "drop", rebuild_hint()),
+        OperationSpec::RenameColumn(a) => key_column(
+            &a.column,
+            "make a second column of",
+            format!(
+                "rename_column keeps both names working through a second column, which cannot join the partition key. \
+                 PostgreSQL renames it in the catalog only (a short ACCESS EXCLUSIVE lock; every client switches names at once): \
+                 ALTER TABLE {} RENAME COLUMN {} TO {};",
+                table.name,
+                Ident::new(a.column.clone()),
+                Ident::new(a.new_name.clone())
+            ),
+        ),
+        OperationSpec::AddForeignKey(_) => Err(ZdmError::not_supported(format!(
+            "PostgreSQL 15 cannot add a NOT VALID foreign key to partitioned table \"{tname}\"; a valid one scans every partition under SHARE ROW EXCLUSIVE"
+        ))
+        .hint(
+            "On each leaf partition: ALTER TABLE <partition> ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID; then \
+             ALTER TABLE <partition> VALIDATE CONSTRAINT ... (no write lock). Then the same ADD CONSTRAINT on the \
+             partitioned table only attaches the partitions' foreign keys (catalog only).",
+        )),
+        OperationSpec::AddUnique(_) => Err(ZdmError::not_supported(format!(
+            "PostgreSQL 15 cannot turn an index into a UNIQUE constraint of partitioned table \"{tname}\" (no ADD CONSTRAINT ... USING INDEX)"
+        ))
+        .hint(
+            "On each leaf partition: CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE <partition> ADD CONSTRAINT ... \
+             UNIQUE USING INDEX ...; then ALTER TABLE <table> ADD CONSTRAINT ... UNIQUE (...) only attaches them \
+             (catalog only). zdm.create_index builds a plain index partition by partition.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn rebuild_hint() -> String {
+    "Build a new partitioned table with the new structure and move the rows to it (pg_zdm's shadow restructure \
+     does not cover partitioned tables yet); other columns change online with zdm.alter_column_type, zdm.drop_column."
+        .to_string()
+}
+
+/// An index of a partitioned table built without blocking writes:
+/// `CREATE INDEX … ON ONLY` the table and each partitioned partition (catalog
+/// only, the parent's left invalid), then for each leaf a top-level `CREATE
+/// INDEX CONCURRENTLY` and `ALTER INDEX … ATTACH PARTITION`. The parent index
+/// turns valid with the last attach. A partition created meanwhile gets its
+/// copy of the index from PostgreSQL (it is empty); a leaf detached or
+/// dropped meanwhile is skipped.
+pub struct PartitionedIndex<'a> {
+    pub table: &'a QualifiedName,
+    pub tree: &'a PartitionTree,
+    /// The index on the table itself (schema-qualified).
+    pub index: &'a QualifiedName,
+    pub unique: bool,
+    /// What follows `ON table`: `USING btree (a, b) WHERE ...`.
+    pub definition: &'a str,
+    /// Distinguishes the names of the partitions' indexes of one migration.
+    pub tag: &'a str,
+}
+
+/// Steps of a partitioned index: start (in plan order, some top level) and rollback.
+pub struct IndexSteps {
+    pub start: Vec<Step>,
+    pub rollback: Vec<Step>,
+}
+
+impl PartitionedIndex<'_> {
+    pub fn steps(&self, ctx: &PlanContext) -> IndexSteps {
+        let t = self.table.to_string();
+        let unique = if self.unique { "UNIQUE " } else { "" };
+        let (def, raw) = (self.definition, self.index.name.raw());
+        let mut names = vec![(self.table.clone(), self.index.clone())];
+        let index_of = |names: &[(QualifiedName, QualifiedName)], table: &QualifiedName| {
+            names.iter().find(|(t, _)| t == table).map(|(_, i)| i.to_string()).unwrap_or_default()
+        };
+        let mut start = vec![Step::locked(
+            format!("index {raw} on {} only, not valid until every partition has its own", self.table.display_raw()),
+            format!("CREATE {unique}INDEX {} ON ONLY {t} {def}", self.index.name),
+            &t,
+            LockMode::Share,
+        )];
+        start[0].builds_index = Some(self.index.to_string());
+        let mut rollback = vec![Step::locked(
+            format!("drop index {raw} with the partitions' indexes attached to it"),
+            format!("DROP INDEX IF EXISTS {}", self.index),
+            &t,
+            LockMode::AccessExclusive,
+        )];
+        for (i, p) in self.tree.members.iter().enumerate() {
+            let name = QualifiedName::new(p.name.schema.clone(), ctx.object_name(&format!("{}p{i}", self.tag)));
+            let (pt, parent_index) = (p.name.to_string(), index_of(&names, &p.parent));
+            let attach_sql = format!("ALTER INDEX {parent_index} ATTACH PARTITION {name}");
+            let attach = Step::unlocked(
+                format!("attach the index of {} to {parent_index}", p.name.display_raw()),
+                attach_sql.clone(),
+            );
+            if p.leaf {
+                start.push(
+                    Step::top_level_index(
+                        format!("index {raw} on partition {} CONCURRENTLY (top level: zdm.pending_statements)", p.name.display_raw()),
+                        format!("CREATE {unique}INDEX CONCURRENTLY {} ON {pt} {def}", name.name),
+                        &pt,
+                        &name.to_string(),
+                    )
+                    .on_partition_of(&t),
+                );
+                let mut attach = attach.on_partition_of(&t);
+                attach.sql = attach_with_timeout(&attach_sql);
+                attach.top_level = true;
+                attach.lock = Some(crate::plan::LockTarget { relation: pt.clone(), mode: LockMode::ShareUpdateExclusive });
+                attach.attaches_index = Some((parent_index, name.to_string()));
+                start.push(attach);
+                rollback.push(Step::unlocked(
+                    format!("drop the index of partition {} if it was not attached", p.name.display_raw()),
+                    drop_partition_index(&name.to_string(), &pt),
+                ));
+            } else {
+                start.push(Step::locked(
+                    format!("index {raw} on partition {} only", p.name.display_raw()),
+                    format!("CREATE {unique}INDEX {} ON ONLY {pt} {def}", name.name),
+                    &pt,
+                    LockMode::Share,
+                ));
+                start.push(attach);
+            }
+            names.push((p.name.clone(), name));
+        }
+        IndexSteps { start, rollback }
+    }
+}
+
+/// The attach takes ACCESS EXCLUSIVE on the partition's new index for a
+/// moment, which queries planning on the partition wait for: it gives up
+/// after `zdm.lock_timeout` rather than queue behind a long transaction
+/// (run the pending statements again).
+fn attach_with_timeout(attach: &str) -> String {
+    let body = format!(
+        "BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('zdm.lock_timeout'), true);
+    {attach};
+END;
+"
+    );
+    format!("DO {}", crate::sqlgen::dollar_quote(&body))
+}
+
+/// Drop a partition's index if it is still there and still that
+/// partition's (never another role's relation of the same name); nothing
+/// when the partition is gone.
+fn drop_partition_index(index: &str, table: &str) -> String {
+    let (index_lit, table_lit) = (Literal::pure(index), Literal::pure(table));
+    let body = format!(
+        "BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_index
+                WHERE indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({index_lit})
+                  AND indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({table_lit})) THEN
+        DROP INDEX {index};
+    END IF;
+END;
+"
+    );
+    format!("DO {}", crate::sqlgen::dollar_quote(&body))
+}
