@@ -175,10 +175,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT pg_current_xact_id()::text::int8 AS cur) c
 $$;
 
--- A partition attached under table `t` by this transaction whose leaves
--- hold rows: they never went through the migration's sync triggers, nor its
--- backfill (which walks the leaves there were at start).
-CREATE FUNCTION zdm._attached_with_rows(t oid) RETURNS text
+-- A partition attached under table `t` by this transaction, not one of
+-- `known` (the partitions at the migration's start), whose leaves hold rows:
+-- they never went through the migration's sync triggers, nor its backfill
+-- (which walks the leaves there were at start).
+CREATE FUNCTION zdm._attached_with_rows(t oid, known jsonb) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     attached regclass;
@@ -187,7 +188,9 @@ DECLARE
 BEGIN
     FOR attached IN SELECT i.inhrelid::regclass FROM pg_partition_tree(t) pt
                       JOIN pg_inherits i ON i.inhrelid = pt.relid
-                     WHERE pt.level > 0 AND zdm._written_by_this_transaction(i.xmin) LOOP
+                     WHERE pt.level > 0 AND zdm._written_by_this_transaction(i.xmin)
+                       AND NOT coalesce(known ? format('%I.%I', (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid WHERE c.oid = pt.relid),
+                                                       (SELECT relname FROM pg_class WHERE oid = pt.relid)), false) LOOP
         FOR leaf IN SELECT relid FROM pg_partition_tree(attached) WHERE isleaf LOOP
             EXECUTE format('SELECT EXISTS (SELECT FROM %s)', leaf) INTO has_rows;
             IF has_rows THEN
@@ -231,7 +234,7 @@ BEGIN
                       AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
             PERFORM zdm._guard_refuse('a trigger of table ' || m.table_name, m.name);
         END IF;
-        attached := zdm._attached_with_rows(t);
+        attached := zdm._attached_with_rows(t, m.plan->'partitions');
         IF attached IS NOT NULL THEN
             RAISE EXCEPTION 'pg_zdm: partition % of table % has rows that never went through the sync triggers of the active migration %',
                             attached, m.table_name, quote_literal(m.name)

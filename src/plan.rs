@@ -294,6 +294,11 @@ pub struct Plan {
     /// bigint), each with how to change it too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referencing_columns: Vec<ReferencingColumn>,
+    /// A partitioned table's partitions when the migration started
+    /// (schema-qualified, quoted): the DDL guard tells them from one attached
+    /// since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
 }
 
 /// The operation a migration became, e.g. `create_shadow_table` with these

@@ -32,19 +32,20 @@ pub fn load_tree(oid: u32) -> ZdmResult<PartitionTree> {
                 leaf: r.get::<bool>(5)?.unwrap_or(true),
             });
         }
-        // Partition key columns (plain or in an expression) are recorded as
-        // internal dependencies of the partitioned table on its own columns;
+        // Partition key columns: plain ones in pg_partitioned_table, those in
+        // an expression as internal dependencies of the column on its table;
         // a partition's are read by name (attnums differ across levels).
         let key_columns = client
             .select(
                 "SELECT DISTINCT a.attname::text
                    FROM pg_catalog.pg_partition_tree($1::int8::oid) t
-                   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                        AND d.objid = t.relid AND d.objsubid = 0 AND d.refobjid = t.relid
-                        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                        AND d.refobjsubid > 0 AND d.deptype = 'i'
-                   JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attnum = d.refobjsubid
-                  WHERE NOT t.isleaf
+                   JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = t.relid
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid
+                  WHERE a.attnum OPERATOR(pg_catalog.=) ANY (pt.partattrs::int2[])
+                     OR EXISTS (SELECT FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = t.relid
+                                   AND d.objsubid = a.attnum AND d.refobjid = t.relid AND d.refobjsubid = 0
+                                   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'i')
                   ORDER BY 1",
                 None,
                 &[(oid as i64).into()],

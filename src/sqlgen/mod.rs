@@ -63,13 +63,17 @@ impl RowTrigger<'_> {
 /// there it fails instead of acting. The regclass constant is resolved when
 /// the statement is planned, and planned again when that table changes (the
 /// swap gives the name to the new table, whose reverse trigger uses it).
+/// A partitioned table's trigger fires on its partitions (PostgreSQL clones
+/// it to each): one whose root is the table is its own too (asked only when
+/// the relation is not the table, so a plain table's row pays nothing more).
 pub fn own_table_only(table: &crate::ident::QualifiedName) -> String {
+    let table = crate::ident::quote_literal(&table.to_string());
     format!(
-        "IF TG_RELID OPERATOR(pg_catalog.<>) {}::pg_catalog.regclass::pg_catalog.oid THEN
+        "IF TG_RELID OPERATOR(pg_catalog.<>) {table}::pg_catalog.regclass::pg_catalog.oid
+       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM {table}::pg_catalog.regclass THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
-    END IF;",
-        crate::ident::quote_literal(&table.to_string())
+    END IF;"
     )
 }
 

@@ -8,6 +8,7 @@ mod column_ops;
 mod guard;
 mod idempotent;
 mod key_type;
+mod partitioned;
 mod plans;
 mod quoting;
 mod refusals;
