@@ -616,7 +616,7 @@ BEGIN
             PERFORM zdm._guard_refuse('a column of table ' || m.table_name, m.name);
         END IF;
         IF EXISTS (SELECT FROM pg_trigger tg
-                    WHERE tg.tgrelid IN (SELECT relid FROM pg_partition_tree(t))
+                    WHERE (tg.tgrelid = t OR tg.tgrelid IN (SELECT relid FROM pg_partition_tree(t)))
                       AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
             PERFORM zdm._guard_refuse('a trigger of table ' || m.table_name, m.name);
         END IF;

@@ -288,7 +288,7 @@ mod tests {
                    FROM zdm.partition_progress WHERE migration = '{m}'"
             ))
             .unwrap(),
-            "public.win_2025 gone 0, public.win_default done 267, public.win_2024_h0 done 179, public.win_2024_h1 done 187"
+            "public.win_2025 gone 100, public.win_default done 267, public.win_2024_h0 done 179, public.win_2024_h1 done 187"
                 .replace("179", &one::<i64>("SELECT count(*) FROM public.win_2024_h0").unwrap().to_string())
                 .replace("187", &one::<i64>("SELECT count(*) FROM public.win_2024_h1").unwrap().to_string())
                 .replace("267", &one::<i64>("SELECT count(*) FROM public.win_default").unwrap().to_string())
@@ -325,7 +325,8 @@ mod tests {
             ("SELECT zdm.drop_column('public.rf', 'k')", "partition key"),
             ("SELECT zdm.rename_column('public.rf', 'k', 'day')", "RENAME COLUMN k TO day"),
             ("SELECT zdm.alter_column_type('public.rfh', 'k', 'numeric')", "partition key"),
-            ("SELECT zdm.alter_column_type('public.rf', 'id', 'numeric')", "key of partitioned relation"),
+            ("SELECT zdm.alter_column_type('public.rf', 'id', 'numeric')", "partition key"),
+            ("SELECT zdm.alter_column_type('public.rfh', 'id', 'numeric')", "key of partitioned relation"),
             ("SELECT zdm.add_foreign_key('public.rf', 'fk', ARRAY['amount'], 'public.rf_ref', ARRAY['id'])", "NOT VALID"),
             ("SELECT zdm.add_unique('public.rf', 'u', ARRAY['id', 'k', 'name'])", "USING INDEX"),
             ("SELECT zdm.create_shadow_table('public.rf', ARRAY['ALTER COLUMN amount TYPE bigint'])", "Column operations work"),
