@@ -29,7 +29,7 @@ pub fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, 
     }
     let mut continuing = m.phase == Phase::Backfilling;
     loop {
-        let Some((index, upper)) = current(m, plan, continuing)? else {
+        let Some((index, upper, resumed)) = current(m, plan, continuing)? else {
             finish(&store::get_for_update(&m.name)?)?;
             return Ok(Step::Done);
         };
@@ -38,7 +38,10 @@ pub fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, 
             table: &leaf.table,
             function: &leaf.function,
             upper,
-            last: if continuing { m.backfill_last.clone() } else { None },
+            // Where the last batch stopped, in the leaf it stopped in only:
+            // another leaf (the next one, that one being done or gone) starts
+            // at its beginning.
+            last: if resumed { m.backfill_last.clone() } else { None },
             partition: Some(index as i32),
         };
         match run_batch(m, &target, size_override, runner)? {
@@ -72,11 +75,12 @@ fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<()> {
     )
 }
 
-/// The leaf to run the next batch in and its upper bound, starting the next
-/// pending one when needed; None when every leaf is done or gone.
-/// `continuing`: the batch before was in the leaf marked backfilling (its
-/// bound is `m.backfill_upper`).
-fn current(m: &MigrationRow, plan: &BackfillPlan, continuing: bool) -> ZdmResult<Option<(usize, Vec<String>)>> {
+/// The leaf to run the next batch in, its upper bound, and whether it is the
+/// leaf the last batch ran in (resumed after `m.backfill_last`), starting the
+/// next pending one when needed; None when every leaf is done or gone.
+/// `continuing`: `m` was read in the middle of the walk (its bound and last
+/// key are those of the leaf marked backfilling).
+fn current(m: &MigrationRow, plan: &BackfillPlan, continuing: bool) -> ZdmResult<Option<(usize, Vec<String>, bool)>> {
     let states = store::partition_states(&m.name)?;
     for (index, leaf) in plan.partitions.iter().enumerate() {
         let state = states
@@ -93,7 +97,7 @@ fn current(m: &MigrationRow, plan: &BackfillPlan, continuing: bool) -> ZdmResult
         }
         if state == "backfilling" && continuing {
             if let Some(upper) = m.backfill_upper.clone() {
-                return Ok(Some((index, upper)));
+                return Ok(Some((index, upper, true)));
             }
         }
         // Its last row now: later rows are kept right by the sync trigger.
@@ -102,7 +106,7 @@ fn current(m: &MigrationRow, plan: &BackfillPlan, continuing: bool) -> ZdmResult
             None => store::set_partition_state(&m.name, index as i32, "done", None)?,
             Some(upper) => {
                 store::set_partition_state(&m.name, index as i32, "backfilling", Some(&upper))?;
-                return Ok(Some((index, upper)));
+                return Ok(Some((index, upper, false)));
             }
         }
     }

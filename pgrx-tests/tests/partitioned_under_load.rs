@@ -23,7 +23,7 @@ fn month(m: u32) -> String {
 fn create_tree(c: &mut postgres::Client) {
     let mut sql = String::from(
         "CREATE TABLE public.events (id bigint NOT NULL, day date NOT NULL DEFAULT '2023-06-15', v text, w text,
-                                     label text, amount integer NOT NULL DEFAULT 0, tag text,
+                                     label text, amount integer NOT NULL DEFAULT 0, tag text DEFAULT 't',
                                      PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
          CREATE TABLE public.events_def PARTITION OF public.events DEFAULT;\n",
     );
@@ -239,7 +239,7 @@ fn column_operations_on_a_partitioned_table_under_load() {
     );
     assert!(diff.is_empty(), "table and oracle differ:\n{}", diff.join("\n"));
     let schema = tree_schema(&cluster, &mut c, None);
-    for want in ["title text", "amount bigint DEFAULT (0)::bigint NOT NULL", "tag text NOT NULL", "CREATE INDEX events_w ON ONLY public.events USING btree (w)"] {
+    for want in ["title text", "amount bigint DEFAULT (0)::bigint NOT NULL", "tag text DEFAULT 't'::text NOT NULL", "CREATE INDEX events_w ON ONLY public.events USING btree (w)"] {
         assert!(schema.contains(want), "missing {want:?} in\n{schema}");
     }
     let invalid: i64 = c
