@@ -99,7 +99,9 @@ fn run_pending(c: &mut postgres::Client, m: &str) {
 }
 
 /// What a DBA does to the tree during the window: a new (empty) partition,
-/// one detached with its rows taken out of the oracle in the same transaction.
+/// one detached with its rows taken out of the oracle in the same
+/// transaction. (Not `DETACH ... CONCURRENTLY`: PostgreSQL refuses it while
+/// the table has a default partition.)
 fn partition_changes(c: &mut postgres::Client, run: u32, detach: u32) {
     let from = format!("DATE '2030-01-01' + INTERVAL '{run} month'");
     let to = format!("DATE '2030-01-01' + INTERVAL '{} month'", run + 1);
