@@ -35,6 +35,7 @@ pub struct PartitionTree {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
+    pub oid: u32,
     pub name: QualifiedName,
     /// The partitioned table it is attached to (the table itself, or a partition of it).
     pub parent: QualifiedName,
@@ -182,6 +183,15 @@ impl TableInfo {
     /// Dependents that use the given column.
     pub fn dependents_of(&self, attnum: i16) -> impl Iterator<Item = &Dependent> {
         self.dependents.iter().filter(move |d| d.attnums.contains(&attnum))
+    }
+
+    /// The oids of a partitioned table's partitions (empty for a plain table):
+    /// its generated trigger functions accept them without a catalog lookup.
+    pub fn partition_oids(&self) -> Vec<u32> {
+        self.partitions
+            .as_ref()
+            .map(|p| p.members.iter().map(|m| m.oid).collect())
+            .unwrap_or_default()
     }
 
     /// Is the column in the partition key of the table or of a partition below it?

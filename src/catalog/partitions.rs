@@ -11,7 +11,7 @@ pub fn load_tree(oid: u32) -> ZdmResult<PartitionTree> {
     Spi::connect(|client| {
         let mut members = Vec::new();
         let rows = client.select(
-            "SELECT n.nspname::text, c.relname::text, pn.nspname::text, pc.relname::text, t.isleaf
+            "SELECT n.nspname::text, c.relname::text, pn.nspname::text, pc.relname::text, t.isleaf, t.relid::int8
                FROM pg_catalog.pg_partition_tree($1::int8::oid) t
                JOIN pg_catalog.pg_class c ON c.oid = t.relid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -27,6 +27,7 @@ pub fn load_tree(oid: u32) -> ZdmResult<PartitionTree> {
         };
         for r in rows {
             members.push(Partition {
+                oid: r.get::<i64>(6)?.unwrap_or_default() as u32,
                 name: name(r.get(1)?, r.get(2)?),
                 parent: name(r.get(3)?, r.get(4)?),
                 leaf: r.get::<bool>(5)?.unwrap_or(true),

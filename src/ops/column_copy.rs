@@ -72,6 +72,11 @@ impl ColumnCopy {
             .old
             .not_null
             .then(|| not_null_steps(ctx, &t, new, final_name, "new rows are checked"));
+        let partition_oids: Vec<u32> = self
+            .partitions
+            .iter()
+            .flat_map(|t| t.members.iter().map(|p| p.oid))
+            .collect();
         let sync = ColumnSync {
             migration: &ctx.migration,
             table: &self.table,
@@ -82,6 +87,7 @@ impl ColumnCopy {
             new,
             up: self.up.as_ref().map(|(_, n)| n.as_str()),
             down: self.down.as_deref(),
+            partitions: &partition_oids,
         };
         // Collation carries over only when the type stays the same.
         let collation = if self.new_type == self.old.type_sql {

@@ -209,3 +209,63 @@ END;
     );
     format!("DO {}", crate::sqlgen::dollar_quote(&body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Partition;
+
+    fn name(s: &str, t: &str) -> QualifiedName {
+        QualifiedName::new(Ident::test(s), Ident::test(t))
+    }
+
+    #[test]
+    fn an_index_is_built_partition_by_partition() {
+        let table = name("public", "ev");
+        let tree = PartitionTree {
+            members: vec![
+                Partition { oid: 1, name: name("public", "ev_2024"), parent: table.clone(), leaf: false },
+                Partition { oid: 2, name: name("public", "ev_def"), parent: table.clone(), leaf: true },
+                Partition { oid: 3, name: name("public", "ev_2024_h0"), parent: name("public", "ev_2024"), leaf: true },
+            ],
+            key_columns: vec!["day".into(), "id".into()],
+        };
+        let ctx = PlanContext { migration: "m".into(), quote: Ident::test };
+        let index = name("public", "ev_w");
+        let steps = PartitionedIndex {
+            table: &table,
+            tree: &tree,
+            index: &index,
+            unique: false,
+            definition: "USING btree (w)",
+            tag: "ix",
+        }
+        .steps(&ctx);
+        let sql: Vec<(&str, bool)> = steps.start.iter().map(|s| (s.sql.as_str(), s.top_level)).collect();
+        let attach = |parent: &str, index: &str| {
+            format!(
+                "DO $zdm$\nBEGIN\n    PERFORM pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('zdm.lock_timeout'), true);\n    \
+                 ALTER INDEX {parent} ATTACH PARTITION {index};\nEND;\n$zdm$"
+            )
+        };
+        let (a1, a2) = (attach("public.ev_w", "public.zdm_ixp1_m"), attach("public.zdm_ixp0_m", "public.zdm_ixp2_m"));
+        assert_eq!(
+            sql,
+            [
+                ("CREATE INDEX ev_w ON ONLY public.ev USING btree (w)", false),
+                ("CREATE INDEX zdm_ixp0_m ON ONLY public.ev_2024 USING btree (w)", false),
+                ("ALTER INDEX public.ev_w ATTACH PARTITION public.zdm_ixp0_m", false),
+                ("CREATE INDEX CONCURRENTLY zdm_ixp1_m ON public.ev_def USING btree (w)", true),
+                (a1.as_str(), true),
+                ("CREATE INDEX CONCURRENTLY zdm_ixp2_m ON public.ev_2024_h0 USING btree (w)", true),
+                (a2.as_str(), true),
+            ]
+        );
+        assert_eq!(steps.start[0].builds_index.as_deref(), Some("public.ev_w"));
+        assert_eq!(steps.start[4].attaches_index, Some(("public.ev_w".into(), "public.zdm_ixp1_m".into())));
+        assert_eq!(steps.start[3].partition_of.as_deref(), Some("public.ev"));
+        assert_eq!(steps.rollback[0].sql, "DROP INDEX IF EXISTS public.ev_w");
+        assert!(steps.rollback[1].sql.contains("pg_catalog.to_regclass('public.ev_def')"), "{}", steps.rollback[1].sql);
+        assert_eq!(steps.rollback.len(), 3, "the parent's, and each leaf's if not attached");
+    }
+}

@@ -83,6 +83,7 @@ pub fn fill_trigger_steps(
     value_over_new: &str,
     why: &str,
     on: FillOn,
+    partitions: &[u32],
 ) -> (Vec<Step>, Vec<Step>) {
     let t = table.to_string();
     let function = ctx.function_name("fill");
@@ -96,6 +97,7 @@ pub fn fill_trigger_steps(
         value_over_new,
         why,
         on,
+        partitions,
     };
     (
         vec![
@@ -191,6 +193,8 @@ pub struct FillNulls<'a> {
     pub fill: (&'a str, &'a str),
     pub trigger: Option<(FillOn, String)>,
     pub description: String,
+    /// A partitioned table's partitions (oids; empty for a plain table).
+    pub partitions: &'a [u32],
 }
 
 impl FillNulls<'_> {
@@ -198,7 +202,7 @@ impl FillNulls<'_> {
         let c = self.column;
         let (mut start, mut cleanup) = (Vec::new(), Vec::new());
         if let Some((on, why)) = &self.trigger {
-            let (create, drop) = fill_trigger_steps(ctx, self.table, c, self.fill.1, why, *on);
+            let (create, drop) = fill_trigger_steps(ctx, self.table, c, self.fill.1, why, *on, self.partitions);
             start.extend(create);
             cleanup.extend(drop);
         }
@@ -226,4 +230,52 @@ pub fn type_change_name(table: &QualifiedName, column: &ColumnInfo, new_type: &S
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     format!("{}_{}_to_{}", table.name.raw(), column.name.raw(), ty.trim_matches('_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partitioned_table_has_a_batch_function_per_leaf() {
+        let q = |s: &str, t: &str| QualifiedName::new(Ident::test(s), Ident::test(t));
+        let key = KeyInfo {
+            index_name: "ev_pkey".into(),
+            is_primary: true,
+            columns: vec![(Ident::test("id"), SqlFragment("bigint".into()))],
+            partitions: vec![q("public", "ev_a"), q("public", "ev_b")],
+        };
+        let table = q("public", "ev");
+        let keyset = KeysetBatch {
+            table: &table,
+            key: &key.columns,
+            work: BatchWork::Update {
+                assignments: vec!["n = o".into()],
+                needs_work: "n IS NULL".into(),
+            },
+        };
+        let ctx = PlanContext { migration: "m".into(), quote: Ident::test };
+        let (create, drop, plan) = batch_function(&ctx, &keyset, &key, "fill n".into());
+        assert_eq!(create.len(), 2);
+        assert!(create[0].sql.starts_with("CREATE FUNCTION zdm.backfill_p0_m(upper_bound text[]"), "{}", create[0].sql);
+        assert!(create[1].sql.contains("UPDATE ONLY public.ev_b AS zdm_row"), "{}", create[1].sql);
+        assert!(!create[1].sql.contains("public.ev_a"), "{}", create[1].sql);
+        assert_eq!(
+            drop.sql,
+            "DROP FUNCTION IF EXISTS zdm.backfill_p0_m(text[], integer, text[]), zdm.backfill_p1_m(text[], integer, text[])"
+        );
+        assert_eq!(plan.table, "public.ev");
+        let leaves: Vec<(&str, &str, &str)> = plan
+            .partitions
+            .iter()
+            .map(|p| (p.table.as_str(), p.function.as_str(), p.upper_bound_sql.as_str()))
+            .collect();
+        assert_eq!(
+            leaves,
+            [
+                ("public.ev_a", "zdm.backfill_p0_m", "SELECT ARRAY[id::text] FROM ONLY public.ev_a ORDER BY id DESC LIMIT 1"),
+                ("public.ev_b", "zdm.backfill_p1_m", "SELECT ARRAY[id::text] FROM ONLY public.ev_b ORDER BY id DESC LIMIT 1"),
+            ]
+        );
+    }
 }

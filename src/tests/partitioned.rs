@@ -316,6 +316,23 @@ mod tests {
         assert_eq!(attr("public.hop", "email", "attnotnull").as_deref(), Some("true"));
     }
 
+    /// zdm.progress waits for every partition's index build and attach, but
+    /// not for a partition detached before its build.
+    #[pg_test]
+    fn progress_waits_for_each_partition_index_but_not_a_detached_one() {
+        tree("public.pix", "range");
+        let m = one::<String>("SELECT zdm.create_index('public.pix', 'pix_email', 'USING btree (email)')").unwrap();
+        let state = || one::<String>(&format!("SELECT state FROM zdm.progress WHERE migration = '{m}'")).unwrap();
+        assert_eq!(state(), "index builds pending: run zdm.pending_statements()");
+        Spi::run("ALTER TABLE public.pix DETACH PARTITION public.pix_2025").unwrap();
+        let pending = one::<i64>(&format!("SELECT count(*) FROM zdm.pending_statements('{m}')")).unwrap();
+        assert_eq!(pending, 6, "3 leaves left: a build and an attach each");
+        build_pending(&m);
+        assert_eq!(state(), "ready to complete");
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+        assert_eq!(one::<bool>("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.pix_email'::regclass"), Some(true));
+    }
+
     #[pg_test]
     fn a_partition_with_rows_cannot_join_during_a_migration() {
         tree("public.att", "list");

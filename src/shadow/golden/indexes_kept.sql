@@ -735,8 +735,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- with the same key equal to the row just written in public.orders, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.orders'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -829,8 +828,7 @@ LANGUAGE plpgsql SECURITY DEFINER AS $zdm$
 -- with the same key equal to the row just written in public.orders, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.orders'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -884,8 +882,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- pg_zdm migration m (shadow sync): a TRUNCATE of public.orders fires no
 -- row trigger; the rows go from public.zdm_shadow_m, public.zdm_stale_m too, in the same transaction.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.orders'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -911,8 +908,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- pg_zdm migration m (reverse sync): a TRUNCATE of public.orders fires no
 -- row trigger; the rows go from public.zdm_old_m too, in the same transaction.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.orders'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -969,8 +965,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- with the same key equal to the row just written in public.orders, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.orders'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.orders'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;

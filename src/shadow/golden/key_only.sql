@@ -579,8 +579,7 @@ LANGUAGE plpgsql SECURITY DEFINER AS $zdm$
 -- with the same key equal to the row just written in public.tags, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.tags'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -650,8 +649,7 @@ LANGUAGE plpgsql SECURITY DEFINER AS $zdm$
 -- with the same key equal to the row just written in public.tags, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.tags'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -696,8 +694,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- pg_zdm migration m (shadow sync): a TRUNCATE of public.tags fires no
 -- row trigger; the rows go from public.zdm_shadow_m, public.zdm_stale_m too, in the same transaction.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.tags'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -723,8 +720,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- pg_zdm migration m (reverse sync): a TRUNCATE of public.tags fires no
 -- row trigger; the rows go from public.zdm_old_m too, in the same transaction.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.tags'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -781,8 +777,7 @@ LANGUAGE plpgsql SECURITY DEFINER AS $zdm$
 -- with the same key equal to the row just written in public.tags, in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM 'public.tags'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'public.tags'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;

@@ -619,8 +619,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- with the same key equal to the row just written in "My Schema"."Order; DROP TABLE x", in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -692,8 +691,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- with the same key equal to the row just written in "My Schema"."Order; DROP TABLE x", in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -743,8 +741,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- pg_zdm migration m (shadow sync): a TRUNCATE of "My Schema"."Order; DROP TABLE x" fires no
 -- row trigger; the rows go from "My Schema".zdm_shadow_m, "My Schema".zdm_stale_m too, in the same transaction.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -770,8 +767,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- pg_zdm migration m (reverse sync): a TRUNCATE of "My Schema"."Order; DROP TABLE x" fires no
 -- row trigger; the rows go from "My Schema".zdm_old_m too, in the same transaction.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
@@ -828,8 +824,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $zdm$
 -- with the same key equal to the row just written in "My Schema"."Order; DROP TABLE x", in the same
 -- transaction. AFTER ROW: sees the row as finally written.
 BEGIN
-    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid
-       AND pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) '"My Schema"."Order; DROP TABLE x"'::pg_catalog.regclass::pg_catalog.oid THEN
         RAISE EXCEPTION 'pg_zdm: trigger % on %.% runs a function generated for another table', TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE := 'insufficient_privilege';
     END IF;
