@@ -17,21 +17,8 @@ fn schema_of(cluster: &Cluster, table: &str) -> String {
     cluster.schema_only(&["--table", table])
 }
 
-fn run_pending(c: &mut postgres::Client, m: &str) {
-    // What `SELECT statement FROM zdm.pending_statements(m) \gexec` does: each at top level.
-    let stmts: Vec<String> = c
-        .query("SELECT statement FROM zdm.pending_statements($1)", &[&m])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for s in stmts {
-        c.batch_execute(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
-    }
-}
-
 fn drive(c: &mut postgres::Client, m: &str) {
-    run_pending(c, m);
+    common::run_pending(c, m);
     let has_backfill: bool = c
         .query_one("SELECT plan ? 'backfill' FROM zdm.migrations WHERE name = $1", &[&m])
         .unwrap()

@@ -86,18 +86,6 @@ fn tree_schema(cluster: &Cluster, c: &mut postgres::Client, leaving: Option<u32>
     cluster.schema_only(&args)
 }
 
-fn run_pending(c: &mut postgres::Client, m: &str) {
-    let stmts: Vec<String> = c
-        .query("SELECT statement FROM zdm.pending_statements($1)", &[&m])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for s in stmts {
-        c.batch_execute(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
-    }
-}
-
 /// What a DBA does to the tree during the window: a new (empty) partition,
 /// one detached with its rows taken out of the oracle in the same
 /// transaction. (Not `DETACH ... CONCURRENTLY`: PostgreSQL refuses it while
@@ -149,7 +137,7 @@ fn column_operations_on_a_partitioned_table_under_load() {
         c.batch_execute(&format!("CALL zdm.backfill('{m}', NULL, 1)")).unwrap();
         partition_changes(&mut c, run, detach);
         run += 1;
-        run_pending(&mut c, &m);
+        common::run_pending(&mut c, &m);
         c.execute("SELECT zdm.rollback($1)", &[&m]).unwrap_or_else(|e| panic!("rollback {m}: {e}"));
         assert_eq!(before, tree_schema(&cluster, &mut c, None), "{op}: rollback did not restore the tree");
 
@@ -179,7 +167,7 @@ fn column_operations_on_a_partitioned_table_under_load() {
             assert_eq!(common::sqlstate(&e), "55006", "{e}");
         }
         c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
-        run_pending(&mut c, &m);
+        common::run_pending(&mut c, &m);
         let gone: i64 = c
             .query_one("SELECT count(*) FROM zdm.partition_progress WHERE migration = $1 AND state = 'gone'", &[&m])
             .unwrap()

@@ -258,12 +258,23 @@ impl Operation for CreateIndex {
 /// that name must survive a rollback. A missing table fails with 42P01
 /// (a migration being abandoned skips the step).
 fn drop_index_of_table(index: &str, table: &str) -> String {
-    let (index_lit, table_lit) = (Literal::pure(index), Literal::pure(table));
+    drop_index_of(index, &format!("{}::pg_catalog.regclass", Literal::pure(table)))
+}
+
+/// The same for a partition's index: nothing when the partition is gone
+/// (detached and dropped during the migration).
+pub(super) fn drop_index_of_partition(index: &str, partition: &str) -> String {
+    drop_index_of(index, &format!("pg_catalog.to_regclass({})", Literal::pure(partition)))
+}
+
+/// `DROP INDEX index` if it is an index of the table `table_oid` gives.
+fn drop_index_of(index: &str, table_oid: &str) -> String {
+    let index_lit = Literal::pure(index);
     let body = format!(
         "BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_index
                 WHERE indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({index_lit})
-                  AND indrelid OPERATOR(pg_catalog.=) {table_lit}::pg_catalog.regclass) THEN
+                  AND indrelid OPERATOR(pg_catalog.=) {table_oid}) THEN
         DROP INDEX {index};
     END IF;
 END;

@@ -11,7 +11,7 @@
 use super::PlanContext;
 use crate::catalog::{PartitionTree, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
-use crate::ident::{Ident, Literal, QualifiedName};
+use crate::ident::{Ident, QualifiedName};
 use crate::plan::{LockMode, Step};
 use crate::spec::OperationSpec;
 
@@ -160,7 +160,7 @@ impl PartitionedIndex<'_> {
                 start.push(attach);
                 rollback.push(Step::unlocked(
                     format!("drop the index of partition {} if it was not attached", p.name.display_raw()),
-                    drop_partition_index(&name.to_string(), &pt),
+                    super::indexes::drop_index_of_partition(&name.to_string(), &pt),
                 ));
             } else {
                 start.push(Step::locked(
@@ -186,24 +186,6 @@ fn attach_with_timeout(attach: &str) -> String {
         "BEGIN
     PERFORM pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('zdm.lock_timeout'), true);
     {attach};
-END;
-"
-    );
-    format!("DO {}", crate::sqlgen::dollar_quote(&body))
-}
-
-/// Drop a partition's index if it is still there and still that
-/// partition's (never another role's relation of the same name); nothing
-/// when the partition is gone.
-fn drop_partition_index(index: &str, table: &str) -> String {
-    let (index_lit, table_lit) = (Literal::pure(index), Literal::pure(table));
-    let body = format!(
-        "BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_index
-                WHERE indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({index_lit})
-                  AND indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({table_lit})) THEN
-        DROP INDEX {index};
-    END IF;
 END;
 "
     );

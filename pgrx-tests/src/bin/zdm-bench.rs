@@ -366,6 +366,11 @@ fn orders_with_oracle(c: &mut postgres::Client, table: &str, rows: i64, then: &s
     .unwrap();
     c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
     c.batch_execute("CHECKPOINT").unwrap();
+    orders_target(table, rows)
+}
+
+/// Writer clients of an orders table (amount, status) and its `_oracle`.
+fn orders_target(table: &str, rows: i64) -> Target {
     Target {
         table: table.into(),
         key: "id".into(),
@@ -764,18 +769,7 @@ fn partitioned_orders(c: &mut postgres::Client, table: &str, rows: i64) -> Targe
     c.batch_execute(&sql).unwrap();
     c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
     c.batch_execute("CHECKPOINT").unwrap();
-    Target {
-        table: table.into(),
-        key: "id".into(),
-        value_col: "amount".into(),
-        other_col: "status".into(),
-        oracle: format!("{table}_oracle"),
-        oracle_value_col: "amount".into(),
-        oracle_other_col: "status".into(),
-        initial_rows: rows,
-        value_is_int: true,
-        key_updates: false,
-    }
+    orders_target(table, rows)
 }
 
 /// One change of a partitioned table under two writers and a prober: the
