@@ -341,17 +341,26 @@ fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>
 
 /// Every row is done: run the validation steps and mark the migration backfilled.
 pub fn finish(m: &MigrationRow) -> ZdmResult<()> {
-    // A statement that fails here (an index the new structure cannot build,
-    // a foreign key the rows break) is named with its migration and what to
-    // do next; the whole step is rolled back, the copied rows stay.
-    let report = in_subtransaction(|| run_steps(&m.plan.validate, &RetryPolicy::from_settings())).map_err(|e| {
+    let report = validate(m, &m.plan.validate, "the end of the backfill")?;
+    let m = store::get_for_update(&m.name)?;
+    store::set_waiting(&m.name, None)?;
+    store::move_phase(
+        &m,
+        Phase::Backfilled,
+        "backfill finished",
+        Some(serde_json::to_value(report).unwrap()),
+    )
+}
+
+/// Run validation steps (`what`: when, for the message). A statement that
+/// fails here (an index the new structure cannot build, a foreign key the
+/// rows break) is named with its migration and what to do next; the whole
+/// step is rolled back, the copied rows stay.
+pub fn validate(m: &MigrationRow, steps: &[crate::plan::Step], what: &str) -> ZdmResult<crate::executor::ExecReport> {
+    in_subtransaction(|| run_steps(steps, &RetryPolicy::from_settings())).map_err(|e| {
         let mut error = ZdmError::new(
             caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR),
-            format!(
-                "pg_zdm {}: the end of the backfill failed: {}",
-                m.name,
-                caught_message(&e)
-            ),
+            format!("pg_zdm {}: {what} failed: {}", m.name, caught_message(&e)),
         )
         .hint(format!(
             "Nothing of this step was kept; the rows copied so far stay. Fix the rows (or the migration's \
@@ -362,15 +371,7 @@ pub fn finish(m: &MigrationRow) -> ZdmResult<()> {
             error = error.detail(d);
         }
         error
-    })??;
-    let m = store::get_for_update(&m.name)?;
-    store::set_waiting(&m.name, None)?;
-    store::move_phase(
-        &m,
-        Phase::Backfilled,
-        "backfill finished",
-        Some(serde_json::to_value(report).unwrap()),
-    )
+    })?
 }
 
 #[cfg(test)]

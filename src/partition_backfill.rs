@@ -5,6 +5,9 @@
 //! `backfill_upper` / `backfill_last` are the current leaf's, so a crash
 //! resumes in that leaf right after its last committed batch.
 //!
+//! As each leaf is done its checks are validated, in the same transaction
+//! (`ops::partitioned::validate_per_partition`).
+//!
 //! A leaf created during the migration is not walked: it was empty when
 //! created and every row it got went through the sync triggers cloned from
 //! the parent. A leaf detached or dropped during the migration is skipped
@@ -45,7 +48,12 @@ pub fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, 
             partition: Some(index as i32),
         };
         match run_batch(m, &target, size_override, runner)? {
-            0 => store::set_partition_state(&m.name, index as i32, "done", None)?,
+            0 => {
+                // Its checks, now that its rows are right (see ops::partitioned).
+                let what = format!("the validation of partition {}", leaf.table);
+                crate::backfill::validate(m, &leaf.validate, &what)?;
+                store::set_partition_state(&m.name, index as i32, "done", None)?
+            }
             scanned => return Ok(Step::Batch(scanned)),
         }
         continuing = false;

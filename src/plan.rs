@@ -253,6 +253,10 @@ pub struct PartitionBackfill {
     pub upper_bound_sql: String,
     /// Same signature as `BackfillPlan::function`.
     pub function: String,
+    /// The plan's checks validated on this partition as soon as its backfill
+    /// is done (see `ops::partitioned::validate_per_partition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validate: Vec<Step>,
 }
 
 /// `function(key...) RETURNS boolean`, over keys of these types (in key order).

@@ -108,6 +108,7 @@ fn plan_json(p: &Prepared) -> Value {
                 // A partitioned table: its leaf partitions, walked one after the other.
                 "partitions": b.partitions.iter().map(|p| json!({
                     "partition": p.table, "batch_function": p.function, "upper_bound_sql": p.upper_bound_sql,
+                    "validate_when_done": steps(&p.validate),
                     "lock": {"relation": p.table, "mode": "ROW EXCLUSIVE", "blocks": "only the rows of the batch, briefly"},
                 })).collect::<Vec<_>>(),
             })),
@@ -157,6 +158,10 @@ fn plan_rows(plan: &Plan, swap_locks: &[(String, LockMode)]) -> Vec<PlanRow> {
                 false,
                 format!("SELECT * FROM {}($1, $2, $3)", p.function),
             );
+            for v in &p.validate {
+                let lock = v.lock.as_ref().map(|l| (l.mode, l.relation.clone()));
+                rows.push("backfill", v.description.clone(), lock, false, v.sql.clone());
+            }
         }
     } else if let Some(b) = &plan.backfill {
         for sql in &b.batch_statements {

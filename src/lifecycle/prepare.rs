@@ -47,6 +47,7 @@ pub fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
     }
     if let Some(tree) = &table.partitions {
         plan.partitions = tree.members.iter().map(|p| p.name.to_string()).collect();
+        crate::ops::partitioned::validate_per_partition(&mut plan);
     }
     let kind = if spec.operations.len() == 1 {
         spec.operations[0].kind().to_string()

@@ -12,7 +12,7 @@ use super::PlanContext;
 use crate::catalog::{PartitionTree, TableInfo};
 use crate::error::{ZdmError, ZdmResult};
 use crate::ident::{Ident, QualifiedName};
-use crate::plan::{LockMode, Step};
+use crate::plan::{LockMode, Plan, Step};
 use crate::spec::OperationSpec;
 
 /// Refuse what a partitioned table cannot go through without a long lock.
@@ -85,6 +85,34 @@ fn rebuild_hint() -> String {
     "Build a new partitioned table with the new structure and move the rows to it (pg_zdm's shadow restructure \
      does not cover partitioned tables yet); other columns change online with zdm.alter_column_type, zdm.drop_column."
         .to_string()
+}
+
+/// A partitioned table's constraints validated partition by partition: each
+/// leaf's `VALIDATE CONSTRAINT` runs as soon as the backfill is done with it,
+/// in that batch's transaction (SHARE UPDATE EXCLUSIVE on that partition
+/// only, for its scan; a failure names it and keeps the others validated).
+/// The parent's `VALIDATE` at the end then finds them validated (PostgreSQL
+/// skips validated partitions) and scans only partitions created since.
+/// The constraints are those the plan validates on the table (the validate
+/// steps are `ALTER TABLE <table> VALIDATE CONSTRAINT <name>`, as `ops` write
+/// them); foreign keys never get here (refused on partitioned tables).
+pub fn validate_per_partition(plan: &mut Plan) {
+    let Some(backfill) = plan.backfill.as_mut() else { return };
+    let prefix = format!("ALTER TABLE {} VALIDATE CONSTRAINT ", backfill.table);
+    let constraints: Vec<&str> = plan.validate.iter().filter_map(|s| s.sql.strip_prefix(&prefix)).collect();
+    for leaf in &mut backfill.partitions {
+        leaf.validate = constraints
+            .iter()
+            .map(|c| {
+                Step::locked(
+                    format!("validate {c} on partition {} (reads and writes go on)", leaf.table),
+                    format!("ALTER TABLE {} VALIDATE CONSTRAINT {c}", leaf.table),
+                    &leaf.table,
+                    LockMode::ShareUpdateExclusive,
+                )
+            })
+            .collect();
+    }
 }
 
 /// An index of a partitioned table built without blocking writes:

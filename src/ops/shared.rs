@@ -164,6 +164,7 @@ pub fn batch_function(
             table: leaf.to_string(),
             upper_bound_sql: leaf_batch.upper_bound_sql(),
             function: function.to_string(),
+            validate: Vec::new(),
         });
     }
     // Shown by zdm.plan() as the batches of the first partition; each

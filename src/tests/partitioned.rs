@@ -333,6 +333,44 @@ mod tests {
         assert_eq!(one::<bool>("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.pix_email'::regclass"), Some(true));
     }
 
+    /// Each leaf's checks are validated as soon as its backfill is done, in
+    /// that transaction; the parent's at the end.
+    #[pg_test]
+    fn checks_are_validated_partition_by_partition() {
+        tree("public.val", "list");
+        let per_partition = format!(
+            "SELECT count(*) FROM zdm.plan_steps('{{\"op\": \"set_not_null\", \"table\": \"public.val\", \"column\": \"email\", \"fill_expr\": \"1\"}}')
+              WHERE phase = 'backfill' AND statement LIKE 'ALTER TABLE public.val_% VALIDATE CONSTRAINT%' AND lock_mode = 'SHARE UPDATE EXCLUSIVE'"
+        );
+        assert_eq!(one::<i64>(&per_partition), Some(3), "one per leaf, shown by the plan");
+        let m = one::<String>("SELECT zdm.set_not_null('public.val', 'email', $$'none'$$)").unwrap();
+        let validated = || {
+            one::<String>(&format!(
+                "SELECT string_agg(conrelid::regclass || '=' || convalidated, ' ' ORDER BY conrelid::regclass::text)
+                   FROM pg_constraint WHERE conname = 'zdm_nn_{m}'"
+            ))
+            .unwrap()
+        };
+        assert_eq!(validated(), "val=false val_default=false val_eu=false val_us=false");
+        // The walk's first leaf (val_default, 400 rows) in two batches; the
+        // third call finds it done, validates it, and runs a batch in val_eu.
+        for _ in 0..3 {
+            one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 300)"));
+        }
+        assert_eq!(validated(), "val=false val_default=true val_eu=false val_us=false");
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM zdm.plan_steps('{{\"op\": \"add_check\", \"table\": \"public.val\", \"constraint\": \"pos\", \"check\": \"amount > 0\"}}')
+                  WHERE statement LIKE 'ALTER TABLE public.val_% VALIDATE%'"
+            )),
+            Some(0),
+            "no backfill, no validation by partition"
+        );
+        while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 300)")).unwrap_or(0) > 0 {}
+        assert_eq!(validated(), "val=true val_default=true val_eu=true val_us=true");
+        Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
+    }
+
     #[pg_test]
     fn a_partition_with_rows_cannot_join_during_a_migration() {
         tree("public.att", "list");
@@ -387,7 +425,9 @@ mod tests {
         assert_eq!(rows(index, "top_level"), 8);
         assert_eq!(rows(index, "statement LIKE '%ON ONLY public.pl_2024 %'"), 1);
         let rename = "'{\"op\": \"rename_column\", \"table\": \"public.pl\", \"column\": \"name\", \"new_name\": \"n\"}'";
-        assert_eq!(rows(rename, "phase = 'backfill'"), 4);
-        assert_eq!(rows(rename, "phase = 'backfill' AND locked_relation = 'public.pl_default'"), 1);
+        // Per leaf: its batches, then its NOT NULL check validated.
+        assert_eq!(rows(rename, "phase = 'backfill' AND statement LIKE 'SELECT * FROM zdm.backfill_p%'"), 4);
+        assert_eq!(rows(rename, "phase = 'backfill' AND statement LIKE '% VALIDATE CONSTRAINT %'"), 4);
+        assert_eq!(rows(rename, "phase = 'backfill' AND locked_relation = 'public.pl_default'"), 2);
     }
 }
