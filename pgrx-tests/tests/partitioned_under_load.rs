@@ -89,20 +89,38 @@ fn tree_schema(cluster: &Cluster, c: &mut postgres::Client, leaving: Option<u32>
 /// What a DBA does to the tree during the window: a new (empty) partition,
 /// one detached with its rows taken out of the oracle in the same
 /// transaction. (Not `DETACH ... CONCURRENTLY`: PostgreSQL refuses it while
-/// the table has a default partition.)
+/// the table has a default partition.) Both take ACCESS EXCLUSIVE on the
+/// table: with a short `lock_timeout` and retries, as a careful DBA (and
+/// pg_zdm) does, so that readers never queue long behind them.
 fn partition_changes(c: &mut postgres::Client, run: u32, detach: u32) {
     let from = format!("DATE '2030-01-01' + INTERVAL '{run} month'");
     let to = format!("DATE '2030-01-01' + INTERVAL '{} month'", run + 1);
-    c.batch_execute(&format!(
-        "CREATE TABLE public.events_new{run} PARTITION OF public.events FOR VALUES FROM ({from}) TO ({to});
-         BEGIN;
-         ALTER TABLE public.events DETACH PARTITION public.events_m{detach:02};
-         DELETE FROM public.events_oracle WHERE day >= {} AND day < {};
-         COMMIT;",
-        month(detach),
-        month(detach + 1)
-    ))
-    .unwrap_or_else(|e| panic!("run {run}: partition changes: {e}"));
+    for sql in [
+        format!("CREATE TABLE public.events_new{run} PARTITION OF public.events FOR VALUES FROM ({from}) TO ({to})"),
+        format!(
+            "ALTER TABLE public.events DETACH PARTITION public.events_m{detach:02};
+             DELETE FROM public.events_oracle WHERE day >= {} AND day < {};",
+            month(detach),
+            month(detach + 1)
+        ),
+    ] {
+        with_lock_retry(c, &sql);
+    }
+}
+
+/// `sql` in one transaction with `lock_timeout` 100 ms, again after a lock timeout.
+fn with_lock_retry(c: &mut postgres::Client, sql: &str) {
+    for attempt in 1.. {
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("SET LOCAL lock_timeout = '100ms'").unwrap();
+        match tx.batch_execute(sql).and_then(|_| tx.commit()) {
+            Ok(()) => return,
+            Err(e) if common::sqlstate(&e) == "55P03" && attempt < 50 => {
+                std::thread::sleep(Duration::from_millis(20 * attempt.min(10)));
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
 }
 
 #[test]

@@ -187,7 +187,7 @@ impl CreateIndex {
             table: table.name.clone(),
             index,
             sql,
-            partitioned: None,
+            partitioned: table.partitions.clone().map(|tree| (tree, format!("({list})"))),
             unique_constraint: true,
             columns: cols.iter().map(|c| c.raw().to_string()).collect(),
         })
@@ -206,6 +206,9 @@ impl Operation for CreateIndex {
     fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
         let t = self.table.to_string();
         let idx = self.index.to_string();
+        if let (Some((tree, columns)), true) = (&self.partitioned, self.unique_constraint) {
+            return Ok(super::partitioned::unique_constraint_plan(ctx, &self.table, tree, &self.index.name, columns));
+        }
         if let Some((tree, definition)) = &self.partitioned {
             let steps = super::partitioned::PartitionedIndex {
                 table: &self.table,

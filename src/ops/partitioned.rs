@@ -69,14 +69,22 @@ pub fn refuse(spec: &OperationSpec, table: &TableInfo) -> ZdmResult<()> {
              ALTER TABLE <partition> VALIDATE CONSTRAINT ... (no write lock). Then the same ADD CONSTRAINT on the \
              partitioned table only attaches the partitions' foreign keys (catalog only).",
         )),
-        OperationSpec::AddUnique(_) => Err(ZdmError::not_supported(format!(
-            "PostgreSQL 15 cannot turn an index into a UNIQUE constraint of partitioned table \"{tname}\" (no ADD CONSTRAINT ... USING INDEX)"
-        ))
-        .hint(
-            "On each leaf partition: CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE <partition> ADD CONSTRAINT ... \
-             UNIQUE USING INDEX ...; then ALTER TABLE <table> ADD CONSTRAINT ... UNIQUE (...) only attaches them \
-             (catalog only). zdm.create_index builds a plain index partition by partition.",
-        )),
+        OperationSpec::AddUnique(a) => {
+            let missing: Vec<&str> = tree
+                .key_columns
+                .iter()
+                .filter(|k| !a.columns.contains(k))
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            Err(ZdmError::not_supported(format!(
+                "a UNIQUE constraint of partitioned table \"{tname}\" must include its partition key: {} missing",
+                missing.join(", ")
+            ))
+            .hint("PostgreSQL checks uniqueness partition by partition; add the partition key columns to the constraint's columns."))
+        }
         _ => Ok(()),
     }
 }
@@ -113,6 +121,70 @@ pub fn validate_per_partition(plan: &mut Plan) {
             })
             .collect();
     }
+}
+
+/// `add_unique` on a partitioned table (PostgreSQL 15 has no ADD CONSTRAINT
+/// … USING INDEX for one): per leaf partition a top-level `CREATE UNIQUE
+/// INDEX CONCURRENTLY`; complete makes each the partition's constraint
+/// (`… UNIQUE USING INDEX`, catalog only), then adds the table's (`ADD
+/// CONSTRAINT … UNIQUE (…)`), which attaches the partitions' constraints and
+/// builds one only for a partition created since (under the lock: it is as
+/// large as what was written into it meanwhile).
+pub fn unique_constraint_plan(
+    ctx: &PlanContext,
+    table: &QualifiedName,
+    tree: &PartitionTree,
+    constraint: &Ident,
+    columns: &str,
+) -> Plan {
+    let t = table.to_string();
+    let aex = LockMode::AccessExclusive;
+    let mut plan = Plan::default();
+    for (i, leaf) in tree.leaves().enumerate() {
+        let name = ctx.object_name(&format!("uq{i}"));
+        let (lt, index) = (leaf.name.to_string(), format!("{}.{name}", leaf.name.schema));
+        let raw = leaf.name.display_raw();
+        plan.start.push(
+            Step::top_level_index(
+                format!("unique index on partition {raw} CONCURRENTLY (top level: zdm.pending_statements)"),
+                format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {lt} {columns}"),
+                &lt,
+                &index,
+            )
+            .on_partition_of(&t),
+        );
+        plan.complete.push(Step::unlocked(
+            format!("constraint of partition {raw} from its unique index (catalog only)"),
+            partition_constraint(&t, &lt, &name),
+        ));
+        plan.rollback.push(Step::unlocked(
+            format!("drop the unique index of partition {raw}"),
+            super::indexes::drop_index_of_partition(&index, &lt),
+        ));
+    }
+    plan.complete.push(Step::locked(
+        format!("constraint {} of the table: attaches the partitions' (catalog only)", constraint.raw()),
+        format!("ALTER TABLE {t} ADD CONSTRAINT {constraint} UNIQUE {columns}"),
+        &t,
+        aex,
+    ));
+    plan
+}
+
+/// `ADD CONSTRAINT name UNIQUE USING INDEX name` on a partition still in the
+/// table's tree (one detached or dropped meanwhile is left alone).
+fn partition_constraint(table: &str, partition: &str, name: &Ident) -> String {
+    let (table_lit, partition_lit) = (crate::ident::Literal::pure(table), crate::ident::Literal::pure(partition));
+    let body = format!(
+        "BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_partition_tree({table_lit}::pg_catalog.regclass) t
+                WHERE t.relid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({partition_lit})) THEN
+        ALTER TABLE {partition} ADD CONSTRAINT {name} UNIQUE USING INDEX {name};
+    END IF;
+END;
+"
+    );
+    format!("DO {}", crate::sqlgen::dollar_quote(&body))
 }
 
 /// An index of a partitioned table built without blocking writes:

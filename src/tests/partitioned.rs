@@ -218,6 +218,28 @@ mod tests {
     }
 
     #[pg_test]
+    fn add_unique_on_partitioned_tables() {
+        every_kind_and_stop("uq", "SELECT zdm.add_unique('{t}', '{n}_u', ARRAY['id', 'k', 'email'])", &|t| {
+            let n = &t["public.".len()..];
+            assert_eq!(
+                one::<String>(&format!(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = '{n}_u' AND conrelid = '{t}'::regclass"
+                ))
+                .as_deref(),
+                Some("UNIQUE (id, k, email)")
+            );
+            // Every partition's constraint hangs from the table's, its index valid.
+            assert_eq!(
+                one::<i64>(&format!(
+                    "SELECT count(*) FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid
+                      WHERE c.contype = 'u' AND i.indisvalid AND c.conrelid IN (SELECT relid FROM pg_partition_tree('{t}'))"
+                )),
+                one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{t}')"))
+            );
+        });
+    }
+
+    #[pg_test]
     fn carried_index_and_check_follow_a_renamed_column() {
         tree("public.carry", "range");
         Spi::run(
@@ -402,7 +424,7 @@ mod tests {
             ("SELECT zdm.alter_column_type('public.rf', 'id', 'numeric')", "partition key"),
             ("SELECT zdm.alter_column_type('public.rfh', 'id', 'numeric')", "key of partitioned relation"),
             ("SELECT zdm.add_foreign_key('public.rf', 'fk', ARRAY['amount'], 'public.rf_ref', ARRAY['id'])", "NOT VALID"),
-            ("SELECT zdm.add_unique('public.rf', 'u', ARRAY['id', 'k', 'name'])", "USING INDEX"),
+            ("SELECT zdm.add_unique('public.rf', 'u', ARRAY['k', 'name'])", "must include its partition key: id missing"),
             ("SELECT zdm.create_shadow_table('public.rf', ARRAY['ALTER COLUMN amount TYPE bigint'])", "Column operations work"),
             ("SELECT zdm.rename_column('public.rf_2025', 'name', 'n')", "partition of public.rf"),
         ];
