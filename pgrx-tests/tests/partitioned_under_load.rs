@@ -235,9 +235,10 @@ fn column_operations_on_a_partitioned_table_under_load() {
     assert_eq!(errors, 0);
     assert!(statements > 1000, "the load ran ({statements} statements)");
     assert!(probe.errors.is_empty(), "{:?}", probe.errors);
-    // The DBA's own CREATE TABLE ... PARTITION OF and DETACH take ACCESS
-    // EXCLUSIVE locks without a timeout; pg_zdm's steps stay far below.
-    assert!(probe.longest_wait_ms() < 1000.0, "a reader waited {:.1} ms", probe.longest_wait_ms());
+    // Every ACCESS EXCLUSIVE request (pg_zdm's, and the DBA's CREATE TABLE ...
+    // PARTITION OF and DETACH) gives up after 100 ms and retries; the rest is
+    // this 2-core machine's scheduling under load (289 ms measured).
+    assert!(probe.longest_wait_ms() < 500.0, "a reader waited {:.1} ms", probe.longest_wait_ms());
 
     let diff = oracle_diff(
         &mut c,
