@@ -1,12 +1,14 @@
 //! Partitioned tables: what PostgreSQL 15 cannot do to one without a long
-//! lock (refused here, before anything is created, with the way out), and
-//! the steps of an index built partition by partition.
+//! lock (refused here, before anything is created, with the way out); the
+//! steps of an index and of a UNIQUE constraint built partition by
+//! partition; checks validated partition by partition.
 //!
 //! Everything else works as on a plain table because PostgreSQL recurses:
 //! ADD/DROP COLUMN, SET NOT NULL, ADD CHECK … NOT VALID and VALIDATE on the
 //! parent reach every partition; row triggers created on the parent (and
 //! their ENABLE ALWAYS) are cloned to every partition, present and future;
-//! the backfill walks the leaves one by one (`KeyInfo::partitions`).
+//! the backfill walks the leaves one by one (`KeyInfo::partitions`,
+//! `partition_backfill`).
 
 use super::PlanContext;
 use crate::catalog::{PartitionTree, TableInfo};
@@ -35,7 +37,7 @@ pub fn refuse(spec: &OperationSpec, table: &TableInfo) -> ZdmResult<()> {
         .hint(
             "Column operations work on partitioned tables: zdm.add_column, zdm.rename_column, zdm.alter_column_type \
              (of a column outside the key and the partition key), zdm.set_not_null, zdm.drop_column, zdm.add_check, \
-             zdm.create_index.",
+             zdm.add_unique, zdm.create_index.",
         )),
         OperationSpec::AlterColumnType(a) => {
             key_column(&a.column, "change the type of", rebuild_hint())?;
