@@ -45,7 +45,10 @@ CREATE TABLE zdm.migrations (
     cron_job_id         bigint,                 -- pg_cron job of zdm.schedule_backfill()
     -- shadow tables: the last zdm.verify() result ('verify') and what
     -- zdm.swap_tables() changed ('swap'), for complete and rollback
-    shadow              jsonb
+    shadow              jsonb,
+    -- partitioned tables: each leaf partition's backfill in walk order,
+    -- {partition, state (pending, backfilling, done, gone), rows_done, rows_estimated}
+    backfill_partitions jsonb
 );
 COMMENT ON TABLE zdm.migrations IS
     'pg_zdm migrations, one row each. Written only by zdm.* functions; read it freely.';
@@ -130,12 +133,22 @@ SELECT m.name AS migration,
             WHEN m.phase = 'backfilled' AND m.plan ? 'shadow' THEN 'ready to verify and swap'
             WHEN m.phase = 'swapped' THEN 'swapped: ready to complete'
             -- complete refuses while an index the migration builds at top
-            -- level (CREATE INDEX CONCURRENTLY) is missing or not valid
+            -- level (CREATE INDEX CONCURRENTLY) is missing or not valid, or
+            -- a partition's is not attached (a partition that left the
+            -- table is not waited for)
             WHEN EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(m.plan -> 'start') s
-                          WHERE (s ->> 'top_level')::boolean AND s ? 'builds_index'
-                            AND NOT coalesce((SELECT i.indisvalid FROM pg_catalog.pg_index i
-                                               WHERE i.indexrelid = pg_catalog.to_regclass(s ->> 'builds_index')),
-                                             false))
+                          WHERE (s ->> 'top_level')::boolean
+                            AND (NOT s ? 'partition_of'
+                                 OR EXISTS (SELECT FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass(s ->> 'partition_of')) t
+                                             WHERE t.relid = pg_catalog.to_regclass(s -> 'lock' ->> 'relation')))
+                            AND CASE WHEN s ? 'attaches_index'
+                                     THEN NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h
+                                                       WHERE h.inhrelid = pg_catalog.to_regclass(s -> 'attaches_index' ->> 1)
+                                                         AND h.inhparent = pg_catalog.to_regclass(s -> 'attaches_index' ->> 0))
+                                     ELSE s ? 'builds_index'
+                                          AND NOT coalesce((SELECT i.indisvalid FROM pg_catalog.pg_index i
+                                                             WHERE i.indexrelid = pg_catalog.to_regclass(s ->> 'builds_index')),
+                                                           false) END)
                  THEN 'index builds pending: run zdm.pending_statements()'
             ELSE 'ready to complete'
        END AS state,

@@ -183,11 +183,49 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT m.plan->'shadow'->>(CASE WHEN m.phase = 'swapped' THEN 'old' ELSE 'shadow' END) AS name) second
 $$;
 
+-- Was a catalog row (its xmin) written by the transaction running now, or
+-- one of its subtransactions? Only those are visible while in progress.
+CREATE FUNCTION zdm._written_by_this_transaction(x xid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(pg_xact_status(((CASE WHEN x::text::int8 - (c.cur & 4294967295) > 2147483648 THEN (c.cur >> 32) - 1
+                                          WHEN (c.cur & 4294967295) - x::text::int8 > 2147483648 THEN (c.cur >> 32) + 1
+                                          ELSE c.cur >> 32 END << 32) | x::text::int8)::text::xid8) = 'in progress', false)
+      FROM (SELECT pg_current_xact_id()::text::int8 AS cur) c
+$$;
+
+-- A partition attached under table `t` by this transaction, not one of
+-- `known` (the partitions at the migration's start), whose leaves hold rows:
+-- they never went through the migration's sync triggers, nor its backfill
+-- (which walks the leaves there were at start).
+CREATE FUNCTION zdm._attached_with_rows(t oid, known jsonb) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    attached regclass;
+    leaf regclass;
+    has_rows boolean;
+BEGIN
+    FOR attached IN SELECT i.inhrelid::regclass FROM pg_partition_tree(t) pt
+                      JOIN pg_inherits i ON i.inhrelid = pt.relid
+                     WHERE pt.level > 0 AND zdm._written_by_this_transaction(i.xmin)
+                       AND NOT coalesce(known ? format('%I.%I', (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid WHERE c.oid = pt.relid),
+                                                       (SELECT relname FROM pg_class WHERE oid = pt.relid)), false) LOOP
+        FOR leaf IN SELECT relid FROM pg_partition_tree(attached) WHERE isleaf LOOP
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s)', leaf) INTO has_rows;
+            IF has_rows THEN
+                RETURN attached::text;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
 -- After an ALTER TABLE, ALTER TRIGGER or ALTER SCHEMA from outside: the
 -- tables of active migrations still have their names and claimed columns,
--- their triggers fire for every write (ENABLE ALWAYS), no subcommand changed
--- what their triggers read or write, and a shadow migration's second table
--- is intact.
+-- their triggers fire for every write (ENABLE ALWAYS), on every partition
+-- of a partitioned one too, no subcommand changed what their triggers read or
+-- write, no partition with rows joined it, and a shadow migration's second
+-- table is intact.
 CREATE FUNCTION zdm._guard_alter() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -195,6 +233,7 @@ DECLARE
     t oid;
     broken text;
     sub record;
+    attached text;
 BEGIN
     IF zdm._guard_idle() THEN
         RETURN;
@@ -217,8 +256,16 @@ BEGIN
             PERFORM zdm._guard_refuse('a column of table ' || m.table_name, m.name);
         END IF;
         IF EXISTS (SELECT FROM pg_trigger tg
-                    WHERE tg.tgrelid = t AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
+                    WHERE (tg.tgrelid = t OR tg.tgrelid IN (SELECT relid FROM pg_partition_tree(t)))
+                      AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
             PERFORM zdm._guard_refuse('a trigger of table ' || m.table_name, m.name);
+        END IF;
+        attached := zdm._attached_with_rows(t, m.plan->'partitions');
+        IF attached IS NOT NULL THEN
+            RAISE EXCEPTION 'pg_zdm: partition % of table % has rows that never went through the sync triggers of the active migration %',
+                            attached, m.table_name, quote_literal(m.name)
+                USING ERRCODE = 'object_in_use',
+                      HINT = format('Nothing was changed. Attach it after SELECT zdm.complete(%L); (or zdm.rollback), or create the partition empty (CREATE TABLE ... PARTITION OF) and copy its rows in.', m.name);
         END IF;
         IF m.plan ? 'shadow' THEN
             broken := zdm._guard_second_table(m);

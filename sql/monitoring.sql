@@ -71,3 +71,24 @@ COMMENT ON VIEW zdm.replication_lag IS
     'Standbys and their lag; the backfill waits while replay_lag exceeds zdm.max_replication_lag.';
 
 GRANT SELECT ON zdm.blocking_locks, zdm.long_transactions, zdm.replication_lag TO PUBLIC;
+
+-- A partitioned table's backfill, one line per leaf partition in walk order.
+CREATE VIEW zdm.partition_progress AS
+SELECT m.name                                   AS migration,
+       m.table_name,
+       p.position,
+       p.entry ->> 'partition'                  AS partition,
+       p.entry ->> 'state'                      AS state,
+       (p.entry ->> 'rows_done')::bigint        AS rows_done,
+       greatest((p.entry ->> 'rows_estimated')::bigint, (p.entry ->> 'rows_done')::bigint) AS rows_estimated,
+       CASE WHEN p.entry ->> 'state' IN ('done', 'gone') THEN 100.0
+            WHEN coalesce((p.entry ->> 'rows_estimated')::bigint, 0) = 0 THEN NULL
+            ELSE round(100.0 * (p.entry ->> 'rows_done')::bigint
+                       / greatest((p.entry ->> 'rows_estimated')::bigint, (p.entry ->> 'rows_done')::bigint), 1)
+       END                                      AS percent
+  FROM zdm.migrations m
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(m.backfill_partitions) WITH ORDINALITY AS p(entry, position)
+ WHERE pg_catalog.jsonb_typeof(m.backfill_partitions) = 'array';
+COMMENT ON VIEW zdm.partition_progress IS
+    'A partitioned table''s backfill: each leaf partition''s state (pending, backfilling, done, gone: detached or dropped) and rows done.';
+GRANT SELECT ON zdm.partition_progress TO PUBLIC;

@@ -31,12 +31,22 @@ SELECT m.name AS migration,
             WHEN m.phase = 'backfilled' AND m.plan ? 'shadow' THEN 'ready to verify and swap'
             WHEN m.phase = 'swapped' THEN 'swapped: ready to complete'
             -- complete refuses while an index the migration builds at top
-            -- level (CREATE INDEX CONCURRENTLY) is missing or not valid
+            -- level (CREATE INDEX CONCURRENTLY) is missing or not valid, or
+            -- a partition's is not attached (a partition that left the
+            -- table is not waited for)
             WHEN EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(m.plan -> 'start') s
-                          WHERE (s ->> 'top_level')::boolean AND s ? 'builds_index'
-                            AND NOT coalesce((SELECT i.indisvalid FROM pg_catalog.pg_index i
-                                               WHERE i.indexrelid = pg_catalog.to_regclass(s ->> 'builds_index')),
-                                             false))
+                          WHERE (s ->> 'top_level')::boolean
+                            AND (NOT s ? 'partition_of'
+                                 OR EXISTS (SELECT FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass(s ->> 'partition_of')) t
+                                             WHERE t.relid = pg_catalog.to_regclass(s -> 'lock' ->> 'relation')))
+                            AND CASE WHEN s ? 'attaches_index'
+                                     THEN NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h
+                                                       WHERE h.inhrelid = pg_catalog.to_regclass(s -> 'attaches_index' ->> 1)
+                                                         AND h.inhparent = pg_catalog.to_regclass(s -> 'attaches_index' ->> 0))
+                                     ELSE s ? 'builds_index'
+                                          AND NOT coalesce((SELECT i.indisvalid FROM pg_catalog.pg_index i
+                                                             WHERE i.indexrelid = pg_catalog.to_regclass(s ->> 'builds_index')),
+                                                           false) END)
                  THEN 'index builds pending: run zdm.pending_statements()'
             ELSE 'ready to complete'
        END AS state,
@@ -487,11 +497,49 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT m.plan->'shadow'->>(CASE WHEN m.phase = 'swapped' THEN 'old' ELSE 'shadow' END) AS name) second
 $$;
 
+-- Was a catalog row (its xmin) written by the transaction running now, or
+-- one of its subtransactions? Only those are visible while in progress.
+CREATE FUNCTION zdm._written_by_this_transaction(x xid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(pg_xact_status(((CASE WHEN x::text::int8 - (c.cur & 4294967295) > 2147483648 THEN (c.cur >> 32) - 1
+                                          WHEN (c.cur & 4294967295) - x::text::int8 > 2147483648 THEN (c.cur >> 32) + 1
+                                          ELSE c.cur >> 32 END << 32) | x::text::int8)::text::xid8) = 'in progress', false)
+      FROM (SELECT pg_current_xact_id()::text::int8 AS cur) c
+$$;
+
+-- A partition attached under table `t` by this transaction, not one of
+-- `known` (the partitions at the migration's start), whose leaves hold rows:
+-- they never went through the migration's sync triggers, nor its backfill
+-- (which walks the leaves there were at start).
+CREATE FUNCTION zdm._attached_with_rows(t oid, known jsonb) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    attached regclass;
+    leaf regclass;
+    has_rows boolean;
+BEGIN
+    FOR attached IN SELECT i.inhrelid::regclass FROM pg_partition_tree(t) pt
+                      JOIN pg_inherits i ON i.inhrelid = pt.relid
+                     WHERE pt.level > 0 AND zdm._written_by_this_transaction(i.xmin)
+                       AND NOT coalesce(known ? format('%I.%I', (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid WHERE c.oid = pt.relid),
+                                                       (SELECT relname FROM pg_class WHERE oid = pt.relid)), false) LOOP
+        FOR leaf IN SELECT relid FROM pg_partition_tree(attached) WHERE isleaf LOOP
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s)', leaf) INTO has_rows;
+            IF has_rows THEN
+                RETURN attached::text;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
 -- After an ALTER TABLE, ALTER TRIGGER or ALTER SCHEMA from outside: the
 -- tables of active migrations still have their names and claimed columns,
--- their triggers fire for every write (ENABLE ALWAYS), no subcommand changed
--- what their triggers read or write, and a shadow migration's second table
--- is intact.
+-- their triggers fire for every write (ENABLE ALWAYS), on every partition
+-- of a partitioned one too, no subcommand changed what their triggers read or
+-- write, no partition with rows joined it, and a shadow migration's second
+-- table is intact.
 CREATE FUNCTION zdm._guard_alter() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -499,6 +547,7 @@ DECLARE
     t oid;
     broken text;
     sub record;
+    attached text;
 BEGIN
     IF zdm._guard_idle() THEN
         RETURN;
@@ -521,8 +570,16 @@ BEGIN
             PERFORM zdm._guard_refuse('a column of table ' || m.table_name, m.name);
         END IF;
         IF EXISTS (SELECT FROM pg_trigger tg
-                    WHERE tg.tgrelid = t AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
+                    WHERE (tg.tgrelid = t OR tg.tgrelid IN (SELECT relid FROM pg_partition_tree(t)))
+                      AND starts_with(tg.tgname::text, 'zdm_') AND tg.tgenabled <> 'A') THEN
             PERFORM zdm._guard_refuse('a trigger of table ' || m.table_name, m.name);
+        END IF;
+        attached := zdm._attached_with_rows(t, m.plan->'partitions');
+        IF attached IS NOT NULL THEN
+            RAISE EXCEPTION 'pg_zdm: partition % of table % has rows that never went through the sync triggers of the active migration %',
+                            attached, m.table_name, quote_literal(m.name)
+                USING ERRCODE = 'object_in_use',
+                      HINT = format('Nothing was changed. Attach it after SELECT zdm.complete(%L); (or zdm.rollback), or create the partition empty (CREATE TABLE ... PARTITION OF) and copy its rows in.', m.name);
         END IF;
         IF m.plan ? 'shadow' THEN
             broken := zdm._guard_second_table(m);
@@ -747,3 +804,27 @@ RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION zdm.drop_constraint(regclass, name, text) IS
     'Start dropping a constraint: it keeps protecting the old application until complete drops it (catalog only).';
+
+-- Partitioned tables: each leaf partition's backfill.
+ALTER TABLE zdm.migrations ADD COLUMN backfill_partitions jsonb;
+
+-- A partitioned table's backfill, one line per leaf partition in walk order.
+CREATE VIEW zdm.partition_progress AS
+SELECT m.name                                   AS migration,
+       m.table_name,
+       p.position,
+       p.entry ->> 'partition'                  AS partition,
+       p.entry ->> 'state'                      AS state,
+       (p.entry ->> 'rows_done')::bigint        AS rows_done,
+       greatest((p.entry ->> 'rows_estimated')::bigint, (p.entry ->> 'rows_done')::bigint) AS rows_estimated,
+       CASE WHEN p.entry ->> 'state' IN ('done', 'gone') THEN 100.0
+            WHEN coalesce((p.entry ->> 'rows_estimated')::bigint, 0) = 0 THEN NULL
+            ELSE round(100.0 * (p.entry ->> 'rows_done')::bigint
+                       / greatest((p.entry ->> 'rows_estimated')::bigint, (p.entry ->> 'rows_done')::bigint), 1)
+       END                                      AS percent
+  FROM zdm.migrations m
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(m.backfill_partitions) WITH ORDINALITY AS p(entry, position)
+ WHERE pg_catalog.jsonb_typeof(m.backfill_partitions) = 'array';
+COMMENT ON VIEW zdm.partition_progress IS
+    'A partitioned table''s backfill: each leaf partition''s state (pending, backfilling, done, gone: detached or dropped) and rows done.';
+GRANT SELECT ON zdm.partition_progress TO PUBLIC;

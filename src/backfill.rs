@@ -193,8 +193,6 @@ fn replication_lag_reason(max_lag_ms: i32) -> ZdmResult<Option<String>> {
 
 /// Run one batch of `m` (phase started or backfilling, not paused).
 fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, runner: &str) -> ZdmResult<Step> {
-    let settings = m.settings.effective();
-    let size = size_override.or(m.current_batch_size).unwrap_or(settings.batch_size);
     // ISO dates, so key positions saved as text read back the same in any session.
     with_local_settings(
         &[
@@ -202,6 +200,9 @@ fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, runn
             ("IntervalStyle", "postgres".to_string()),
         ],
         || {
+            if !plan.partitions.is_empty() {
+                return crate::partition_backfill::batch(m, plan, size_override, runner);
+            }
             let upper = match (&m.phase, &m.backfill_upper) {
                 (Phase::Backfilling, Some(u)) => u.clone(),
                 _ => match begin(m, plan)? {
@@ -212,52 +213,84 @@ fn batch(m: &MigrationRow, plan: &BackfillPlan, size_override: Option<i32>, runn
                     }
                 },
             };
-            let policy = RetryPolicy::from_settings();
-            let locks = [(plan.table.clone(), LockMode::RowExclusive)];
-            let sql = format!(
-                "SELECT zdm_rows_scanned, zdm_rows_changed, zdm_last_key FROM {}($1, $2, $3)",
-                plan.function
-            );
-            let last = m.backfill_last.clone();
-            let started = Instant::now();
-            let ((scanned, changed, last_key), _) = with_lock_retry(&policy, &locks, "backfill batch", || {
-                Spi::connect_mut(|client| {
-                    let row = client
-                        .update(&sql, Some(1), &[upper.clone().into(), size.into(), last.clone().into()])?
-                        .first();
-                    Ok::<_, pgrx::spi::Error>((
-                        row.get::<i64>(1)?.unwrap_or(0),
-                        row.get::<i64>(2)?.unwrap_or(0),
-                        row.get::<Vec<String>>(3)?,
-                    ))
-                })
-                .expect("backfill batch")
-            })?;
-            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-            if scanned == 0 {
-                finish(&store::get_for_update(&m.name)?)?;
-                return Ok(Step::Done);
-            }
-            let next_size = if size_override.is_some() {
-                m.current_batch_size
-            } else {
-                Some(adapt_batch_size(size, took_ms, settings.target_batch_ms))
+            let target = Target {
+                table: &plan.table,
+                function: &plan.function,
+                upper,
+                last: m.backfill_last.clone(),
+                partition: None,
             };
-            store::checkpoint_batch(
-                &m.name,
-                &BatchCheckpoint {
-                    last_key: &last_key.unwrap_or_default(),
-                    rows_scanned: scanned,
-                    rows_changed: changed,
-                    batch_size: size,
-                    batch_ms: took_ms,
-                    next_batch_size: next_size,
-                    runner,
-                },
-            )?;
-            Ok(Step::Batch(scanned))
+            match run_batch(m, &target, size_override, runner)? {
+                0 => {
+                    finish(&store::get_for_update(&m.name)?)?;
+                    Ok(Step::Done)
+                }
+                scanned => Ok(Step::Batch(scanned)),
+            }
         },
     )
+}
+
+/// Where a batch runs: the table (or one leaf partition of it), its batch
+/// function, the upper bound and the last key done there.
+pub struct Target<'a> {
+    pub table: &'a str,
+    pub function: &'a str,
+    pub upper: Vec<String>,
+    pub last: Option<Vec<String>>,
+    /// The leaf partition's position in the plan, for a partitioned table.
+    pub partition: Option<i32>,
+}
+
+/// One batch on `target`, checkpointed in the same transaction: the rows it
+/// covered (0: none were left there, and nothing is checkpointed).
+pub fn run_batch(m: &MigrationRow, target: &Target, size_override: Option<i32>, runner: &str) -> ZdmResult<i64> {
+    let settings = m.settings.effective();
+    let size = size_override.or(m.current_batch_size).unwrap_or(settings.batch_size);
+    let policy = RetryPolicy::from_settings();
+    let locks = [(target.table.to_string(), LockMode::RowExclusive)];
+    let sql = format!(
+        "SELECT zdm_rows_scanned, zdm_rows_changed, zdm_last_key FROM {}($1, $2, $3)",
+        target.function
+    );
+    let (upper, last) = (target.upper.clone(), target.last.clone());
+    let started = Instant::now();
+    let ((scanned, changed, last_key), _) = with_lock_retry(&policy, &locks, "backfill batch", || {
+        Spi::connect_mut(|client| {
+            let row = client
+                .update(&sql, Some(1), &[upper.clone().into(), size.into(), last.clone().into()])?
+                .first();
+            Ok::<_, pgrx::spi::Error>((
+                row.get::<i64>(1)?.unwrap_or(0),
+                row.get::<i64>(2)?.unwrap_or(0),
+                row.get::<Vec<String>>(3)?,
+            ))
+        })
+        .expect("backfill batch")
+    })?;
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if scanned == 0 {
+        return Ok(0);
+    }
+    let next_size = if size_override.is_some() {
+        m.current_batch_size
+    } else {
+        Some(adapt_batch_size(size, took_ms, settings.target_batch_ms))
+    };
+    store::checkpoint_batch(
+        &m.name,
+        &BatchCheckpoint {
+            last_key: &last_key.unwrap_or_default(),
+            rows_scanned: scanned,
+            rows_changed: changed,
+            batch_size: size,
+            batch_ms: took_ms,
+            next_batch_size: next_size,
+            runner,
+            partition: target.partition,
+        },
+    )?;
+    Ok(scanned)
 }
 
 /// Re-create the "key after the bound" function of a shadow with `bound`
@@ -307,18 +340,27 @@ fn begin(m: &MigrationRow, plan: &BackfillPlan) -> ZdmResult<Option<Vec<String>>
 }
 
 /// Every row is done: run the validation steps and mark the migration backfilled.
-fn finish(m: &MigrationRow) -> ZdmResult<()> {
-    // A statement that fails here (an index the new structure cannot build,
-    // a foreign key the rows break) is named with its migration and what to
-    // do next; the whole step is rolled back, the copied rows stay.
-    let report = in_subtransaction(|| run_steps(&m.plan.validate, &RetryPolicy::from_settings())).map_err(|e| {
+pub fn finish(m: &MigrationRow) -> ZdmResult<()> {
+    let report = validate(m, &m.plan.validate, "the end of the backfill")?;
+    let m = store::get_for_update(&m.name)?;
+    store::set_waiting(&m.name, None)?;
+    store::move_phase(
+        &m,
+        Phase::Backfilled,
+        "backfill finished",
+        Some(serde_json::to_value(report).unwrap()),
+    )
+}
+
+/// Run validation steps (`what`: when, for the message). A statement that
+/// fails here (an index the new structure cannot build, a foreign key the
+/// rows break) is named with its migration and what to do next; the whole
+/// step is rolled back, the copied rows stay.
+pub fn validate(m: &MigrationRow, steps: &[crate::plan::Step], what: &str) -> ZdmResult<crate::executor::ExecReport> {
+    in_subtransaction(|| run_steps(steps, &RetryPolicy::from_settings())).map_err(|e| {
         let mut error = ZdmError::new(
             caught_sqlstate(&e).unwrap_or(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR),
-            format!(
-                "pg_zdm {}: the end of the backfill failed: {}",
-                m.name,
-                caught_message(&e)
-            ),
+            format!("pg_zdm {}: {what} failed: {}", m.name, caught_message(&e)),
         )
         .hint(format!(
             "Nothing of this step was kept; the rows copied so far stay. Fix the rows (or the migration's \
@@ -329,15 +371,7 @@ fn finish(m: &MigrationRow) -> ZdmResult<()> {
             error = error.detail(d);
         }
         error
-    })??;
-    let m = store::get_for_update(&m.name)?;
-    store::set_waiting(&m.name, None)?;
-    store::move_phase(
-        &m,
-        Phase::Backfilled,
-        "backfill finished",
-        Some(serde_json::to_value(report).unwrap()),
-    )
+    })?
 }
 
 #[cfg(test)]

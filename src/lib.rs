@@ -35,6 +35,7 @@ pub mod lifecycle;
 pub mod lint;
 pub mod migrations;
 pub mod ops;
+pub mod partition_backfill;
 pub mod plan;
 pub mod privilege;
 pub mod report;

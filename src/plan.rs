@@ -147,6 +147,15 @@ pub struct Step {
     /// with the caller's rights, not the table owner's (see `privilege`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub caller_rights: bool,
+    /// A top-level step on one partition (its lock's relation) of this
+    /// partitioned table: skipped once the partition has left the table's
+    /// tree (detached or dropped during the migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
+    /// `ALTER INDEX parent ATTACH PARTITION index`: (parent index, index),
+    /// schema-qualified and quoted; done once the index hangs from the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attaches_index: Option<(String, String)>,
 }
 
 impl Step {
@@ -162,6 +171,8 @@ impl Step {
             builds_index: None,
             drops_index: None,
             caller_rights: false,
+            partition_of: None,
+            attaches_index: None,
         }
     }
 
@@ -175,6 +186,8 @@ impl Step {
             builds_index: None,
             drops_index: None,
             caller_rights: false,
+            partition_of: None,
+            attaches_index: None,
         }
     }
 
@@ -198,6 +211,8 @@ impl Step {
             builds_index: Some(index.to_string()),
             drops_index: None,
             caller_rights: false,
+            partition_of: None,
+            attaches_index: None,
         }
     }
 
@@ -209,6 +224,12 @@ impl Step {
             builds_index: None,
             ..Step::top_level_index(description, sql, relation, index)
         }
+    }
+
+    /// The same step, for one partition of `table` only (see `partition_of`).
+    pub fn on_partition_of(mut self, table: &str) -> Step {
+        self.partition_of = Some(table.to_string());
+        self
     }
 }
 
@@ -234,6 +255,25 @@ pub struct BackfillPlan {
     /// upper bound is known (see `shadow::beyond::sql::beyond_upper_function`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beyond_upper: Option<BeyondUpper>,
+    /// A partitioned table's leaf partitions, walked one after the other,
+    /// each with its own batch function (the fields above then describe the
+    /// first). Empty for a plain table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionBackfill>,
+}
+
+/// The backfill of one leaf partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionBackfill {
+    /// Schema-qualified, quoted.
+    pub table: String,
+    pub upper_bound_sql: String,
+    /// Same signature as `BackfillPlan::function`.
+    pub function: String,
+    /// The plan's checks validated on this partition as soon as its backfill
+    /// is done (see `ops::partitioned::validate_per_partition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validate: Vec<Step>,
 }
 
 /// `function(key...) RETURNS boolean`, over keys of these types (in key order).
@@ -275,6 +315,11 @@ pub struct Plan {
     /// bigint), each with how to change it too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referencing_columns: Vec<ReferencingColumn>,
+    /// A partitioned table's partitions when the migration started
+    /// (schema-qualified, quoted): the DDL guard tells them from one attached
+    /// since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
 }
 
 /// The operation a migration became, e.g. `create_shadow_table` with these

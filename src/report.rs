@@ -105,6 +105,12 @@ fn plan_json(p: &Prepared) -> Value {
                 "batch_function": b.function,
                 "batch_statements": b.batch_statements,
                 "lock": {"relation": b.table, "mode": "ROW EXCLUSIVE", "blocks": "only the rows of the batch, briefly"},
+                // A partitioned table: its leaf partitions, walked one after the other.
+                "partitions": b.partitions.iter().map(|p| json!({
+                    "partition": p.table, "batch_function": p.function, "upper_bound_sql": p.upper_bound_sql,
+                    "validate_when_done": steps(&p.validate),
+                    "lock": {"relation": p.table, "mode": "ROW EXCLUSIVE", "blocks": "only the rows of the batch, briefly"},
+                })).collect::<Vec<_>>(),
             })),
             "validate": steps(&p.plan.validate),
             "complete": steps(&p.plan.complete),
@@ -143,7 +149,21 @@ pub struct PlanRow {
 fn plan_rows(plan: &Plan, swap_locks: &[(String, LockMode)]) -> Vec<PlanRow> {
     let mut rows = PlanRows(Vec::new());
     rows.steps("start", &plan.start);
-    if let Some(b) = &plan.backfill {
+    if let Some(b) = plan.backfill.as_ref().filter(|b| !b.partitions.is_empty()) {
+        for p in &b.partitions {
+            rows.push(
+                "backfill",
+                format!("{} (in batches) on partition {}", b.description, p.table),
+                Some((LockMode::RowExclusive, p.table.clone())),
+                false,
+                format!("SELECT * FROM {}($1, $2, $3)", p.function),
+            );
+            for v in &p.validate {
+                let lock = v.lock.as_ref().map(|l| (l.mode, l.relation.clone()));
+                rows.push("backfill", v.description.clone(), lock, false, v.sql.clone());
+            }
+        }
+    } else if let Some(b) = &plan.backfill {
         for sql in &b.batch_statements {
             let lock = Some((LockMode::RowExclusive, b.table.clone()));
             rows.push(

@@ -10,6 +10,7 @@
 use crate::error::{spi_err, ZdmError, ZdmResult};
 use crate::ident::Literal;
 use crate::migrations::store::{self, MigrationRow};
+use crate::plan::Step;
 use crate::session::get_optional;
 use pgrx::prelude::*;
 
@@ -55,11 +56,67 @@ fn gexec_hint(migration: &str) -> String {
     )
 }
 
-/// Refuse to complete while an index the migration builds is not valid.
+/// Is the step for a partition that has left its table's tree (detached or
+/// dropped during the migration)? Such a step is not run, nor waited for.
+fn partition_gone(step: &Step) -> ZdmResult<bool> {
+    let (Some(root), Some(lock)) = (&step.partition_of, &step.lock) else {
+        return Ok(false);
+    };
+    let present = get_optional::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass($1)) t
+                         WHERE t.relid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2))",
+        &[root.as_str().into(), lock.relation.as_str().into()],
+    )
+    .map_err(spi_err)?
+    .unwrap_or(false);
+    Ok(!present)
+}
+
+/// Does `index` hang from partitioned index `parent`?
+fn attached(parent: &str, index: &str) -> ZdmResult<bool> {
+    Ok(get_optional::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                         WHERE i.inhrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2)
+                           AND i.inhparent OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1))",
+        &[parent.into(), index.into()],
+    )
+    .map_err(spi_err)?
+    .unwrap_or(false))
+}
+
+/// Refuse to complete while an index the migration builds is not valid (a
+/// partitioned table's: while a partition's index is not attached, or the
+/// index of the table itself is not valid).
 pub fn require_built(m: &MigrationRow) -> ZdmResult<()> {
-    for step in m.plan.start.iter().filter(|s| s.top_level) {
+    // The partitions' steps first: the index of a partitioned table itself
+    // (not top level) is valid once they are done.
+    let (top, own): (Vec<&Step>, Vec<&Step>) = m.plan.start.iter().partition(|s| s.top_level);
+    for step in top.into_iter().chain(own.into_iter().filter(|s| s.builds_index.is_some())) {
+        if partition_gone(step)? {
+            continue;
+        }
+        if let Some((parent, index)) = &step.attaches_index {
+            if !attached(parent, index)? {
+                return Err(ZdmError::wrong_state(format!(
+                    "index {index} of migration \"{}\" is not attached to {parent} yet",
+                    m.name
+                ))
+                .hint(gexec_hint(&m.name)));
+            }
+            continue;
+        }
         let Some(index) = &step.builds_index else { continue };
         let state = index_state(index)?;
+        if state != IndexState::Valid && !step.top_level {
+            return Err(ZdmError::wrong_state(format!(
+                "index {index} of migration \"{}\" is not valid although every partition's index is attached",
+                m.name
+            ))
+            .hint(format!(
+                "A partition was detached before its index was attached. Roll back (SELECT zdm.rollback({}); drops the index) and start again.",
+                Literal::new(&m.name)
+            )));
+        }
         if state != IndexState::Valid {
             let what = match state {
                 IndexState::Missing => "is not built yet",
@@ -83,6 +140,9 @@ pub fn require_as_planned(m: &MigrationRow) -> ZdmResult<()> {
         let (Some(index), Some(lock)) = (&step.builds_index, &step.lock) else {
             continue;
         };
+        if partition_gone(step)? {
+            continue;
+        }
         let planned = planned_shape(m, &lock.relation, &step.sql)?;
         let built = index_shape(index)?;
         if planned == built {
@@ -211,8 +271,23 @@ pub fn pending(migration: Option<&str>) -> ZdmResult<Vec<(String, String)>> {
             continue;
         }
         let m = store::get_for_update(&name)?;
+        // Indexes whose build this list runs first (an attach follows it).
+        let mut listed: Vec<&str> = Vec::new();
         for step in m.plan.start.iter().filter(|s| s.top_level) {
+            if partition_gone(step)? {
+                continue;
+            }
+            if let Some((parent, index)) = &step.attaches_index {
+                let ready = listed.contains(&index.as_str()) || index_state(index)? == IndexState::Valid;
+                if ready && !attached(parent, index)? {
+                    out.push((name.clone(), format!("{};", step.sql)));
+                }
+                continue;
+            }
             let Some(index) = &step.builds_index else { continue };
+            if matches!(index_state(index)?, IndexState::Missing | IndexState::Invalid) {
+                listed.push(index);
+            }
             match index_state(index)? {
                 IndexState::Valid | IndexState::Building => {}
                 IndexState::Missing => out.push((name.clone(), format!("{};", step.sql))),

@@ -72,6 +72,11 @@ pub fn status_orders_with_oracle(c: &mut postgres::Client, table: &str, rows: i6
     .unwrap();
     c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
     c.batch_execute("CHECKPOINT").unwrap();
+    status_orders_target(table, rows)
+}
+
+/// Writer clients of a `table (id, amount, status)` and its `<table>_oracle`.
+pub fn status_orders_target(table: &str, rows: i64) -> Target {
     Target {
         table: table.into(),
         key: "id".into(),

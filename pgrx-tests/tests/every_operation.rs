@@ -17,22 +17,8 @@ fn schema_of(cluster: &Cluster, table: &str) -> String {
     cluster.schema_only(&["--table", table])
 }
 
-fn run_pending(c: &mut postgres::Client, m: &str, contract: bool) {
-    // What `SELECT statement FROM zdm.pending_statements(m) \gexec` does: each at top level.
-    // Named, it also gives drop_index's DROP INDEX CONCURRENTLY: only before complete.
-    let sql = if contract {
-        "SELECT statement FROM zdm.pending_statements($1)"
-    } else {
-        "SELECT statement FROM zdm.pending_statements() WHERE migration = $1"
-    };
-    let stmts: Vec<String> = c.query(sql, &[&m]).unwrap().iter().map(|r| r.get(0)).collect();
-    for s in stmts {
-        c.batch_execute(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
-    }
-}
-
 fn drive(c: &mut postgres::Client, m: &str, contract: bool) {
-    run_pending(c, m, contract);
+    common::run_pending(c, m, contract);
     let has_backfill: bool = c
         .query_one("SELECT plan ? 'backfill' FROM zdm.migrations WHERE name = $1", &[&m])
         .unwrap()

@@ -164,6 +164,7 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
                 index_name: r.get::<String>(1)?.unwrap_or_default(),
                 is_primary: r.get::<bool>(2)?.unwrap_or(false),
                 columns: names.into_iter().map(Ident::new).zip(types).collect(),
+                partitions: Vec::new(),
             });
         }
 
@@ -344,20 +345,34 @@ fn load_table_by_oid(oid: u32, asked_as: &str) -> ZdmResult<TableInfo> {
             indexes,
             checks,
             foreign_keys,
+            partitions: None,
         })
     })
     .map_err(spi_err)
     .and_then(|t| check_table_kind(t, asked_as))
+    .and_then(with_partitions)
 }
 
-/// Only ordinary tables can be migrated column by column here.
+/// A partitioned table with its tree; its key walks the leaves (each has
+/// its own copy of the key index: a partitioned table's key includes the
+/// partition key, so every partition has it).
+fn with_partitions(mut t: TableInfo) -> ZdmResult<TableInfo> {
+    super::partitions::refuse_partition(&t)?;
+    if t.relkind != 'p' {
+        return Ok(t);
+    }
+    let tree = super::partitions::load_tree(t.oid)?;
+    if let Some(key) = t.key.as_mut() {
+        key.partitions = tree.leaves().map(|p| p.name.clone()).collect();
+    }
+    t.partitions = Some(tree);
+    Ok(t)
+}
+
+/// Ordinary and partitioned tables can be migrated column by column here.
 fn check_table_kind(t: TableInfo, asked_as: &str) -> ZdmResult<TableInfo> {
     match t.relkind {
-        'r' => Ok(t),
-        'p' => Err(ZdmError::not_supported(format!(
-            "\"{asked_as}\" is a partitioned table; pg_zdm does not migrate partitioned tables"
-        ))
-        .hint("Migrate each partition, or change the parent with plain DDL in a maintenance window.")),
+        'r' | 'p' => Ok(t),
         other => Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             format!("\"{asked_as}\" is not a table (relkind '{other}')"),

@@ -4,7 +4,8 @@
 pub mod index_facts;
 pub mod introspect;
 pub mod model;
+pub mod partitions;
 
 pub use model::{
-    CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, Referencing, SequenceInfo, TableInfo,
+    CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, Partition, PartitionTree, Referencing, SequenceInfo, TableInfo,
 };

@@ -19,6 +19,40 @@ pub struct TableInfo {
     pub indexes: Vec<IndexInfo>,
     pub checks: Vec<CheckInfo>,
     pub foreign_keys: Vec<ForeignKeyInfo>,
+    /// A partitioned table's partitions (None for a plain table).
+    pub partitions: Option<PartitionTree>,
+}
+
+/// Everything below a partitioned table, as it stands when read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionTree {
+    /// Every partition, parents before their children (level by level).
+    pub members: Vec<Partition>,
+    /// Columns (raw names) in the partition key of the table or of any
+    /// partition below it: they cannot change type or go while partitioned.
+    pub key_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub oid: u32,
+    pub name: QualifiedName,
+    /// The partitioned table it is attached to (the table itself, or a partition of it).
+    pub parent: QualifiedName,
+    /// A leaf holds rows; a partitioned partition holds partitions.
+    pub leaf: bool,
+}
+
+impl PartitionTree {
+    /// The partitions that hold rows, in tree order.
+    pub fn leaves(&self) -> impl Iterator<Item = &Partition> {
+        self.members.iter().filter(|p| p.leaf)
+    }
+
+    /// The partitioned tables below the root, parents first.
+    pub fn branches(&self) -> impl Iterator<Item = &Partition> {
+        self.members.iter().filter(|p| !p.leaf)
+    }
 }
 
 /// An index, in pieces from which it can be rebuilt on another column.
@@ -124,6 +158,10 @@ pub struct KeyInfo {
     pub is_primary: bool,
     /// Key columns in index order, with their type for casting text back.
     pub columns: Vec<(Ident, SqlFragment)>,
+    /// A partitioned table's leaf partitions, which the backfill walks one
+    /// after the other, each by this key (its own copy of the key index).
+    /// Empty for a plain table: the backfill walks the table itself.
+    pub partitions: Vec<QualifiedName>,
 }
 
 /// An object that depends on particular columns of the table.
@@ -145,6 +183,22 @@ impl TableInfo {
     /// Dependents that use the given column.
     pub fn dependents_of(&self, attnum: i16) -> impl Iterator<Item = &Dependent> {
         self.dependents.iter().filter(move |d| d.attnums.contains(&attnum))
+    }
+
+    /// The oids of a partitioned table's partitions (empty for a plain table):
+    /// its generated trigger functions accept them without a catalog lookup.
+    pub fn partition_oids(&self) -> Vec<u32> {
+        self.partitions
+            .as_ref()
+            .map(|p| p.members.iter().map(|m| m.oid).collect())
+            .unwrap_or_default()
+    }
+
+    /// Is the column in the partition key of the table or of a partition below it?
+    pub fn is_partition_key_column(&self, name: &str) -> bool {
+        self.partitions
+            .as_ref()
+            .is_some_and(|p| p.key_columns.iter().any(|c| c == name))
     }
 
     pub fn is_key_column(&self, name: &str) -> bool {

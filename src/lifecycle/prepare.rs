@@ -45,6 +45,10 @@ pub fn prepare(spec: &MigrationSpec) -> ZdmResult<Prepared> {
             .map_err(|e| ZdmError::not_supported(e).hint("Split the migration in two."))?;
         columns.extend(op.claimed_columns());
     }
+    if let Some(tree) = &table.partitions {
+        plan.partitions = tree.members.iter().map(|p| p.name.to_string()).collect();
+        crate::ops::partitioned::validate_per_partition(&mut plan);
+    }
     let kind = if spec.operations.len() == 1 {
         spec.operations[0].kind().to_string()
     } else {

@@ -297,6 +297,9 @@ pub struct BatchCheckpoint<'a> {
     pub next_batch_size: Option<i32>,
     /// Who runs the backfill: 'CALL', 'cron', 'backfill_batch'.
     pub runner: &'a str,
+    /// The leaf partition the batch ran on (its position in the plan's
+    /// `backfill.partitions`), for a partitioned table.
+    pub partition: Option<i32>,
 }
 
 pub fn checkpoint_batch(name: &str, c: &BatchCheckpoint) -> ZdmResult<()> {
@@ -308,7 +311,10 @@ pub fn checkpoint_batch(name: &str, c: &BatchCheckpoint) -> ZdmResult<()> {
                     last_batch_at = clock_timestamp(), updated_at = clock_timestamp(),
                     current_batch_size = $7,
                     runner = CASE WHEN $8 = 'cron' AND cron_job_id IS NOT NULL
-                                  THEN 'cron job ' || cron_job_id ELSE $8 END || ' (pid ' || pg_backend_pid() || ')'
+                                  THEN 'cron job ' || cron_job_id ELSE $8 END || ' (pid ' || pg_backend_pid() || ')',
+                    backfill_partitions = CASE WHEN $9::int IS NULL THEN backfill_partitions
+                        ELSE jsonb_set(backfill_partitions, ARRAY[$9::text, 'rows_done'],
+                                       to_jsonb(coalesce((backfill_partitions->$9::int->>'rows_done')::bigint, 0) + $3)) END
               WHERE name = $1",
             &[
                 name.into(),
@@ -319,6 +325,7 @@ pub fn checkpoint_batch(name: &str, c: &BatchCheckpoint) -> ZdmResult<()> {
                 c.batch_ms.into(),
                 c.next_batch_size.into(),
                 c.runner.into(),
+                c.partition.into(),
             ],
         )
     })
@@ -397,6 +404,51 @@ pub fn begin_backfill(name: &str, upper: &[String], estimate: i64) -> ZdmResult<
                     updated_at = clock_timestamp()
               WHERE name = $1",
             &[name.into(), upper.to_vec().into(), estimate.into()],
+        )
+    })
+    .map_err(spi_err)
+}
+
+/// A partitioned table's backfill begins: one entry per leaf partition, in
+/// walk order (`{partition, state, rows_done, rows_estimated}`).
+pub fn begin_partitions(name: &str, partitions: Value, estimate: i64) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations
+                SET backfill_partitions = $2, backfill_upper = NULL, backfill_last = NULL, rows_estimated = $3,
+                    backfill_started_at = clock_timestamp(), updated_at = clock_timestamp()
+              WHERE name = $1",
+            &[name.into(), JsonB(partitions).into(), estimate.into()],
+        )
+    })
+    .map_err(spi_err)
+}
+
+/// Each leaf partition's entry, in walk order (empty before the backfill began).
+pub fn partition_states(name: &str) -> ZdmResult<Vec<Value>> {
+    let v = crate::session::get_optional::<JsonB>(
+        "SELECT backfill_partitions FROM zdm.migrations WHERE name = $1",
+        &[name.into()],
+    )
+    .map_err(spi_err)?;
+    Ok(match v.map(|j| j.0) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    })
+}
+
+/// Move leaf partition `index` to `state` ('backfilling', 'done', 'gone');
+/// when it starts, its upper bound becomes the backfill's and no key is done yet.
+pub fn set_partition_state(name: &str, index: i32, state: &str, upper: Option<&[String]>) -> ZdmResult<()> {
+    writing(|| {
+        Spi::run_with_args(
+            "UPDATE zdm.migrations
+                SET backfill_partitions = jsonb_set(backfill_partitions, ARRAY[$2::text, 'state'], to_jsonb($3::text)),
+                    backfill_upper = CASE WHEN $3 = 'backfilling' THEN $4 ELSE backfill_upper END,
+                    backfill_last = CASE WHEN $3 = 'backfilling' THEN NULL ELSE backfill_last END,
+                    updated_at = clock_timestamp()
+              WHERE name = $1",
+            &[name.into(), index.into(), state.into(), upper.map(|u| u.to_vec()).into()],
         )
     })
     .map_err(spi_err)

@@ -32,6 +32,8 @@ pub struct AddColumn {
     /// Value for existing rows: (over bare columns, over NEW), cast to the type.
     fill: Option<(String, String)>,
     key: Option<KeyInfo>,
+    /// A partitioned table's partitions (oids), for its trigger functions.
+    partitions: Vec<u32>,
 }
 
 impl AddColumn {
@@ -96,6 +98,7 @@ impl AddColumn {
             not_null: spec.not_null,
             fill,
             key,
+            partitions: table.partition_oids(),
         })
     }
 }
@@ -198,6 +201,7 @@ impl Operation for AddColumn {
                 fill: (&fill_bare, &fill_new),
                 trigger: self.fill_trigger(&t),
                 description: format!("fill {} for existing rows", c.raw()),
+                partitions: &self.partitions,
             }
             .steps(ctx);
             plan.start.extend(start);

@@ -169,6 +169,7 @@ impl AlterColumnType {
             takes_old_name: true,
             carry,
             key: key.clone(),
+            partitions: table.partitions.clone(),
             final_default,
         }))
     }

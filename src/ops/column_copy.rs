@@ -41,6 +41,22 @@ pub struct ColumnCopy {
     pub key: KeyInfo,
     /// Default for the new column at complete (the old one's, cast if needed).
     pub final_default: Option<SqlFragment>,
+    /// A partitioned table's tree: carried indexes are built partition by partition.
+    pub partitions: Option<crate::catalog::PartitionTree>,
+}
+
+/// A UNIQUE or PRIMARY KEY constraint comes back from its index with ADD
+/// CONSTRAINT … USING INDEX, which PostgreSQL 15 has not for partitioned tables.
+fn refuse_partitioned_constraint_index(table: &QualifiedName, ix: &super::carry::CarriedIndex) -> ZdmResult<()> {
+    match &ix.old.constraint {
+        None => Ok(()),
+        Some(c) => Err(crate::error::ZdmError::not_supported(format!(
+            "constraint \"{}\" of partitioned relation \"{}\" cannot be carried to the new column: PostgreSQL 15 has no ADD CONSTRAINT ... USING INDEX for partitioned tables",
+            c.raw(),
+            table.display_raw()
+        ))
+        .hint("Drop the constraint around the migration, or change the column with plain DDL.")),
+    }
 }
 
 impl ColumnCopy {
@@ -56,6 +72,11 @@ impl ColumnCopy {
             .old
             .not_null
             .then(|| not_null_steps(ctx, &t, new, final_name, "new rows are checked"));
+        let partition_oids: Vec<u32> = self
+            .partitions
+            .iter()
+            .flat_map(|t| t.members.iter().map(|p| p.oid))
+            .collect();
         let sync = ColumnSync {
             migration: &ctx.migration,
             table: &self.table,
@@ -66,6 +87,7 @@ impl ColumnCopy {
             new,
             up: self.up.as_ref().map(|(_, n)| n.as_str()),
             down: self.down.as_deref(),
+            partitions: &partition_oids,
         };
         // Collation carries over only when the type stays the same.
         let collation = if self.new_type == self.old.type_sql {
@@ -125,42 +147,59 @@ impl ColumnCopy {
         };
         let (create_batch_function, drop_batch_function, backfill) =
             batch_function(ctx, &keyset, &self.key, format!("{what} for existing rows"));
-        start.push(create_batch_function);
+        start.extend(create_batch_function);
 
         // Indexes, checks and foreign keys of the old column, on the new one.
         // Each new object goes with the new column on rollback, and takes the
         // old object's name at complete (the old one goes with the old column).
         let mut validate_carried = Vec::new();
         let mut rename_carried = Vec::new();
+        // A partitioned table's rebuilt indexes: the partitions' ones not yet
+        // attached go on rollback (the attached ones go with the new column).
+        let mut partition_index_drops: Vec<Step> = Vec::new();
         let schema = &self.table.schema;
         for (i, ix) in self.carry.indexes.iter().enumerate() {
             let name = ctx.object_name(&format!("ix{i}"));
             let qualified = format!("{schema}.{name}");
-            let mut sql = format!(
-                "CREATE {}INDEX CONCURRENTLY {name} ON {t} USING {} ({})",
-                if ix.old.unique { "UNIQUE " } else { "" },
-                ix.old.access_method,
-                ix.key.join(", ")
-            );
+            let mut definition = format!("USING {} ({})", ix.old.access_method, ix.key.join(", "));
             if !ix.include.is_empty() {
-                sql.push_str(&format!(" INCLUDE ({})", ix.include.join(", ")));
+                definition.push_str(&format!(" INCLUDE ({})", ix.include.join(", ")));
             }
             if let Some(o) = &ix.old.options {
-                sql.push_str(&format!(" WITH ({o})"));
+                definition.push_str(&format!(" WITH ({o})"));
             }
             if let Some(p) = &ix.predicate {
-                sql.push_str(&format!(" WHERE {p}"));
+                definition.push_str(&format!(" WHERE {p}"));
             }
-            start.push(Step::top_level_index(
-                format!(
-                    "index {} rebuilt on {} CONCURRENTLY (top level: zdm.pending_statements)",
-                    ix.old.name.raw(),
-                    new.raw()
-                ),
-                sql,
-                &t,
-                &qualified,
-            ));
+            if let Some(tree) = &self.partitions {
+                refuse_partitioned_constraint_index(&self.table, ix)?;
+                let index = QualifiedName::new(schema.clone(), name.clone());
+                let steps = super::partitioned::PartitionedIndex {
+                    table: &self.table,
+                    tree,
+                    index: &index,
+                    unique: ix.old.unique,
+                    definition: &definition,
+                    tag: &format!("ix{i}"),
+                }
+                .steps(ctx);
+                start.extend(steps.start);
+                partition_index_drops.extend(steps.rollback);
+            } else {
+                start.push(Step::top_level_index(
+                    format!(
+                        "index {} rebuilt on {} CONCURRENTLY (top level: zdm.pending_statements)",
+                        ix.old.name.raw(),
+                        new.raw()
+                    ),
+                    format!(
+                        "CREATE {}INDEX CONCURRENTLY {name} ON {t} {definition}",
+                        if ix.old.unique { "UNIQUE " } else { "" }
+                    ),
+                    &t,
+                    &qualified,
+                ));
+            }
             rename_carried.push(match &ix.old.constraint {
                 Some(c) => Step::locked(
                     format!("constraint {} again, from the rebuilt index", c.raw()),
@@ -198,6 +237,14 @@ impl ColumnCopy {
                 &t,
                 aex,
             ));
+        }
+        if self.partitions.is_some() && !self.carry.foreign_keys.is_empty() {
+            return Err(crate::error::ZdmError::not_supported(format!(
+                "column \"{}\" of partitioned relation \"{}\" has a foreign key; PostgreSQL 15 cannot add it NOT VALID to the new column",
+                old.raw(),
+                self.table.display_raw()
+            ))
+            .hint("Drop the foreign key around the migration (and add it again partition by partition, NOT VALID then VALIDATE), or change the column with plain DDL."));
         }
         for (i, fk) in self.carry.foreign_keys.iter().enumerate() {
             let name = ctx.object_name(&format!("fk{i}"));
@@ -288,6 +335,7 @@ impl ColumnCopy {
         }
 
         let mut rollback = drop_sync;
+        rollback.extend(partition_index_drops);
         rollback.extend([
             drop_batch_function,
             Step::locked(

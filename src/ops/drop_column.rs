@@ -21,6 +21,8 @@ pub struct DropColumn {
     column: ColumnInfo,
     /// Over NEW, cast to the column's type.
     down: Option<String>,
+    /// A partitioned table's partitions (oids), for its trigger functions.
+    partitions: Vec<u32>,
 }
 
 impl DropColumn {
@@ -72,6 +74,7 @@ impl DropColumn {
             table: table.name.clone(),
             column: col.clone(),
             down,
+            partitions: table.partition_oids(),
         })
     }
 }
@@ -114,7 +117,7 @@ impl Operation for DropColumn {
                     let why = format!(
                         "gives {t}.{c} (NOT NULL, being dropped) a value on rows the new application writes without it"
                     );
-                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why, FillOn::InsertOrUpdate);
+                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why, FillOn::InsertOrUpdate, &self.partitions);
                     plan.start.extend(create);
                     for steps in [&mut plan.complete, &mut plan.rollback] {
                         for (i, step) in drop.iter().enumerate() {

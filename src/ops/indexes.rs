@@ -119,6 +119,9 @@ pub struct CreateIndex {
     table: QualifiedName,
     index: QualifiedName,
     sql: String,
+    /// A partitioned table's tree and the definition (what follows `ON
+    /// table`): the index is built partition by partition.
+    partitioned: Option<(crate::catalog::PartitionTree, String)>,
     unique_constraint: bool,
     columns: Vec<String>,
 }
@@ -143,6 +146,7 @@ impl CreateIndex {
             table: table.name.clone(),
             index,
             sql,
+            partitioned: table.partitions.clone().map(|tree| (tree, spec.definition.trim().to_string())),
             unique_constraint: false,
             columns: vec![],
         })
@@ -183,6 +187,7 @@ impl CreateIndex {
             table: table.name.clone(),
             index,
             sql,
+            partitioned: table.partitions.clone().map(|tree| (tree, format!("({list})"))),
             unique_constraint: true,
             columns: cols.iter().map(|c| c.raw().to_string()).collect(),
         })
@@ -198,9 +203,28 @@ impl Operation for CreateIndex {
         fit_name(&format!("{}_add_{}", self.table.name.raw(), self.index.name.raw()))
     }
 
-    fn plan(&self, _ctx: &PlanContext) -> ZdmResult<Plan> {
+    fn plan(&self, ctx: &PlanContext) -> ZdmResult<Plan> {
         let t = self.table.to_string();
         let idx = self.index.to_string();
+        if let (Some((tree, columns)), true) = (&self.partitioned, self.unique_constraint) {
+            return Ok(super::partitioned::unique_constraint_plan(ctx, &self.table, tree, &self.index.name, columns));
+        }
+        if let Some((tree, definition)) = &self.partitioned {
+            let steps = super::partitioned::PartitionedIndex {
+                table: &self.table,
+                tree,
+                index: &self.index,
+                unique: false,
+                definition,
+                tag: "ix",
+            }
+            .steps(ctx);
+            return Ok(Plan {
+                start: steps.start,
+                rollback: steps.rollback,
+                ..Default::default()
+            });
+        }
         let mut plan = Plan {
             start: vec![Step::top_level_index(
                 format!(
@@ -237,12 +261,23 @@ impl Operation for CreateIndex {
 /// that name must survive a rollback. A missing table fails with 42P01
 /// (a migration being abandoned skips the step).
 fn drop_index_of_table(index: &str, table: &str) -> String {
-    let (index_lit, table_lit) = (Literal::pure(index), Literal::pure(table));
+    drop_index_of(index, &format!("{}::pg_catalog.regclass", Literal::pure(table)))
+}
+
+/// The same for a partition's index: nothing when the partition is gone
+/// (detached and dropped during the migration).
+pub(super) fn drop_index_of_partition(index: &str, partition: &str) -> String {
+    drop_index_of(index, &format!("pg_catalog.to_regclass({})", Literal::pure(partition)))
+}
+
+/// `DROP INDEX index` if it is an index of the table `table_oid` gives.
+fn drop_index_of(index: &str, table_oid: &str) -> String {
+    let index_lit = Literal::pure(index);
     let body = format!(
         "BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_index
                 WHERE indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({index_lit})
-                  AND indrelid OPERATOR(pg_catalog.=) {table_lit}::pg_catalog.regclass) THEN
+                  AND indrelid OPERATOR(pg_catalog.=) {table_oid}) THEN
         DROP INDEX {index};
     END IF;
 END;

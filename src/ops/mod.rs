@@ -17,6 +17,7 @@ pub mod drop_not_null;
 pub mod indexes;
 pub mod key_type;
 pub mod named_constraint;
+pub mod partitioned;
 pub mod rename_column;
 pub mod rename_constraint;
 pub mod replica_identity;
@@ -81,6 +82,7 @@ pub fn build(
     lookup: &dyn crate::catalog::Lookup,
     quote: fn(&str) -> Ident,
 ) -> ZdmResult<Box<dyn Operation>> {
+    partitioned::refuse(spec, table)?;
     match spec {
         OperationSpec::AddColumn(a) => Ok(Box::new(add_column::AddColumn::new(table, a, quote)?)),
         OperationSpec::SetNotNull(a) => Ok(Box::new(set_not_null::SetNotNull::new(table, a)?)),

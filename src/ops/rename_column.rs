@@ -40,6 +40,7 @@ impl RenameColumn {
                 takes_old_name: false,
                 key: key.clone(),
                 final_default: col.default_sql.clone(),
+                partitions: table.partitions.clone(),
             },
         })
     }
@@ -109,6 +110,7 @@ mod tests {
                 index_name: "users_pkey".into(),
                 is_primary: true,
                 columns: vec![(Ident::test("id"), SqlFragment("bigint".into()))],
+                partitions: vec![],
             }),
             dependents: vec![Dependent {
                 kind: "view".into(),
@@ -120,6 +122,7 @@ mod tests {
             indexes: vec![],
             checks: vec![],
             foreign_keys: vec![],
+            partitions: None,
         }
     }
 

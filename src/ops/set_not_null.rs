@@ -22,6 +22,8 @@ pub struct SetNotNull {
     column: Ident,
     fill: Option<(String, String)>,
     key: Option<KeyInfo>,
+    /// A partitioned table's partitions (oids), for its trigger functions.
+    partitions: Vec<u32>,
 }
 
 impl SetNotNull {
@@ -62,6 +64,7 @@ impl SetNotNull {
             column: col.name.clone(),
             fill,
             key,
+            partitions: table.partition_oids(),
         })
     }
 }
@@ -95,6 +98,7 @@ impl Operation for SetNotNull {
                     format!("replaces NULL in {t}.{c} on rows written before the backfill reached them"),
                 )),
                 description: format!("replace NULL in {}", c.raw()),
+                partitions: &self.partitions,
             }
             .steps(ctx);
             plan.start.extend(start);

@@ -6,7 +6,7 @@
 use super::PlanContext;
 use crate::catalog::{ColumnInfo, KeyInfo};
 use crate::ident::{Ident, QualifiedName, SqlFragment};
-use crate::plan::{BackfillPlan, LockMode, Step};
+use crate::plan::{BackfillPlan, LockMode, PartitionBackfill, Step};
 use crate::sqlgen::backfill::{BatchWork, KeysetBatch};
 use crate::sqlgen::fill_trigger::{FillOn, FillTrigger};
 
@@ -83,6 +83,7 @@ pub fn fill_trigger_steps(
     value_over_new: &str,
     why: &str,
     on: FillOn,
+    partitions: &[u32],
 ) -> (Vec<Step>, Vec<Step>) {
     let t = table.to_string();
     let function = ctx.function_name("fill");
@@ -96,6 +97,7 @@ pub fn fill_trigger_steps(
         value_over_new,
         why,
         on,
+        partitions,
     };
     (
         vec![
@@ -114,33 +116,69 @@ pub fn fill_trigger_steps(
     )
 }
 
-/// The migration's generated batch function: the step creating it, the step
-/// dropping it, and the backfill plan that calls it.
+/// The migration's generated batch function: the steps creating it, the step
+/// dropping it, and the backfill plan that calls it. A partitioned table's
+/// (`key.partitions`) has one per leaf partition, walked one after the other.
 pub fn batch_function(
     ctx: &PlanContext,
     keyset: &KeysetBatch,
     key: &KeyInfo,
     description: String,
-) -> (Step, Step, BackfillPlan) {
+) -> (Vec<Step>, Step, BackfillPlan) {
     let function = ctx.function_name("backfill");
-    let create = Step::unlocked(
-        "backfill batch function",
-        keyset.create_batch_function(&function, &ctx.migration, &description),
-    );
-    let drop = Step::unlocked(
-        "drop the backfill batch function",
-        format!("DROP FUNCTION IF EXISTS {function}(text[], integer, text[])"),
-    );
-    let plan = BackfillPlan {
-        description,
+    let signature = "(text[], integer, text[])";
+    let mut plan = BackfillPlan {
+        description: description.clone(),
         table: keyset.table.to_string(),
         key_columns: key.columns.iter().map(|(c, _)| c.raw().to_string()).collect(),
         upper_bound_sql: keyset.upper_bound_sql(),
         function: function.to_string(),
         batch_statements: keyset.explain_statements(),
         beyond_upper: None,
+        partitions: Vec::new(),
     };
-    (create, drop, plan)
+    if key.partitions.is_empty() {
+        let create = Step::unlocked(
+            "backfill batch function",
+            keyset.create_batch_function(&function, &ctx.migration, &description),
+        );
+        let drop = Step::unlocked(
+            "drop the backfill batch function",
+            format!("DROP FUNCTION IF EXISTS {function}{signature}"),
+        );
+        return (vec![create], drop, plan);
+    }
+    let mut creates = Vec::new();
+    for (i, leaf) in key.partitions.iter().enumerate() {
+        let leaf_batch = KeysetBatch {
+            table: leaf,
+            key: keyset.key,
+            work: keyset.work.clone(),
+        };
+        let function = ctx.function_name(&format!("backfill_p{i}"));
+        creates.push(Step::unlocked(
+            format!("backfill batch function of partition {}", leaf.display_raw()),
+            leaf_batch.create_batch_function(&function, &ctx.migration, &description),
+        ));
+        plan.partitions.push(PartitionBackfill {
+            table: leaf.to_string(),
+            upper_bound_sql: leaf_batch.upper_bound_sql(),
+            function: function.to_string(),
+            validate: Vec::new(),
+        });
+    }
+    // Shown by zdm.plan() as the batches of the first partition; each
+    // partition's run the same statements on their own table.
+    if let Some(first) = key.partitions.first() {
+        let first_batch = KeysetBatch { table: first, key: keyset.key, work: keyset.work.clone() };
+        plan.batch_statements = first_batch.explain_statements();
+    }
+    let functions: Vec<String> = plan.partitions.iter().map(|p| format!("{}{signature}", p.function)).collect();
+    let drop = Step::unlocked(
+        "drop the backfill batch functions of the partitions",
+        format!("DROP FUNCTION IF EXISTS {}", functions.join(", ")),
+    );
+    (creates, drop, plan)
 }
 
 /// Fill a column where it is NULL: a backfill `c = fill` over rows where `c IS
@@ -156,6 +194,8 @@ pub struct FillNulls<'a> {
     pub fill: (&'a str, &'a str),
     pub trigger: Option<(FillOn, String)>,
     pub description: String,
+    /// A partitioned table's partitions (oids; empty for a plain table).
+    pub partitions: &'a [u32],
 }
 
 impl FillNulls<'_> {
@@ -163,7 +203,7 @@ impl FillNulls<'_> {
         let c = self.column;
         let (mut start, mut cleanup) = (Vec::new(), Vec::new());
         if let Some((on, why)) = &self.trigger {
-            let (create, drop) = fill_trigger_steps(ctx, self.table, c, self.fill.1, why, *on);
+            let (create, drop) = fill_trigger_steps(ctx, self.table, c, self.fill.1, why, *on, self.partitions);
             start.extend(create);
             cleanup.extend(drop);
         }
@@ -176,7 +216,7 @@ impl FillNulls<'_> {
             },
         };
         let (create, drop, backfill) = batch_function(ctx, &keyset, self.key, self.description);
-        start.push(create);
+        start.extend(create);
         cleanup.push(drop);
         (start, cleanup, backfill)
     }
@@ -191,4 +231,52 @@ pub fn type_change_name(table: &QualifiedName, column: &ColumnInfo, new_type: &S
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     format!("{}_{}_to_{}", table.name.raw(), column.name.raw(), ty.trim_matches('_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partitioned_table_has_a_batch_function_per_leaf() {
+        let q = |s: &str, t: &str| QualifiedName::new(Ident::test(s), Ident::test(t));
+        let key = KeyInfo {
+            index_name: "ev_pkey".into(),
+            is_primary: true,
+            columns: vec![(Ident::test("id"), SqlFragment("bigint".into()))],
+            partitions: vec![q("public", "ev_a"), q("public", "ev_b")],
+        };
+        let table = q("public", "ev");
+        let keyset = KeysetBatch {
+            table: &table,
+            key: &key.columns,
+            work: BatchWork::Update {
+                assignments: vec!["n = o".into()],
+                needs_work: "n IS NULL".into(),
+            },
+        };
+        let ctx = PlanContext { migration: "m".into(), quote: Ident::test };
+        let (create, drop, plan) = batch_function(&ctx, &keyset, &key, "fill n".into());
+        assert_eq!(create.len(), 2);
+        assert!(create[0].sql.starts_with("CREATE FUNCTION zdm.backfill_p0_m(upper_bound text[]"), "{}", create[0].sql);
+        assert!(create[1].sql.contains("UPDATE ONLY public.ev_b AS zdm_row"), "{}", create[1].sql);
+        assert!(!create[1].sql.contains("public.ev_a"), "{}", create[1].sql);
+        assert_eq!(
+            drop.sql,
+            "DROP FUNCTION IF EXISTS zdm.backfill_p0_m(text[], integer, text[]), zdm.backfill_p1_m(text[], integer, text[])"
+        );
+        assert_eq!(plan.table, "public.ev");
+        let leaves: Vec<(&str, &str, &str)> = plan
+            .partitions
+            .iter()
+            .map(|p| (p.table.as_str(), p.function.as_str(), p.upper_bound_sql.as_str()))
+            .collect();
+        assert_eq!(
+            leaves,
+            [
+                ("public.ev_a", "zdm.backfill_p0_m", "SELECT ARRAY[id::text] FROM ONLY public.ev_a ORDER BY id DESC LIMIT 1"),
+                ("public.ev_b", "zdm.backfill_p1_m", "SELECT ARRAY[id::text] FROM ONLY public.ev_b ORDER BY id DESC LIMIT 1"),
+            ]
+        );
+    }
 }

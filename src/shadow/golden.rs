@@ -26,12 +26,14 @@ fn table(schema: &str, name: &str, columns: Vec<ColumnInfo>, key: &[(&str, &str)
                 .iter()
                 .map(|(c, ty)| (Ident::test(c), SqlFragment(ty.to_string())))
                 .collect(),
+            partitions: vec![],
         }),
         dependents: vec![],
         constraint_names: vec![],
         indexes: vec![],
         checks: vec![],
         foreign_keys: vec![],
+        partitions: None,
     }
 }
 

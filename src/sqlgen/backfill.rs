@@ -24,6 +24,7 @@ pub struct KeysetBatch<'a> {
 }
 
 /// What a batch does to the rows of its key range.
+#[derive(Clone)]
 pub enum BatchWork {
     /// Column migrations: an UPDATE of the range in place.
     Update {

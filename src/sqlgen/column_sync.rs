@@ -34,6 +34,8 @@ pub struct ColumnSync<'a> {
     pub up: Option<&'a str>,
     /// Old value from the row; `None` copies the new column.
     pub down: Option<&'a str>,
+    /// A partitioned table's partitions (oids; empty for a plain table).
+    pub partitions: &'a [u32],
 }
 
 impl ColumnSync<'_> {
@@ -86,7 +88,7 @@ END;
             migration = comment_text(self.migration),
             old_column = comment_text(&format!("{}.{old}", self.table)),
             new_column = comment_text(&format!("{}.{new}", self.table)),
-            own_table_only = super::own_table_only(self.table),
+            own_table_only = super::own_table_or_partitions(self.table, self.partitions),
             up = self.up_expr(),
             down = self.down_expr(),
         );
@@ -172,6 +174,7 @@ mod tests {
             new,
             up: None,
             down: None,
+            partitions: &[],
         }
     }
 

@@ -32,6 +32,8 @@ pub struct FillTrigger<'a> {
     /// the whole text goes through `comment_text`).
     pub why: &'a str,
     pub on: FillOn,
+    /// A partitioned table's partitions (oids; empty for a plain table).
+    pub partitions: &'a [u32],
 }
 
 impl FillTrigger<'_> {
@@ -49,7 +51,7 @@ END;
             migration = comment_text(self.migration),
             why = comment_text(self.why),
             col = self.column,
-            own_table_only = super::own_table_only(self.table),
+            own_table_only = super::own_table_or_partitions(self.table, self.partitions),
             value = self.value_over_new,
         );
         format!(
@@ -104,6 +106,7 @@ mod tests {
             value_over_new: "(lower(NEW.name) || '@example.com')::text",
             why: "fills Email",
             on: FillOn::InsertOrUpdate,
+            partitions: &[],
         };
         let sql = ft.create_function();
         assert!(

@@ -12,6 +12,7 @@ mod idempotent;
 mod index_ops;
 mod key_type;
 mod lint;
+mod partitioned;
 mod plans;
 mod quoting;
 mod refusals;

@@ -24,7 +24,7 @@ mod tests {
             ("SELECT zdm.rename_column('public.u', 'name', 'email')", "42701"),
             ("SELECT zdm.rename_column('public.nokey', 'b', 'c')", "55000"),
             (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.v", "column": "x", "new_name": "y"}')"#, "42809"),
-            (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.parted", "column": "b", "new_name": "c"}')"#, "0A000"),
+            (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.parted", "column": "id", "new_name": "c"}')"#, "0A000"),
             (r#"SELECT zdm.start('{"op": "rename_column", "table": "public.u", "column": "name"}')"#, "22023"),
             (r#"SELECT zdm.start('{"op": "teleport", "table": "public.u"}')"#, "22023"),
             ("SELECT zdm.start('[]')", "22023"),

@@ -3,6 +3,7 @@
 //!     zdm-bench backfill [--rows N] [--memory-rows M]
 //!     zdm-bench triggers [--rows N] [--seconds S]
 //!     zdm-bench alter-type [--rows N] [--svg FILE]
+//!     zdm-bench partitioned [--rows N]
 //!
 //! backfill: rows/s of `CALL zdm.backfill()` (default settings, a COMMIT after
 //! every batch), and of the background runner (`zdm.run()` then `CALL
@@ -17,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zdm_harness::cluster::{Cluster, ClusterOptions};
-use zdm_harness::fixtures::status_orders_with_oracle;
-use zdm_harness::load::{oracle_diff, report_errors, Client};
+use zdm_harness::fixtures::{status_orders_target, status_orders_with_oracle};
+use zdm_harness::load::{oracle_diff, report_errors, Client, Target};
 use zdm_harness::prober::Prober;
 use zdm_harness::stats::Latencies;
 
@@ -727,6 +728,98 @@ fn rebuild(cluster: &Cluster, rows: i64) {
     }
 }
 
+/// A table of `rows` rows range-partitioned by month over 16 partitions and
+/// a default one, with a keyed oracle; its writer clients' target.
+fn partitioned_orders(c: &mut postgres::Client, table: &str, rows: i64) -> Target {
+    let mut sql = format!(
+        "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_oracle;
+         CREATE TABLE {table} (id bigint NOT NULL, day date NOT NULL DEFAULT '2023-06-15', amount integer NOT NULL DEFAULT 0,
+                               status text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+         CREATE TABLE {table}_def PARTITION OF {table} DEFAULT;"
+    );
+    for m in 0..16 {
+        sql.push_str(&format!(
+            "CREATE TABLE {table}_m{m:02} PARTITION OF {table}
+               FOR VALUES FROM (DATE '2023-01-01' + INTERVAL '{m} month') TO (DATE '2023-01-01' + INTERVAL '{} month');",
+            m + 1
+        ));
+    }
+    sql.push_str(&format!(
+        "INSERT INTO {table} SELECT g, DATE '2023-01-01' + (g % 510)::int, g % 100000, 'new' FROM generate_series(1, {rows}) g;
+         CREATE TABLE {table}_oracle AS SELECT id, amount, status FROM {table};
+         ALTER TABLE {table}_oracle ADD PRIMARY KEY (id);"
+    ));
+    c.batch_execute(&sql).unwrap();
+    c.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
+    c.batch_execute("CHECKPOINT").unwrap();
+    status_orders_target(table, rows)
+}
+
+/// One change of a partitioned table under two writers and a prober: the
+/// naive statement, or pg_zdm's migration (its top-level statements run as
+/// \gexec would). (total s, readers' worst wait ms, writers' worst ms, errors).
+fn partitioned_run(cluster: &Cluster, table: &str, rows: i64, sql: &str, zdm: bool) -> (f64, f64, f64, usize) {
+    let mut c = cluster.connect();
+    let target = partitioned_orders(&mut c, table, rows);
+    let url = cluster.url("postgres");
+    let epoch = Instant::now();
+    let prober = Prober::spawn(&url, table, epoch);
+    let clients: Vec<Client> = (0..2)
+        .map(|i| Client::spawn(&format!("c{i}"), &url, target.clone(), i, epoch))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    if zdm {
+        let m: String = c.query_one(sql, &[]).unwrap().get(0);
+        c.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
+        let pending: Vec<String> = c
+            .query("SELECT statement FROM zdm.pending_statements($1)", &[&m])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for s in pending {
+            c.batch_execute(&s).unwrap();
+        }
+        c.execute("SELECT zdm.complete($1)", &[&m]).unwrap();
+    } else {
+        c.batch_execute(sql).unwrap();
+    }
+    let total = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let reports: Vec<_> = clients.into_iter().map(Client::stop).collect();
+    let probe = prober.stop();
+    let errors = report_errors(&reports);
+    let writers_max = reports.iter().map(|r| r.latencies.max_ms()).fold(0.0, f64::max);
+    let diff = oracle_diff(
+        &mut c,
+        &format!("SELECT id, amount::int8, status FROM {table}"),
+        &format!("SELECT id, amount::int8, status FROM {table}_oracle"),
+        5,
+    );
+    assert!(diff.is_empty(), "{table}: {}", diff.join("\n"));
+    (total, probe.longest_wait_ms(), writers_max, errors)
+}
+
+/// A partitioned table's column type change and index build: the naive
+/// statement beside pg_zdm's migration, on identical tables.
+fn partitioned(cluster: &Cluster, rows: i64) {
+    let t = "porders";
+    let cases = [
+        ("ALTER TABLE porders ALTER COLUMN amount TYPE numeric(12,2)", false, "naive ALTER TABLE ... TYPE"),
+        ("SELECT zdm.alter_column_type('porders', 'amount', 'numeric(12,2)')", true, "pg_zdm alter_column_type"),
+        ("CREATE INDEX porders_status ON porders (status)", false, "naive CREATE INDEX"),
+        ("SELECT zdm.create_index('porders', 'porders_status', 'USING btree (status)')", true, "pg_zdm create_index"),
+    ];
+    println!("partitioned table of {rows} rows (16 monthly partitions + default), 2 writer clients + a prober reading every 10 ms\n");
+    println!("| change | total s | readers' worst wait ms | writers' worst ms | client errors |");
+    println!("|---|---:|---:|---:|---:|");
+    for (sql, zdm, name) in cases {
+        let (total, readers, writers, errors) = partitioned_run(cluster, t, rows, sql, zdm);
+        println!("| {name} | {total:.2} | {readers:.1} | {writers:.1} | {errors} |");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("backfill");
@@ -750,8 +843,9 @@ fn main() {
         "triggers" => triggers(&cluster, rows, seconds),
         "alter-type" => alter_type(&cluster, rows, &svg),
         "rebuild" => rebuild(&cluster, rows),
+        "partitioned" => partitioned(&cluster, rows),
         other => {
-            eprintln!("unknown benchmark {other}; known: backfill, triggers, alter-type, rebuild");
+            eprintln!("unknown benchmark {other}; known: backfill, triggers, alter-type, rebuild, partitioned");
             std::process::exit(2);
         }
     }

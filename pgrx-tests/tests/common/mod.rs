@@ -42,6 +42,21 @@ pub fn crash_errors_only(reports: &[zdm_harness::load::ClientReport]) {
     }
 }
 
+/// What `SELECT statement FROM zdm.pending_statements(m) \gexec` does: each
+/// at top level. Named (`contract`), it also gives drop_index's `DROP INDEX
+/// CONCURRENTLY`, which belongs just before complete; otherwise the builds only.
+pub fn run_pending(c: &mut postgres::Client, m: &str, contract: bool) {
+    let sql = if contract {
+        "SELECT statement FROM zdm.pending_statements($1)"
+    } else {
+        "SELECT statement FROM zdm.pending_statements() WHERE migration = $1"
+    };
+    let stmts: Vec<String> = c.query(sql, &[&m]).unwrap().iter().map(|r| r.get(0)).collect();
+    for s in stmts {
+        c.batch_execute(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+}
+
 /// `format_type` of a column, e.g. `numeric(10,2)`.
 pub fn column_type(c: &mut postgres::Client, table: &str, column: &str) -> String {
     c.query_one(

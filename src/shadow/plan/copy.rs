@@ -82,7 +82,10 @@ pub fn batch(
         ),
     );
     backfill.table = names.table.to_string();
-    (create, drop, backfill)
+    // A shadow's table is never partitioned (refused by ops::partitioned):
+    // one batch function.
+    let mut create = create;
+    (create.remove(0), drop, backfill)
 }
 
 /// The end of a copy phase, when nobody else writes the shadow (writers note
