@@ -266,7 +266,11 @@ pub mod zdm {
         let command = command.unwrap().map(|d| d.cast_mut_ptr::<pg_sys::CollectedCommand>());
         // SAFETY: the pointer is the CollectedCommand of the event trigger running now.
         let subcommands = unsafe { crate::guard::alter_table_subcommands(command.unwrap_or(std::ptr::null_mut())) };
-        TableIterator::new(subcommands.into_iter().map(|s| (s.relation, s.kind.to_string(), s.column)))
+        TableIterator::new(
+            subcommands
+                .into_iter()
+                .map(|s| (s.relation, s.kind.to_string(), s.column)),
+        )
     }
 
     /// Read by the catalog's guard trigger: true only while pg_zdm itself

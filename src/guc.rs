@@ -101,7 +101,8 @@ const INT_SETTINGS: &[IntSetting] = &[
     IntSetting {
         name: c"zdm.target_batch_time",
         short: c"Target duration of one backfill batch; the batch size adapts to stay near it (0: fixed size).",
-        long: c"A batch keeps its rows locked until it commits, so this bounds how long a writer waits for the backfill.",
+        long:
+            c"A batch keeps its rows locked until it commits, so this bounds how long a writer waits for the backfill.",
         setting: &TARGET_BATCH_TIME_MS,
         min: 0,
         max: 600_000,
@@ -147,6 +148,15 @@ pub fn register() {
         GucFlags::default(),
     );
     for s in INT_SETTINGS {
-        GucRegistry::define_int_guc(s.name, s.short, s.long, s.setting, s.min, s.max, GucContext::Userset, s.unit);
+        GucRegistry::define_int_guc(
+            s.name,
+            s.short,
+            s.long,
+            s.setting,
+            s.min,
+            s.max,
+            GucContext::Userset,
+            s.unit,
+        );
     }
 }

@@ -82,7 +82,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/guard.sql",
     name = "ddl_guard",
-    requires = ["bootstrap", api::zdm::_own_ddl_in_progress, api::zdm::_alter_table_subcommands]
+    requires = [
+        "bootstrap",
+        api::zdm::_own_ddl_in_progress,
+        api::zdm::_alter_table_subcommands
+    ]
 );
 extension_sql_file!(
     "../sql/runner.sql",

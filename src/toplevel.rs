@@ -91,7 +91,10 @@ pub fn require_built(m: &MigrationRow) -> ZdmResult<()> {
     // The partitions' steps first: the index of a partitioned table itself
     // (not top level) is valid once they are done.
     let (top, own): (Vec<&Step>, Vec<&Step>) = m.plan.start.iter().partition(|s| s.top_level);
-    for step in top.into_iter().chain(own.into_iter().filter(|s| s.builds_index.is_some())) {
+    for step in top
+        .into_iter()
+        .chain(own.into_iter().filter(|s| s.builds_index.is_some()))
+    {
         if partition_gone(step)? {
             continue;
         }

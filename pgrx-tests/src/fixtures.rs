@@ -98,7 +98,7 @@ pub fn status_orders_target(table: &str, rows: i64) -> Target {
 /// `status`, `note`, two indexes), `rows` orders.
 pub fn case_study(c: &mut postgres::Client, rows: i64) {
     c.batch_execute(&format!(
-            "CREATE TABLE public.users (
+        "CREATE TABLE public.users (
                  id bigint PRIMARY KEY,
                  name varchar(255) NOT NULL,
                  email varchar(255),

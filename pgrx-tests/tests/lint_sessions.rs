@@ -60,20 +60,37 @@ fn names_a_long_transaction_and_fails_ci_on_danger() {
     // substitute variables), the text in a variable.
     let psql = |sql: &str| {
         let mut child = Command::new(cluster.tool("psql"))
-            .args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres", "-d", "ci"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "ci",
+            ])
             .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", &format!("sql={sql}")])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("psql runs");
-        child.stdin.take().unwrap().write_all(b"SELECT zdm.lint_check(:'sql');\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"SELECT zdm.lint_check(:'sql');\n")
+            .unwrap();
         child.wait_with_output().unwrap()
     };
     let bad = psql("SET lock_timeout = '1s';\nALTER TABLE orders RENAME COLUMN note TO remark;");
     assert!(!bad.status.success(), "danger fails the job");
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("migration has 1 dangerous statement(s)") && err.contains("line 2: renaming-column"), "{err}");
+    assert!(
+        err.contains("migration has 1 dangerous statement(s)") && err.contains("line 2: renaming-column"),
+        "{err}"
+    );
     let good = psql("SET lock_timeout = '1s';\nALTER TABLE orders ADD COLUMN remark text;");
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
 }

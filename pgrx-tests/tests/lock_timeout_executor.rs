@@ -227,7 +227,10 @@ fn all_the_locks_of_an_attempt_fit_in_one_lock_timeout() {
     let longest = prober.stop().longest_wait_ms();
     let held = swap["lock_held_ms"].as_f64().unwrap();
     println!("swap {swap}; readers' longest wait {longest:.0} ms");
-    assert!(swap["attempts"].as_u64().unwrap() >= 2, "the first attempt cannot have fit: {swap}");
+    assert!(
+        swap["attempts"].as_u64().unwrap() >= 2,
+        "the first attempt cannot have fit: {swap}"
+    );
     // One lock_timeout (500 ms) and the hold, plus scheduling slack; a
     // timeout per lock would have kept them about 950 ms.
     assert!(longest < 500.0 + held + 200.0, "readers waited {longest:.0} ms");

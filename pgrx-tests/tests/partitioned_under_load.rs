@@ -129,7 +129,10 @@ fn column_operations_on_a_partitioned_table_under_load() {
     let mut c = cluster.connect();
     let t0 = Instant::now();
     create_tree(&mut c);
-    eprintln!("tree of {ROWS} rows in {MONTHS} partitions + default: {:?}", t0.elapsed());
+    eprintln!(
+        "tree of {ROWS} rows in {MONTHS} partitions + default: {:?}",
+        t0.elapsed()
+    );
     c.batch_execute("SET zdm.batch_size = 10000").unwrap();
     let url = cluster.url("postgres");
     let epoch = Instant::now();
@@ -156,8 +159,13 @@ fn column_operations_on_a_partitioned_table_under_load() {
         partition_changes(&mut c, run, detach);
         run += 1;
         common::run_pending(&mut c, &m, true);
-        c.execute("SELECT zdm.rollback($1)", &[&m]).unwrap_or_else(|e| panic!("rollback {m}: {e}"));
-        assert_eq!(before, tree_schema(&cluster, &mut c, None), "{op}: rollback did not restore the tree");
+        c.execute("SELECT zdm.rollback($1)", &[&m])
+            .unwrap_or_else(|e| panic!("rollback {m}: {e}"));
+        assert_eq!(
+            before,
+            tree_schema(&cluster, &mut c, None),
+            "{op}: rollback did not restore the tree"
+        );
 
         // Then to the end.
         let m: String = c.query_one(op, &[]).unwrap().get(0);
@@ -190,22 +198,36 @@ fn column_operations_on_a_partitioned_table_under_load() {
         // Every partition done, but the one detached during the window: done
         // (the backfill got there first) or gone (skipped).
         let states: Vec<(String, String)> = c
-            .query("SELECT partition, state FROM zdm.partition_progress WHERE migration = $1", &[&m])
+            .query(
+                "SELECT partition, state FROM zdm.partition_progress WHERE migration = $1",
+                &[&m],
+            )
             .unwrap()
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         let detached = format!("public.events_m{detached:02}");
         for (partition, state) in &states {
-            let allowed: &[&str] = if *partition == detached { &["done", "gone"] } else { &["done"] };
+            let allowed: &[&str] = if *partition == detached {
+                &["done", "gone"]
+            } else {
+                &["done"]
+            };
             assert!(allowed.contains(&state.as_str()), "{m}: {partition} is {state}");
         }
         // Each window adds a partition and takes one away: 17 leaves at every start.
-        let expected = if op.contains("create_index") { 0 } else { MONTHS as usize + 1 };
+        let expected = if op.contains("create_index") {
+            0
+        } else {
+            MONTHS as usize + 1
+        };
         assert_eq!(states.len(), expected, "{m}: the partitions there were at start");
         if let Some(old_app) = old_app {
             let disagree: i64 = c
-                .query_one("SELECT count(*) FROM public.events WHERE label IS DISTINCT FROM title", &[])
+                .query_one(
+                    "SELECT count(*) FROM public.events WHERE label IS DISTINCT FROM title",
+                    &[],
+                )
                 .unwrap()
                 .get(0);
             assert_eq!(disagree, 0, "both names agree before complete");
@@ -213,7 +235,8 @@ fn column_operations_on_a_partitioned_table_under_load() {
             assert_eq!(report_errors(std::slice::from_ref(&r)), 0);
             assert!(r.statements > 100, "the old app ran");
         }
-        c.execute("SELECT zdm.complete($1)", &[&m]).unwrap_or_else(|e| panic!("complete {m}: {e}"));
+        c.execute("SELECT zdm.complete($1)", &[&m])
+            .unwrap_or_else(|e| panic!("complete {m}: {e}"));
         eprintln!("{m}: rolled back exactly, then completed ({:?})", epoch.elapsed());
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -238,7 +261,11 @@ fn column_operations_on_a_partitioned_table_under_load() {
     // Every ACCESS EXCLUSIVE request (pg_zdm's, and the DBA's CREATE TABLE ...
     // PARTITION OF and DETACH) gives up after 100 ms and retries; the rest is
     // this 2-core machine's scheduling under load (289 ms measured).
-    assert!(probe.longest_wait_ms() < 500.0, "a reader waited {:.1} ms", probe.longest_wait_ms());
+    assert!(
+        probe.longest_wait_ms() < 500.0,
+        "a reader waited {:.1} ms",
+        probe.longest_wait_ms()
+    );
 
     let diff = oracle_diff(
         &mut c,
@@ -248,7 +275,12 @@ fn column_operations_on_a_partitioned_table_under_load() {
     );
     assert!(diff.is_empty(), "table and oracle differ:\n{}", diff.join("\n"));
     let schema = tree_schema(&cluster, &mut c, None);
-    for want in ["title text", "amount bigint DEFAULT (0)::bigint NOT NULL", "tag text DEFAULT 't'::text NOT NULL", "CREATE INDEX events_w ON ONLY public.events USING btree (w)"] {
+    for want in [
+        "title text",
+        "amount bigint DEFAULT (0)::bigint NOT NULL",
+        "tag text DEFAULT 't'::text NOT NULL",
+        "CREATE INDEX events_w ON ONLY public.events USING btree (w)",
+    ] {
         assert!(schema.contains(want), "missing {want:?} in\n{schema}");
     }
     let invalid: i64 = c

@@ -122,9 +122,18 @@ fn one_transactional_file_reaches_ready_to_complete_under_load_and_a_rollback_st
         )
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!one::<bool>(&mut admin, "SELECT EXISTS (SELECT FROM zdm.migrations WHERE name = 'r')"));
-    assert!(!one::<bool>(&mut admin, "SELECT EXISTS (SELECT FROM zdm.runners WHERE migration = 'r')"));
-    let who: String = one(&mut admin, "SELECT coalesce(runner, '') FROM zdm.progress WHERE migration = 'm'");
+    assert!(!one::<bool>(
+        &mut admin,
+        "SELECT EXISTS (SELECT FROM zdm.migrations WHERE name = 'r')"
+    ));
+    assert!(!one::<bool>(
+        &mut admin,
+        "SELECT EXISTS (SELECT FROM zdm.runners WHERE migration = 'r')"
+    ));
+    let who: String = one(
+        &mut admin,
+        "SELECT coalesce(runner, '') FROM zdm.progress WHERE migration = 'm'",
+    );
     assert!(who.starts_with("worker (pid "), "progress names the worker: {who:?}");
     let worker_role: String = one(
         &mut admin,
@@ -150,9 +159,14 @@ fn one_transactional_file_reaches_ready_to_complete_under_load_and_a_rollback_st
         &mut admin,
         "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.users_email_idx'::regclass"
     ));
-    assert!(!one::<bool>(&mut admin, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_zdm runner')"));
+    assert!(!one::<bool>(
+        &mut admin,
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_zdm runner')"
+    ));
     table_equals_oracle(&mut admin);
-    owner.batch_execute("SELECT zdm.complete('m'); SELECT zdm.complete('ix');").unwrap();
+    owner
+        .batch_execute("SELECT zdm.complete('m'); SELECT zdm.complete('ix');")
+        .unwrap();
 }
 
 #[test]
@@ -177,11 +191,18 @@ fn killed_worker_and_crashed_server_resume_by_themselves() {
                COMMIT;"#,
         )
         .unwrap();
-    until(&mut admin, "SELECT rows_done >= 60000 FROM zdm.migrations WHERE name = 'm'", Duration::from_secs(60));
+    until(
+        &mut admin,
+        "SELECT rows_done >= 60000 FROM zdm.migrations WHERE name = 'm'",
+        Duration::from_secs(60),
+    );
 
     // 1. The worker's backend is terminated: the postmaster starts it again.
     let first = worker_pid(&mut admin).expect("a worker runs");
-    assert!(one::<bool>(&mut admin, &format!("SELECT pg_terminate_backend({first})")));
+    assert!(one::<bool>(
+        &mut admin,
+        &format!("SELECT pg_terminate_backend({first})")
+    ));
     let at_kill = rows_done(&mut admin, "m");
     until(
         &mut admin,
@@ -213,16 +234,26 @@ fn killed_worker_and_crashed_server_resume_by_themselves() {
     reports = writers.into_iter().map(Client::stop).collect();
     assert_eq!(zdm_harness::load::report_errors(&reports), 0, "writers saw errors");
     let launches: i32 = one(&mut admin, "SELECT launches FROM zdm.runners WHERE migration = 'm'");
-    assert_eq!(launches, 2, "launched by zdm.run, then by the launcher after the restart");
+    assert_eq!(
+        launches, 2,
+        "launched by zdm.run, then by the launcher after the restart"
+    );
     table_equals_oracle(&mut admin);
     // rows_done counts each committed batch once: never more than the rows below the bound.
     let below: i64 = one(
         &mut admin,
         "SELECT count(*) FROM public.users WHERE id <= (SELECT backfill_upper[1]::int8 FROM zdm.migrations WHERE name = 'm')",
     );
-    let deleted: i64 = ROWS - one::<i64>(&mut admin, &format!("SELECT count(*) FROM public.users WHERE id <= {ROWS}"));
+    let deleted: i64 = ROWS
+        - one::<i64>(
+            &mut admin,
+            &format!("SELECT count(*) FROM public.users WHERE id <= {ROWS}"),
+        );
     let done = rows_done(&mut admin, "m");
-    assert!(done >= below && done <= below + deleted + 1000, "rows_done {done}, below the bound {below}");
+    assert!(
+        done >= below && done <= below + deleted + 1000,
+        "rows_done {done}, below the bound {below}"
+    );
 }
 
 #[test]
@@ -240,7 +271,11 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
                SELECT zdm.run('m');"#,
         )
         .unwrap();
-    until(&mut admin, "SELECT rows_done >= 5000 FROM zdm.migrations WHERE name = 'm'", Duration::from_secs(30));
+    until(
+        &mut admin,
+        "SELECT rows_done >= 5000 FROM zdm.migrations WHERE name = 'm'",
+        Duration::from_secs(30),
+    );
 
     // Pause: the worker stops within a batch, and stays.
     owner.batch_execute("SELECT zdm.pause('m')").unwrap();
@@ -248,30 +283,46 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     let paused = rows_done(&mut admin, "m");
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(rows_done(&mut admin, "m"), paused, "no batch while paused");
-    assert_eq!(one::<String>(&mut admin, "SELECT state FROM zdm.progress WHERE migration = 'm'"), "paused");
+    assert_eq!(
+        one::<String>(&mut admin, "SELECT state FROM zdm.progress WHERE migration = 'm'"),
+        "paused"
+    );
     assert!(worker_pid(&mut admin).is_some(), "the paused worker waits");
 
     // No slot left for a second runner: 53400 with a hint, nothing changed.
-    owner.batch_execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'm2')").unwrap();
+    owner
+        .batch_execute("SELECT zdm.rename_column('public.users', 'email', 'mail', 'm2')")
+        .unwrap();
     let err = owner.batch_execute("SELECT zdm.run('m2')").expect_err("no worker slot");
     assert_eq!(common::sqlstate(&err), "53400", "{err}");
     let db = err.as_db_error().unwrap();
-    assert!(db.hint().unwrap_or("").contains("max_worker_processes"), "{:?}", db.hint());
-    assert!(!one::<bool>(&mut admin, "SELECT EXISTS (SELECT FROM zdm.runners WHERE migration = 'm2')"));
+    assert!(
+        db.hint().unwrap_or("").contains("max_worker_processes"),
+        "{:?}",
+        db.hint()
+    );
+    assert!(!one::<bool>(
+        &mut admin,
+        "SELECT EXISTS (SELECT FROM zdm.runners WHERE migration = 'm2')"
+    ));
     owner.batch_execute("SELECT zdm.rollback('m2')").unwrap();
 
     // New settings and resume: the next batch has the new size.
     owner
-        .batch_execute(
-            r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 3000}'); SELECT zdm.resume('m');"#,
-        )
+        .batch_execute(r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": 3000}'); SELECT zdm.resume('m');"#)
         .unwrap();
     until(
         &mut admin,
         &format!("SELECT rows_done > {paused} FROM zdm.migrations WHERE name = 'm'"),
         Duration::from_secs(5),
     );
-    assert_eq!(one::<i32>(&mut admin, "SELECT last_batch_size FROM zdm.migrations WHERE name = 'm'"), 3000);
+    assert_eq!(
+        one::<i32>(
+            &mut admin,
+            "SELECT last_batch_size FROM zdm.migrations WHERE name = 'm'"
+        ),
+        3000
+    );
 
     // Cancel: the worker ends before its next step; zdm.wait says so.
     assert!(one::<bool>(&mut owner, "SELECT zdm.cancel('m')"));
@@ -282,14 +333,20 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     );
     let err = owner.batch_execute("CALL zdm.wait('m')").expect_err("cancelled");
     assert_eq!(common::sqlstate(&err), "57014", "{err}");
-    let err = owner.batch_execute("BEGIN; CALL zdm.wait('m')").expect_err("not in a block");
+    let err = owner
+        .batch_execute("BEGIN; CALL zdm.wait('m')")
+        .expect_err("not in a block");
     assert_eq!(common::sqlstate(&err), "25001", "{err}");
     owner.batch_execute("ROLLBACK").unwrap();
 
     // Without the preload, a server restart leaves the runner waiting for
     // the first pg_zdm call in its database.
     owner.batch_execute("SELECT zdm.run('m')").unwrap();
-    until(&mut admin, "SELECT state = 'running' FROM zdm.runners WHERE migration = 'm'", Duration::from_secs(5));
+    until(
+        &mut admin,
+        "SELECT state = 'running' FROM zdm.runners WHERE migration = 'm'",
+        Duration::from_secs(5),
+    );
     drop((admin, owner));
     cluster.crash();
     cluster.start_server();
@@ -298,7 +355,10 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     assert!(worker_pid(&mut admin).is_none());
     let mut owner = cluster_client(&cluster, "app_owner");
     owner.batch_execute("CALL zdm.wait('m', '60 s')").unwrap();
-    assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'm'"), "backfilled");
+    assert_eq!(
+        one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'm'"),
+        "backfilled"
+    );
     table_equals_oracle(&mut admin);
 
     // "run": true in a spec: started and handed to a worker in one call.
@@ -310,14 +370,22 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
         )
         .unwrap();
     owner.batch_execute("CALL zdm.wait('s', '60 s')").unwrap();
-    assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 's'"), "backfilled");
+    assert_eq!(
+        one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 's'"),
+        "backfilled"
+    );
 
     // A start function's result handed straight to zdm.run.
     owner
-        .batch_execute("SELECT zdm.complete('s'); SELECT zdm.run(zdm.rename_column('public.users', 'mail', 'mail2', 'n'));")
+        .batch_execute(
+            "SELECT zdm.complete('s'); SELECT zdm.run(zdm.rename_column('public.users', 'mail', 'mail2', 'n'));",
+        )
         .unwrap();
     owner.batch_execute("CALL zdm.wait('n', '60 s')").unwrap();
-    assert_eq!(one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'n'"), "backfilled");
+    assert_eq!(
+        one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'n'"),
+        "backfilled"
+    );
     owner.batch_execute("SELECT zdm.rollback('n')").unwrap();
 
     // A migration rolled back while its worker runs: the worker stops at its
@@ -329,7 +397,11 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
                SELECT zdm.run('r');"#,
         )
         .unwrap();
-    until(&mut admin, "SELECT rows_done >= 1000 FROM zdm.migrations WHERE name = 'r'", Duration::from_secs(30));
+    until(
+        &mut admin,
+        "SELECT rows_done >= 1000 FROM zdm.migrations WHERE name = 'r'",
+        Duration::from_secs(30),
+    );
     owner.batch_execute("SELECT zdm.rollback('r')").unwrap();
     until(
         &mut admin,
@@ -342,7 +414,11 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
             .unwrap();
         (row.get(0), row.get(1))
     };
-    assert_eq!((state.as_str(), error), ("cancelled", None), "the worker stopped without an error");
+    assert_eq!(
+        (state.as_str(), error),
+        ("cancelled", None),
+        "the worker stopped without an error"
+    );
     assert!(!one::<bool>(
         &mut admin,
         "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'public.users'::regclass AND attname = 'fn2' AND NOT attisdropped)"
@@ -350,7 +426,9 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
 
     // A table owner that cannot log in cannot have a worker (PostgreSQL 15).
     admin.batch_execute("ALTER ROLE app_owner NOLOGIN").unwrap();
-    admin.batch_execute("SELECT zdm.rename_column('public.users', 'full_name', 'fname', 'm3')").unwrap();
+    admin
+        .batch_execute("SELECT zdm.rename_column('public.users', 'full_name', 'fname', 'm3')")
+        .unwrap();
     let err = admin.batch_execute("SELECT zdm.run('m3')").expect_err("NOLOGIN owner");
     assert_eq!(common::sqlstate(&err), "55000", "{err}");
 }

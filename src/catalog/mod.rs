@@ -7,5 +7,6 @@ pub mod model;
 pub mod partitions;
 
 pub use model::{
-    CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, Partition, PartitionTree, Referencing, SequenceInfo, TableInfo,
+    CheckInfo, ColumnInfo, Dependent, ForeignKeyInfo, IndexInfo, KeyInfo, Lookup, Partition, PartitionTree,
+    Referencing, SequenceInfo, TableInfo,
 };

@@ -121,7 +121,10 @@ fn analyze_here(
         if !columns.contains(&name.raw().to_string()) {
             columns.insert(0, name.raw().to_string());
         }
-        let target = write_as.iter().find(|(from, _)| from == name).map_or(name, |(_, to)| to);
+        let target = write_as
+            .iter()
+            .find(|(from, _)| from == name)
+            .map_or(name, |(_, to)| to);
         Some(format!("NEW.{target}"))
     })?;
     Ok(RowExpr {
@@ -240,8 +243,9 @@ pub fn replace_column(
                 ),
             )
         })?;
-        let out = rewrite_columns(&text, &analysed, what, |a| (a == attnum).then(|| to.quoted().to_string()))?;
+        let out = rewrite_columns(&text, &analysed, what, |a| {
+            (a == attnum).then(|| to.quoted().to_string())
+        })?;
         Ok(out)
     })
 }
-

@@ -10,29 +10,60 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 type Row = (
-    i32, i32, String, Vec<String>, Option<String>, String, Option<String>, Option<i64>, Option<i64>,
-    String, Option<String>, Option<String>, Option<String>, Option<JsonB>,
+    i32,
+    i32,
+    String,
+    Vec<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<JsonB>,
 );
 
 /// One row per finding (one `ok` row for a statement without any).
 fn rows(reports: Vec<Report>) -> Vec<Row> {
     let mut out = Vec::new();
     for r in reports {
-        let base = |verdict: &str, rule: Option<String>, reason: Option<String>, safe: Option<String>, spec: Option<Value>| -> Row {
+        let base = |verdict: &str,
+                    rule: Option<String>,
+                    reason: Option<String>,
+                    safe: Option<String>,
+                    spec: Option<Value>|
+         -> Row {
             (
-                r.statement.number, r.statement.line, r.statement.text.clone(), r.objects.clone(),
-                r.lock.and_then(|l| l.as_sql()).map(str::to_string), r.work.as_str().to_string(),
-                r.table.as_ref().map(|t| t.qualified.clone()), r.table.as_ref().map(|t| t.size),
+                r.statement.number,
+                r.statement.line,
+                r.statement.text.clone(),
+                r.objects.clone(),
+                r.lock.and_then(|l| l.as_sql()).map(str::to_string),
+                r.work.as_str().to_string(),
+                r.table.as_ref().map(|t| t.qualified.clone()),
+                r.table.as_ref().map(|t| t.size),
                 r.table.as_ref().map(|t| t.rows as i64),
-                verdict.to_string(), rule, reason, safe, spec.map(JsonB),
+                verdict.to_string(),
+                rule,
+                reason,
+                safe,
+                spec.map(JsonB),
             )
         };
         if r.findings.is_empty() {
             out.push(base("ok", None, None, None, None));
         }
         for f in &r.findings {
-            out.push(base(f.verdict.as_str(), Some(f.rule.to_string()), Some(f.reason.clone()),
-                f.safe.as_ref().map(|s| s.text.clone()), f.safe.as_ref().and_then(|s| s.spec.clone())));
+            out.push(base(
+                f.verdict.as_str(),
+                Some(f.rule.to_string()),
+                Some(f.reason.clone()),
+                f.safe.as_ref().map(|s| s.text.clone()),
+                f.safe.as_ref().and_then(|s| s.spec.clone()),
+            ));
         }
     }
     out
@@ -51,18 +82,29 @@ fn as_json(reports: &[Report]) -> Value {
 }
 
 fn check(reports: &[Report]) -> ZdmResult<String> {
-    let dangers: Vec<String> = reports.iter().flat_map(|r| r.findings.iter()
-        .filter(|f| f.verdict == Verdict::Danger)
-        .map(move |f| format!("line {}: {} ({})", r.statement.line, f.rule, f.reason)))
+    let dangers: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.findings
+                .iter()
+                .filter(|f| f.verdict == Verdict::Danger)
+                .map(move |f| format!("line {}: {} ({})", r.statement.line, f.rule, f.reason))
+        })
         .collect();
-    let warnings = reports.iter().flat_map(|r| &r.findings).filter(|f| f.verdict == Verdict::Warning).count();
+    let warnings = reports
+        .iter()
+        .flat_map(|r| &r.findings)
+        .filter(|f| f.verdict == Verdict::Warning)
+        .count();
     if dangers.is_empty() {
         return Ok(format!("{} statements, no danger, {warnings} warnings", reports.len()));
     }
-    Err(ZdmError::new(PgSqlErrorCode::ERRCODE_RAISE_EXCEPTION,
-        format!("migration has {} dangerous statement(s)", dangers.len()))
-        .detail(dangers.join("\n"))
-        .hint("SELECT * FROM zdm.lint(...) shows each with its safe way; zdm.convert(...) gives the pg_zdm specs."))
+    Err(ZdmError::new(
+        PgSqlErrorCode::ERRCODE_RAISE_EXCEPTION,
+        format!("migration has {} dangerous statement(s)", dangers.len()),
+    )
+    .detail(dangers.join("\n"))
+    .hint("SELECT * FROM zdm.lint(...) shows each with its safe way; zdm.convert(...) gives the pg_zdm specs."))
 }
 
 #[pg_schema]
@@ -78,27 +120,47 @@ pub mod zdm {
         sql: &str,
         in_transaction: default!(bool, false),
         long_transaction: default!(&str, "'1 minute'"),
-    ) -> TableIterator<'static, (
-        name!(statement_no, i32), name!(line, i32), name!(statement, String), name!(objects, Vec<String>),
-        name!(lock_mode, Option<String>), name!(table_work, String), name!(table_name, Option<String>),
-        name!(table_bytes, Option<i64>), name!(table_rows, Option<i64>), name!(verdict, String),
-        name!(rule, Option<String>), name!(reason, Option<String>), name!(safe_way, Option<String>),
-        name!(spec, Option<JsonB>),
-    )> {
+    ) -> TableIterator<
+        'static,
+        (
+            name!(statement_no, i32),
+            name!(line, i32),
+            name!(statement, String),
+            name!(objects, Vec<String>),
+            name!(lock_mode, Option<String>),
+            name!(table_work, String),
+            name!(table_name, Option<String>),
+            name!(table_bytes, Option<i64>),
+            name!(table_rows, Option<i64>),
+            name!(verdict, String),
+            name!(rule, Option<String>),
+            name!(reason, Option<String>),
+            name!(safe_way, Option<String>),
+            name!(spec, Option<JsonB>),
+        ),
+    > {
         let reports = api_call(|| super::super::lint(sql, in_transaction, long_transaction)).or_raise();
         TableIterator::new(rows(reports))
     }
 
     /// zdm.lint() as one jsonb array, one element per statement.
     #[pg_extern]
-    fn lint_json(sql: &str, in_transaction: default!(bool, false), long_transaction: default!(&str, "'1 minute'")) -> JsonB {
+    fn lint_json(
+        sql: &str,
+        in_transaction: default!(bool, false),
+        long_transaction: default!(&str, "'1 minute'"),
+    ) -> JsonB {
         JsonB(api_call(|| super::super::lint(sql, in_transaction, long_transaction).map(|r| as_json(&r))).or_raise())
     }
 
     /// For CI: raises (P0001, the dangers listed in DETAIL) when any statement
     /// is `danger`; else returns a one-line summary.
     #[pg_extern]
-    fn lint_check(sql: &str, in_transaction: default!(bool, false), long_transaction: default!(&str, "'1 minute'")) -> String {
+    fn lint_check(
+        sql: &str,
+        in_transaction: default!(bool, false),
+        long_transaction: default!(&str, "'1 minute'"),
+    ) -> String {
         api_call(|| super::super::lint(sql, in_transaction, long_transaction).and_then(|r| check(&r))).or_raise()
     }
 
@@ -106,6 +168,11 @@ pub mod zdm {
     /// those pg_zdm has no operation for: {"migrations": [...], "not_converted": [...]}.
     #[pg_extern]
     fn convert(sql: &str, in_transaction: default!(bool, false)) -> JsonB {
-        JsonB(api_call(|| super::super::lint(sql, in_transaction, "1 minute").map(|r| super::super::convert::convert(&r))).or_raise())
+        JsonB(
+            api_call(|| {
+                super::super::lint(sql, in_transaction, "1 minute").map(|r| super::super::convert::convert(&r))
+            })
+            .or_raise(),
+        )
     }
 }

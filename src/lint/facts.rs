@@ -8,9 +8,9 @@
 use super::model::*;
 use super::resolve;
 use crate::error::{spi_err, ZdmError, ZdmResult};
+use crate::privilege::with_caller_search_path;
 use crate::session::{caught_message, caught_sqlstate, in_subtransaction};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
-use crate::privilege::with_caller_search_path;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde::Deserialize;
@@ -114,13 +114,21 @@ fn read_cmd_facts(facts: &mut Facts, table: &RelName, tf: Option<&TableFacts>, c
         AlterCmd::AlterType { column, new_type, .. } => {
             let old = tf.columns.iter().find(|col| &col.name == column);
             let rewrites = match (old, &new_type.resolved) {
-                (Some(o), Some(n)) => resolve::type_change_rewrites((o.type_oid, o.typmod, o.collation), (n.oid, n.typmod)),
+                (Some(o), Some(n)) => {
+                    resolve::type_change_rewrites((o.type_oid, o.typmod, o.collation), (n.oid, n.typmod))
+                }
                 _ => None,
             };
             facts.type_changes.insert((table.display(), column.clone()), rewrites);
         }
         AlterCmd::AddConstraint(ConstraintSpec {
-            kind: ConstraintKind::Unique { using_index: Some(i), .. } | ConstraintKind::PrimaryKey { using_index: Some(i), .. },
+            kind:
+                ConstraintKind::Unique {
+                    using_index: Some(i), ..
+                }
+                | ConstraintKind::PrimaryKey {
+                    using_index: Some(i), ..
+                },
             ..
         }) => {
             // USING INDEX names an index of the table's schema.
@@ -139,7 +147,11 @@ pub fn tables_named(kind: &Kind) -> Vec<RelName> {
         Kind::AlterTable { table, cmds, .. } => {
             let mut v = vec![table.clone()];
             for c in cmds {
-                if let AlterCmd::AddConstraint(ConstraintSpec { kind: ConstraintKind::ForeignKey { references, .. }, .. }) = c {
+                if let AlterCmd::AddConstraint(ConstraintSpec {
+                    kind: ConstraintKind::ForeignKey { references, .. },
+                    ..
+                }) = c
+                {
                     v.push(references.clone());
                 }
                 if let AlterCmd::AddColumn(col) = c {
@@ -192,7 +204,6 @@ fn read_table(r: &RelName) -> ZdmResult<Option<TableFacts>> {
     read_visible(TABLE_FACTS, r.schema.as_deref(), &r.name)
 }
 
-
 /// One object's facts ($1 its schema, NULL: by search_path; $2 its name,
 /// both quoted by the server), None when the caller cannot see it: not there, or in a
 /// schema they have no USAGE on (to_regclass raises 42501 for that).
@@ -203,7 +214,10 @@ fn read_visible<T: serde::de::DeserializeOwned>(query: &str, schema: Option<&str
     match read {
         Ok(json) => Ok(json.map_err(spi_err)?.and_then(|j| serde_json::from_value(j.0).ok())),
         Err(e) if caught_sqlstate(&e) == Some(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE) => Ok(None),
-        Err(e) => Err(ZdmError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, caught_message(&e))),
+        Err(e) => Err(ZdmError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            caught_message(&e),
+        )),
     }
 }
 

@@ -51,7 +51,10 @@ pub fn judge(statements: &[Statement], facts: &Facts, in_transaction: bool) -> V
     let mut out: Vec<Report> = Vec::new();
     for s in statements {
         let created = state.created.clone();
-        let ctx = Ctx { facts, created: &created };
+        let ctx = Ctx {
+            facts,
+            created: &created,
+        };
         let mut a = rules::statement(&ctx, s);
         let across = state.step(&ctx, s, &a);
         a.findings.extend(across);
@@ -60,7 +63,11 @@ pub fn judge(statements: &[Statement], facts: &Facts, in_transaction: bool) -> V
             objects: objects_of(&s.kind),
             lock: a.lock,
             work: a.work,
-            table: tables.first().filter(|t| !ctx.is_created(t)).and_then(|t| facts.table(t)).cloned(),
+            table: tables
+                .first()
+                .filter(|t| !ctx.is_created(t))
+                .and_then(|t| facts.table(t))
+                .cloned(),
             findings: a.findings,
             statement: s.clone(),
         });

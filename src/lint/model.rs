@@ -61,10 +61,23 @@ pub struct ColumnSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConstraintKind {
-    Check { expr: Option<String> },
-    ForeignKey { columns: Vec<String>, references: RelName, referenced_columns: Vec<String>, on_delete: String },
-    Unique { columns: Vec<String>, using_index: Option<String> },
-    PrimaryKey { columns: Vec<String>, using_index: Option<String> },
+    Check {
+        expr: Option<String>,
+    },
+    ForeignKey {
+        columns: Vec<String>,
+        references: RelName,
+        referenced_columns: Vec<String>,
+        on_delete: String,
+    },
+    Unique {
+        columns: Vec<String>,
+        using_index: Option<String>,
+    },
+    PrimaryKey {
+        columns: Vec<String>,
+        using_index: Option<String>,
+    },
     Exclusion,
     NotNull,
     Other,
@@ -81,17 +94,37 @@ pub struct ConstraintSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterCmd {
     AddColumn(ColumnSpec),
-    DropColumn { column: String },
-    AlterType { column: String, new_type: TypeRef, using: Option<String> },
-    SetNotNull { column: String },
-    DropNotNull { column: String },
-    SetDefault { column: String },
+    DropColumn {
+        column: String,
+    },
+    AlterType {
+        column: String,
+        new_type: TypeRef,
+        using: Option<String>,
+    },
+    SetNotNull {
+        column: String,
+    },
+    DropNotNull {
+        column: String,
+    },
+    SetDefault {
+        column: String,
+    },
     AddConstraint(ConstraintSpec),
-    ValidateConstraint { name: String },
-    DropConstraint { name: String },
-    AddIdentity { column: String },
+    ValidateConstraint {
+        name: String,
+    },
+    DropConstraint {
+        name: String,
+    },
+    AddIdentity {
+        column: String,
+    },
     /// Anything else, by its AT_* name (`SetStatistics`).
-    Other { what: String },
+    Other {
+        what: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,26 +140,81 @@ pub enum TxKind {
 /// node tag, linted only for what every statement shares (transactions).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
-    AlterTable { table: RelName, cmds: Vec<AlterCmd>, lock: LockLevel },
-    CreateIndex { table: RelName, index: Option<String>, concurrent: bool, unique: bool, if_not_exists: bool, definition: Option<String> },
-    DropIndex { indexes: Vec<RelName>, concurrent: bool, if_exists: bool },
-    Reindex { concurrent: bool, target: Option<RelName> },
-    RenameColumn { table: RelName, column: String, new_name: String },
-    RenameTable { table: RelName, new_name: String },
-    RenameSchema { schema: String },
-    RenameEnumValue { type_name: String },
-    CreateTable { table: RelName, columns: Vec<ColumnSpec>, constraints: Vec<ConstraintSpec> },
-    DropTable { tables: Vec<RelName>, cascade: bool },
-    DropDatabase { name: String },
-    Truncate { tables: Vec<RelName>, cascade: bool },
-    CreateDomain { name: String, has_constraint: bool },
-    AlterDomainAddConstraint { name: String, not_valid: bool },
+    AlterTable {
+        table: RelName,
+        cmds: Vec<AlterCmd>,
+        lock: LockLevel,
+    },
+    CreateIndex {
+        table: RelName,
+        index: Option<String>,
+        concurrent: bool,
+        unique: bool,
+        if_not_exists: bool,
+        definition: Option<String>,
+    },
+    DropIndex {
+        indexes: Vec<RelName>,
+        concurrent: bool,
+        if_exists: bool,
+    },
+    Reindex {
+        concurrent: bool,
+        target: Option<RelName>,
+    },
+    RenameColumn {
+        table: RelName,
+        column: String,
+        new_name: String,
+    },
+    RenameTable {
+        table: RelName,
+        new_name: String,
+    },
+    RenameSchema {
+        schema: String,
+    },
+    RenameEnumValue {
+        type_name: String,
+    },
+    CreateTable {
+        table: RelName,
+        columns: Vec<ColumnSpec>,
+        constraints: Vec<ConstraintSpec>,
+    },
+    DropTable {
+        tables: Vec<RelName>,
+        cascade: bool,
+    },
+    DropDatabase {
+        name: String,
+    },
+    Truncate {
+        tables: Vec<RelName>,
+        cascade: bool,
+    },
+    CreateDomain {
+        name: String,
+        has_constraint: bool,
+    },
+    AlterDomainAddConstraint {
+        name: String,
+        not_valid: bool,
+    },
     Transaction(TxKind),
-    SetLockTimeout { value: Option<String> },
+    SetLockTimeout {
+        value: Option<String>,
+    },
     SetOther,
     /// UPDATE or DELETE of rows.
-    DataChange { table: RelName, verb: &'static str, has_where: bool },
-    Other { tag: String },
+    DataChange {
+        table: RelName,
+        verb: &'static str,
+        has_where: bool,
+    },
+    Other {
+        tag: String,
+    },
 }
 
 /// PostgreSQL's table lock levels, weakest first (lockdefs.h numbering).

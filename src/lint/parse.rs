@@ -10,8 +10,8 @@ use super::resolve;
 use super::span;
 use crate::error::{ZdmError, ZdmResult};
 use crate::session::{caught_message, caught_sqlstate, in_subtransaction};
-use pgrx::pg_sys::{self, AlterTableType as At, ConstrType as Ct, NodeTag, ObjectType as Ot};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::{self, AlterTableType as At, ConstrType as Ct, NodeTag, ObjectType as Ot};
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
 
@@ -68,7 +68,11 @@ unsafe fn parse_here(text: &str, c: &CString) -> Vec<Statement> {
     for (i, node) in cells(list).into_iter().enumerate() {
         let raw = node as *mut pg_sys::RawStmt;
         let start = (*raw).stmt_location.max(0) as usize;
-        let end = if (*raw).stmt_len > 0 { start + (*raw).stmt_len as usize } else { text.len() };
+        let end = if (*raw).stmt_len > 0 {
+            start + (*raw).stmt_len as usize
+        } else {
+            text.len()
+        };
         let begin = span::skip_trivia(text, start).min(end);
         let ctx = Ctx { text, end };
         out.push(Statement {
@@ -124,10 +128,16 @@ fn rel_from_names(mut n: Vec<String>) -> RelName {
 
 unsafe fn rel(rv: *mut pg_sys::RangeVar) -> RelName {
     if rv.is_null() {
-        return RelName { schema: None, name: String::new() };
+        return RelName {
+            schema: None,
+            name: String::new(),
+        };
     }
     let schema = (*rv).schemaname;
-    RelName { schema: (!schema.is_null()).then(|| cstr(schema)), name: cstr((*rv).relname) }
+    RelName {
+        schema: (!schema.is_null()).then(|| cstr(schema)),
+        name: cstr((*rv).relname),
+    }
 }
 
 unsafe fn kind_of(ctx: &Ctx, node: *mut pg_sys::Node) -> Kind {
@@ -147,34 +157,50 @@ unsafe fn kind_of(ctx: &Ctx, node: *mut pg_sys::Node) -> Kind {
             }
         }
         NodeTag::T_DropStmt => drop(node as *mut pg_sys::DropStmt),
-        NodeTag::T_DropdbStmt => Kind::DropDatabase { name: cstr((*(node as *mut pg_sys::DropdbStmt)).dbname) },
+        NodeTag::T_DropdbStmt => Kind::DropDatabase {
+            name: cstr((*(node as *mut pg_sys::DropdbStmt)).dbname),
+        },
         NodeTag::T_TruncateStmt => {
             let s = &*(node as *mut pg_sys::TruncateStmt);
             Kind::Truncate {
-                tables: cells(s.relations).into_iter().map(|r| rel(r as *mut pg_sys::RangeVar)).collect(),
+                tables: cells(s.relations)
+                    .into_iter()
+                    .map(|r| rel(r as *mut pg_sys::RangeVar))
+                    .collect(),
                 cascade: s.behavior == pg_sys::DropBehavior::DROP_CASCADE,
             }
         }
         NodeTag::T_RenameStmt => rename(node as *mut pg_sys::RenameStmt).unwrap_or_else(|| other(node)),
         NodeTag::T_AlterEnumStmt if !(*(node as *mut pg_sys::AlterEnumStmt)).oldVal.is_null() => {
-            Kind::RenameEnumValue { type_name: names((*(node as *mut pg_sys::AlterEnumStmt)).typeName).join(".") }
+            Kind::RenameEnumValue {
+                type_name: names((*(node as *mut pg_sys::AlterEnumStmt)).typeName).join("."),
+            }
         }
         NodeTag::T_CreateStmt => create_table(ctx, node as *mut pg_sys::CreateStmt),
         NodeTag::T_CreateDomainStmt => {
             let s = &*(node as *mut pg_sys::CreateDomainStmt);
-            Kind::CreateDomain { name: names(s.domainname).join("."), has_constraint: !cells(s.constraints).is_empty() }
+            Kind::CreateDomain {
+                name: names(s.domainname).join("."),
+                has_constraint: !cells(s.constraints).is_empty(),
+            }
         }
         NodeTag::T_AlterDomainStmt if (*(node as *mut pg_sys::AlterDomainStmt)).subtype == b'C' as std::ffi::c_char => {
             let s = &*(node as *mut pg_sys::AlterDomainStmt);
             let not_valid = is(s.def, NodeTag::T_Constraint) && (*(s.def as *mut pg_sys::Constraint)).skip_validation;
-            Kind::AlterDomainAddConstraint { name: names(s.typeName).join("."), not_valid }
+            Kind::AlterDomainAddConstraint {
+                name: names(s.typeName).join("."),
+                not_valid,
+            }
         }
         NodeTag::T_ReindexStmt => {
             let s = &*(node as *mut pg_sys::ReindexStmt);
-            let concurrent = cells(s.params).into_iter().any(|d| {
-                is(d, NodeTag::T_DefElem) && cstr((*(d as *mut pg_sys::DefElem)).defname) == "concurrently"
-            });
-            Kind::Reindex { concurrent, target: (!s.relation.is_null()).then(|| rel(s.relation)) }
+            let concurrent = cells(s.params)
+                .into_iter()
+                .any(|d| is(d, NodeTag::T_DefElem) && cstr((*(d as *mut pg_sys::DefElem)).defname) == "concurrently");
+            Kind::Reindex {
+                concurrent,
+                target: (!s.relation.is_null()).then(|| rel(s.relation)),
+            }
         }
         NodeTag::T_TransactionStmt => {
             use pg_sys::TransactionStmtKind as T;
@@ -189,18 +215,28 @@ unsafe fn kind_of(ctx: &Ctx, node: *mut pg_sys::Node) -> Kind {
         NodeTag::T_VariableSetStmt => set(node as *mut pg_sys::VariableSetStmt),
         NodeTag::T_UpdateStmt => {
             let s = &*(node as *mut pg_sys::UpdateStmt);
-            Kind::DataChange { table: rel(s.relation), verb: "UPDATE", has_where: !s.whereClause.is_null() }
+            Kind::DataChange {
+                table: rel(s.relation),
+                verb: "UPDATE",
+                has_where: !s.whereClause.is_null(),
+            }
         }
         NodeTag::T_DeleteStmt => {
             let s = &*(node as *mut pg_sys::DeleteStmt);
-            Kind::DataChange { table: rel(s.relation), verb: "DELETE", has_where: !s.whereClause.is_null() }
+            Kind::DataChange {
+                table: rel(s.relation),
+                verb: "DELETE",
+                has_where: !s.whereClause.is_null(),
+            }
         }
         _ => other(node),
     }
 }
 
 unsafe fn other(node: *mut pg_sys::Node) -> Kind {
-    Kind::Other { tag: cstr(pg_sys::CreateCommandName(node)) }
+    Kind::Other {
+        tag: cstr(pg_sys::CreateCommandName(node)),
+    }
 }
 
 unsafe fn set(s: *mut pg_sys::VariableSetStmt) -> Kind {
@@ -219,7 +255,13 @@ unsafe fn set(s: *mut pg_sys::VariableSetStmt) -> Kind {
             _ => None,
         }
     });
-    Kind::SetLockTimeout { value: if s.kind == pg_sys::VariableSetKind::VAR_SET_VALUE { value } else { None } }
+    Kind::SetLockTimeout {
+        value: if s.kind == pg_sys::VariableSetKind::VAR_SET_VALUE {
+            value
+        } else {
+            None
+        },
+    }
 }
 
 unsafe fn drop(s: *mut pg_sys::DropStmt) -> Kind {
@@ -230,9 +272,18 @@ unsafe fn drop(s: *mut pg_sys::DropStmt) -> Kind {
         .collect();
     let cascade = s.behavior == pg_sys::DropBehavior::DROP_CASCADE;
     match s.removeType {
-        Ot::OBJECT_INDEX => Kind::DropIndex { indexes: objects, concurrent: s.concurrent, if_exists: s.missing_ok },
-        Ot::OBJECT_TABLE => Kind::DropTable { tables: objects, cascade },
-        _ => Kind::Other { tag: "DROP".to_string() },
+        Ot::OBJECT_INDEX => Kind::DropIndex {
+            indexes: objects,
+            concurrent: s.concurrent,
+            if_exists: s.missing_ok,
+        },
+        Ot::OBJECT_TABLE => Kind::DropTable {
+            tables: objects,
+            cascade,
+        },
+        _ => Kind::Other {
+            tag: "DROP".to_string(),
+        },
     }
 }
 
@@ -244,8 +295,13 @@ unsafe fn rename(s: *mut pg_sys::RenameStmt) -> Option<Kind> {
             column: cstr(s.subname),
             new_name: cstr(s.newname),
         }),
-        (Ot::OBJECT_TABLE, _) => Some(Kind::RenameTable { table: rel(s.relation), new_name: cstr(s.newname) }),
-        (Ot::OBJECT_SCHEMA, _) => Some(Kind::RenameSchema { schema: cstr(s.subname) }),
+        (Ot::OBJECT_TABLE, _) => Some(Kind::RenameTable {
+            table: rel(s.relation),
+            new_name: cstr(s.newname),
+        }),
+        (Ot::OBJECT_SCHEMA, _) => Some(Kind::RenameSchema {
+            schema: cstr(s.subname),
+        }),
         _ => None,
     }
 }
@@ -261,28 +317,48 @@ unsafe fn create_table(ctx: &Ctx, s: *mut pg_sys::CreateStmt) -> Kind {
             constraints.push(constraint(ctx, e as *mut pg_sys::Constraint));
         }
     }
-    Kind::CreateTable { table: rel(s.relation), columns, constraints }
+    Kind::CreateTable {
+        table: rel(s.relation),
+        columns,
+        constraints,
+    }
 }
 
 unsafe fn alter_table(ctx: &Ctx, s: *mut pg_sys::AlterTableStmt) -> Kind {
     let st = &*s;
     if st.objtype != Ot::OBJECT_TABLE {
-        return Kind::Other { tag: "ALTER".to_string() };
+        return Kind::Other {
+            tag: "ALTER".to_string(),
+        };
     }
     let lock = lock_level(pg_sys::AlterTableGetLockLevel(st.cmds));
     let cmds = cells(st.cmds)
         .into_iter()
         .map(|c| alter_cmd(ctx, &*(c as *mut pg_sys::AlterTableCmd)))
         .collect();
-    Kind::AlterTable { table: rel(st.relation), cmds, lock }
+    Kind::AlterTable {
+        table: rel(st.relation),
+        cmds,
+        lock,
+    }
 }
 
 fn lock_level(mode: i32) -> LockLevel {
     use LockLevel::*;
-    [None, AccessShare, RowShare, RowExclusive, ShareUpdateExclusive, Share, ShareRowExclusive, Exclusive, AccessExclusive]
-        .get(mode as usize)
-        .copied()
-        .unwrap_or(AccessExclusive)
+    [
+        None,
+        AccessShare,
+        RowShare,
+        RowExclusive,
+        ShareUpdateExclusive,
+        Share,
+        ShareRowExclusive,
+        Exclusive,
+        AccessExclusive,
+    ]
+    .get(mode as usize)
+    .copied()
+    .unwrap_or(AccessExclusive)
 }
 
 unsafe fn alter_cmd(ctx: &Ctx, c: &pg_sys::AlterTableCmd) -> AlterCmd {
@@ -292,8 +368,14 @@ unsafe fn alter_cmd(ctx: &Ctx, c: &pg_sys::AlterTableCmd) -> AlterCmd {
         At::AT_DropColumn => AlterCmd::DropColumn { column: name },
         At::AT_AlterColumnType => {
             let def = &*(c.def as *mut pg_sys::ColumnDef);
-            let using = (!def.raw_default.is_null()).then(|| using_text(ctx, def.location)).flatten();
-            AlterCmd::AlterType { column: name, new_type: type_ref(def.typeName), using }
+            let using = (!def.raw_default.is_null())
+                .then(|| using_text(ctx, def.location))
+                .flatten();
+            AlterCmd::AlterType {
+                column: name,
+                new_type: type_ref(def.typeName),
+                using,
+            }
         }
         At::AT_SetNotNull => AlterCmd::SetNotNull { column: name },
         At::AT_DropNotNull => AlterCmd::DropNotNull { column: name },
@@ -302,7 +384,9 @@ unsafe fn alter_cmd(ctx: &Ctx, c: &pg_sys::AlterTableCmd) -> AlterCmd {
         At::AT_ValidateConstraint => AlterCmd::ValidateConstraint { name },
         At::AT_DropConstraint => AlterCmd::DropConstraint { name },
         At::AT_AddIdentity => AlterCmd::AddIdentity { column: name },
-        other => AlterCmd::Other { what: format!("subcommand {other}") },
+        other => AlterCmd::Other {
+            what: format!("subcommand {other}"),
+        },
     }
 }
 
@@ -320,7 +404,10 @@ unsafe fn type_ref(tn: *mut pg_sys::TypeName) -> TypeRef {
     }
     let t = &*tn;
     let written = names(t.names).pop().unwrap_or_default().to_lowercase();
-    let is_serial = matches!(written.as_str(), "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2");
+    let is_serial = matches!(
+        written.as_str(),
+        "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2"
+    );
     TypeRef {
         has_typmod: !t.typmods.is_null(),
         is_array: !t.arrayBounds.is_null(),
@@ -344,10 +431,15 @@ unsafe fn column(ctx: &Ctx, def: *mut pg_sys::ColumnDef) -> ColumnSpec {
         let con = &*(c as *mut pg_sys::Constraint);
         match con.contype {
             Ct::CONSTR_NOTNULL => col.not_null = true,
-            Ct::CONSTR_DEFAULT => col.default = Some(resolve::resolve_default(con.raw_expr, col.type_ref.resolved.as_ref())),
+            Ct::CONSTR_DEFAULT => {
+                col.default = Some(resolve::resolve_default(con.raw_expr, col.type_ref.resolved.as_ref()))
+            }
             Ct::CONSTR_IDENTITY => col.identity = true,
             Ct::CONSTR_GENERATED => col.generated_stored = true,
-            Ct::CONSTR_NULL | Ct::CONSTR_ATTR_DEFERRABLE | Ct::CONSTR_ATTR_NOT_DEFERRABLE | Ct::CONSTR_ATTR_DEFERRED
+            Ct::CONSTR_NULL
+            | Ct::CONSTR_ATTR_DEFERRABLE
+            | Ct::CONSTR_ATTR_NOT_DEFERRABLE
+            | Ct::CONSTR_ATTR_DEFERRED
             | Ct::CONSTR_ATTR_IMMEDIATE => {}
             _ => {
                 let mut spec = constraint(ctx, c as *mut pg_sys::Constraint);
@@ -355,7 +447,11 @@ unsafe fn column(ctx: &Ctx, def: *mut pg_sys::ColumnDef) -> ColumnSpec {
                 match &mut spec.kind {
                     ConstraintKind::ForeignKey { columns, .. }
                     | ConstraintKind::Unique { columns, .. }
-                    | ConstraintKind::PrimaryKey { columns, .. } if columns.is_empty() => columns.push(col.name.clone()),
+                    | ConstraintKind::PrimaryKey { columns, .. }
+                        if columns.is_empty() =>
+                    {
+                        columns.push(col.name.clone())
+                    }
                     _ => {}
                 }
                 if matches!(spec.kind, ConstraintKind::PrimaryKey { .. }) {
@@ -392,8 +488,14 @@ unsafe fn constraint(ctx: &Ctx, c: *mut pg_sys::Constraint) -> ConstraintSpec {
             }
             .to_string(),
         },
-        Ct::CONSTR_UNIQUE => ConstraintKind::Unique { columns: names(c.keys), using_index: index },
-        Ct::CONSTR_PRIMARY => ConstraintKind::PrimaryKey { columns: names(c.keys), using_index: index },
+        Ct::CONSTR_UNIQUE => ConstraintKind::Unique {
+            columns: names(c.keys),
+            using_index: index,
+        },
+        Ct::CONSTR_PRIMARY => ConstraintKind::PrimaryKey {
+            columns: names(c.keys),
+            using_index: index,
+        },
         Ct::CONSTR_EXCLUSION => ConstraintKind::Exclusion,
         Ct::CONSTR_NOTNULL => ConstraintKind::NotNull,
         _ => ConstraintKind::Other,

@@ -20,7 +20,11 @@ pub unsafe fn resolve_type(tn: *mut pg_sys::TypeName) -> Option<ResolvedType> {
         (oid.to_u32(), typmod)
     })
     .ok()?;
-    Some(ResolvedType { oid, typmod, sql: crate::catalog::introspect::type_name(oid, typmod).to_string() })
+    Some(ResolvedType {
+        oid,
+        typmod,
+        sql: crate::catalog::introspect::type_name(oid, typmod).to_string(),
+    })
 }
 
 /// A column default of the raw tree: volatile or not, and its text.
@@ -55,7 +59,10 @@ pub unsafe fn resolve_default(raw: *mut pg_sys::Node, target: Option<&ResolvedTy
         (volatile, text)
     });
     match analysed {
-        Ok((volatile, text)) => ExprInfo { text: Some(text), volatile: Some(volatile) },
+        Ok((volatile, text)) => ExprInfo {
+            text: Some(text),
+            volatile: Some(volatile),
+        },
         Err(_) => ExprInfo::default(),
     }
 }

@@ -191,7 +191,10 @@ pub fn clause_end(text: &str, from: usize, limit: usize) -> usize {
 
 /// 1-based line of byte offset `pos`.
 pub fn line_of(text: &str, pos: usize) -> i32 {
-    1 + text.as_bytes()[..pos.min(text.len())].iter().filter(|&&c| c == b'\n').count() as i32
+    1 + text.as_bytes()[..pos.min(text.len())]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count() as i32
 }
 
 #[cfg(test)]

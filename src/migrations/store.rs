@@ -448,7 +448,12 @@ pub fn set_partition_state(name: &str, index: i32, state: &str, upper: Option<&[
                     backfill_last = CASE WHEN $3 = 'backfilling' THEN NULL ELSE backfill_last END,
                     updated_at = clock_timestamp()
               WHERE name = $1",
-            &[name.into(), index.into(), state.into(), upper.map(|u| u.to_vec()).into()],
+            &[
+                name.into(),
+                index.into(),
+                state.into(),
+                upper.map(|u| u.to_vec()).into(),
+            ],
         )
     })
     .map_err(spi_err)

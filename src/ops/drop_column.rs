@@ -117,7 +117,15 @@ impl Operation for DropColumn {
                     let why = format!(
                         "gives {t}.{c} (NOT NULL, being dropped) a value on rows the new application writes without it"
                     );
-                    let (create, drop) = fill_trigger_steps(ctx, &self.table, c, down, &why, FillOn::InsertOrUpdate, &self.partitions);
+                    let (create, drop) = fill_trigger_steps(
+                        ctx,
+                        &self.table,
+                        c,
+                        down,
+                        &why,
+                        FillOn::InsertOrUpdate,
+                        &self.partitions,
+                    );
                     plan.start.extend(create);
                     for steps in [&mut plan.complete, &mut plan.rollback] {
                         for (i, step) in drop.iter().enumerate() {

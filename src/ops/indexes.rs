@@ -146,7 +146,10 @@ impl CreateIndex {
             table: table.name.clone(),
             index,
             sql,
-            partitioned: table.partitions.clone().map(|tree| (tree, spec.definition.trim().to_string())),
+            partitioned: table
+                .partitions
+                .clone()
+                .map(|tree| (tree, spec.definition.trim().to_string())),
             unique_constraint: false,
             columns: vec![],
         })
@@ -207,7 +210,13 @@ impl Operation for CreateIndex {
         let t = self.table.to_string();
         let idx = self.index.to_string();
         if let (Some((tree, columns)), true) = (&self.partitioned, self.unique_constraint) {
-            return Ok(super::partitioned::unique_constraint_plan(ctx, &self.table, tree, &self.index.name, columns));
+            return Ok(super::partitioned::unique_constraint_plan(
+                ctx,
+                &self.table,
+                tree,
+                &self.index.name,
+                columns,
+            ));
         }
         if let Some((tree, definition)) = &self.partitioned {
             let steps = super::partitioned::PartitionedIndex {

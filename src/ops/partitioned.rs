@@ -109,7 +109,11 @@ fn rebuild_hint() -> String {
 pub fn validate_per_partition(plan: &mut Plan) {
     let Some(backfill) = plan.backfill.as_mut() else { return };
     let prefix = format!("ALTER TABLE {} VALIDATE CONSTRAINT ", backfill.table);
-    let constraints: Vec<&str> = plan.validate.iter().filter_map(|s| s.sql.strip_prefix(&prefix)).collect();
+    let constraints: Vec<&str> = plan
+        .validate
+        .iter()
+        .filter_map(|s| s.sql.strip_prefix(&prefix))
+        .collect();
     for leaf in &mut backfill.partitions {
         leaf.validate = constraints
             .iter()
@@ -165,7 +169,10 @@ pub fn unique_constraint_plan(
         ));
     }
     plan.complete.push(Step::locked(
-        format!("constraint {} of the table: attaches the partitions' (catalog only)", constraint.raw()),
+        format!(
+            "constraint {} of the table: attaches the partitions' (catalog only)",
+            constraint.raw()
+        ),
         format!("ALTER TABLE {t} ADD CONSTRAINT {constraint} UNIQUE {columns}"),
         &t,
         aex,
@@ -176,7 +183,10 @@ pub fn unique_constraint_plan(
 /// `ADD CONSTRAINT name UNIQUE USING INDEX name` on a partition still in the
 /// table's tree (one detached or dropped meanwhile is left alone).
 fn partition_constraint(table: &str, partition: &str, name: &Ident) -> String {
-    let (table_lit, partition_lit) = (crate::ident::Literal::pure(table), crate::ident::Literal::pure(partition));
+    let (table_lit, partition_lit) = (
+        crate::ident::Literal::pure(table),
+        crate::ident::Literal::pure(partition),
+    );
     let body = format!(
         "BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_partition_tree({table_lit}::pg_catalog.regclass) t
@@ -221,10 +231,17 @@ impl PartitionedIndex<'_> {
         let (def, raw) = (self.definition, self.index.name.raw());
         let mut names = vec![(self.table.clone(), self.index.clone())];
         let index_of = |names: &[(QualifiedName, QualifiedName)], table: &QualifiedName| {
-            names.iter().find(|(t, _)| t == table).map(|(_, i)| i.to_string()).unwrap_or_default()
+            names
+                .iter()
+                .find(|(t, _)| t == table)
+                .map(|(_, i)| i.to_string())
+                .unwrap_or_default()
         };
         let mut start = vec![Step::locked(
-            format!("index {raw} on {} only, not valid until every partition has its own", self.table.display_raw()),
+            format!(
+                "index {raw} on {} only, not valid until every partition has its own",
+                self.table.display_raw()
+            ),
             format!("CREATE {unique}INDEX {} ON ONLY {t} {def}", self.index.name),
             &t,
             LockMode::Share,
@@ -247,7 +264,10 @@ impl PartitionedIndex<'_> {
             if p.leaf {
                 start.push(
                     Step::top_level_index(
-                        format!("index {raw} on partition {} CONCURRENTLY (top level: zdm.pending_statements)", p.name.display_raw()),
+                        format!(
+                            "index {raw} on partition {} CONCURRENTLY (top level: zdm.pending_statements)",
+                            p.name.display_raw()
+                        ),
                         format!("CREATE {unique}INDEX CONCURRENTLY {} ON {pt} {def}", name.name),
                         &pt,
                         &name.to_string(),
@@ -257,11 +277,17 @@ impl PartitionedIndex<'_> {
                 let mut attach = attach.on_partition_of(&t);
                 attach.sql = attach_with_timeout(&attach_sql);
                 attach.top_level = true;
-                attach.lock = Some(crate::plan::LockTarget { relation: pt.clone(), mode: LockMode::ShareUpdateExclusive });
+                attach.lock = Some(crate::plan::LockTarget {
+                    relation: pt.clone(),
+                    mode: LockMode::ShareUpdateExclusive,
+                });
                 attach.attaches_index = Some((parent_index, name.to_string()));
                 start.push(attach);
                 rollback.push(Step::unlocked(
-                    format!("drop the index of partition {} if it was not attached", p.name.display_raw()),
+                    format!(
+                        "drop the index of partition {} if it was not attached",
+                        p.name.display_raw()
+                    ),
                     super::indexes::drop_index_of_partition(&name.to_string(), &pt),
                 ));
             } else {
@@ -308,13 +334,31 @@ mod tests {
         let table = name("public", "ev");
         let tree = PartitionTree {
             members: vec![
-                Partition { oid: 1, name: name("public", "ev_2024"), parent: table.clone(), leaf: false },
-                Partition { oid: 2, name: name("public", "ev_def"), parent: table.clone(), leaf: true },
-                Partition { oid: 3, name: name("public", "ev_2024_h0"), parent: name("public", "ev_2024"), leaf: true },
+                Partition {
+                    oid: 1,
+                    name: name("public", "ev_2024"),
+                    parent: table.clone(),
+                    leaf: false,
+                },
+                Partition {
+                    oid: 2,
+                    name: name("public", "ev_def"),
+                    parent: table.clone(),
+                    leaf: true,
+                },
+                Partition {
+                    oid: 3,
+                    name: name("public", "ev_2024_h0"),
+                    parent: name("public", "ev_2024"),
+                    leaf: true,
+                },
             ],
             key_columns: vec!["day".into(), "id".into()],
         };
-        let ctx = PlanContext { migration: "m".into(), quote: Ident::test };
+        let ctx = PlanContext {
+            migration: "m".into(),
+            quote: Ident::test,
+        };
         let index = name("public", "ev_w");
         let steps = PartitionedIndex {
             table: &table,
@@ -332,24 +376,42 @@ mod tests {
                  ALTER INDEX {parent} ATTACH PARTITION {index};\nEND;\n$zdm$"
             )
         };
-        let (a1, a2) = (attach("public.ev_w", "public.zdm_ixp1_m"), attach("public.zdm_ixp0_m", "public.zdm_ixp2_m"));
+        let (a1, a2) = (
+            attach("public.ev_w", "public.zdm_ixp1_m"),
+            attach("public.zdm_ixp0_m", "public.zdm_ixp2_m"),
+        );
         assert_eq!(
             sql,
             [
                 ("CREATE INDEX ev_w ON ONLY public.ev USING btree (w)", false),
                 ("CREATE INDEX zdm_ixp0_m ON ONLY public.ev_2024 USING btree (w)", false),
                 ("ALTER INDEX public.ev_w ATTACH PARTITION public.zdm_ixp0_m", false),
-                ("CREATE INDEX CONCURRENTLY zdm_ixp1_m ON public.ev_def USING btree (w)", true),
+                (
+                    "CREATE INDEX CONCURRENTLY zdm_ixp1_m ON public.ev_def USING btree (w)",
+                    true
+                ),
                 (a1.as_str(), true),
-                ("CREATE INDEX CONCURRENTLY zdm_ixp2_m ON public.ev_2024_h0 USING btree (w)", true),
+                (
+                    "CREATE INDEX CONCURRENTLY zdm_ixp2_m ON public.ev_2024_h0 USING btree (w)",
+                    true
+                ),
                 (a2.as_str(), true),
             ]
         );
         assert_eq!(steps.start[0].builds_index.as_deref(), Some("public.ev_w"));
-        assert_eq!(steps.start[4].attaches_index, Some(("public.ev_w".into(), "public.zdm_ixp1_m".into())));
+        assert_eq!(
+            steps.start[4].attaches_index,
+            Some(("public.ev_w".into(), "public.zdm_ixp1_m".into()))
+        );
         assert_eq!(steps.start[3].partition_of.as_deref(), Some("public.ev"));
         assert_eq!(steps.rollback[0].sql, "DROP INDEX IF EXISTS public.ev_w");
-        assert!(steps.rollback[1].sql.contains("pg_catalog.to_regclass('public.ev_def')"), "{}", steps.rollback[1].sql);
+        assert!(
+            steps.rollback[1]
+                .sql
+                .contains("pg_catalog.to_regclass('public.ev_def')"),
+            "{}",
+            steps.rollback[1].sql
+        );
         assert_eq!(steps.rollback.len(), 3, "the parent's, and each leaf's if not attached");
     }
 }

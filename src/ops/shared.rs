@@ -170,10 +170,18 @@ pub fn batch_function(
     // Shown by zdm.plan() as the batches of the first partition; each
     // partition's run the same statements on their own table.
     if let Some(first) = key.partitions.first() {
-        let first_batch = KeysetBatch { table: first, key: keyset.key, work: keyset.work.clone() };
+        let first_batch = KeysetBatch {
+            table: first,
+            key: keyset.key,
+            work: keyset.work.clone(),
+        };
         plan.batch_statements = first_batch.explain_statements();
     }
-    let functions: Vec<String> = plan.partitions.iter().map(|p| format!("{}{signature}", p.function)).collect();
+    let functions: Vec<String> = plan
+        .partitions
+        .iter()
+        .map(|p| format!("{}{signature}", p.function))
+        .collect();
     let drop = Step::unlocked(
         "drop the backfill batch functions of the partitions",
         format!("DROP FUNCTION IF EXISTS {}", functions.join(", ")),
@@ -255,11 +263,24 @@ mod tests {
                 needs_work: "n IS NULL".into(),
             },
         };
-        let ctx = PlanContext { migration: "m".into(), quote: Ident::test };
+        let ctx = PlanContext {
+            migration: "m".into(),
+            quote: Ident::test,
+        };
         let (create, drop, plan) = batch_function(&ctx, &keyset, &key, "fill n".into());
         assert_eq!(create.len(), 2);
-        assert!(create[0].sql.starts_with("CREATE FUNCTION zdm.backfill_p0_m(upper_bound text[]"), "{}", create[0].sql);
-        assert!(create[1].sql.contains("UPDATE ONLY public.ev_b AS zdm_row"), "{}", create[1].sql);
+        assert!(
+            create[0]
+                .sql
+                .starts_with("CREATE FUNCTION zdm.backfill_p0_m(upper_bound text[]"),
+            "{}",
+            create[0].sql
+        );
+        assert!(
+            create[1].sql.contains("UPDATE ONLY public.ev_b AS zdm_row"),
+            "{}",
+            create[1].sql
+        );
         assert!(!create[1].sql.contains("public.ev_a"), "{}", create[1].sql);
         assert_eq!(
             drop.sql,
@@ -274,8 +295,16 @@ mod tests {
         assert_eq!(
             leaves,
             [
-                ("public.ev_a", "zdm.backfill_p0_m", "SELECT ARRAY[id::text] FROM ONLY public.ev_a ORDER BY id DESC LIMIT 1"),
-                ("public.ev_b", "zdm.backfill_p1_m", "SELECT ARRAY[id::text] FROM ONLY public.ev_b ORDER BY id DESC LIMIT 1"),
+                (
+                    "public.ev_a",
+                    "zdm.backfill_p0_m",
+                    "SELECT ARRAY[id::text] FROM ONLY public.ev_a ORDER BY id DESC LIMIT 1"
+                ),
+                (
+                    "public.ev_b",
+                    "zdm.backfill_p1_m",
+                    "SELECT ARRAY[id::text] FROM ONLY public.ev_b ORDER BY id DESC LIMIT 1"
+                ),
             ]
         );
     }

@@ -67,9 +67,16 @@ fn worker_role(migration: &str) -> ZdmResult<pg_sys::Oid> {
     let owner = crate::privilege::table_owner(&m.table_name)?.ok_or_else(|| {
         ZdmError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("the table {} of migration {} is gone", m.table_name, Literal::new(migration)),
+            format!(
+                "the table {} of migration {} is gone",
+                m.table_name,
+                Literal::new(migration)
+            ),
         )
-        .hint(format!("SELECT zdm.rollback({}); abandons the migration.", Literal::new(migration)))
+        .hint(format!(
+            "SELECT zdm.rollback({}); abandons the migration.",
+            Literal::new(migration)
+        ))
     })?;
     let login: bool = get_optional(
         "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
@@ -103,7 +110,9 @@ fn no_slot(migration: &str) -> ZdmError {
             Literal::new(migration)
         ),
     )
-    .detail("Every slot of max_worker_processes is taken (parallel query, replication and other extensions use them too).")
+    .detail(
+        "Every slot of max_worker_processes is taken (parallel query, replication and other extensions use them too).",
+    )
     .hint(
         "Raise max_worker_processes in postgresql.conf (restart needed; one slot per running migration), \
          or run it from a session: CALL zdm.backfill(...).",
@@ -152,9 +161,15 @@ pub fn relaunch_orphans(grace_s: i32) -> usize {
         match outcome {
             Ok(Ok(())) => launched += 1,
             Ok(Err(e)) => {
-                pgrx::log!("pg_zdm: cannot launch the runner of migration {migration}: {}", e.message);
+                pgrx::log!(
+                    "pg_zdm: cannot launch the runner of migration {migration}: {}",
+                    e.message
+                );
                 let _ = crate::session::in_subtransaction(|| {
-                    store::record_error(&migration, &format!("{}: runner not launched: {}", e.sqlstate(), e.message))
+                    store::record_error(
+                        &migration,
+                        &format!("{}: runner not launched: {}", e.sqlstate(), e.message),
+                    )
                 });
             }
             Err(e) => pgrx::log!(

@@ -50,8 +50,10 @@ pub fn run(migration: &str, through: &str) -> ZdmResult<String> {
             pgrx::notice!("pg_zdm: migration {q} is completed; nothing to run");
             return Ok(format!("migration {q} is completed; nothing to run"));
         }
-        return Err(ZdmError::wrong_state(format!("migration {q} is {}; there is nothing to run", m.phase))
-            .hint("Start it again if the table still needs the change."));
+        return Err(
+            ZdmError::wrong_state(format!("migration {q} is {}; there is nothing to run", m.phase))
+                .hint("Start it again if the table still needs the change."),
+        );
     }
     if let Some(r) = record::of_migration(migration)?.filter(|r| r.active()) {
         if record::worker_alive(r.id)? {
@@ -114,11 +116,18 @@ pub fn cancel(migration: &str) -> ZdmResult<bool> {
 
 /// One look of `CALL zdm.wait()`: true when the runner is done; raises the
 /// runner's error when it failed, and 57014 once `timeout` has passed.
-pub fn wait_step(migration: &str, began: pgrx::datum::TimestampWithTimeZone, timeout_s: Option<f64>) -> ZdmResult<bool> {
+pub fn wait_step(
+    migration: &str,
+    began: pgrx::datum::TimestampWithTimeZone,
+    timeout_s: Option<f64>,
+) -> ZdmResult<bool> {
     if crate::session::in_transaction_block() {
         return Err(ZdmError::new(
             PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-            format!("CALL zdm.wait({}) cannot run inside a transaction block", Literal::new(migration)),
+            format!(
+                "CALL zdm.wait({}) cannot run inside a transaction block",
+                Literal::new(migration)
+            ),
         )
         .detail("It commits between two looks, so as to hold no snapshot the worker's index builds would wait for.")
         .hint("CALL it alone, at top level; inside a transaction, read zdm.progress instead."));
@@ -134,8 +143,13 @@ pub fn wait_step(migration: &str, began: pgrx::datum::TimestampWithTimeZone, tim
         "failed" => {
             let error = r.last_error.unwrap_or_default();
             let (code, message) = error.split_once(": ").unwrap_or(("XX000", &error));
-            return Err(ZdmError::new(sqlstate_code(code), format!("the runner of migration {q} failed: {message}"))
-                .hint(format!("Fix the cause, then SELECT zdm.run({q}); to go on from where it stopped.")));
+            return Err(ZdmError::new(
+                sqlstate_code(code),
+                format!("the runner of migration {q} failed: {message}"),
+            )
+            .hint(format!(
+                "Fix the cause, then SELECT zdm.run({q}); to go on from where it stopped."
+            )));
         }
         "cancelled" => {
             return Err(ZdmError::new(
@@ -208,7 +222,10 @@ mod tests {
 
     #[test]
     fn sqlstates_read_back() {
-        assert_eq!(sqlstate_code("55000"), PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            sqlstate_code("55000"),
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
         assert_eq!(sqlstate_code("23505"), PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION);
         assert_eq!(sqlstate_code("bad"), PgSqlErrorCode::ERRCODE_INTERNAL_ERROR);
     }

@@ -24,10 +24,10 @@ impl Through {
         match s {
             "backfilled" => Ok(Through::Backfilled),
             "swap" => Ok(Through::Swap),
-            other => Err(ZdmError::invalid_parameter(format!(
-                "through must be 'backfilled' or 'swap', got '{other}'"
-            ))
-            .hint("'backfilled' stops a shadow migration before verify and swap; 'swap' runs both.")),
+            other => Err(
+                ZdmError::invalid_parameter(format!("through must be 'backfilled' or 'swap', got '{other}'"))
+                    .hint("'backfilled' stops a shadow migration before verify and swap; 'swap' runs both."),
+            ),
         }
     }
 

@@ -171,7 +171,15 @@ unsafe fn execute_in(context: pg_sys::MemoryContext, sql: *const std::ffi::c_cha
     let receiver = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
     pg_sys::MemoryContextSwitchTo(old);
     let mut completion = pg_sys::QueryCompletion::default();
-    pg_sys::PortalRun(portal, std::ffi::c_long::MAX, true, true, receiver, receiver, &mut completion);
+    pg_sys::PortalRun(
+        portal,
+        std::ffi::c_long::MAX,
+        true,
+        true,
+        receiver,
+        receiver,
+        &mut completion,
+    );
     if let Some(destroy) = (*receiver).rDestroy {
         destroy(receiver);
     }

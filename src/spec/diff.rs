@@ -48,10 +48,6 @@ mod tests {
         assert_eq!(differences(&a, &b), vec![r#"[0].new_name: "full_name" → "nom""#]);
         assert!(differences(&a, &a).is_empty());
         let c = serde_json::json!([{"op": "drop_column"}, {"op": "x"}]);
-        assert_eq!(
-            differences(&a, &c).len(),
-            1,
-            "different lengths: the whole value"
-        );
+        assert_eq!(differences(&a, &c).len(), 1, "different lengths: the whole value");
     }
 }

@@ -213,4 +213,3 @@ pub const KNOWN_OPS: &[&str] = &[
     "set_replica_identity",
     "drop_constraint",
 ];
-

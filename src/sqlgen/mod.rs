@@ -121,7 +121,8 @@ mod tests {
             USING ERRCODE := 'insufficient_privilege';
     END IF;"
         );
-        assert!(own_table_only(&t).starts_with("IF TG_RELID OPERATOR(pg_catalog.<>) 'public.ev'::pg_catalog.regclass::pg_catalog.oid THEN"));
+        assert!(own_table_only(&t)
+            .starts_with("IF TG_RELID OPERATOR(pg_catalog.<>) 'public.ev'::pg_catalog.regclass::pg_catalog.oid THEN"));
     }
 
     #[test]

@@ -42,7 +42,12 @@ mod tests {
             .unwrap()
             .iter()
             .flat_map(|s| s["findings"].as_array().unwrap().clone())
-            .map(|f| (f["rule"].as_str().unwrap().to_string(), f["verdict"].as_str().unwrap().to_string()))
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_string(),
+                    f["verdict"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
 
@@ -76,7 +81,12 @@ mod tests {
         for line in CORPUS.lines() {
             if let Some(head) = line.strip_prefix("-- case: ") {
                 let w: Vec<&str> = head.split_whitespace().collect();
-                cases.push(Case { verdict: w[0].into(), rule: w[1].into(), tx: w.get(2) == Some(&"tx"), sql: String::new() });
+                cases.push(Case {
+                    verdict: w[0].into(),
+                    rule: w[1].into(),
+                    tx: w.get(2) == Some(&"tx"),
+                    sql: String::new(),
+                });
             } else if let Some(c) = cases.last_mut() {
                 c.sql.push_str(line);
                 c.sql.push('\n');
@@ -104,7 +114,13 @@ mod tests {
                 failures.push(format!("{} {}:\n{}  got {:?}", c.verdict, c.rule, c.sql, got));
             }
         }
-        assert!(failures.is_empty(), "{} of {} corpus cases fail:\n{}", failures.len(), cases.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} of {} corpus cases fail:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
     }
 
     #[pg_test]
@@ -113,18 +129,50 @@ mod tests {
         let set_not_null = "ALTER TABLE t ALTER COLUMN n SET NOT NULL";
         let index = "CREATE INDEX t_c ON t (c)";
         let widen = "ALTER TABLE t ALTER COLUMN c TYPE text";
-        assert_eq!(verdict_of(set_not_null, "adding-not-nullable-field"), "ok", "empty table");
-        assert_eq!(verdict_of(index, "require-concurrent-index-creation"), "ok", "empty table");
+        assert_eq!(
+            verdict_of(set_not_null, "adding-not-nullable-field"),
+            "ok",
+            "empty table"
+        );
+        assert_eq!(
+            verdict_of(index, "require-concurrent-index-creation"),
+            "ok",
+            "empty table"
+        );
         Spi::run("INSERT INTO t SELECT g, 'x', 'y' FROM generate_series(1, 100) g").unwrap();
-        assert_eq!(verdict_of(set_not_null, "adding-not-nullable-field"), "danger", "rows to scan");
-        assert_eq!(verdict_of(index, "require-concurrent-index-creation"), "danger", "rows to index");
-        assert_eq!(verdict_of(widen, "changing-column-type"), "ok", "varchar → text is binary coercible");
+        assert_eq!(
+            verdict_of(set_not_null, "adding-not-nullable-field"),
+            "danger",
+            "rows to scan"
+        );
+        assert_eq!(
+            verdict_of(index, "require-concurrent-index-creation"),
+            "danger",
+            "rows to index"
+        );
+        assert_eq!(
+            verdict_of(widen, "changing-column-type"),
+            "ok",
+            "varchar → text is binary coercible"
+        );
         Spi::run("ALTER TABLE t ADD CONSTRAINT n_nn CHECK (n IS NOT NULL) NOT VALID").unwrap();
-        assert_eq!(verdict_of(set_not_null, "adding-not-nullable-field"), "danger", "a check not validated proves nothing");
+        assert_eq!(
+            verdict_of(set_not_null, "adding-not-nullable-field"),
+            "danger",
+            "a check not validated proves nothing"
+        );
         Spi::run("ALTER TABLE t VALIDATE CONSTRAINT n_nn").unwrap();
-        assert_eq!(verdict_of(set_not_null, "adding-not-nullable-field"), "ok", "a validated check proves it");
+        assert_eq!(
+            verdict_of(set_not_null, "adding-not-nullable-field"),
+            "ok",
+            "a validated check proves it"
+        );
         Spi::run("ALTER TABLE t ALTER COLUMN c TYPE int USING 1").unwrap();
-        assert_eq!(verdict_of(widen, "changing-column-type"), "danger", "int → text rewrites");
+        assert_eq!(
+            verdict_of(widen, "changing-column-type"),
+            "danger",
+            "int → text rewrites"
+        );
 
         // The same default, volatile or not depending on the function it calls.
         let add = "ALTER TABLE t ADD COLUMN k int DEFAULT pick()";
@@ -179,8 +227,13 @@ mod tests {
     #[pg_test]
     fn lint_check_raises_on_danger_only() {
         fixture();
-        let e = error_with_detail("SELECT zdm.lint_check('SET lock_timeout = ''1s''; ALTER TABLE users RENAME COLUMN name TO full_name;')");
-        assert!(e.starts_with("P0001: migration has 1 dangerous statement(s) / line 1: renaming-column"), "{e}");
+        let e = error_with_detail(
+            "SELECT zdm.lint_check('SET lock_timeout = ''1s''; ALTER TABLE users RENAME COLUMN name TO full_name;')",
+        );
+        assert!(
+            e.starts_with("P0001: migration has 1 dangerous statement(s) / line 1: renaming-column"),
+            "{e}"
+        );
         assert_eq!(
             one::<String>("SELECT zdm.lint_check('ALTER TABLE users ADD COLUMN x text')").unwrap(),
             "1 statements, no danger, 1 warnings"
@@ -200,11 +253,29 @@ mod tests {
                    ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();
                    ALTER TABLE orders DROP COLUMN note;
                    DROP TABLE users;";
-        let out = Spi::get_one_with_args::<JsonB>("SELECT zdm.convert($1)", &[sql.into()]).unwrap().unwrap().0;
+        let out = Spi::get_one_with_args::<JsonB>("SELECT zdm.convert($1)", &[sql.into()])
+            .unwrap()
+            .unwrap()
+            .0;
         let migrations = out["migrations"].as_array().unwrap();
-        let ops: Vec<&str> = migrations.iter().map(|m| m["spec"]["operations"][0]["op"].as_str().unwrap()).collect();
-        assert_eq!(ops, ["rename_column", "alter_column_type", "set_not_null", "add_check", "add_foreign_key",
-                         "add_unique", "create_index", "add_column", "drop_column"]);
+        let ops: Vec<&str> = migrations
+            .iter()
+            .map(|m| m["spec"]["operations"][0]["op"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "rename_column",
+                "alter_column_type",
+                "set_not_null",
+                "add_check",
+                "add_foreign_key",
+                "add_unique",
+                "create_index",
+                "add_column",
+                "drop_column"
+            ]
+        );
         for m in migrations {
             let plan = Spi::get_one_with_args::<JsonB>("SELECT zdm.plan($1)", &[JsonB(m["spec"].clone()).into()]);
             assert!(matches!(plan, Ok(Some(_))), "zdm.plan refused {}", m["spec"]);
@@ -220,7 +291,11 @@ mod tests {
         )
         .unwrap();
         let r = lint("CREATE INDEX ON hidden.secret (a)", false);
-        assert_eq!(r[0]["table"], Value::Null, "no USAGE on the schema: nothing about its table");
+        assert_eq!(
+            r[0]["table"],
+            Value::Null,
+            "no USAGE on the schema: nothing about its table"
+        );
         assert!(r[0]["findings"][0]["reason"].as_str().unwrap().contains("not found"));
         Spi::run("RESET ROLE").unwrap();
         let r = lint("CREATE INDEX ON hidden.secret (a)", false);
@@ -235,11 +310,24 @@ mod tests {
         let mut facts = crate::lint::facts::gather(&statements, "1 minute").unwrap();
         assert!(facts.long_transactions.is_empty());
         let users = facts.tables["users"].oid;
-        facts.long_transactions = vec![LongTransaction { pid: 4242, seconds: 600.0, relations: vec![users] }];
+        facts.long_transactions = vec![LongTransaction {
+            pid: 4242,
+            seconds: 600.0,
+            relations: vec![users],
+        }];
         let reports = crate::lint::judge(&statements, &facts, false);
-        let f = reports[0].findings.iter().find(|f| f.rule == "long-running-transaction").expect("finding");
+        let f = reports[0]
+            .findings
+            .iter()
+            .find(|f| f.rule == "long-running-transaction")
+            .expect("finding");
         assert_eq!(f.verdict, crate::lint::rules::Verdict::Danger);
-        assert!(f.reason.contains("pid 4242 open for 600 s, holding a lock on the table"), "{}", f.reason);
+        assert!(
+            f.reason
+                .contains("pid 4242 open for 600 s, holding a lock on the table"),
+            "{}",
+            f.reason
+        );
         let _ = Facts::default();
     }
 }

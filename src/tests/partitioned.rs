@@ -169,7 +169,10 @@ mod tests {
     fn set_not_null_on_partitioned_tables() {
         every_kind_and_stop("nn", "SELECT zdm.set_not_null('{t}', 'email', $$'none'$$)", &|t| {
             assert_eq!(attr(t, "email", "attnotnull").as_deref(), Some("true"));
-            assert_eq!(one::<i64>(&format!("SELECT count(*) FROM {t} WHERE email = 'none'")), Some(400));
+            assert_eq!(
+                one::<i64>(&format!("SELECT count(*) FROM {t} WHERE email = 'none'")),
+                Some(400)
+            );
         });
     }
 
@@ -179,7 +182,10 @@ mod tests {
             "ac",
             "SELECT zdm.add_column('{t}', 'handle', 'text', NULL, true, $$'h' || id$$)",
             &|t| {
-                assert_eq!(one::<i64>(&format!("SELECT count(*) FROM {t} WHERE handle <> 'h' || id")), Some(0));
+                assert_eq!(
+                    one::<i64>(&format!("SELECT count(*) FROM {t} WHERE handle <> 'h' || id")),
+                    Some(0)
+                );
                 assert_eq!(attr(t, "handle", "attnotnull").as_deref(), Some("true"));
             },
         );
@@ -190,53 +196,67 @@ mod tests {
 
     #[pg_test]
     fn add_check_on_partitioned_tables() {
-        every_kind_and_stop("ck", "SELECT zdm.add_check('{t}', 'amount_positive', 'amount > 0')", &|t| {
-            assert_eq!(
-                one::<i64>(&format!(
-                    "SELECT count(*) FROM pg_constraint WHERE conname = 'amount_positive' AND convalidated
+        every_kind_and_stop(
+            "ck",
+            "SELECT zdm.add_check('{t}', 'amount_positive', 'amount > 0')",
+            &|t| {
+                assert_eq!(
+                    one::<i64>(&format!(
+                        "SELECT count(*) FROM pg_constraint WHERE conname = 'amount_positive' AND convalidated
                         AND conrelid IN (SELECT relid FROM pg_partition_tree('{t}'))"
-                )),
-                one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{t}')"))
-            );
-        });
+                    )),
+                    one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{t}')"))
+                );
+            },
+        );
     }
 
     #[pg_test]
     fn create_index_on_partitioned_tables() {
-        every_kind_and_stop("ix", "SELECT zdm.create_index('{t}', '{n}_email', 'USING btree (email)')", &|t| {
-            let index = format!("{t}_email");
-            assert_eq!(
-                one::<bool>(&format!("SELECT indisvalid FROM pg_index WHERE indexrelid = '{index}'::regclass")),
-                Some(true)
-            );
-            // Every partitioned and leaf table has its index, attached below it.
-            assert_eq!(
-                one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{index}')")),
-                one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{t}')"))
-            );
-        });
+        every_kind_and_stop(
+            "ix",
+            "SELECT zdm.create_index('{t}', '{n}_email', 'USING btree (email)')",
+            &|t| {
+                let index = format!("{t}_email");
+                assert_eq!(
+                    one::<bool>(&format!(
+                        "SELECT indisvalid FROM pg_index WHERE indexrelid = '{index}'::regclass"
+                    )),
+                    Some(true)
+                );
+                // Every partitioned and leaf table has its index, attached below it.
+                assert_eq!(
+                    one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{index}')")),
+                    one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{t}')"))
+                );
+            },
+        );
     }
 
     #[pg_test]
     fn add_unique_on_partitioned_tables() {
-        every_kind_and_stop("uq", "SELECT zdm.add_unique('{t}', '{n}_u', ARRAY['id', 'k', 'email'])", &|t| {
-            let n = &t["public.".len()..];
-            assert_eq!(
+        every_kind_and_stop(
+            "uq",
+            "SELECT zdm.add_unique('{t}', '{n}_u', ARRAY['id', 'k', 'email'])",
+            &|t| {
+                let n = &t["public.".len()..];
+                assert_eq!(
                 one::<String>(&format!(
                     "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = '{n}_u' AND conrelid = '{t}'::regclass"
                 ))
                 .as_deref(),
                 Some("UNIQUE (id, k, email)")
             );
-            // Every partition's constraint hangs from the table's, its index valid.
-            assert_eq!(
+                // Every partition's constraint hangs from the table's, its index valid.
+                assert_eq!(
                 one::<i64>(&format!(
                     "SELECT count(*) FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid
                       WHERE c.contype = 'u' AND i.indisvalid AND c.conrelid IN (SELECT relid FROM pg_partition_tree('{t}'))"
                 )),
                 one::<i64>(&format!("SELECT count(*) FROM pg_partition_tree('{t}')"))
             );
-        });
+            },
+        );
     }
 
     #[pg_test]
@@ -249,14 +269,20 @@ mod tests {
         .unwrap();
         let m = one::<String>("SELECT zdm.rename_column('public.carry', 'name', 'full_name')").unwrap();
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 500)")).unwrap_or(0) > 0 {}
-        assert!(sqlstate(&format!("SELECT zdm.complete('{m}')")).is_some(), "index builds pending");
+        assert!(
+            sqlstate(&format!("SELECT zdm.complete('{m}')")).is_some(),
+            "index builds pending"
+        );
         build_pending(&m);
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(
             one::<String>("SELECT pg_get_indexdef('public.carry_name_idx'::regclass)").unwrap(),
             "CREATE INDEX carry_name_idx ON ONLY public.carry USING btree (full_name)"
         );
-        assert_eq!(one::<bool>("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.carry_name_idx'::regclass"), Some(true));
+        assert_eq!(
+            one::<bool>("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.carry_name_idx'::regclass"),
+            Some(true)
+        );
         assert_eq!(
             one::<String>("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'name_long' AND conrelid = 'public.carry'::regclass").unwrap(),
             "CHECK ((length(full_name) > 2))"
@@ -267,7 +293,10 @@ mod tests {
     fn sync_triggers_fire_always_on_every_partition_present_and_future() {
         tree("public.trg", "range");
         let m = one::<String>("SELECT zdm.rename_column('public.trg', 'name', 'full_name')").unwrap();
-        Spi::run("CREATE TABLE public.trg_2030 PARTITION OF public.trg FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')").unwrap();
+        Spi::run(
+            "CREATE TABLE public.trg_2030 PARTITION OF public.trg FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')",
+        )
+        .unwrap();
         assert_eq!(
             one::<i64>(
                 "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm%' AND tgenabled <> 'A'
@@ -276,11 +305,16 @@ mod tests {
             Some(0)
         );
         assert_eq!(
-            one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm%' AND tgrelid = 'public.trg_2030'::regclass"),
+            one::<i64>(
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm%' AND tgrelid = 'public.trg_2030'::regclass"
+            ),
             Some(2)
         );
         Spi::run("INSERT INTO public.trg (id, k, name, amount) VALUES (9000, '2030-07-01', 'late', 1)").unwrap();
-        assert_eq!(one::<String>("SELECT full_name FROM public.trg_2030 WHERE id = 9000").as_deref(), Some("late"));
+        assert_eq!(
+            one::<String>("SELECT full_name FROM public.trg_2030 WHERE id = 9000").as_deref(),
+            Some("late")
+        );
         // Turning a partition's copy off is refused like the parent's.
         assert_eq!(
             sqlstate("ALTER TABLE public.trg_2025 DISABLE TRIGGER zdm_sync_trg_rename_name_to_full_name").as_deref(),
@@ -303,7 +337,10 @@ mod tests {
         )
         .unwrap();
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 100)")).unwrap_or(0) > 0 {}
-        assert_eq!(one::<i64>("SELECT count(*) FROM public.win WHERE full_name IS DISTINCT FROM name"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.win WHERE full_name IS DISTINCT FROM name"),
+            Some(0)
+        );
         assert_eq!(
             one::<String>(&format!(
                 "SELECT string_agg(partition || ' ' || state || ' ' || rows_done, ', ' ORDER BY position)
@@ -316,7 +353,10 @@ mod tests {
                 .replace("267", &one::<i64>("SELECT count(*) FROM public.win_default").unwrap().to_string())
         );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
-        assert_eq!(one::<String>("SELECT full_name FROM public.win WHERE id = 8000").as_deref(), Some("in new partition"));
+        assert_eq!(
+            one::<String>("SELECT full_name FROM public.win WHERE id = 8000").as_deref(),
+            Some("in new partition")
+        );
     }
 
     /// The leaf a batch stopped in is detached: the next leaf starts at its
@@ -333,7 +373,10 @@ mod tests {
         .unwrap();
         Spi::run(&format!("ALTER TABLE public.hop DETACH PARTITION {first}")).unwrap();
         while one::<i64>(&format!("SELECT zdm.backfill_batch('{m}', 100)")).unwrap_or(0) > 0 {}
-        assert_eq!(one::<i64>("SELECT count(*) FROM public.hop WHERE email IS NULL"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.hop WHERE email IS NULL"),
+            Some(0)
+        );
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
         assert_eq!(attr("public.hop", "email", "attnotnull").as_deref(), Some("true"));
     }
@@ -352,7 +395,10 @@ mod tests {
         build_pending(&m);
         assert_eq!(state(), "ready to complete");
         Spi::run(&format!("SELECT zdm.complete('{m}')")).unwrap();
-        assert_eq!(one::<bool>("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.pix_email'::regclass"), Some(true));
+        assert_eq!(
+            one::<bool>("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.pix_email'::regclass"),
+            Some(true)
+        );
     }
 
     /// Each leaf's checks are validated as soon as its backfill is done, in
@@ -404,10 +450,16 @@ mod tests {
         )
         .unwrap();
         let e = error_text("ALTER TABLE public.att ATTACH PARTITION public.att_apac FOR VALUES IN ('apac2')");
-        assert!(e.starts_with("55006: pg_zdm: partition public.att_apac of table public.att has rows"), "{e}");
+        assert!(
+            e.starts_with("55006: pg_zdm: partition public.att_apac of table public.att has rows"),
+            "{e}"
+        );
         assert!(e.contains("CREATE TABLE ... PARTITION OF"), "{e}");
         // An empty one may: whatever it gets goes through the triggers.
-        assert_eq!(sqlstate("ALTER TABLE public.att ATTACH PARTITION public.att_latam FOR VALUES IN ('latam')"), None);
+        assert_eq!(
+            sqlstate("ALTER TABLE public.att ATTACH PARTITION public.att_latam FOR VALUES IN ('latam')"),
+            None
+        );
         Spi::run(&format!("SELECT zdm.rollback('{m}')")).unwrap();
     }
 
@@ -417,16 +469,43 @@ mod tests {
         tree("public.rfh", "hash");
         Spi::run("CREATE TABLE public.rf_ref (id bigint PRIMARY KEY)").unwrap();
         let cases = [
-            ("SELECT zdm.alter_column_type('public.rf', 'k', 'timestamp')", "partition key"),
+            (
+                "SELECT zdm.alter_column_type('public.rf', 'k', 'timestamp')",
+                "partition key",
+            ),
             ("SELECT zdm.drop_column('public.rf', 'k')", "partition key"),
-            ("SELECT zdm.rename_column('public.rf', 'k', 'day')", "RENAME COLUMN k TO day"),
-            ("SELECT zdm.alter_column_type('public.rfh', 'k', 'numeric')", "partition key"),
-            ("SELECT zdm.alter_column_type('public.rf', 'id', 'numeric')", "partition key"),
-            ("SELECT zdm.alter_column_type('public.rfh', 'id', 'numeric')", "key of partitioned relation"),
-            ("SELECT zdm.add_foreign_key('public.rf', 'fk', ARRAY['amount'], 'public.rf_ref', ARRAY['id'])", "NOT VALID"),
-            ("SELECT zdm.add_unique('public.rf', 'u', ARRAY['k', 'name'])", "must include its partition key: id missing"),
-            ("SELECT zdm.create_shadow_table('public.rf', ARRAY['ALTER COLUMN amount TYPE bigint'])", "Column operations work"),
-            ("SELECT zdm.rename_column('public.rf_2025', 'name', 'n')", "partition of public.rf"),
+            (
+                "SELECT zdm.rename_column('public.rf', 'k', 'day')",
+                "RENAME COLUMN k TO day",
+            ),
+            (
+                "SELECT zdm.alter_column_type('public.rfh', 'k', 'numeric')",
+                "partition key",
+            ),
+            (
+                "SELECT zdm.alter_column_type('public.rf', 'id', 'numeric')",
+                "partition key",
+            ),
+            (
+                "SELECT zdm.alter_column_type('public.rfh', 'id', 'numeric')",
+                "key of partitioned relation",
+            ),
+            (
+                "SELECT zdm.add_foreign_key('public.rf', 'fk', ARRAY['amount'], 'public.rf_ref', ARRAY['id'])",
+                "NOT VALID",
+            ),
+            (
+                "SELECT zdm.add_unique('public.rf', 'u', ARRAY['k', 'name'])",
+                "must include its partition key: id missing",
+            ),
+            (
+                "SELECT zdm.create_shadow_table('public.rf', ARRAY['ALTER COLUMN amount TYPE bigint'])",
+                "Column operations work",
+            ),
+            (
+                "SELECT zdm.rename_column('public.rf_2025', 'name', 'n')",
+                "partition of public.rf",
+            ),
         ];
         for (sql, says) in cases {
             let e = error_text(sql);
@@ -446,10 +525,26 @@ mod tests {
         // 4 leaves: a build and an attach each; 1 partitioned partition: ON ONLY and attach.
         assert_eq!(rows(index, "top_level"), 8);
         assert_eq!(rows(index, "statement LIKE '%ON ONLY public.pl_2024 %'"), 1);
-        let rename = "'{\"op\": \"rename_column\", \"table\": \"public.pl\", \"column\": \"name\", \"new_name\": \"n\"}'";
+        let rename =
+            "'{\"op\": \"rename_column\", \"table\": \"public.pl\", \"column\": \"name\", \"new_name\": \"n\"}'";
         // Per leaf: its batches, then its NOT NULL check validated.
-        assert_eq!(rows(rename, "phase = 'backfill' AND statement LIKE 'SELECT * FROM zdm.backfill_p%'"), 4);
-        assert_eq!(rows(rename, "phase = 'backfill' AND statement LIKE '% VALIDATE CONSTRAINT %'"), 4);
-        assert_eq!(rows(rename, "phase = 'backfill' AND locked_relation = 'public.pl_default'"), 2);
+        assert_eq!(
+            rows(
+                rename,
+                "phase = 'backfill' AND statement LIKE 'SELECT * FROM zdm.backfill_p%'"
+            ),
+            4
+        );
+        assert_eq!(
+            rows(
+                rename,
+                "phase = 'backfill' AND statement LIKE '% VALIDATE CONSTRAINT %'"
+            ),
+            4
+        );
+        assert_eq!(
+            rows(rename, "phase = 'backfill' AND locked_relation = 'public.pl_default'"),
+            2
+        );
     }
 }

@@ -559,7 +559,8 @@ fn rebuild(cluster: &Cluster, rows: i64) {
         for method in ["pg_zdm shadow rebuild", "pg_repack", "VACUUM FULL"] {
             let table = "public.rb";
             // some dead space for the rebuild to reclaim
-            let target = status_orders_with_oracle(&mut c, table, rows, &format!("DELETE FROM {table} WHERE id % 10 = 0;"));
+            let target =
+                status_orders_with_oracle(&mut c, table, rows, &format!("DELETE FROM {table} WHERE id % 10 = 0;"));
             let epoch = Instant::now();
             let prober = Prober::spawn(&url, table, epoch);
             let clients: Vec<Client> = (0..2)
@@ -806,10 +807,26 @@ fn partitioned_run(cluster: &Cluster, table: &str, rows: i64, sql: &str, zdm: bo
 fn partitioned(cluster: &Cluster, rows: i64) {
     let t = "porders";
     let cases = [
-        ("ALTER TABLE porders ALTER COLUMN amount TYPE numeric(12,2)", false, "naive ALTER TABLE ... TYPE"),
-        ("SELECT zdm.alter_column_type('porders', 'amount', 'numeric(12,2)')", true, "pg_zdm alter_column_type"),
-        ("CREATE INDEX porders_status ON porders (status)", false, "naive CREATE INDEX"),
-        ("SELECT zdm.create_index('porders', 'porders_status', 'USING btree (status)')", true, "pg_zdm create_index"),
+        (
+            "ALTER TABLE porders ALTER COLUMN amount TYPE numeric(12,2)",
+            false,
+            "naive ALTER TABLE ... TYPE",
+        ),
+        (
+            "SELECT zdm.alter_column_type('porders', 'amount', 'numeric(12,2)')",
+            true,
+            "pg_zdm alter_column_type",
+        ),
+        (
+            "CREATE INDEX porders_status ON porders (status)",
+            false,
+            "naive CREATE INDEX",
+        ),
+        (
+            "SELECT zdm.create_index('porders', 'porders_status', 'USING btree (status)')",
+            true,
+            "pg_zdm create_index",
+        ),
     ];
     println!("partitioned table of {rows} rows (16 monthly partitions + default), 2 writer clients + a prober reading every 10 ms\n");
     println!("| change | total s | readers' worst wait ms | writers' worst ms | client errors |");

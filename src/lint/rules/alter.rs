@@ -13,7 +13,11 @@ pub fn alter_table(ctx: &Ctx, table: &RelName, cmds: &[AlterCmd], lock: LockLeve
         work = work.max(w);
         findings.extend(f);
     }
-    Analysis { lock: Some(lock), work, findings }
+    Analysis {
+        lock: Some(lock),
+        work,
+        findings,
+    }
 }
 
 /// The finding of a rule whose danger is work on the table's rows: `ok` when
@@ -73,11 +77,27 @@ fn add_column(ctx: &Ctx, table: &RelName, col: &ColumnSpec) -> (Work, Vec<Findin
     }
     if serial || col.identity {
         work = Work::Rewrite;
-        let pk = col.constraints.iter().any(|k| matches!(k.kind, ConstraintKind::PrimaryKey { .. }));
-        let rule = if pk { "adding-serial-primary-key-field" } else { "adding-auto-incrementing-column" };
-        findings.push(on_rows(ctx, table, rule,
-            "an auto-incrementing column fills every existing row: a rewrite under ACCESS EXCLUSIVE".into())
-            .with_safe("zdm.create_shadow_table with the new column: copied in batches, swapped in", None));
+        let pk = col
+            .constraints
+            .iter()
+            .any(|k| matches!(k.kind, ConstraintKind::PrimaryKey { .. }));
+        let rule = if pk {
+            "adding-serial-primary-key-field"
+        } else {
+            "adding-auto-incrementing-column"
+        };
+        findings.push(
+            on_rows(
+                ctx,
+                table,
+                rule,
+                "an auto-incrementing column fills every existing row: a rewrite under ACCESS EXCLUSIVE".into(),
+            )
+            .with_safe(
+                "zdm.create_shadow_table with the new column: copied in batches, swapped in",
+                None,
+            ),
+        );
     }
     match &col.default {
         Some(d) if !serial && !col.identity => match d.volatile {
@@ -111,20 +131,38 @@ fn add_column(ctx: &Ctx, table: &RelName, col: &ColumnSpec) -> (Work, Vec<Findin
     (work, findings)
 }
 
-fn alter_type(ctx: &Ctx, table: &RelName, column: &str, new_type: &TypeRef, using: Option<&str>) -> (Work, Vec<Finding>) {
+fn alter_type(
+    ctx: &Ctx,
+    table: &RelName,
+    column: &str,
+    new_type: &TypeRef,
+    using: Option<&str>,
+) -> (Work, Vec<Finding>) {
     let rule = "changing-column-type";
     if let Some(why) = ctx.harmless(table) {
         return (Work::Rewrite, vec![Finding::ok(rule, why)]);
     }
-    let rewrites = ctx.facts.type_changes.get(&(table.display(), column.to_string())).copied().flatten();
-    let target = new_type.resolved.as_ref().map_or(new_type.written.clone(), |r| r.sql.clone());
+    let rewrites = ctx
+        .facts
+        .type_changes
+        .get(&(table.display(), column.to_string()))
+        .copied()
+        .flatten();
+    let target = new_type
+        .resolved
+        .as_ref()
+        .map_or(new_type.written.clone(), |r| r.sql.clone());
     if using.is_none() && rewrites == Some(false) {
         return (Work::CatalogOnly, vec![Finding::ok(rule,
             format!("{column} → {target} is binary coercible: PostgreSQL changes the catalog only, no rewrite or index rebuild"))]);
     }
     let why = match (using, rewrites) {
-        (Some(_), _) => "a USING expression computes every row again: the table and its indexes are rewritten".to_string(),
-        (None, Some(true)) => format!("{column} → {target} is not binary coercible: the table and its indexes are rewritten"),
+        (Some(_), _) => {
+            "a USING expression computes every row again: the table and its indexes are rewritten".to_string()
+        }
+        (None, Some(true)) => {
+            format!("{column} → {target} is not binary coercible: the table and its indexes are rewritten")
+        }
         _ => "the column or the type is not known here: assuming a rewrite".to_string(),
     };
     let t = ctx.spec_table(table);
@@ -132,9 +170,17 @@ fn alter_type(ctx: &Ctx, table: &RelName, column: &str, new_type: &TypeRef, usin
     if let Some(u) = using {
         op["up_expr"] = json!(u);
     }
-    let f = Finding::new(rule, Verdict::Danger, format!("{why} under ACCESS EXCLUSIVE: {}", ctx.describe(table)))
-        .with_safe(format!("zdm.alter_column_type('{t}', '{column}', '{target}'): a second column kept in sync, backfilled in batches"),
-            Some(json!({ "operations": [op] })));
+    let f = Finding::new(
+        rule,
+        Verdict::Danger,
+        format!("{why} under ACCESS EXCLUSIVE: {}", ctx.describe(table)),
+    )
+    .with_safe(
+        format!(
+            "zdm.alter_column_type('{t}', '{column}', '{target}'): a second column kept in sync, backfilled in batches"
+        ),
+        Some(json!({ "operations": [op] })),
+    );
     (Work::Rewrite, vec![f])
 }
 
@@ -145,11 +191,19 @@ fn set_not_null(ctx: &Ctx, table: &RelName, column: &str) -> (Work, Vec<Finding>
     }
     if let TableState::Existing(t) = ctx.state(table) {
         if t.columns.iter().any(|c| c.name == column && c.not_null) {
-            return (Work::CatalogOnly, vec![Finding::ok(rule, format!("{column} is already NOT NULL"))]);
+            return (
+                Work::CatalogOnly,
+                vec![Finding::ok(rule, format!("{column} is already NOT NULL"))],
+            );
         }
         if t.not_null_checks.iter().any(|c| c == column) {
-            return (Work::CatalogOnly, vec![Finding::ok(rule,
-                format!("a validated CHECK ({column} IS NOT NULL) proves it: PostgreSQL skips the scan"))]);
+            return (
+                Work::CatalogOnly,
+                vec![Finding::ok(
+                    rule,
+                    format!("a validated CHECK ({column} IS NOT NULL) proves it: PostgreSQL skips the scan"),
+                )],
+            );
         }
     }
     let t = ctx.spec_table(table);
@@ -167,24 +221,57 @@ fn add_constraint(ctx: &Ctx, table: &RelName, k: &ConstraintSpec, col: Option<&C
     match &k.kind {
         ConstraintKind::Check { expr } => {
             if k.not_valid {
-                return (Work::CatalogOnly, vec![Finding::ok("constraint-missing-not-valid", "NOT VALID: existing rows are not scanned")]);
+                return (
+                    Work::CatalogOnly,
+                    vec![Finding::ok(
+                        "constraint-missing-not-valid",
+                        "NOT VALID: existing rows are not scanned",
+                    )],
+                );
             }
-            let mut f = on_rows(ctx, table, "constraint-missing-not-valid",
-                "ADD CHECK scans every row under ACCESS EXCLUSIVE".into());
+            let mut f = on_rows(
+                ctx,
+                table,
+                "constraint-missing-not-valid",
+                "ADD CHECK scans every row under ACCESS EXCLUSIVE".into(),
+            );
             if f.verdict == Verdict::Danger {
-                let spec_v = expr.as_ref().map(|e| json!({"operations": [
-                    {"op": "add_check", "table": t, "constraint": name, "check": e}]}));
-                f = f.with_safe(format!("zdm.add_check('{t}', '{name}', ...): NOT VALID now, VALIDATE without blocking writes"), spec_v);
+                let spec_v = expr.as_ref().map(|e| {
+                    json!({"operations": [
+                    {"op": "add_check", "table": t, "constraint": name, "check": e}]})
+                });
+                f = f.with_safe(
+                    format!("zdm.add_check('{t}', '{name}', ...): NOT VALID now, VALIDATE without blocking writes"),
+                    spec_v,
+                );
             }
             (Work::Scan, vec![f])
         }
-        ConstraintKind::ForeignKey { columns, references, referenced_columns, on_delete } => {
+        ConstraintKind::ForeignKey {
+            columns,
+            references,
+            referenced_columns,
+            on_delete,
+        } => {
             if k.not_valid {
-                return (Work::CatalogOnly, vec![Finding::ok("adding-foreign-key-constraint",
-                    "NOT VALID: SHARE ROW EXCLUSIVE on both tables, no scan")]);
+                return (
+                    Work::CatalogOnly,
+                    vec![Finding::ok(
+                        "adding-foreign-key-constraint",
+                        "NOT VALID: SHARE ROW EXCLUSIVE on both tables, no scan",
+                    )],
+                );
             }
-            let mut f = on_rows(ctx, table, "adding-foreign-key-constraint",
-                format!("the foreign key is checked row by row while writes to both {} and {} are blocked", table.display(), references.display()));
+            let mut f = on_rows(
+                ctx,
+                table,
+                "adding-foreign-key-constraint",
+                format!(
+                    "the foreign key is checked row by row while writes to both {} and {} are blocked",
+                    table.display(),
+                    references.display()
+                ),
+            );
             if f.verdict == Verdict::Danger && col.is_none() && !referenced_columns.is_empty() {
                 f = f.with_safe(format!("zdm.add_foreign_key('{t}', '{name}', ...): NOT VALID now, VALIDATE without blocking writes"),
                     spec(json!({"op": "add_foreign_key", "table": t, "constraint": name, "columns": columns,
@@ -196,20 +283,52 @@ fn add_constraint(ctx: &Ctx, table: &RelName, k: &ConstraintSpec, col: Option<&C
         }
         ConstraintKind::Unique { columns, using_index } | ConstraintKind::PrimaryKey { columns, using_index } => {
             let pk = matches!(k.kind, ConstraintKind::PrimaryKey { .. });
-            let rule = if pk { "adding-primary-key-constraint" } else { "disallowed-unique-constraint" };
+            let rule = if pk {
+                "adding-primary-key-constraint"
+            } else {
+                "disallowed-unique-constraint"
+            };
             if let Some(i) = using_index {
                 return match ctx.facts.indexes.get(i) {
-                    Some(ix) if ix.valid && ix.unique => (Work::CatalogOnly, vec![Finding::ok(rule,
-                        format!("USING INDEX {}: a valid unique index exists, the constraint is catalog only", ix.qualified))]),
-                    _ if ctx.is_created(table) => (Work::CatalogOnly, vec![Finding::ok(rule, "table created earlier in this text")]),
-                    _ => (Work::CatalogOnly, vec![Finding::new(rule, Verdict::Danger,
-                        format!("USING INDEX {i}: no valid unique index of that name here: the statement fails"))]),
+                    Some(ix) if ix.valid && ix.unique => (
+                        Work::CatalogOnly,
+                        vec![Finding::ok(
+                            rule,
+                            format!(
+                                "USING INDEX {}: a valid unique index exists, the constraint is catalog only",
+                                ix.qualified
+                            ),
+                        )],
+                    ),
+                    _ if ctx.is_created(table) => (
+                        Work::CatalogOnly,
+                        vec![Finding::ok(rule, "table created earlier in this text")],
+                    ),
+                    _ => (
+                        Work::CatalogOnly,
+                        vec![Finding::new(
+                            rule,
+                            Verdict::Danger,
+                            format!("USING INDEX {i}: no valid unique index of that name here: the statement fails"),
+                        )],
+                    ),
                 };
             }
-            let mut f = on_rows(ctx, table, rule, "the unique index is built under ACCESS EXCLUSIVE: reads and writes wait".into());
+            let mut f = on_rows(
+                ctx,
+                table,
+                rule,
+                "the unique index is built under ACCESS EXCLUSIVE: reads and writes wait".into(),
+            );
             if f.verdict == Verdict::Danger {
                 f = if pk || col.is_some() {
-                    f.with_safe(format!("CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE {t} ADD {} USING INDEX", if pk { "PRIMARY KEY" } else { "UNIQUE" }), None)
+                    f.with_safe(
+                        format!(
+                            "CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE {t} ADD {} USING INDEX",
+                            if pk { "PRIMARY KEY" } else { "UNIQUE" }
+                        ),
+                        None,
+                    )
                 } else {
                     f.with_safe(format!("zdm.add_unique('{t}', '{name}', ...): index built CONCURRENTLY, attached by zdm.complete()"),
                         spec(json!({"op": "add_unique", "table": t, "constraint": name, "columns": columns})))
@@ -217,8 +336,15 @@ fn add_constraint(ctx: &Ctx, table: &RelName, k: &ConstraintSpec, col: Option<&C
             }
             (Work::IndexBuild, vec![f])
         }
-        ConstraintKind::Exclusion => (Work::IndexBuild, vec![on_rows(ctx, table, "adding-exclusion-constraint",
-            "the exclusion constraint's index is built and every row checked under ACCESS EXCLUSIVE".into())]),
+        ConstraintKind::Exclusion => (
+            Work::IndexBuild,
+            vec![on_rows(
+                ctx,
+                table,
+                "adding-exclusion-constraint",
+                "the exclusion constraint's index is built and every row checked under ACCESS EXCLUSIVE".into(),
+            )],
+        ),
         ConstraintKind::NotNull | ConstraintKind::Other => (Work::CatalogOnly, vec![]),
     }
 }

@@ -56,13 +56,21 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(rule: &'static str, verdict: Verdict, reason: impl Into<String>) -> Self {
-        Finding { rule, verdict, reason: reason.into(), safe: None }
+        Finding {
+            rule,
+            verdict,
+            reason: reason.into(),
+            safe: None,
+        }
     }
     pub fn ok(rule: &'static str, reason: impl Into<String>) -> Self {
         Self::new(rule, Verdict::Ok, reason)
     }
     pub fn with_safe(mut self, text: impl Into<String>, spec: Option<Value>) -> Self {
-        self.safe = Some(SafeWay { text: text.into(), spec });
+        self.safe = Some(SafeWay {
+            text: text.into(),
+            spec,
+        });
         self
     }
 }
@@ -130,10 +138,14 @@ impl Ctx<'_> {
     /// Why the work on `r` harms nobody, when the text or the catalog proves it.
     pub fn harmless(&self, r: &RelName) -> Option<String> {
         match self.state(r) {
-            TableState::New => Some(format!("{} is created earlier in this text: nobody uses it yet", r.display())),
-            TableState::Existing(t) if t.size == 0 => {
-                Some(format!("{} is empty (0 bytes): nothing to scan or rewrite", t.qualified))
-            }
+            TableState::New => Some(format!(
+                "{} is created earlier in this text: nobody uses it yet",
+                r.display()
+            )),
+            TableState::Existing(t) if t.size == 0 => Some(format!(
+                "{} is empty (0 bytes): nothing to scan or rewrite",
+                t.qualified
+            )),
             _ => None,
         }
     }
@@ -142,7 +154,11 @@ impl Ctx<'_> {
     pub fn describe(&self, r: &RelName) -> String {
         match self.state(r) {
             TableState::Existing(t) => {
-                let rows = if t.rows < 0.0 { "never analysed".to_string() } else { format!("~{} rows", t.rows as i64) };
+                let rows = if t.rows < 0.0 {
+                    "never analysed".to_string()
+                } else {
+                    format!("~{} rows", t.rows as i64)
+                };
                 format!("{} ({} bytes, {rows})", t.qualified, t.size)
             }
             TableState::New => format!("{} (new)", r.display()),

@@ -7,7 +7,11 @@ use serde_json::json;
 
 pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
     let (lock, work, findings) = match kind {
-        Kind::RenameColumn { table, column, new_name } => {
+        Kind::RenameColumn {
+            table,
+            column,
+            new_name,
+        } => {
             let f = if ctx.is_created(table) {
                 Finding::ok("renaming-column", "table created earlier in this text")
             } else {
@@ -29,26 +33,67 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
             };
             (LockLevel::AccessExclusive, Work::CatalogOnly, vec![f])
         }
-        Kind::RenameSchema { schema } => (LockLevel::AccessExclusive, Work::CatalogOnly, vec![Finding::new("renaming-schema", Verdict::Danger,
-            format!("every query naming schema {schema} fails once it is renamed"))]),
-        Kind::RenameEnumValue { type_name } => (LockLevel::AccessExclusive, Work::CatalogOnly, vec![Finding::new("renaming-enum-value", Verdict::Warning,
-            format!("the running application still writes the old label of {type_name}"))
-            .with_safe("ALTER TYPE ... ADD VALUE the new label, move the rows in batches, stop using the old one", None)]),
+        Kind::RenameSchema { schema } => (
+            LockLevel::AccessExclusive,
+            Work::CatalogOnly,
+            vec![Finding::new(
+                "renaming-schema",
+                Verdict::Danger,
+                format!("every query naming schema {schema} fails once it is renamed"),
+            )],
+        ),
+        Kind::RenameEnumValue { type_name } => (
+            LockLevel::AccessExclusive,
+            Work::CatalogOnly,
+            vec![Finding::new(
+                "renaming-enum-value",
+                Verdict::Warning,
+                format!("the running application still writes the old label of {type_name}"),
+            )
+            .with_safe(
+                "ALTER TYPE ... ADD VALUE the new label, move the rows in batches, stop using the old one",
+                None,
+            )],
+        ),
         Kind::DropTable { tables, cascade } => {
             let mut findings = Vec::new();
             for t in tables {
                 findings.push(if ctx.is_created(t) {
-                    Finding::ok("ban-drop-table", format!("{} is created earlier in this text", t.display()))
+                    Finding::ok(
+                        "ban-drop-table",
+                        format!("{} is created earlier in this text", t.display()),
+                    )
                 } else {
-                    Finding::new("ban-drop-table", Verdict::Danger, format!("{} and its data are gone{}; the running application breaks",
-                        ctx.describe(t), if *cascade { ", with every view and foreign key depending on it (CASCADE)" } else { "" }))
-                        .with_safe("stop every use of the table first, rename it aside for a release, drop it later", None)
+                    Finding::new(
+                        "ban-drop-table",
+                        Verdict::Danger,
+                        format!(
+                            "{} and its data are gone{}; the running application breaks",
+                            ctx.describe(t),
+                            if *cascade {
+                                ", with every view and foreign key depending on it (CASCADE)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    )
+                    .with_safe(
+                        "stop every use of the table first, rename it aside for a release, drop it later",
+                        None,
+                    )
                 });
             }
             (LockLevel::AccessExclusive, Work::CatalogOnly, findings)
         }
-        Kind::DropDatabase { name } => (LockLevel::AccessExclusive, Work::None, vec![Finding::new("ban-drop-database", Verdict::Danger,
-            format!("DROP DATABASE {name} removes every table and its data"))]),
+        Kind::DropDatabase { name } => (
+            LockLevel::AccessExclusive,
+            Work::None,
+            vec![Finding::new(
+                "ban-drop-database",
+                Verdict::Danger,
+                format!("DROP DATABASE {name} removes every table and its data"),
+            )],
+        ),
         Kind::Truncate { tables, cascade } => {
             let names = tables.iter().map(|t| t.display()).collect::<Vec<_>>().join(", ");
             let f = if *cascade {
@@ -71,11 +116,17 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
         }
         Kind::AlterDomainAddConstraint { name, not_valid } => {
             let f = if *not_valid {
-                Finding::ok("ban-alter-domain-with-add-constraint", "NOT VALID: existing values are not checked")
+                Finding::ok(
+                    "ban-alter-domain-with-add-constraint",
+                    "NOT VALID: existing values are not checked",
+                )
             } else {
-                Finding::new("ban-alter-domain-with-add-constraint", Verdict::Danger,
-                    format!("every column of type {name} in every table is scanned while the tables are locked"))
-                    .with_safe("ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT", None)
+                Finding::new(
+                    "ban-alter-domain-with-add-constraint",
+                    Verdict::Danger,
+                    format!("every column of type {name} in every table is scanned while the tables are locked"),
+                )
+                .with_safe("ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT", None)
             };
             (LockLevel::Share, Work::Scan, vec![f])
         }
@@ -89,7 +140,17 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
             };
             (LockLevel::RowExclusive, Work::None, vec![f])
         }
-        _ => return Analysis { lock: None, work: Work::None, findings: vec![] },
+        _ => {
+            return Analysis {
+                lock: None,
+                work: Work::None,
+                findings: vec![],
+            }
+        }
     };
-    Analysis { lock: Some(lock), work, findings }
+    Analysis {
+        lock: Some(lock),
+        work,
+        findings,
+    }
 }

@@ -27,7 +27,10 @@ pub struct TextState {
 
 impl TextState {
     pub fn new(in_transaction: bool) -> Self {
-        TextState { implicit: in_transaction, ..Default::default() }
+        TextState {
+            implicit: in_transaction,
+            ..Default::default()
+        }
     }
 
     fn in_transaction(&self) -> bool {
@@ -65,12 +68,27 @@ impl TextState {
     }
 
     fn concurrently(&self, s: &Statement, out: &mut Vec<Finding>) {
-        let concurrent = matches!(s.kind, Kind::CreateIndex { concurrent: true, .. }
-            | Kind::DropIndex { concurrent: true, .. } | Kind::Reindex { concurrent: true, .. });
+        let concurrent = matches!(
+            s.kind,
+            Kind::CreateIndex { concurrent: true, .. }
+                | Kind::DropIndex { concurrent: true, .. }
+                | Kind::Reindex { concurrent: true, .. }
+        );
         if concurrent && self.in_transaction() {
-            out.push(Finding::new("ban-concurrent-index-creation-in-transaction", Verdict::Danger,
-                format!("CONCURRENTLY cannot run inside a transaction block: inside {} the statement fails", self.which_transaction()))
-                .with_safe("run it alone, outside any transaction (zdm.create_index leaves it in zdm.pending_statements())", None));
+            out.push(
+                Finding::new(
+                    "ban-concurrent-index-creation-in-transaction",
+                    Verdict::Danger,
+                    format!(
+                        "CONCURRENTLY cannot run inside a transaction block: inside {} the statement fails",
+                        self.which_transaction()
+                    ),
+                )
+                .with_safe(
+                    "run it alone, outside any transaction (zdm.create_index leaves it in zdm.pending_statements())",
+                    None,
+                ),
+            );
         }
     }
 
@@ -101,12 +119,29 @@ impl TextState {
             return;
         }
         self.reported_long = true;
-        let oids: Vec<u32> = tables.iter().filter_map(|t| ctx.facts.tables.values().find(|f| &f.qualified == t).map(|f| f.oid)).collect();
-        let list = ctx.facts.long_transactions.iter().map(|l| {
-            let holds = if l.relations.iter().any(|r| oids.contains(r)) { ", holding a lock on the table" } else { "" };
-            format!("pid {} open for {:.0} s{holds}", l.pid, l.seconds)
-        }).collect::<Vec<_>>().join("; ");
-        let verdict = if self.lock_timeout { Verdict::Warning } else { Verdict::Danger };
+        let oids: Vec<u32> = tables
+            .iter()
+            .filter_map(|t| ctx.facts.tables.values().find(|f| &f.qualified == t).map(|f| f.oid))
+            .collect();
+        let list = ctx
+            .facts
+            .long_transactions
+            .iter()
+            .map(|l| {
+                let holds = if l.relations.iter().any(|r| oids.contains(r)) {
+                    ", holding a lock on the table"
+                } else {
+                    ""
+                };
+                format!("pid {} open for {:.0} s{holds}", l.pid, l.seconds)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let verdict = if self.lock_timeout {
+            Verdict::Warning
+        } else {
+            Verdict::Danger
+        };
         out.push(Finding::new("long-running-transaction", verdict,
             format!("a transaction open now may hold what this lock needs, and every query on {} would queue behind the wait: {list}", tables.join(", ")))
             .with_safe("wait for it to end (zdm.long_transactions), or keep lock_timeout short and retry", None));
@@ -160,7 +195,12 @@ impl TextState {
             Kind::CreateTable { table, .. } => self.created.push(table.clone()),
             Kind::AlterTable { cmds, .. } => {
                 for c in cmds {
-                    if let AlterCmd::AddConstraint(ConstraintSpec { name: Some(n), not_valid: true, .. }) = c {
+                    if let AlterCmd::AddConstraint(ConstraintSpec {
+                        name: Some(n),
+                        not_valid: true,
+                        ..
+                    }) = c
+                    {
                         self.not_valid.push(n.clone());
                     }
                 }
@@ -172,9 +212,14 @@ impl TextState {
     /// Findings once the whole text is read.
     pub fn finish(&self) -> Vec<Finding> {
         match self.explicit {
-            Some(l) => vec![Finding::new("ban-uncommitted-transaction", Verdict::Warning,
-                format!("the transaction opened on line {l} is never committed: its locks stay held until the session ends"))
-                .with_safe("end the text with COMMIT", None)],
+            Some(l) => vec![Finding::new(
+                "ban-uncommitted-transaction",
+                Verdict::Warning,
+                format!(
+                    "the transaction opened on line {l} is never committed: its locks stay held until the session ends"
+                ),
+            )
+            .with_safe("end the text with COMMIT", None)],
             None => vec![],
         }
     }
