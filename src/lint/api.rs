@@ -41,7 +41,7 @@ fn rows(reports: Vec<Report>) -> Vec<Row> {
                 r.statement.line,
                 r.statement.text.clone(),
                 r.objects.clone(),
-                r.lock.and_then(|l| l.as_sql()).map(str::to_string),
+                r.lock.map(|l| l.as_sql()).map(str::to_string),
                 r.work.as_str().to_string(),
                 r.table.as_ref().map(|t| t.qualified.clone()),
                 r.table.as_ref().map(|t| t.size),
@@ -72,7 +72,7 @@ fn rows(reports: Vec<Report>) -> Vec<Row> {
 fn as_json(reports: &[Report]) -> Value {
     Value::Array(reports.iter().map(|r| json!({
         "statement": r.statement.number, "line": r.statement.line, "sql": r.statement.text,
-        "objects": r.objects, "lock": r.lock.and_then(|l| l.as_sql()), "work": r.work.as_str(),
+        "objects": r.objects, "lock": r.lock.map(|l| l.as_sql()), "work": r.work.as_str(),
         "table": r.table.as_ref().map(|t| json!({"name": t.qualified, "bytes": t.size, "rows": t.rows as i64})),
         "verdict": worst(&r.findings).as_str(),
         "findings": r.findings.iter().map(|f| json!({

@@ -32,7 +32,7 @@ use rules::{Ctx, Finding, Work};
 pub struct Report {
     pub statement: Statement,
     pub objects: Vec<String>,
-    pub lock: Option<LockLevel>,
+    pub lock: Option<LockMode>,
     pub work: Work,
     pub table: Option<TableFacts>,
     pub findings: Vec<Finding>,
@@ -91,21 +91,4 @@ fn objects_of(kind: &Kind) -> Vec<String> {
         _ => {}
     }
     v
-}
-
-impl LockLevel {
-    pub fn as_sql(self) -> Option<&'static str> {
-        use LockLevel::*;
-        Some(match self {
-            None => return Option::None,
-            AccessShare => "ACCESS SHARE",
-            RowShare => "ROW SHARE",
-            RowExclusive => "ROW EXCLUSIVE",
-            ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
-            Share => "SHARE",
-            ShareRowExclusive => "SHARE ROW EXCLUSIVE",
-            Exclusive => "EXCLUSIVE",
-            AccessExclusive => "ACCESS EXCLUSIVE",
-        })
-    }
 }

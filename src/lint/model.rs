@@ -143,7 +143,7 @@ pub enum Kind {
     AlterTable {
         table: RelName,
         cmds: Vec<AlterCmd>,
-        lock: LockLevel,
+        lock: LockMode,
     },
     CreateIndex {
         table: RelName,
@@ -217,19 +217,8 @@ pub enum Kind {
     },
 }
 
-/// PostgreSQL's table lock levels, weakest first (lockdefs.h numbering).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LockLevel {
-    None = 0,
-    AccessShare = 1,
-    RowShare = 2,
-    RowExclusive = 3,
-    ShareUpdateExclusive = 4,
-    Share = 5,
-    ShareRowExclusive = 6,
-    Exclusive = 7,
-    AccessExclusive = 8,
-}
+/// The lock a statement takes: pg_zdm's one type for lock modes.
+pub use crate::plan::LockMode;
 
 /// One statement of the text.
 #[derive(Debug, Clone, PartialEq)]

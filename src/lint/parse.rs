@@ -343,10 +343,10 @@ unsafe fn alter_table(ctx: &Ctx, s: *mut pg_sys::AlterTableStmt) -> Kind {
     }
 }
 
-fn lock_level(mode: i32) -> LockLevel {
-    use LockLevel::*;
+fn lock_level(mode: i32) -> LockMode {
+    use LockMode::*;
+    // lockdefs.h numbers them from 1 (0 is NoLock, which ALTER TABLE never takes).
     [
-        None,
         AccessShare,
         RowShare,
         RowExclusive,
@@ -356,7 +356,7 @@ fn lock_level(mode: i32) -> LockLevel {
         Exclusive,
         AccessExclusive,
     ]
-    .get(mode as usize)
+    .get((mode as usize).wrapping_sub(1))
     .copied()
     .unwrap_or(AccessExclusive)
 }

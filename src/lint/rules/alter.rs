@@ -5,7 +5,7 @@ use super::{types, Analysis, Ctx, Finding, TableState, Verdict, Work};
 use crate::lint::model::*;
 use serde_json::json;
 
-pub fn alter_table(ctx: &Ctx, table: &RelName, cmds: &[AlterCmd], lock: LockLevel) -> Analysis {
+pub fn alter_table(ctx: &Ctx, table: &RelName, cmds: &[AlterCmd], lock: LockMode) -> Analysis {
     let mut work = Work::CatalogOnly;
     let mut findings = Vec::new();
     for c in cmds {

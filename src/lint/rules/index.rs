@@ -18,7 +18,7 @@ pub fn index(ctx: &Ctx, kind: &Kind) -> Analysis {
             let rule = "require-concurrent-index-creation";
             if *concurrent {
                 return analysis(
-                    LockLevel::ShareUpdateExclusive,
+                    LockMode::ShareUpdateExclusive,
                     Work::IndexBuild,
                     Finding::ok(rule, "CONCURRENTLY: reads and writes go on during the build"),
                 );
@@ -44,7 +44,7 @@ pub fn index(ctx: &Ctx, kind: &Kind) -> Analysis {
                     }
                 }
             };
-            analysis(LockLevel::Share, Work::IndexBuild, f)
+            analysis(LockMode::Share, Work::IndexBuild, f)
         }
         Kind::DropIndex {
             indexes, concurrent, ..
@@ -52,7 +52,7 @@ pub fn index(ctx: &Ctx, kind: &Kind) -> Analysis {
             let rule = "require-concurrent-index-deletion";
             if *concurrent {
                 return analysis(
-                    LockLevel::ShareUpdateExclusive,
+                    LockMode::ShareUpdateExclusive,
                     Work::CatalogOnly,
                     Finding::ok(
                         rule,
@@ -77,13 +77,13 @@ pub fn index(ctx: &Ctx, kind: &Kind) -> Analysis {
                     format!("DROP INDEX takes ACCESS EXCLUSIVE on {}: it waits behind every running query, and everything queues behind it", on.join(", ")))
                     .with_safe("DROP INDEX CONCURRENTLY, outside a transaction block", None)
             };
-            analysis(LockLevel::AccessExclusive, Work::CatalogOnly, f)
+            analysis(LockMode::AccessExclusive, Work::CatalogOnly, f)
         }
         Kind::Reindex { concurrent, target } => {
             let rule = "require-concurrent-reindex";
             if *concurrent {
                 return analysis(
-                    LockLevel::ShareUpdateExclusive,
+                    LockMode::ShareUpdateExclusive,
                     Work::IndexBuild,
                     Finding::ok(rule, "CONCURRENTLY"),
                 );
@@ -97,7 +97,7 @@ pub fn index(ctx: &Ctx, kind: &Kind) -> Analysis {
                 )
                 .with_safe("REINDEX ... CONCURRENTLY", None),
             };
-            analysis(LockLevel::Share, Work::IndexBuild, f)
+            analysis(LockMode::Share, Work::IndexBuild, f)
         }
         _ => Analysis {
             lock: None,
@@ -107,7 +107,7 @@ pub fn index(ctx: &Ctx, kind: &Kind) -> Analysis {
     }
 }
 
-fn analysis(lock: LockLevel, work: Work, f: Finding) -> Analysis {
+fn analysis(lock: LockMode, work: Work, f: Finding) -> Analysis {
     Analysis {
         lock: Some(lock),
         work,

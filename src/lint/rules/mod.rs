@@ -100,7 +100,7 @@ impl Work {
 /// The rules' view of one statement.
 #[derive(Debug, Clone)]
 pub struct Analysis {
-    pub lock: Option<LockLevel>,
+    pub lock: Option<LockMode>,
     pub work: Work,
     pub findings: Vec<Finding>,
 }
@@ -178,7 +178,7 @@ pub fn statement(ctx: &Ctx, s: &Statement) -> Analysis {
         Kind::AlterTable { table, cmds, lock } => alter::alter_table(ctx, table, cmds, *lock),
         Kind::CreateIndex { .. } | Kind::DropIndex { .. } | Kind::Reindex { .. } => index::index(ctx, &s.kind),
         Kind::CreateTable { columns, .. } => Analysis {
-            lock: Some(LockLevel::AccessExclusive),
+            lock: Some(LockMode::AccessExclusive),
             work: Work::CatalogOnly,
             findings: columns.iter().flat_map(types::column_type).collect(),
         },

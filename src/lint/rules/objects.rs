@@ -21,7 +21,7 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
                     .with_safe(format!("zdm.rename_column('{t}', '{column}', '{new_name}'): both names work until zdm.complete()"),
                         Some(json!({"operations": [{"op": "rename_column", "table": t, "column": column, "new_name": new_name}]})))
             };
-            (LockLevel::AccessExclusive, Work::CatalogOnly, vec![f])
+            (Some(LockMode::AccessExclusive), Work::CatalogOnly, vec![f])
         }
         Kind::RenameTable { table, new_name } => {
             let f = if ctx.is_created(table) {
@@ -31,10 +31,10 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
                     format!("the running application still uses {}: its queries fail the moment it is renamed", table.display()))
                     .with_safe(format!("rename, then CREATE VIEW {} AS SELECT * FROM {new_name} (updatable) until every application uses the new name", table.name), None)
             };
-            (LockLevel::AccessExclusive, Work::CatalogOnly, vec![f])
+            (Some(LockMode::AccessExclusive), Work::CatalogOnly, vec![f])
         }
         Kind::RenameSchema { schema } => (
-            LockLevel::AccessExclusive,
+            Some(LockMode::AccessExclusive),
             Work::CatalogOnly,
             vec![Finding::new(
                 "renaming-schema",
@@ -43,7 +43,7 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
             )],
         ),
         Kind::RenameEnumValue { type_name } => (
-            LockLevel::AccessExclusive,
+            Some(LockMode::AccessExclusive),
             Work::CatalogOnly,
             vec![Finding::new(
                 "renaming-enum-value",
@@ -83,10 +83,10 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
                     )
                 });
             }
-            (LockLevel::AccessExclusive, Work::CatalogOnly, findings)
+            (Some(LockMode::AccessExclusive), Work::CatalogOnly, findings)
         }
         Kind::DropDatabase { name } => (
-            LockLevel::AccessExclusive,
+            Some(LockMode::AccessExclusive),
             Work::None,
             vec![Finding::new(
                 "ban-drop-database",
@@ -103,7 +103,7 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
             } else {
                 Finding::ok("ban-truncate-cascade", "no CASCADE: only the tables named are emptied")
             };
-            (LockLevel::AccessExclusive, Work::CatalogOnly, vec![f])
+            (Some(LockMode::AccessExclusive), Work::CatalogOnly, vec![f])
         }
         Kind::CreateDomain { name, has_constraint } => {
             let f = if *has_constraint {
@@ -112,7 +112,7 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
             } else {
                 Finding::ok("ban-create-domain-with-constraint", "no constraint")
             };
-            (LockLevel::None, Work::CatalogOnly, vec![f])
+            (None, Work::CatalogOnly, vec![f])
         }
         Kind::AlterDomainAddConstraint { name, not_valid } => {
             let f = if *not_valid {
@@ -128,7 +128,7 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
                 )
                 .with_safe("ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT", None)
             };
-            (LockLevel::Share, Work::Scan, vec![f])
+            (Some(LockMode::Share), Work::Scan, vec![f])
         }
         Kind::DataChange { table, verb, has_where } => {
             let f = match ctx.harmless(table) {
@@ -138,7 +138,7 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
                     if *has_where { "" } else { " of the whole table" }, ctx.describe(table)))
                     .with_safe("batches that commit one by one: zdm.add_column / zdm.set_not_null fill_expr with CALL zdm.backfill(), or a batched loop", None),
             };
-            (LockLevel::RowExclusive, Work::None, vec![f])
+            (Some(LockMode::RowExclusive), Work::None, vec![f])
         }
         _ => {
             return Analysis {
@@ -148,9 +148,5 @@ pub fn objects(ctx: &Ctx, kind: &Kind) -> Analysis {
             }
         }
     };
-    Analysis {
-        lock: Some(lock),
-        work,
-        findings,
-    }
+    Analysis { lock, work, findings }
 }

@@ -54,11 +54,11 @@ impl TextState {
             .filter(|t| !ctx.is_created(t))
             .map(|t| ctx.spec_table(&t))
             .collect();
-        let lock = a.lock.unwrap_or(LockLevel::None);
-        if lock >= LockLevel::Share && !queued.is_empty() {
+        let lock = a.lock;
+        if lock >= Some(LockMode::Share) && !queued.is_empty() {
             self.lock_timeout_rule(&queued, &mut out);
             self.long_transaction_rule(ctx, &queued, &mut out);
-            if lock == LockLevel::AccessExclusive && self.in_transaction() {
+            if lock == Some(LockMode::AccessExclusive) && self.in_transaction() {
                 self.exclusive_rule(&queued, &mut out);
             }
         }
