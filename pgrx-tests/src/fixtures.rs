@@ -22,6 +22,22 @@ pub fn users_with_oracle(c: &mut postgres::Client, rows: i64) {
     c.batch_execute("VACUUM ANALYZE public.users_oracle").unwrap();
 }
 
+/// Clients of [`users_with_oracle`]'s pair: they write `name` and `email`.
+pub fn users_target(rows: i64) -> Target {
+    Target {
+        table: "public.users".into(),
+        key: "id".into(),
+        value_col: "name".into(),
+        other_col: "email".into(),
+        oracle: "public.users_oracle".into(),
+        oracle_value_col: "name".into(),
+        oracle_other_col: "email".into(),
+        initial_rows: rows,
+        value_is_int: false,
+        key_updates: false,
+    }
+}
+
 /// `public.orders (id, amount integer, note, legacy)`, `rows` rows (every fifth
 /// note NULL, a few stored out of line), and `public.orders_oracle (id,
 /// amount, note)`; clients: [`orders_target`].

@@ -6,28 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 use zdm_harness::cluster::{Cluster, ClusterOptions};
-use zdm_harness::load::{oracle_diff, Client, ClientReport, Target};
+use zdm_harness::load::{oracle_diff, Client, ClientReport};
 
 const ROWS: i64 = 1_000_000;
-
-fn target(rows: i64) -> Target {
-    Target {
-        table: "public.users".into(),
-        key: "id".into(),
-        value_col: "name".into(),
-        other_col: "email".into(),
-        oracle: "public.users_oracle".into(),
-        oracle_value_col: "name".into(),
-        oracle_other_col: "email".into(),
-        initial_rows: rows,
-        value_is_int: false,
-        key_updates: false,
-    }
-}
-
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
 
 /// EXPLAIN the statements of the migration's batches (its end, its work, the
 /// rows it covered) for a few positions, with custom and generic plans: every
@@ -123,7 +104,15 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
     )
     .unwrap();
     let writers: Vec<Client> = (0..2)
-        .map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch))
+        .map(|i| {
+            Client::spawn(
+                &format!("w{i}"),
+                &url,
+                zdm_harness::fixtures::users_target(ROWS),
+                i,
+                epoch,
+            )
+        })
         .collect();
 
     // 1. The backend running the CALL is terminated.
@@ -136,14 +125,14 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
         }
     });
     wait_for_rows(&mut c, 100_000);
-    let killed: bool = one(
+    let killed: bool = common::one(
         &mut c,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'CALL zdm.backfill%'",
     );
     assert!(killed);
     let outcome = backfiller.join().unwrap();
     assert!(outcome.is_err(), "the CALL was terminated");
-    let done_at_kill: i64 = one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
+    let done_at_kill: i64 = common::one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
     assert!(done_at_kill >= 100_000 && done_at_kill < ROWS, "{done_at_kill}");
 
     // 2. The server stops with -m immediate in the middle of a batch.
@@ -161,12 +150,12 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
     let mut reports: Vec<ClientReport> = writers.into_iter().map(Client::stop).collect();
     cluster.start_server();
     let mut c = cluster.connect();
-    let done_at_crash: i64 = one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
-    let last: Vec<String> = one(&mut c, "SELECT backfill_last FROM zdm.migrations WHERE name = 'm'");
+    let done_at_crash: i64 = common::one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
+    let last: Vec<String> = common::one(&mut c, "SELECT backfill_last FROM zdm.migrations WHERE name = 'm'");
     eprintln!("checkpoint after the crash: {done_at_crash} rows, last key {last:?}");
     // The checkpoint and the rows agree: every row up to the last key is done, none after it.
     let last_key: i64 = last[0].parse().unwrap();
-    let behind: i64 = one(
+    let behind: i64 = common::one(
         &mut c,
         &format!("SELECT count(*) FROM public.users WHERE id <= {last_key} AND full_name IS DISTINCT FROM name"),
     );
@@ -175,15 +164,23 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
     // 3. Writers again, and the same CALL carries on to the end.
     let epoch2 = Instant::now();
     let writers: Vec<Client> = (10..12)
-        .map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch2))
+        .map(|i| {
+            Client::spawn(
+                &format!("w{i}"),
+                &url,
+                zdm_harness::fixtures::users_target(ROWS),
+                i,
+                epoch2,
+            )
+        })
         .collect();
     c.batch_execute("CALL zdm.backfill('m')").expect("the backfill resumes");
     std::thread::sleep(Duration::from_millis(300));
     reports.extend(writers.into_iter().map(Client::stop));
     common::crash_errors_only(&reports);
-    let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+    let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
-    let behind: i64 = one(
+    let behind: i64 = common::one(
         &mut c,
         "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name",
     );
@@ -195,13 +192,13 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
         10,
     );
     assert!(diff.is_empty(), "table and oracle differ:\n{}", diff.join("\n"));
-    let done: i64 = one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
+    let done: i64 = common::one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
     // rows_done counts the rows each committed batch covered: the original rows
     // (less those deleted before their batch) and writer rows below the bound
     // fixed by the first batch. A batch counted twice would push it over.
-    let below_bound: i64 = one(&mut c, "SELECT count(*) FROM public.users WHERE id <= (SELECT backfill_upper[1]::int8 FROM zdm.migrations WHERE name = 'm')");
+    let below_bound: i64 = common::one(&mut c, "SELECT count(*) FROM public.users WHERE id <= (SELECT backfill_upper[1]::int8 FROM zdm.migrations WHERE name = 'm')");
     let deleted_originals: i64 =
-        ROWS - one::<i64>(&mut c, &format!("SELECT count(*) FROM public.users WHERE id <= {ROWS}"));
+        ROWS - common::one::<i64>(&mut c, &format!("SELECT count(*) FROM public.users WHERE id <= {ROWS}"));
     assert!(
         done >= below_bound && done <= below_bound + deleted_originals + 1_000,
         "rows_done {done}, rows below the bound {below_bound}"
@@ -212,7 +209,7 @@ fn resumes_after_a_killed_backend_and_a_crash_with_writers_running() {
 fn wait_for_rows(c: &mut postgres::Client, rows: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let done: i64 = one(c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
+        let done: i64 = common::one(c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
         if done >= rows {
             return;
         }
@@ -241,7 +238,7 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
     loop {
         c.batch_execute("UPDATE public.users SET email = email WHERE id = 1")
             .unwrap();
-        let lagging: bool = one(
+        let lagging: bool = common::one(
             &mut c,
             "SELECT coalesce(max(replay_lag) > interval '1s', false) FROM zdm.replication_lag",
         );
@@ -268,7 +265,7 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
         reason.contains("replay lag") && reason.contains("zdm.max_replication_lag"),
         "{reason}"
     );
-    let state: String = one(&mut c, "SELECT state FROM zdm.progress WHERE migration = 'm'");
+    let state: String = common::one(&mut c, "SELECT state FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(state, "waiting");
 
     // The standby catches up: the backfill goes on to the end.
@@ -279,9 +276,9 @@ fn waits_while_a_standby_lags_and_goes_on_when_it_catches_up() {
         "backfill finished {:.1} s after the standby was told to catch up",
         caught_up.elapsed().as_secs_f64()
     );
-    let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+    let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
-    let reason: Option<String> = one(&mut c, "SELECT waiting_reason FROM zdm.progress WHERE migration = 'm'");
+    let reason: Option<String> = common::one(&mut c, "SELECT waiting_reason FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(reason, None);
 }
 
@@ -315,12 +312,12 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
         &[],
     )
     .unwrap();
-    let job: i64 = one(&mut c, "SELECT zdm.schedule_backfill('m', '* * * * *', 50)");
-    let command: String = one(&mut c, &format!("SELECT command FROM cron.job WHERE jobid = {job}"));
+    let job: i64 = common::one(&mut c, "SELECT zdm.schedule_backfill('m', '* * * * *', 50)");
+    let command: String = common::one(&mut c, &format!("SELECT command FROM cron.job WHERE jobid = {job}"));
     assert_eq!(command, "CALL zdm.backfill('m', NULL, 50, 'cron')");
-    let name: String = one(&mut c, &format!("SELECT jobname FROM cron.job WHERE jobid = {job}"));
+    let name: String = common::one(&mut c, &format!("SELECT jobname FROM cron.job WHERE jobid = {job}"));
     assert_eq!(name, "zdm_backfill_m");
-    let username: String = one(
+    let username: String = common::one(
         &mut c,
         &format!("SELECT username::text FROM cron.job WHERE jobid = {job}"),
     );
@@ -328,7 +325,7 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     // pg_cron 1.4 fires at the top of each minute.
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
-        let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+        let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
         if phase == "backfilled" {
             break;
         }
@@ -341,13 +338,13 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     // Its last run parks the job (a schedule that never fires) rather than
     // removing it during its own run, which pg_cron would report as cancelled.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while one::<String>(&mut c, &format!("SELECT schedule FROM cron.job WHERE jobid = {job}")) != "0 0 31 2 *" {
+    while common::one::<String>(&mut c, &format!("SELECT schedule FROM cron.job WHERE jobid = {job}")) != "0 0 31 2 *" {
         assert!(Instant::now() < deadline, "the job did not stop itself");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let runner: String = one(&mut c, "SELECT runner FROM zdm.progress WHERE migration = 'm'");
+    let runner: String = common::one(&mut c, "SELECT runner FROM zdm.progress WHERE migration = 'm'");
     assert!(runner.starts_with(&format!("cron job {job} (pid ")), "{runner}");
-    let failed: i64 = one(
+    let failed: i64 = common::one(
         &mut c,
         &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {job} AND status <> 'succeeded'"),
     );
@@ -355,10 +352,10 @@ fn pg_cron_runs_the_backfill_to_the_end_and_stops_itself() {
     c.execute("SELECT zdm.complete('m')", &[]).unwrap();
     // complete removes the job for good.
     assert_eq!(
-        one::<i64>(&mut c, &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}")),
+        common::one::<i64>(&mut c, &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}")),
         0
     );
-    let cron_job: Option<i64> = one(&mut c, "SELECT cron_job_id FROM zdm.progress WHERE migration = 'm'");
+    let cron_job: Option<i64> = common::one(&mut c, "SELECT cron_job_id FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(cron_job, None);
     let events: Vec<String> = c
         .query("SELECT event FROM zdm.events WHERE migration = 'm' ORDER BY id", &[])
@@ -426,7 +423,7 @@ fn call_inside_a_transaction_block_is_refused_and_notices_are_sent() {
     );
     assert!(got.last().unwrap().contains("backfilled"), "{got:?}");
     // In a second session meanwhile: rows_done grows monotonically (checked by phase here).
-    let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+    let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
 }
 
@@ -459,9 +456,9 @@ fn pg_cron_also_builds_the_indexes_then_cleans_up() {
     // One minute per pg_cron tick: backfill, build one index, build the other (one per table at a time), park.
     let deadline = Instant::now() + Duration::from_secs(540);
     loop {
-        let pending: i64 = one(&mut c, "SELECT count(*) FROM zdm.pending_statements()");
-        let running: i64 = one(&mut c, "SELECT count(*) FROM cron.job WHERE schedule <> '0 0 31 2 *'");
-        let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+        let pending: i64 = common::one(&mut c, "SELECT count(*) FROM zdm.pending_statements()");
+        let running: i64 = common::one(&mut c, "SELECT count(*) FROM cron.job WHERE schedule <> '0 0 31 2 *'");
+        let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
         if pending == 0 && running == 0 && phase == "backfilled" {
             break;
         }
@@ -481,7 +478,7 @@ fn pg_cron_also_builds_the_indexes_then_cleans_up() {
     c.execute("SELECT zdm.complete('m')", &[]).unwrap();
     c.execute("SELECT zdm.complete('ix')", &[]).unwrap();
     assert_eq!(
-        one::<i64>(&mut c, "SELECT count(*) FROM cron.job"),
+        common::one::<i64>(&mut c, "SELECT count(*) FROM cron.job"),
         0,
         "complete removed the parked jobs"
     );

@@ -16,10 +16,6 @@ fn connect_as(cluster: &Cluster, role: &str) -> postgres::Client {
     postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| panic!("connect as {role}: {e}"))
 }
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
-
 /// The application: inserts and updates through the table names it knows, as
 /// a role with only those rights, until told to stop. Returns its errors.
 fn app_writer(cluster: &Cluster, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
@@ -110,9 +106,9 @@ fn a_table_owner_runs_the_case_study_and_an_intruder_gets_42501() {
         assert_eq!(common::sqlstate(&err), "42501", "{call}: {err}");
         intruder.batch_execute("RESET zdm.catalog_write").unwrap();
     }
-    let pending: i64 = one(&mut intruder, "SELECT count(*) FROM zdm.pending_statements()");
+    let pending: i64 = common::one(&mut intruder, "SELECT count(*) FROM zdm.pending_statements()");
     assert_eq!(pending, 0, "the intruder sees no statement to run");
-    let phases: String = one(
+    let phases: String = common::one(
         &mut admin,
         "SELECT string_agg(name || '=' || phase, ',' ORDER BY name) FROM zdm.migrations",
     );
@@ -134,7 +130,7 @@ fn a_table_owner_runs_the_case_study_and_an_intruder_gets_42501() {
     for s in &statements {
         owner.batch_execute(s).unwrap();
     }
-    let verify: String = one(&mut owner, "SELECT zdm.verify('orders_v2')::text");
+    let verify: String = common::one(&mut owner, "SELECT zdm.verify('orders_v2')::text");
     assert!(verify.contains("\"matched\": true"), "{verify}");
     owner.batch_execute("SELECT zdm.swap_tables('orders_v2')").unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -147,31 +143,31 @@ fn a_table_owner_runs_the_case_study_and_an_intruder_gets_42501() {
     let errors = writer.join().unwrap();
     assert!(errors.is_empty(), "the application failed: {errors:?}");
 
-    let amount_type: String = one(
+    let amount_type: String = common::one(
         &mut admin,
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'app.orders'::regclass AND attname = 'amount'",
     );
     assert_eq!(amount_type, "bigint");
-    let owners: String = one(
+    let owners: String = common::one(
         &mut admin,
         "SELECT string_agg(DISTINCT pg_get_userbyid(relowner)::text, ',') FROM pg_class
           WHERE relnamespace = 'app'::regnamespace AND relkind IN ('r', 'v')",
     );
     assert_eq!(owners, "app_owner");
-    let left: i64 = one(
+    let left: i64 = common::one(
         &mut admin,
         "SELECT count(*) FROM pg_proc WHERE pronamespace = 'zdm'::regnamespace
             AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = pg_proc.oid AND d.deptype = 'e')",
     );
     assert_eq!(left, 0, "complete dropped every generated function");
-    let unfilled: i64 = one(&mut admin, "SELECT count(*) FROM app.users WHERE full_name IS NULL");
+    let unfilled: i64 = common::one(&mut admin, "SELECT count(*) FROM app.users WHERE full_name IS NULL");
     assert_eq!(unfilled, 0);
-    let refunds_fk: i64 = one(
+    let refunds_fk: i64 = common::one(
         &mut admin,
         "SELECT count(*) FROM pg_constraint WHERE conrelid = 'app.refunds'::regclass AND confrelid = 'app.orders'::regclass AND convalidated",
     );
     assert_eq!(refunds_fk, 1, "the foreign key follows the new table");
-    let superuser_events: i64 = one(
+    let superuser_events: i64 = common::one(
         &mut admin,
         "SELECT count(*) FROM zdm.events WHERE by_user <> 'app_owner'",
     );
@@ -200,14 +196,14 @@ fn the_owner_removes_a_job_a_superuser_scheduled() {
     owner
         .batch_execute("SELECT zdm.rename_column('public.t', 'a', 'b', 'm')")
         .unwrap();
-    let job: i64 = one(&mut admin, "SELECT zdm.schedule_backfill('m', '0 0 31 2 *', 50)");
-    let username: String = one(
+    let job: i64 = common::one(&mut admin, "SELECT zdm.schedule_backfill('m', '0 0 31 2 *', 50)");
+    let username: String = common::one(
         &mut admin,
         &format!("SELECT username::text FROM cron.job WHERE jobid = {job}"),
     );
     assert_eq!(username, "postgres");
     owner.batch_execute("SELECT zdm.rollback('m')").unwrap();
-    let left: i64 = one(
+    let left: i64 = common::one(
         &mut admin,
         &format!("SELECT count(*) FROM cron.job WHERE jobid = {job}"),
     );

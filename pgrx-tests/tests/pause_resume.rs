@@ -6,10 +6,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
-
 #[test]
 fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
     let cluster = common::cluster_with_zdm();
@@ -32,7 +28,7 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
         let t = Instant::now();
         b.batch_execute("CALL zdm.backfill('m')").map(|_| t.elapsed())
     });
-    while one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'") < 5_000 {
+    while common::one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'") < 5_000 {
         std::thread::sleep(Duration::from_millis(20));
     }
     let paused_at = Instant::now();
@@ -43,23 +39,23 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
         stopped_after < Duration::from_secs(2),
         "the loop took {stopped_after:?} to notice"
     );
-    let done: i64 = one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
+    let done: i64 = common::one(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'");
     assert!(done < 100_000, "stopped early ({done} rows, CALL ran {took:?})");
-    let state: String = one(&mut c, "SELECT state FROM zdm.progress WHERE migration = 'm'");
+    let state: String = common::one(&mut c, "SELECT state FROM zdm.progress WHERE migration = 'm'");
     assert_eq!(state, "paused");
     // A paused migration does not move, even when called again.
     c.batch_execute("CALL zdm.backfill('m')").unwrap();
     assert_eq!(
-        one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'"),
+        common::one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'"),
         done
     );
     c.execute("SELECT zdm.resume('m')", &[]).unwrap();
     c.execute(r#"SELECT zdm.set_backfill_settings('m', '{"batch_size": null, "target_batch_ms": null, "batch_delay_ms": null}')"#, &[]).unwrap();
     c.batch_execute("CALL zdm.backfill('m')").unwrap();
-    let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+    let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled");
     assert_eq!(
-        one::<i64>(
+        common::one::<i64>(
             &mut c,
             "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name"
         ),
@@ -79,14 +75,14 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
         let mut b = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         b.batch_execute("CALL zdm.backfill('m2')")
     });
-    while one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm2'") < 2_000 {
+    while common::one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm2'") < 2_000 {
         std::thread::sleep(Duration::from_millis(20));
     }
     c.execute("SELECT zdm.rollback('m2')", &[]).unwrap();
     call.join()
         .unwrap()
         .expect("the CALL ends normally when its migration is rolled back");
-    let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm2'");
+    let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm2'");
     assert_eq!(phase, "rolled_back");
 
     // Nothing to backfill: a no-op (NOTICE), so a generic "start, backfill,
@@ -98,7 +94,7 @@ fn pause_stops_a_running_call_within_a_batch_and_resume_goes_on() {
     .unwrap();
     c.batch_execute("CALL zdm.backfill('ck')")
         .expect("nothing to backfill: no error");
-    let rows: i64 = one(&mut c, "SELECT zdm.backfill_batch('ck')");
+    let rows: i64 = common::one(&mut c, "SELECT zdm.backfill_batch('ck')");
     assert_eq!(rows, 0);
     // Rolled back: refused.
     c.execute("SELECT zdm.rollback('ck')", &[]).unwrap();
@@ -146,10 +142,10 @@ fn a_failing_batch_is_reported_and_changes_nothing() {
     assert_eq!(common::sqlstate(&e), "22012");
     // Rolled back: the table is as before.
     c.execute("SELECT zdm.rollback('m')", &[]).unwrap();
-    let cols: i64 = one(&mut c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attnum > 0 AND NOT attisdropped");
+    let cols: i64 = common::one(&mut c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attnum > 0 AND NOT attisdropped");
     assert_eq!(cols, 2);
     assert_eq!(
-        one::<i64>(&mut c, "SELECT sum(amount)::int8 FROM public.orders"),
+        common::one::<i64>(&mut c, "SELECT sum(amount)::int8 FROM public.orders"),
         20000 * 20001 / 2
     );
 }

@@ -10,26 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 use zdm_harness::cluster::Cluster;
-use zdm_harness::load::{oracle_diff, Client, ClientReport, Target};
-
-fn target(rows: i64) -> Target {
-    Target {
-        table: "public.users".into(),
-        key: "id".into(),
-        value_col: "name".into(),
-        other_col: "email".into(),
-        oracle: "public.users_oracle".into(),
-        oracle_value_col: "name".into(),
-        oracle_other_col: "email".into(),
-        initial_rows: rows,
-        value_is_int: false,
-        key_updates: false,
-    }
-}
-
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
+use zdm_harness::load::{oracle_diff, Client, ClientReport};
 
 /// The table's owner: a role that is not a superuser, with CREATE on the
 /// schema (PostgreSQL 15 wants it of whoever creates an index there).
@@ -47,9 +28,9 @@ fn owned_by_app_owner(cluster: &Cluster, admin: &mut postgres::Client) -> postgr
 /// Poll (plain reads, no zdm call) until `sql` returns true.
 fn until(c: &mut postgres::Client, sql: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
-    while !one::<bool>(c, sql) {
+    while !common::one::<bool>(c, sql) {
         if Instant::now() > deadline {
-            let state: String = one(
+            let state: String = common::one(
                 c,
                 "SELECT coalesce(string_agg(format('%s %s %s %s rows %s', migration, phase, state, rows_done, last_error), '; '), '')
                    FROM zdm.progress",
@@ -61,7 +42,7 @@ fn until(c: &mut postgres::Client, sql: &str, limit: Duration) {
 }
 
 fn rows_done(c: &mut postgres::Client, m: &str) -> i64 {
-    one(c, &format!("SELECT rows_done FROM zdm.migrations WHERE name = '{m}'"))
+    common::one(c, &format!("SELECT rows_done FROM zdm.migrations WHERE name = '{m}'"))
 }
 
 fn worker_pid(c: &mut postgres::Client) -> Option<i32> {
@@ -81,7 +62,7 @@ fn table_equals_oracle(c: &mut postgres::Client) {
         10,
     );
     assert!(diff.is_empty(), "table and oracle differ:\n{}", diff.join("\n"));
-    let behind: i64 = one(
+    let behind: i64 = common::one(
         c,
         "SELECT count(*) FROM public.users WHERE full_name IS DISTINCT FROM name",
     );
@@ -98,7 +79,15 @@ fn one_transactional_file_reaches_ready_to_complete_under_load_and_a_rollback_st
     let url = cluster.url("postgres");
     let epoch = Instant::now();
     let writers: Vec<Client> = (0..2)
-        .map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch))
+        .map(|i| {
+            Client::spawn(
+                &format!("w{i}"),
+                &url,
+                zdm_harness::fixtures::users_target(ROWS),
+                i,
+                epoch,
+            )
+        })
         .collect();
 
     // The migration tool's file that is rolled back: nothing starts.
@@ -122,20 +111,20 @@ fn one_transactional_file_reaches_ready_to_complete_under_load_and_a_rollback_st
         )
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!one::<bool>(
+    assert!(!common::one::<bool>(
         &mut admin,
         "SELECT EXISTS (SELECT FROM zdm.migrations WHERE name = 'r')"
     ));
-    assert!(!one::<bool>(
+    assert!(!common::one::<bool>(
         &mut admin,
         "SELECT EXISTS (SELECT FROM zdm.runners WHERE migration = 'r')"
     ));
-    let who: String = one(
+    let who: String = common::one(
         &mut admin,
         "SELECT coalesce(runner, '') FROM zdm.progress WHERE migration = 'm'",
     );
     assert!(who.starts_with("worker (pid "), "progress names the worker: {who:?}");
-    let worker_role: String = one(
+    let worker_role: String = common::one(
         &mut admin,
         "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity WHERE backend_type = 'pg_zdm runner'",
     );
@@ -155,11 +144,11 @@ fn one_transactional_file_reaches_ready_to_complete_under_load_and_a_rollback_st
     std::thread::sleep(Duration::from_millis(300));
     let reports: Vec<ClientReport> = writers.into_iter().map(Client::stop).collect();
     assert_eq!(zdm_harness::load::report_errors(&reports), 0, "writers saw errors");
-    assert!(one::<bool>(
+    assert!(common::one::<bool>(
         &mut admin,
         "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.users_email_idx'::regclass"
     ));
-    assert!(!one::<bool>(
+    assert!(!common::one::<bool>(
         &mut admin,
         "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_zdm runner')"
     ));
@@ -179,7 +168,15 @@ fn killed_worker_and_crashed_server_resume_by_themselves() {
     let url = cluster.url("postgres");
     let epoch = Instant::now();
     let writers: Vec<Client> = (0..2)
-        .map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch))
+        .map(|i| {
+            Client::spawn(
+                &format!("w{i}"),
+                &url,
+                zdm_harness::fixtures::users_target(ROWS),
+                i,
+                epoch,
+            )
+        })
         .collect();
     // Big batches with a pause between them, so that the faults land in one.
     owner
@@ -199,7 +196,7 @@ fn killed_worker_and_crashed_server_resume_by_themselves() {
 
     // 1. The worker's backend is terminated: the postmaster starts it again.
     let first = worker_pid(&mut admin).expect("a worker runs");
-    assert!(one::<bool>(
+    assert!(common::one::<bool>(
         &mut admin,
         &format!("SELECT pg_terminate_backend({first})")
     ));
@@ -223,7 +220,15 @@ fn killed_worker_and_crashed_server_resume_by_themselves() {
     let mut admin = cluster.connect();
     let epoch2 = Instant::now();
     let writers: Vec<Client> = (10..12)
-        .map(|i| Client::spawn(&format!("w{i}"), &url, target(ROWS), i, epoch2))
+        .map(|i| {
+            Client::spawn(
+                &format!("w{i}"),
+                &url,
+                zdm_harness::fixtures::users_target(ROWS),
+                i,
+                epoch2,
+            )
+        })
         .collect();
     until(
         &mut admin,
@@ -233,19 +238,19 @@ fn killed_worker_and_crashed_server_resume_by_themselves() {
     std::thread::sleep(Duration::from_millis(300));
     reports = writers.into_iter().map(Client::stop).collect();
     assert_eq!(zdm_harness::load::report_errors(&reports), 0, "writers saw errors");
-    let launches: i32 = one(&mut admin, "SELECT launches FROM zdm.runners WHERE migration = 'm'");
+    let launches: i32 = common::one(&mut admin, "SELECT launches FROM zdm.runners WHERE migration = 'm'");
     assert_eq!(
         launches, 2,
         "launched by zdm.run, then by the launcher after the restart"
     );
     table_equals_oracle(&mut admin);
     // rows_done counts each committed batch once: never more than the rows below the bound.
-    let below: i64 = one(
+    let below: i64 = common::one(
         &mut admin,
         "SELECT count(*) FROM public.users WHERE id <= (SELECT backfill_upper[1]::int8 FROM zdm.migrations WHERE name = 'm')",
     );
     let deleted: i64 = ROWS
-        - one::<i64>(
+        - common::one::<i64>(
             &mut admin,
             &format!("SELECT count(*) FROM public.users WHERE id <= {ROWS}"),
         );
@@ -284,7 +289,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(rows_done(&mut admin, "m"), paused, "no batch while paused");
     assert_eq!(
-        one::<String>(&mut admin, "SELECT state FROM zdm.progress WHERE migration = 'm'"),
+        common::one::<String>(&mut admin, "SELECT state FROM zdm.progress WHERE migration = 'm'"),
         "paused"
     );
     assert!(worker_pid(&mut admin).is_some(), "the paused worker waits");
@@ -301,7 +306,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
         "{:?}",
         db.hint()
     );
-    assert!(!one::<bool>(
+    assert!(!common::one::<bool>(
         &mut admin,
         "SELECT EXISTS (SELECT FROM zdm.runners WHERE migration = 'm2')"
     ));
@@ -317,7 +322,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
         Duration::from_secs(5),
     );
     assert_eq!(
-        one::<i32>(
+        common::one::<i32>(
             &mut admin,
             "SELECT last_batch_size FROM zdm.migrations WHERE name = 'm'"
         ),
@@ -325,7 +330,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     );
 
     // Cancel: the worker ends before its next step; zdm.wait says so.
-    assert!(one::<bool>(&mut owner, "SELECT zdm.cancel('m')"));
+    assert!(common::one::<bool>(&mut owner, "SELECT zdm.cancel('m')"));
     until(
         &mut admin,
         "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_zdm runner')",
@@ -356,7 +361,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
     let mut owner = cluster_client(&cluster, "app_owner");
     owner.batch_execute("CALL zdm.wait('m', '60 s')").unwrap();
     assert_eq!(
-        one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'm'"),
+        common::one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'm'"),
         "backfilled"
     );
     table_equals_oracle(&mut admin);
@@ -371,7 +376,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
         .unwrap();
     owner.batch_execute("CALL zdm.wait('s', '60 s')").unwrap();
     assert_eq!(
-        one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 's'"),
+        common::one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 's'"),
         "backfilled"
     );
 
@@ -383,7 +388,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
         .unwrap();
     owner.batch_execute("CALL zdm.wait('n', '60 s')").unwrap();
     assert_eq!(
-        one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'n'"),
+        common::one::<String>(&mut admin, "SELECT phase FROM zdm.migrations WHERE name = 'n'"),
         "backfilled"
     );
     owner.batch_execute("SELECT zdm.rollback('n')").unwrap();
@@ -419,7 +424,7 @@ fn pause_settings_cancel_act_on_the_worker_and_a_full_server_says_53400() {
         ("cancelled", None),
         "the worker stopped without an error"
     );
-    assert!(!one::<bool>(
+    assert!(!common::one::<bool>(
         &mut admin,
         "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'public.users'::regclass AND attname = 'fn2' AND NOT attisdropped)"
     ));

@@ -11,10 +11,6 @@ use zdm_harness::load::{oracle_diff, Client, ClientReport};
 
 const ROWS: i64 = 1_000_000;
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
-
 fn writers(url: &str, from: u32) -> Vec<Client> {
     let epoch = Instant::now();
     (from..from + 2)
@@ -44,7 +40,7 @@ fn crash_mid_backfill_and_mid_swap_with_writers_running() {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(120);
-    while one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'") < 200_000 {
+    while common::one::<i64>(&mut c, "SELECT rows_done FROM zdm.migrations WHERE name = 'm'") < 200_000 {
         assert!(Instant::now() < deadline, "the backfill did not progress");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -54,11 +50,11 @@ fn crash_mid_backfill_and_mid_swap_with_writers_running() {
     let mut reports: Vec<ClientReport> = w.into_iter().map(Client::stop).collect();
     cluster.start_server();
     let mut c = cluster.connect();
-    let last: Vec<String> = one(&mut c, "SELECT backfill_last FROM zdm.migrations WHERE name = 'm'");
+    let last: Vec<String> = common::one(&mut c, "SELECT backfill_last FROM zdm.migrations WHERE name = 'm'");
     let last_key: i64 = last[0].parse().unwrap();
     // Checkpoint and shadow agree: every original row up to the last key is
     // in the shadow, none of the original rows after it (only trigger copies).
-    let missing: i64 = one(
+    let missing: i64 = common::one(
         &mut c,
         &format!(
             "SELECT count(*) FROM public.orders o WHERE o.id <= {last_key}
@@ -71,7 +67,7 @@ fn crash_mid_backfill_and_mid_swap_with_writers_running() {
     // 2. Writers again; the backfill resumes to the end; verify under load.
     let w = writers(&url, 10);
     c.batch_execute("CALL zdm.backfill('m')").expect("the backfill resumes");
-    let v: String = one(&mut c, "SELECT zdm.verify('m')::text");
+    let v: String = common::one(&mut c, "SELECT zdm.verify('m')::text");
     assert!(v.contains("\"matched\": true"), "{v}");
 
     // 3. Crash with the swap's transaction open (renames done, not committed).
@@ -82,7 +78,7 @@ fn crash_mid_backfill_and_mid_swap_with_writers_running() {
     reports.extend(w.into_iter().map(Client::stop));
     cluster.start_server();
     let mut c = cluster.connect();
-    let phase: String = one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
+    let phase: String = common::one(&mut c, "SELECT phase FROM zdm.migrations WHERE name = 'm'");
     assert_eq!(phase, "backfilled", "the swap never happened");
     let ty = common::column_type(&mut c, "public.orders", "amount");
     assert_eq!(ty, "integer", "the original is still in place");

@@ -100,10 +100,6 @@ fn described(e: &postgres::Error) -> String {
     }
 }
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
-
 #[test]
 fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
     let cluster = common::cluster_with_zdm();
@@ -124,7 +120,7 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
         .unwrap();
     admin.batch_execute("VACUUM ANALYZE orders, refunds").unwrap();
     admin.batch_execute("LOAD 'pg_zdm'").unwrap();
-    let lock_timeout_ms: f64 = one::<String>(&mut admin, "SELECT current_setting('zdm.lock_timeout')")
+    let lock_timeout_ms: f64 = common::one::<String>(&mut admin, "SELECT current_setting('zdm.lock_timeout')")
         .trim_end_matches("ms")
         .parse()
         .unwrap_or(500.0);
@@ -147,7 +143,7 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
             .unwrap();
         admin.batch_execute(&format!("CALL zdm.backfill('{m}')")).unwrap();
         if cycle % 2 == 1 {
-            let v: String = one(&mut admin, &format!("SELECT zdm.verify('{m}')::text"));
+            let v: String = common::one(&mut admin, &format!("SELECT zdm.verify('{m}')::text"));
             assert!(v.contains("\"matched\": true"), "{v}");
         }
         let from = epoch.elapsed();
@@ -183,7 +179,7 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
     // A statement that comes while the swap waits for its locks queues behind
     // it for at most zdm.lock_timeout; one that comes while the swap holds
     // them waits for the swap's commit: the bound is their sum.
-    let held: f64 = one(
+    let held: f64 = common::one(
         &mut admin,
         "SELECT max((detail->>'lock_held_ms')::float8) FROM zdm.events WHERE event IN ('swap', 'swap back')",
     );
@@ -198,7 +194,7 @@ fn ten_swaps_and_swap_backs_succeed_under_six_writers() {
         "a client waited {worst_during:.1} ms during a swap, {worst_before:.1} ms at worst before"
     );
     for (t, o) in [("orders", "orders_oracle"), ("refunds", "refunds_oracle")] {
-        let diff: i64 = one(
+        let diff: i64 = common::one(
             &mut admin,
             &format!("SELECT count(*) FROM ((TABLE {t} EXCEPT TABLE {o}) UNION ALL (TABLE {o} EXCEPT TABLE {t})) d"),
         );

@@ -66,3 +66,8 @@ pub fn column_type(c: &mut postgres::Client, table: &str, column: &str) -> Strin
     .unwrap()
     .get(0)
 }
+
+/// The first column of the one row `sql` returns.
+pub fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
+    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
